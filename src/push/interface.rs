@@ -1,0 +1,198 @@
+//! The boundary between the push module and its host (the XMPP server).
+//!
+//! The host sends the messages of the first part to the [`PushHub`](super::PushHub)
+//! (through `Recipient`s, so it never names the module's actors) and hands the module two
+//! kinds of `Recipient` for what comes back: [`RoutePublish`] (one, given at start: publish
+//! IQs to route to app servers) and [`SessionControl`] (one per session, given with the
+//! session's `<enable/>`: instructions about its hibernation timer).
+//!
+//! Users are named by their local part; the module adds the configured domain.
+//!
+//! ## The host's side of the contract
+//!
+//! - Send [`PushRequest`] for every IQ whose single child is in `urn:xmpp:push:0`,
+//!   whatever its type and address: the module answers errors as Prosody would.
+//! - Send [`SessionHibernated`] whenever a session with resumption loses its connection.
+//!   If the answer is [`TimerOwner::Module`], do not run your own hibernation timeout for
+//!   it: the module sends [`SessionAction::Expire`] when it must end (D14), then destroy
+//!   it exactly as at a normal XEP-0198 timeout.
+//! - While it hibernates, send [`StanzaQueued`] for every stanza queued to it; send
+//!   [`AckOverdue`] when a connected session leaves an `<r/>` unanswered for
+//!   `smacks_max_ack_delay`; send [`SessionResumed`] on resumption and [`SessionClosed`]
+//!   when a session ends for good, *after* handing its unacked messages to offline storage.
+//! - Send [`OfflineMessage`] for each message stored offline (and for each groupchat message
+//!   to an absent resource), [`MessageArchived`] for each message archived while the user
+//!   has sessions, and [`AppServerResponse`] for each IQ `result`/`error` addressed to the
+//!   domain that is not an answer to the host's own requests. Never reply to those.
+//! - Identify stanzas of a session's stream with [`StanzaKey`] wherever they go, so that
+//!   one stanza never causes two publishes to one registration (D13).
+
+use std::time::Duration;
+
+use actix::{Message, Recipient};
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+
+use crate::store::StoreError;
+
+/// One c2s session, for the life of the process. Assigned by the host, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// A stanza's position in a session's outgoing stream (its XEP-0198 sequence number,
+/// unwrapped to 64 bits). Stable across every path the stanza takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StanzaKey {
+    pub session: SessionId,
+    pub seq: u64,
+}
+
+/// A stanza in, or arriving at, a session's unacknowledged queue.
+#[derive(Debug, Clone)]
+pub struct QueuedStanza {
+    pub key: StanzaKey,
+    pub stanza: Element,
+}
+
+/// The session that sent a push IQ.
+#[derive(Clone)]
+pub struct Session {
+    pub id: SessionId,
+    /// The session's full JID (its local part is the user).
+    pub jid: FullJid,
+    /// Where instructions about this session's hibernation go.
+    pub control: Recipient<SessionControl>,
+}
+
+// ---------------------------------------------------------------- host → module
+
+/// An IQ with a `urn:xmpp:push:0` payload from a session. Answered with the reply to send
+/// back to it, only after any change it made is durable.
+#[derive(Message, Clone)]
+#[rtype(result = "Element")]
+pub struct PushRequest {
+    pub session: Session,
+    pub iq: Element,
+}
+
+/// A session with resumption lost its connection. `queue` is its unacked queue; the
+/// answer says who runs its hibernation timer.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "TimerOwner")]
+pub struct SessionHibernated {
+    pub user: String,
+    pub session: SessionId,
+    /// The host's normal hibernation timeout (`smacks_hibernation_time`).
+    pub normal_timeout: Duration,
+    pub queue: Vec<QueuedStanza>,
+}
+
+/// Who ends a hibernated session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerOwner {
+    /// The host's normal timeout applies (the session is not push-linked).
+    Host,
+    /// The module holds the session open and will send [`SessionAction::Expire`].
+    Module,
+}
+
+/// A stanza was queued for a hibernated session.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct StanzaQueued {
+    pub user: String,
+    pub stanza: QueuedStanza,
+}
+
+/// A connected session has not acknowledged an `<r/>` for `smacks_max_ack_delay`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AckOverdue {
+    pub user: String,
+    pub session: SessionId,
+    pub queue: Vec<QueuedStanza>,
+}
+
+/// A hibernated session was resumed; the client acknowledged up to `acked` (a seq).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SessionResumed {
+    pub user: String,
+    pub session: SessionId,
+    pub acked: u64,
+}
+
+/// A session ended for good (closed, replaced, or expired and destroyed).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub user: String,
+    pub session: SessionId,
+}
+
+/// A message was stored offline for `user`, or a groupchat message reached an absent
+/// resource. `key` is set when it comes from a destroyed session's unacked queue.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct OfflineMessage {
+    pub user: String,
+    pub stanza: Element,
+    pub key: Option<StanzaKey>,
+}
+
+/// A message was archived (MAM) for `user`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MessageArchived {
+    pub user: String,
+    pub stanza: Element,
+    /// Whether the user has any session at all (online or hibernated) right now.
+    pub user_has_sessions: bool,
+}
+
+/// An IQ `result` or `error` addressed to the domain: possibly an app server's answer.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AppServerResponse {
+    pub iq: Element,
+}
+
+/// Send a ping notification to every registration of `user` (§8.7 `cloud-notify-ping`).
+/// Answered with the number of publishes sent.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct PingUser {
+    pub user: String,
+}
+
+/// The account was deleted: drop its registrations (D7). Answered once durable.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeleteUser {
+    pub user: String,
+}
+
+// ---------------------------------------------------------------- module → host
+
+/// Route this publish IQ to `to` (a component or a remote server).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RoutePublish {
+    pub to: Jid,
+    pub iq: Element,
+}
+
+/// An instruction to one session.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct SessionControl {
+    pub session: SessionId,
+    pub action: SessionAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAction {
+    /// The hibernation the module held is over: destroy the session as at a normal
+    /// XEP-0198 timeout. Ignore it if the session has resumed meanwhile.
+    Expire,
+}

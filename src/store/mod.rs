@@ -1,0 +1,309 @@
+//! Persistent state in one redb file.
+//!
+//! [`Store`] is the front door: an actor on the actor thread that queues requests and
+//! hands them to the [`writer`] thread in batches. While one commit runs, every request
+//! that arrives waits and then shares the next transaction (group commit: on an SD card the
+//! fsync, not the data, is the cost). Each caller is answered only after the commit that
+//! holds its data returned, so nothing is acknowledged before it is durable.
+
+mod faults;
+mod ops;
+mod record;
+pub mod schema;
+mod writer;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use redb::{Database, ReadableDatabase};
+use tokio::sync::oneshot;
+
+pub use faults::StoreFaults;
+pub use ops::{Change, StoreError, StoreOp, StoreReply};
+pub use record::{ErrorNote, RegistrationRecord};
+use writer::{CloseDb, DbSlot, ExecBatch, Writer};
+
+/// File name of the database inside `data_dir`.
+pub const DB_FILE: &str = "cloud-notify.redb";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("database {path}: {source}")]
+    Schema {
+        path: PathBuf,
+        source: schema::SchemaError,
+    },
+}
+
+/// Opens (or creates) the database file. Blocking; call before the actors start.
+pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<Database, OpenError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let path = data_dir.join(DB_FILE);
+    let db = Database::builder()
+        .set_cache_size(cache_size)
+        .create(&path)
+        .map_err(|source| OpenError::Database {
+            path: path.clone(),
+            source,
+        })?;
+    schema::check_or_init(&db).map_err(|source| OpenError::Schema { path, source })?;
+    Ok(db)
+}
+
+/// Load every registration of `user`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<(String, RegistrationRecord)>, StoreError>")]
+pub struct LoadRegistrations {
+    pub user: String,
+}
+
+/// Apply changes atomically; answered once they are durable (or, for `durable: false`,
+/// committed without an fsync of their own).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Write {
+    pub changes: Vec<Change>,
+    pub durable: bool,
+}
+
+/// Commit what is pending, flush, and close the file. Later requests fail with `Closed`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// The addresses other modules use; type-erased so a different backend can stand in.
+#[derive(Clone)]
+pub struct StoreClient {
+    pub load: Recipient<LoadRegistrations>,
+    pub write: Recipient<Write>,
+}
+
+struct Pending {
+    op: StoreOp,
+    reply: oneshot::Sender<Result<StoreReply, StoreError>>,
+}
+
+/// The group-commit front of the store. See the module documentation.
+pub struct Store {
+    writer: Addr<Writer>,
+    db: DbSlot,
+    faults: Arc<StoreFaults>,
+    pending: VecDeque<Pending>,
+    in_flight: bool,
+    max_pending: usize,
+    /// Commits (batches) executed so far: how much group commit saved shows in benchmarks.
+    batches: u64,
+}
+
+impl Store {
+    /// Starts the writer thread and the front actor around an open database.
+    /// Must run inside an actix `System`.
+    pub fn start(db: Database, max_pending: usize) -> Addr<Store> {
+        let slot: DbSlot = Arc::new(Mutex::new(Some(db)));
+        let faults = Arc::new(StoreFaults::default());
+        let (s, f) = (slot.clone(), faults.clone());
+        let writer = SyncArbiter::start(1, move || Writer {
+            db: s.clone(),
+            faults: f.clone(),
+        });
+        Store {
+            writer,
+            db: slot,
+            faults,
+            pending: VecDeque::new(),
+            in_flight: false,
+            max_pending,
+            batches: 0,
+        }
+        .start()
+    }
+
+    fn enqueue(
+        &mut self,
+        op: StoreOp,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<StoreReply, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        if self.pending.len() >= self.max_pending {
+            tracing::warn!(
+                limit = self.max_pending,
+                "store queue full: request refused"
+            );
+            let _ = tx.send(Err(StoreError::Busy));
+            return rx;
+        }
+        self.pending.push_back(Pending { op, reply: tx });
+        self.kick(ctx);
+        rx
+    }
+
+    /// Sends everything queued as one batch, unless a batch is already running; its
+    /// completion calls `kick` again.
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.pending.is_empty() {
+            return;
+        }
+        self.in_flight = true;
+        self.batches += 1;
+        let batch: Vec<Pending> = self.pending.drain(..).collect();
+        let ops = batch.iter().map(|p| p.op.clone()).collect();
+        tracing::trace!(size = batch.len(), "store batch");
+        let fut = self.writer.send(ExecBatch(ops));
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight = false;
+            match res {
+                Ok(results) => {
+                    for (p, r) in batch.into_iter().zip(results) {
+                        let _ = p.reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store writer unavailable");
+                    for p in batch {
+                        let _ = p.reply.send(Err(StoreError::Closed));
+                    }
+                }
+            }
+            act.kick(ctx);
+        }));
+    }
+}
+
+impl Actor for Store {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Callers use `send`, which waits for mailbox room; the real bound is
+        // `store_max_pending`, enforced above with a `Busy` answer.
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Handler<LoadRegistrations> for Store {
+    type Result = ResponseFuture<Result<Vec<(String, RegistrationRecord)>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadRegistrations, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadRegistrations { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Registrations(rows))) => Ok(rows),
+                Ok(Ok(StoreReply::Written)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<Write> for Store {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) -> Self::Result {
+        let op = StoreOp::Write {
+            changes: msg.changes,
+            durable: msg.durable,
+        };
+        let rx = self.enqueue(op, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<Close> for Store {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Close, _: &mut Context<Self>) -> Self::Result {
+        // The writer handles messages in order, so everything sent before is committed
+        // first. Requests still queued here are answered by the writer with `Closed`.
+        let writer = self.writer.clone();
+        Box::pin(
+            async move {
+                if writer.send(CloseDb).await.is_err() {
+                    tracing::error!("store writer gone before close");
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.kick(ctx);
+                ctx.stop();
+            }),
+        )
+    }
+}
+
+/// Test and diagnostics access that bypasses the queue.
+#[derive(Message)]
+#[rtype(result = "StoreProbe")]
+pub struct Probe;
+
+/// Handles for tests and benchmarks: the fault switches, the committed view, batch count.
+#[derive(Clone)]
+pub struct StoreProbe {
+    pub faults: Arc<StoreFaults>,
+    db: DbSlot,
+    pub batches: u64,
+}
+
+impl StoreProbe {
+    /// The registrations of `user` as committed right now (a read transaction sees only
+    /// committed data), or `None` when the store is closed.
+    pub fn committed_registrations(&self, user: &str) -> Option<Vec<(String, RegistrationRecord)>> {
+        let guard = self.db.lock().ok()?;
+        let db = guard.as_ref()?;
+        let txn = db.begin_read().ok()?;
+        let table = txn.open_table(schema::PUSH_REGISTRATIONS).ok()?;
+        let mut out = Vec::new();
+        for entry in table.range((user, "")..).ok()? {
+            let (k, v) = entry.ok()?;
+            let (u, id) = k.value();
+            if u != user {
+                break;
+            }
+            out.push((id.to_string(), RegistrationRecord::decode(v.value()).ok()?));
+        }
+        Some(out)
+    }
+}
+
+impl Handler<Probe> for Store {
+    type Result = MessageResult<Probe>;
+
+    fn handle(&mut self, _: Probe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(StoreProbe {
+            faults: self.faults.clone(),
+            db: self.db.clone(),
+            batches: self.batches,
+        })
+    }
+}
+
+impl Store {
+    /// The recipients the push module needs.
+    pub fn client(addr: &Addr<Store>) -> StoreClient {
+        StoreClient {
+            load: addr.clone().recipient(),
+            write: addr.clone().recipient(),
+        }
+    }
+}

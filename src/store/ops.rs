@@ -1,0 +1,81 @@
+//! The store's vocabulary: what callers may ask of it. This is the narrow interface
+//! design.md promises, so another backend could answer the same messages.
+
+use super::record::RegistrationRecord;
+
+/// One change inside a write. All changes of one request commit together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert or replace a registration.
+    PutRegistration {
+        user: String,
+        identifier: String,
+        record: RegistrationRecord,
+    },
+    /// Remove a registration (absent is not an error).
+    DeleteRegistration { user: String, identifier: String },
+    /// Remove everything stored for a user (D7).
+    DeleteUser { user: String },
+}
+
+/// A unit of work for the writer thread.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    /// Every registration of one user, as `(identifier, record)`.
+    LoadRegistrations { user: String },
+    /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
+    /// shutdown): used for ledger fields whose loss on a crash costs nothing.
+    Write { changes: Vec<Change>, durable: bool },
+}
+
+impl StoreOp {
+    pub(super) fn is_write(&self) -> bool {
+        matches!(self, StoreOp::Write { .. })
+    }
+
+    pub(super) fn is_durable_write(&self) -> bool {
+        matches!(self, StoreOp::Write { durable: true, .. })
+    }
+}
+
+/// The answer to one `StoreOp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreReply {
+    Registrations(Vec<(String, RegistrationRecord)>),
+    Written,
+}
+
+/// Why a store request failed. Callers turn every variant into `wait/internal-server-error`
+/// (or `resource-constraint` for `Busy`) and change nothing in memory.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("storage failed: {0}")]
+    Failed(String),
+    #[error("stored data could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("too many storage requests waiting (store_max_pending)")]
+    Busy,
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Failed(e.to_string())
+    }
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::from(redb::Error::from(e)) }
+        }
+    )*};
+}
+redb_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

@@ -1,0 +1,70 @@
+//! Tables and the on-disk format version.
+
+use redb::{ReadableDatabase, TableDefinition};
+
+/// The version of the table layout this binary writes. An older file is migrated at open;
+/// a newer file is refused, because an older binary cannot know what it would destroy.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `"schema_version"` → version.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// `(username, registration identifier)` → postcard `RegistrationRecord`.
+pub const PUSH_REGISTRATIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("push_registrations");
+
+const VERSION_KEY: &str = "schema_version";
+
+/// Why a data file cannot be used by this binary.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the data file has schema version {found}, written by a newer cloud-notify; \
+         this binary understands up to version {SCHEMA_VERSION}: upgrade cloud-notify \
+         or restore a backup made by this version"
+    )]
+    TooNew { found: u64 },
+    #[error("database error while checking the schema: {0}")]
+    Db(#[from] redb::Error),
+}
+
+/// Stamps a new file with the current version, or checks an existing one.
+pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
+    let found = {
+        let txn = db.begin_read().map_err(redb::Error::from)?;
+        match txn.open_table(META) {
+            Ok(t) => t
+                .get(VERSION_KEY)
+                .map_err(redb::Error::from)?
+                .map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(redb::Error::from(e).into()),
+        }
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => Err(SchemaError::TooNew { found: v }),
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        // A fresh file, or (in future) an older one: create the tables and stamp it.
+        _ => {
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            {
+                let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
+                meta.insert(VERSION_KEY, SCHEMA_VERSION)
+                    .map_err(redb::Error::from)?;
+                txn.open_table(PUSH_REGISTRATIONS)
+                    .map_err(redb::Error::from)?;
+            }
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        }
+    }
+}
+
+/// Overwrites the stored version; only for tests that simulate a file from a newer binary.
+#[doc(hidden)]
+pub fn force_version(db: &redb::Database, version: u64) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(VERSION_KEY, version)?;
+    txn.commit()?;
+    Ok(())
+}

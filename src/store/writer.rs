@@ -1,0 +1,208 @@
+//! The one thread that touches redb.
+//!
+//! It runs on a `SyncArbiter` so a commit (an fsync on an SD card can take tens of
+//! milliseconds) never stalls the actor thread. It executes whole batches handed to it by
+//! the `Store` actor: one write transaction and one commit for all writes of a batch.
+
+use std::sync::{Arc, Mutex};
+
+use actix::{Actor, Handler, Message, SyncContext};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::faults::StoreFaults;
+use super::ops::{Change, StoreError, StoreOp, StoreReply};
+use super::record::RegistrationRecord;
+use super::schema::PUSH_REGISTRATIONS;
+
+/// The open database, or `None` once closed. A slot rather than a bare `Arc<Database>`
+/// so that closing drops the database (and its file lock) at a known moment.
+pub type DbSlot = Arc<Mutex<Option<Database>>>;
+
+pub struct Writer {
+    pub(super) db: DbSlot,
+    pub(super) faults: Arc<StoreFaults>,
+}
+
+impl Actor for Writer {
+    type Context = SyncContext<Self>;
+}
+
+/// A batch of operations; the reply has one result per operation, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<StoreReply, StoreError>>")]
+pub struct ExecBatch(pub Vec<StoreOp>);
+
+/// Close the database after everything before it was committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseDb;
+
+impl Handler<ExecBatch> for Writer {
+    type Result = Vec<Result<StoreReply, StoreError>>;
+
+    fn handle(&mut self, ExecBatch(ops): ExecBatch, _: &mut SyncContext<Self>) -> Self::Result {
+        let guard = match self.db.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(db) = guard.as_ref() else {
+            return ops.iter().map(|_| Err(StoreError::Closed)).collect();
+        };
+        if !ops.iter().any(StoreOp::is_write) {
+            return ops.iter().map(|op| self.read_only(db, op)).collect();
+        }
+        match self.in_one_transaction(db, &ops) {
+            Ok(results) => results,
+            // One bad request must not fail its neighbours: retry each on its own, so only
+            // the requests that really fail report an error.
+            Err(_) if ops.len() > 1 => ops
+                .iter()
+                .map(|op| {
+                    self.in_one_transaction(db, std::slice::from_ref(op))
+                        .and_then(|mut r| r.pop().unwrap_or(Err(StoreError::Closed)))
+                })
+                .collect(),
+            Err(e) => vec![Err(e)],
+        }
+    }
+}
+
+impl Handler<CloseDb> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseDb, _: &mut SyncContext<Self>) {
+        let mut guard = match self.db.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Make the non-durable ledger writes durable before the file is let go.
+        if let Some(db) = guard.as_ref()
+            && let Err(e) = durable_empty_commit(db)
+        {
+            tracing::error!(error = %e, "final flush of the store failed");
+        }
+        *guard = None;
+    }
+}
+
+fn durable_empty_commit(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.commit()?;
+    Ok(())
+}
+
+impl Writer {
+    fn read_only(&self, db: &Database, op: &StoreOp) -> Result<StoreReply, StoreError> {
+        let StoreOp::LoadRegistrations { user } = op else {
+            return Err(StoreError::Failed("write in a read-only batch".into()));
+        };
+        if self.faults.reads_fail() {
+            return Err(StoreError::Failed("injected read failure".into()));
+        }
+        let txn = db.begin_read()?;
+        let table = txn.open_table(PUSH_REGISTRATIONS)?;
+        load_registrations(&table, user)
+    }
+
+    /// Runs all ops in one write transaction. `Err` means nothing was committed; `Ok` holds
+    /// the per-op results of a committed transaction.
+    fn in_one_transaction(
+        &self,
+        db: &Database,
+        ops: &[StoreOp],
+    ) -> Result<Vec<Result<StoreReply, StoreError>>, StoreError> {
+        let mut txn = db.begin_write()?;
+        let durable = ops.iter().any(StoreOp::is_durable_write);
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(Ok(self.apply(&txn, op)?));
+        }
+        if self.faults.writes_fail() {
+            // Dropping an uncommitted transaction aborts it.
+            return Err(StoreError::Failed(
+                "injected write failure (disk full)".into(),
+            ));
+        }
+        txn.commit()?;
+        Ok(results)
+    }
+
+    fn apply(&self, txn: &WriteTransaction, op: &StoreOp) -> Result<StoreReply, StoreError> {
+        let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
+        match op {
+            StoreOp::LoadRegistrations { user } => {
+                if self.faults.reads_fail() {
+                    return Err(StoreError::Failed("injected read failure".into()));
+                }
+                load_registrations(&table, user)
+            }
+            StoreOp::Write { changes, .. } => {
+                for change in changes {
+                    match change {
+                        Change::PutRegistration {
+                            user,
+                            identifier,
+                            record,
+                        } => {
+                            let bytes = record
+                                .encode()
+                                .map_err(|e| StoreError::Failed(e.to_string()))?;
+                            table.insert((user.as_str(), identifier.as_str()), bytes.as_slice())?;
+                        }
+                        Change::DeleteRegistration { user, identifier } => {
+                            table.remove((user.as_str(), identifier.as_str()))?;
+                        }
+                        Change::DeleteUser { user } => {
+                            let keys: Vec<String> = user_range(&table, user)?
+                                .into_iter()
+                                .map(|(id, _)| id)
+                                .collect();
+                            for id in keys {
+                                table.remove((user.as_str(), id.as_str()))?;
+                            }
+                        }
+                    }
+                }
+                Ok(StoreReply::Written)
+            }
+        }
+    }
+}
+
+type RawRows = Vec<(String, Vec<u8>)>;
+
+fn user_range(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    user: &str,
+) -> Result<RawRows, StoreError> {
+    let mut rows = Vec::new();
+    // Keys sort by (user, identifier); "" is the smallest identifier.
+    for entry in table.range((user, "")..)? {
+        let (k, v) = entry?;
+        let (u, id) = k.value();
+        if u != user {
+            break;
+        }
+        rows.push((id.to_string(), v.value().to_vec()));
+    }
+    Ok(rows)
+}
+
+fn load_registrations(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    user: &str,
+) -> Result<StoreReply, StoreError> {
+    let rows = user_range(table, user)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, bytes) in rows {
+        let record = RegistrationRecord::decode(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("registration {user}/{id}: {e}")))?;
+        out.push((id, record));
+    }
+    Ok(StoreReply::Registrations(out))
+}
