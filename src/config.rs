@@ -62,6 +62,8 @@ pub struct Config {
     /// Users whose push state is held in memory at once; past it events for new users wait
     /// for idle users to be unloaded and requests are refused with `wait/resource-constraint`.
     pub push_max_active_users: usize,
+    /// How long a user's push state stays in memory with nothing to do before it unloads.
+    pub push_user_idle_time: Duration,
     /// Where the database lives.
     pub data_dir: PathBuf,
     /// redb page cache in bytes.
@@ -86,6 +88,7 @@ impl Default for Config {
             push_batch_window: Duration::from_secs(1),
             push_max_pending_publishes: 256,
             push_max_active_users: 10_000,
+            push_user_idle_time: Duration::from_secs(30),
             data_dir: PathBuf::from("data"),
             store_cache_size: 4 * 1024 * 1024,
             store_max_pending: 4096,
@@ -108,6 +111,7 @@ pub const KEYS: &[&str] = &[
     "push_batch_window",
     "push_max_pending_publishes",
     "push_max_active_users",
+    "push_user_idle_time",
     "data_dir",
     "store_cache_size",
     "store_max_pending",
@@ -186,6 +190,7 @@ impl Config {
                 "push_max_active_users" => {
                     cfg.push_max_active_users = v.int(1, 10_000_000)? as usize
                 }
+                "push_user_idle_time" => cfg.push_user_idle_time = v.seconds(1.0, 86_400.0)?,
                 "data_dir" => cfg.data_dir = PathBuf::from(v.string(4096)?),
                 "store_cache_size" => cfg.store_cache_size = v.int(64 * 1024, 1 << 30)? as usize,
                 "store_max_pending" => cfg.store_max_pending = v.int(1, 1_000_000)? as usize,
@@ -329,6 +334,11 @@ impl fmt::Display for Config {
         writeln!(f, "push_max_active_users = {}", self.push_max_active_users)?;
         writeln!(
             f,
+            "push_user_idle_time = {}",
+            secs(self.push_user_idle_time)
+        )?;
+        writeln!(
+            f,
             "data_dir = {}",
             quote(&self.data_dir.display().to_string())
         )?;
@@ -348,10 +358,12 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        let mut cfg = Config::default();
-        cfg.push_batch_window = Duration::from_millis(250);
-        cfg.push_notify_on = NotifyOn::Important;
-        cfg.push_notification_important_body = "say \"hi\"".into();
+        let cfg = Config {
+            push_batch_window: Duration::from_millis(250),
+            push_notify_on: NotifyOn::Important,
+            push_notification_important_body: "say \"hi\"".into(),
+            ..Config::default()
+        };
         assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
     }
 
@@ -449,5 +461,35 @@ mod tests {
                 .push_notification_important_body,
             ""
         );
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    /// The shipped file documents every option with its default.
+    #[test]
+    fn shipped_config_is_the_defaults_and_lists_every_key() {
+        let text = include_str!("../config/cloud-notify.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        for key in KEYS {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} missing from config/cloud-notify.toml"
+            );
+        }
+    }
+
+    /// The README's configuration reference names every option.
+    #[test]
+    fn readme_documents_every_key() {
+        let text = include_str!("../README.md");
+        for key in KEYS {
+            assert!(
+                text.contains(&format!("`{key}`")),
+                "{key} missing from README.md"
+            );
+        }
     }
 }

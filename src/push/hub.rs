@@ -353,6 +353,47 @@ impl Handler<DeleteUser> for PushHub {
     }
 }
 
+impl Handler<Barrier> for PushHub {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: Barrier, ctx: &mut Context<Self>) -> Self::Result {
+        let user = msg.user.clone();
+        match self.request(&user, msg, false, ctx) {
+            None => Box::pin(async {}),
+            Some(pending) => Box::pin(async move {
+                let _ = pending.await;
+            }),
+        }
+    }
+}
+
+impl Handler<GetUserStats> for PushHub {
+    type Result = ResponseFuture<Option<UserStats>>;
+    fn handle(&mut self, msg: GetUserStats, ctx: &mut Context<Self>) -> Self::Result {
+        let user = msg.user.clone();
+        match self.request(&user, msg, false, ctx) {
+            None => Box::pin(async { None }),
+            Some(pending) => Box::pin(async move { pending.await.ok().flatten() }),
+        }
+    }
+}
+
+impl Handler<Shutdown> for PushHub {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.routes.clear();
+        let stops: Vec<_> = self
+            .users
+            .drain()
+            .map(|(_, e)| e.addr.send(Stop { flush: true }))
+            .collect();
+        Box::pin(async move {
+            for stop in stops {
+                let _ = stop.await;
+            }
+        })
+    }
+}
+
 impl Handler<UserIdle> for PushHub {
     type Result = ();
     fn handle(&mut self, msg: UserIdle, _: &mut Context<Self>) {

@@ -172,6 +172,36 @@ pub struct DeleteUser {
     pub user: String,
 }
 
+/// Answered once the user's push actor has handled every event sent before it (at once
+/// when the user has no push state in memory). For an orderly shutdown, and for tests
+/// that must know an event was processed before they look for its effect.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Barrier {
+    pub user: String,
+}
+
+/// What the push module holds in memory for one user (`None`: nothing loaded).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<UserStats>")]
+pub struct GetUserStats {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserStats {
+    pub registrations: usize,
+    pub linked_sessions: usize,
+    pub hibernations_held: usize,
+    pub pending_publishes: usize,
+}
+
+/// Unload every user, writing their ledger changes to the store. Answered when those
+/// writes are queued at the store, so a store `Close` sent afterwards commits them.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
 // ---------------------------------------------------------------- module → host
 
 /// Route this publish IQ to `to` (a component or a remote server).

@@ -62,9 +62,11 @@ impl Registration {
 
 /// The registrations of one user. The capacity is the compile-time cap; the configured
 /// `push_max_devices` (never above it, checked at start) is the limit that evicts.
+/// Entries are boxed so a loaded user costs 8 bytes per slot plus what it really holds,
+/// not the full capacity of inline records.
 #[derive(Debug, Clone, Default)]
 pub struct RegistrationSet {
-    items: heapless::Vec<Registration, MAX_DEVICES_CAP>,
+    items: heapless::Vec<Box<Registration>, MAX_DEVICES_CAP>,
 }
 
 impl RegistrationSet {
@@ -77,7 +79,7 @@ impl RegistrationSet {
         let mut set = RegistrationSet::default();
         for r in kept {
             // Cannot fail: `kept` has at most MAX_DEVICES_CAP entries.
-            let _ = set.items.push(r);
+            let _ = set.items.push(Box::new(r));
         }
         (set, rows)
     }
@@ -91,15 +93,18 @@ impl RegistrationSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
-        self.items.iter()
+        self.items.iter().map(|r| &**r)
     }
 
     pub fn get(&self, identifier: &str) -> Option<&Registration> {
-        self.items.iter().find(|r| r.identifier == identifier)
+        self.iter().find(|r| r.identifier == identifier)
     }
 
     pub fn get_mut(&mut self, identifier: &str) -> Option<&mut Registration> {
-        self.items.iter_mut().find(|r| r.identifier == identifier)
+        self.items
+            .iter_mut()
+            .map(|r| &mut **r)
+            .find(|r| r.identifier == identifier)
     }
 
     /// An `enabled_at_us` later than every existing one, so eviction order is total even
@@ -120,10 +125,10 @@ impl RegistrationSet {
         }
         let mut evicted = None;
         if self.items.len() >= max.min(MAX_DEVICES_CAP) {
-            evicted = self.oldest().map(|i| self.items.remove(i));
+            evicted = self.oldest().map(|i| *self.items.remove(i));
         }
         // Cannot fail: one slot was freed above when the set was full.
-        let _ = self.items.push(reg);
+        let _ = self.items.push(Box::new(reg));
         evicted
     }
 
@@ -132,7 +137,7 @@ impl RegistrationSet {
         if self.get(identifier).is_some() || self.items.len() < max.min(MAX_DEVICES_CAP) {
             return None;
         }
-        self.oldest().map(|i| &self.items[i])
+        self.oldest().map(|i| &*self.items[i])
     }
 
     fn oldest(&self) -> Option<usize> {
@@ -150,7 +155,7 @@ impl RegistrationSet {
         while i < self.items.len() {
             let r = &self.items[i];
             if &r.jid == jid && node.is_none_or(|n| r.node() == Some(n)) {
-                removed.push(self.items.remove(i));
+                removed.push(*self.items.remove(i));
             } else {
                 i += 1;
             }
@@ -160,7 +165,7 @@ impl RegistrationSet {
 
     pub fn remove(&mut self, identifier: &str) -> Option<Registration> {
         let i = self.items.iter().position(|r| r.identifier == identifier)?;
-        Some(self.items.remove(i))
+        Some(*self.items.remove(i))
     }
 }
 

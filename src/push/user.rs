@@ -29,9 +29,6 @@ use crate::store::{Change, ErrorNote, RegistrationRecord, StoreClient, StoreErro
 /// bound stops a misbehaving client from growing the map with endless resources.
 pub const MAX_LINKED_SESSIONS: usize = 32;
 
-/// How long an actor with nothing to do stays loaded before it unloads.
-pub const IDLE_AFTER: Duration = Duration::from_secs(30);
-
 /// Mailbox room; the hub refuses (and logs) events past it rather than queue without end.
 pub const MAILBOX: usize = 256;
 
@@ -155,7 +152,8 @@ impl UserPush {
         if let Some(h) = self.idle_timer.take() {
             ctx.cancel_future(h);
         }
-        self.idle_timer = Some(ctx.run_later(IDLE_AFTER, |act, ctx| act.idle_check(ctx)));
+        self.idle_timer =
+            Some(ctx.run_later(self.cfg.push_user_idle_time, |act, ctx| act.idle_check(ctx)));
     }
 
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
@@ -167,7 +165,8 @@ impl UserPush {
                 handled: self.handled,
             });
         } else {
-            self.idle_timer = Some(ctx.run_later(IDLE_AFTER, |act, ctx| act.idle_check(ctx)));
+            self.idle_timer =
+                Some(ctx.run_later(self.cfg.push_user_idle_time, |act, ctx| act.idle_check(ctx)));
         }
     }
 
@@ -868,7 +867,8 @@ impl Actor for UserPush {
                 act.write_in_background(changes, true, ctx);
             }
         }));
-        self.idle_timer = Some(ctx.run_later(IDLE_AFTER, |act, ctx| act.idle_check(ctx)));
+        self.idle_timer =
+            Some(ctx.run_later(self.cfg.push_user_idle_time, |act, ctx| act.idle_check(ctx)));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -905,7 +905,8 @@ impl Handler<Stop> for UserPush {
             let changes = self.record_changes();
             if !changes.is_empty() {
                 // Ledger-only data: no fsync of its own, durable with the next commit.
-                let _ = self.store.write.try_send(Write {
+                // `do_send`: one message per unloading user, and it must not be dropped.
+                self.store.write.do_send(Write {
                     changes,
                     durable: false,
                 });
@@ -945,6 +946,9 @@ event_handler!(AckOverdue, |act, m, ctx| {
     }
 });
 
+event_handler!(Barrier, |act, _m, ctx| {
+    let _ = (act, ctx);
+});
 event_handler!(SessionResumed, |act, m, ctx| act
     .resumed(m.session, m.acked, ctx));
 event_handler!(SessionClosed, |act, m, ctx| act.closed(m.session, ctx));
@@ -969,6 +973,28 @@ impl Handler<SessionHibernated> for UserPush {
     fn handle(&mut self, msg: SessionHibernated, ctx: &mut Context<Self>) -> Self::Result {
         self.touch(ctx);
         MessageResult(self.hibernated(msg, ctx))
+    }
+}
+
+impl Handler<GetUserStats> for UserPush {
+    type Result = Option<UserStats>;
+
+    fn handle(&mut self, _: GetUserStats, ctx: &mut Context<Self>) -> Self::Result {
+        self.touch(ctx);
+        Some(UserStats {
+            registrations: self.registrations().map_or(0, |s| s.len()),
+            linked_sessions: self
+                .sessions
+                .values()
+                .filter(|l| l.identifier.is_some())
+                .count(),
+            hibernations_held: self
+                .sessions
+                .values()
+                .filter(|l| l.hibernation.is_some())
+                .count(),
+            pending_publishes: self.outstanding.len(),
+        })
     }
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run the whole test suite for a cross target under qemu-user.
+#
+#   cross/test.sh TARGET [extra cargo test args...]     e.g. cross/test.sh aarch64 -- --test-threads=2
+#
+# Same installs as cross/build.sh, then `cargo test --target <triple>`: cargo executes each
+# test binary through the `runner` of .cargo/config.toml (qemu-*-static). Debug profile, as
+# a plain `cargo test`. Emulation is 5-20x slower than native: tests with tight timing can
+# fail here only; compare with a native `cargo test` before chasing them.
+# On a shared 2-core machine: nice -n 19 env CARGO_BUILD_JOBS=1 cross/test.sh aarch64
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; usage_targets; exit 0; }
+resolve_target "${1:-}"
+shift
+ensure_all
+
+say "testing on $TRIPLE under $QEMU$( ((USE_ZIG)) && echo ' (linked by cargo-zigbuild)')"
+start=$SECONDS
+rc=0
+(cd "$ROOT" && cargo_for test "$@") || rc=$?
+say "cargo test for $TRIPLE: exit $rc after $((SECONDS - start))s"
+exit "$rc"
