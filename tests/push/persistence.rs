@@ -314,9 +314,9 @@ async fn newer_schema_is_refused() {
     let db = store::open_database(dir.path(), 1 << 20).unwrap();
     schema::force_version(&db, schema::SCHEMA_VERSION + 1).unwrap();
     drop(db);
-    let err = store::open_database(dir.path(), 1 << 20)
-        .err()
-        .expect("refused");
+    let Err(err) = store::open_database(dir.path(), 1 << 20) else {
+        panic!("a newer file must be refused");
+    };
     let msg = err.to_string();
     assert!(msg.contains("newer cloud-notify"), "{msg}");
 }
