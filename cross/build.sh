@@ -9,12 +9,13 @@
 # builds with the size-tuned release profile, and prints the binary's path and sizes.
 # Until cross/profile.toml is pasted into Cargo.toml it is applied with `--config`; once
 # Cargo.toml has a [profile.release], that one is used as is.
+# Output goes to target/cross/<triple>/release/ (own target dir: see cross/common.sh).
 # On a shared 2-core machine: nice -n 19 env CARGO_BUILD_JOBS=1 cross/build.sh aarch64
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; usage_targets; exit 0; }
+[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; usage_targets; exit 0; }
 resolve_target "${1:-}"
 shift
 ensure_all

@@ -17,6 +17,13 @@ ZIG_VENV=${CLOUD_NOTIFY_ZIG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-notify-z
 ZIGLANG_VERSION=0.17.1
 CARGO_ZIGBUILD_VERSION=0.24.1
 
+# Cross builds get their own target dir. In the shared one, cargo puts the build scripts and
+# proc macros of a `--target` build in the host's target/release (or target/debug) and holds
+# that directory's lock for the whole build, so a cross build and a host `cargo build
+# --release` / `cargo bench` wait for each other ("Blocking waiting for file lock on
+# artifact directory", seen here). CARGO_TARGET_DIR, if set, wins.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/cross}
+
 APT_BASE=(qemu-user-static)
 APT_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 APT_ARMV7=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)

@@ -205,6 +205,10 @@ pub struct Shutdown;
 // ---------------------------------------------------------------- module → host
 
 /// Route this publish IQ to `to` (a component or a remote server).
+///
+/// The module hands these over with `try_send`: give the receiving actor a mailbox sized
+/// for bursts (`set_mailbox_capacity`); when it is full, the publish is dropped and logged
+/// rather than queued without bound.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct RoutePublish {

@@ -88,7 +88,7 @@ pub fn parse_push_iq(
             Some("An IQ must have exactly one child"),
         ));
     };
-    let is_push = payload.ns() == ns::PUSH && matches!(payload.name(), "enable" | "disable");
+    let is_push = payload.has_ns(ns::PUSH) && matches!(payload.name(), "enable" | "disable");
     if iq.attr("type") != Some("set") || !addressed_to_self || !is_push {
         return Err(reply(
             ErrorType::Cancel,
@@ -127,10 +127,7 @@ pub fn parse_push_iq(
                 Some("JID must be different from ours"),
             ));
         }
-        let publish_options = match payload
-            .children()
-            .find(|c| c.name() == "x" && c.ns() == ns::DATA_FORMS)
-        {
+        let publish_options = match payload.children().find(|c| c.is("x", ns::DATA_FORMS)) {
             None => None,
             Some(form) => {
                 let xml = String::from(form);

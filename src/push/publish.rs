@@ -116,9 +116,11 @@ pub fn new_publish_id(route: u64) -> String {
             .unwrap_or(0);
         random[..16].copy_from_slice(&nanos.to_le_bytes());
     }
-    let mut id = format!("{route:016x}");
-    for b in random {
-        id.push_str(&format!("{b:02x}"));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(64);
+    for b in route.to_be_bytes().iter().chain(random.iter()) {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 0x0f)] as char);
     }
     id
 }
@@ -177,7 +179,7 @@ pub fn read_response(iq: &Element) -> Option<Response> {
             let condition = error
                 .and_then(|e| {
                     e.children()
-                        .find(|c| c.ns() == stanzas && c.name() != "text")
+                        .find(|c| c.has_ns(stanzas) && c.name() != "text")
                 })
                 .map(|c| c.name().to_string())
                 .unwrap_or_else(|| "undefined-condition".into());

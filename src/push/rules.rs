@@ -88,19 +88,20 @@ pub fn is_urgent(stanza: &Element) -> bool {
 
 fn has_call_signal(message: &Element) -> bool {
     message.children().any(|c| {
-        JMI.contains(&c.ns().as_str())
-            && matches!(c.name(), "propose" | "retract" | "accept" | "reject")
+        matches!(c.name(), "propose" | "retract" | "accept" | "reject")
+            && JMI.iter().any(|ns| c.has_ns(*ns))
     })
 }
 
 /// The message inside a carbons v2 wrapper: first child in the carbons namespace, its
 /// first `forwarded`-namespace child, that one's `jabber:client` message.
 fn carbon_inner(stanza: &Element) -> Option<&Element> {
-    let wrapper = stanza.children().find(|c| c.ns() == CARBONS)?;
-    let forwarded = wrapper.children().find(|c| c.ns() == FORWARD)?;
+    // `has_ns` compares in place; `ns()` would allocate a String per child.
+    let wrapper = stanza.children().find(|c| c.has_ns(CARBONS))?;
+    let forwarded = wrapper.children().find(|c| c.has_ns(FORWARD))?;
     forwarded
         .children()
-        .find(|c| c.name() == "message" && c.ns() == ns::DEFAULT_NS)
+        .find(|c| c.is("message", ns::DEFAULT_NS))
 }
 
 /// The text of the stanza's own `<body>`, or `None` when there is no body or the body has

@@ -94,6 +94,7 @@ pub struct UserPush {
     /// Messages handled, compared with the hub's count before unloading.
     handled: u64,
     idle_timer: Option<SpawnHandle>,
+    span: tracing::Span,
 }
 
 fn now_secs() -> u64 {
@@ -121,6 +122,7 @@ impl UserPush {
         hub: Addr<PushHub>,
         route: u64,
     ) -> Self {
+        let span = tracing::info_span!("push_user", user = %user_jid);
         UserPush {
             user,
             user_jid,
@@ -136,6 +138,7 @@ impl UserPush {
             dirty: HashSet::new(),
             handled: 0,
             idle_timer: None,
+            span,
         }
     }
 
@@ -147,13 +150,15 @@ impl UserPush {
     }
 
     /// Every handled message goes through here: counts it and restarts the idle clock.
-    fn touch(&mut self, ctx: &mut Context<Self>) {
+    /// Returns the user's span, entered, for the rest of the handler.
+    fn touch(&mut self, ctx: &mut Context<Self>) -> tracing::span::EnteredSpan {
         self.handled += 1;
         if let Some(h) = self.idle_timer.take() {
             ctx.cancel_future(h);
         }
         self.idle_timer =
             Some(ctx.run_later(self.cfg.push_user_idle_time, |act, ctx| act.idle_check(ctx)));
+        self.span.clone().entered()
     }
 
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
@@ -883,7 +888,7 @@ impl Handler<Command> for UserPush {
     type Result = AtomicResponse<Self, Element>;
 
     fn handle(&mut self, msg: Command, ctx: &mut Context<Self>) -> Self::Result {
-        self.touch(ctx);
+        let _span = self.touch(ctx);
         if let State::Failed = self.state {
             // Retry the read on the next request: this actor goes, a new one loads again.
             ctx.stop();
@@ -921,7 +926,7 @@ macro_rules! event_handler {
         impl Handler<$msg> for UserPush {
             type Result = ();
             fn handle(&mut self, $m: $msg, $ctx: &mut Context<Self>) {
-                self.touch($ctx);
+                let _span = self.touch($ctx);
                 let $act = self;
                 $body
             }
@@ -971,7 +976,7 @@ impl Handler<SessionHibernated> for UserPush {
     type Result = MessageResult<SessionHibernated>;
 
     fn handle(&mut self, msg: SessionHibernated, ctx: &mut Context<Self>) -> Self::Result {
-        self.touch(ctx);
+        let _span = self.touch(ctx);
         MessageResult(self.hibernated(msg, ctx))
     }
 }
@@ -980,7 +985,7 @@ impl Handler<GetUserStats> for UserPush {
     type Result = Option<UserStats>;
 
     fn handle(&mut self, _: GetUserStats, ctx: &mut Context<Self>) -> Self::Result {
-        self.touch(ctx);
+        let _span = self.touch(ctx);
         Some(UserStats {
             registrations: self.registrations().map_or(0, |s| s.len()),
             linked_sessions: self
@@ -1002,7 +1007,7 @@ impl Handler<PingUser> for UserPush {
     type Result = usize;
 
     fn handle(&mut self, _: PingUser, ctx: &mut Context<Self>) -> usize {
-        self.touch(ctx);
+        let _span = self.touch(ctx);
         let ids = self.all_identifiers();
         ids.iter()
             .filter(|id| self.publish(id, &Summary::default(), ctx))

@@ -334,3 +334,21 @@ async fn limit_max_active_users_refuses_new_users() {
     h.offline(&chat("hi"));
     assert_eq!(h.next_publish().await.node.as_deref(), Some("n1"));
 }
+
+/// Past MAX_LINKED_SESSIONS sessions of one user, an enable is refused with
+/// wait/resource-constraint and nothing is written.
+#[actix_rt::test]
+async fn limit_linked_sessions_per_user() {
+    let mut h = Harness::start(config()).await;
+    let max = 32;
+    for i in 0..max {
+        let s = h.session(&format!("r{i}"));
+        h.enable_ok(&s, "n1").await;
+    }
+    let extra = h.session("one-too-many");
+    let r = h.enable(&extra, Some("n2"), None).await;
+    assert_error(&r, "wait", "resource-constraint", Some("Too many sessions"));
+    assert_eq!(h.probe.committed_registrations(USER).unwrap().len(), 1);
+    let stats = h.user_stats().await.unwrap();
+    assert_eq!(stats.linked_sessions, max);
+}

@@ -113,6 +113,11 @@ struct AppServer {
 
 impl Actor for AppServer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A host routes publishes through a roomy mailbox; a full one drops publishes.
+        ctx.set_mailbox_capacity(8192);
+    }
 }
 
 impl Handler<RoutePublish> for AppServer {

@@ -147,3 +147,25 @@ async fn d17_jmi_v1_propose_and_retract_are_urgent() {
             .all(|p| p.body().as_deref() == Some("New Message!"))
     );
 }
+
+/// A burst of events for one user beyond its actor's mailbox: the events past the bound
+/// are dropped with a warning (their messages are in offline storage; the phone was woken
+/// by the first ones), memory stays bounded, and the user's push keeps working.
+#[actix_rt::test]
+async fn burst_past_the_user_mailbox_is_bounded() {
+    let (mut h, _) = with_registration().await;
+    // Loaded, so the burst meets a running actor.
+    h.offline(&chat("warm-up"));
+    assert_eq!(h.settled_publishes().await.len(), 1);
+    for i in 0..2000 {
+        h.offline(&chat(&format!("burst {i}")));
+    }
+    let n = h.settled_publishes().await.len();
+    assert!(n >= 256, "the mailbox's worth is delivered ({n})");
+    assert!(
+        n < 2000,
+        "the rest is dropped, not queued without bound ({n})"
+    );
+    h.offline(&chat("after"));
+    assert_eq!(h.settled_publishes().await.len(), 1);
+}
