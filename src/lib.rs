@@ -8,3 +8,4 @@
 pub mod config;
 pub mod push;
 pub mod store;
+pub mod xmpp;
