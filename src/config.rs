@@ -64,6 +64,8 @@ pub struct Config {
     pub push_max_active_users: usize,
     /// How long a user's push state stays in memory with nothing to do before it unloads.
     pub push_user_idle_time: Duration,
+    /// PBKDF2 iterations for newly stored SCRAM credentials.
+    pub scram_iterations: u32,
     /// Where the database lives.
     pub data_dir: PathBuf,
     /// redb page cache in bytes.
@@ -89,6 +91,7 @@ impl Default for Config {
             push_max_pending_publishes: 256,
             push_max_active_users: 10_000,
             push_user_idle_time: Duration::from_secs(30),
+            scram_iterations: 10_000,
             data_dir: PathBuf::from("data"),
             store_cache_size: 4 * 1024 * 1024,
             store_max_pending: 4096,
@@ -112,6 +115,7 @@ pub const KEYS: &[&str] = &[
     "push_max_pending_publishes",
     "push_max_active_users",
     "push_user_idle_time",
+    "scram_iterations",
     "data_dir",
     "store_cache_size",
     "store_max_pending",
@@ -191,6 +195,7 @@ impl Config {
                     cfg.push_max_active_users = v.int(1, 10_000_000)? as usize
                 }
                 "push_user_idle_time" => cfg.push_user_idle_time = v.seconds(1.0, 86_400.0)?,
+                "scram_iterations" => cfg.scram_iterations = v.int(4096, 1_000_000)? as u32,
                 "data_dir" => cfg.data_dir = PathBuf::from(v.string(4096)?),
                 "store_cache_size" => cfg.store_cache_size = v.int(64 * 1024, 1 << 30)? as usize,
                 "store_max_pending" => cfg.store_max_pending = v.int(1, 1_000_000)? as usize,
@@ -337,6 +342,7 @@ impl fmt::Display for Config {
             "push_user_idle_time = {}",
             secs(self.push_user_idle_time)
         )?;
+        writeln!(f, "scram_iterations = {}", self.scram_iterations)?;
         writeln!(
             f,
             "data_dir = {}",

@@ -1,11 +1,13 @@
 //! The `cloud-notify` command.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cloud_notify::config::Config;
+use cloud_notify::store::admin;
+use xmpp_parsers::jid::BareJid;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,27 @@ struct Cli {
 enum Command {
     /// Validate the configuration and the data directory, and print the effective settings.
     Check,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account (the password is prompted for when not given).
+    Add {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Change an account's password (prompted for).
+    Passwd { jid: String },
+    /// Delete an account with its push registrations.
+    Del { jid: String },
+    /// List the accounts.
+    List,
+    /// Create accounts from `jid password` lines on standard input.
+    Import,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -34,12 +57,135 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
-/// Opens the database once so a bad data directory or a file from a newer version is
-/// reported now, not at the first push.
-fn check(cfg: &Config) -> Result<(), String> {
-    cloud_notify::store::open_database(&cfg.data_dir, cfg.store_cache_size)
-        .map(drop)
-        .map_err(|e| e.to_string())
+fn open(cfg: &Config) -> Result<redb::Database, String> {
+    cloud_notify::store::open_database(&cfg.data_dir, cfg.store_cache_size).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("already open") || msg.contains("DatabaseAlreadyOpen") {
+            format!(
+                "{msg}: another cloud-notify holds {}",
+                cfg.data_dir.display()
+            )
+        } else {
+            msg
+        }
+    })
+}
+
+/// The local part of a JID of our domain (or a bare local part).
+fn local_part(jid: &str, cfg: &Config) -> Result<String, String> {
+    let full = if jid.contains('@') {
+        jid.to_string()
+    } else {
+        format!("{jid}@{}", cfg.domain)
+    };
+    let bare = BareJid::new(&full).map_err(|e| format!("{jid} is not a valid JID: {e}"))?;
+    if bare.domain().as_str() != cfg.domain {
+        return Err(format!(
+            "{jid} is not on this server's domain ({})",
+            cfg.domain
+        ));
+    }
+    bare.node()
+        .map(|n| n.to_string())
+        .ok_or_else(|| format!("{jid} has no user part"))
+}
+
+fn prompt_password(confirm: bool) -> Result<String, String> {
+    let p = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+    if confirm {
+        let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if again != p {
+            return Err("the passwords differ".into());
+        }
+    }
+    if p.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(p)
+}
+
+fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
+    let db = open(cfg)?;
+    let iterations = cfg.scram_iterations;
+    match cmd {
+        UserCommand::Add { jid, password } => {
+            let user = local_part(&jid, cfg)?;
+            if admin::user_exists(&db, &user).map_err(|e| e.to_string())? {
+                return Err(format!("user {user} already exists"));
+            }
+            let password = match password {
+                Some(p) => p,
+                None => prompt_password(true)?,
+            };
+            admin::add_user(&db, &user, &password, iterations).map_err(|e| e.to_string())?;
+            Ok(format!("added {user}@{}", cfg.domain))
+        }
+        UserCommand::Passwd { jid } => {
+            let user = local_part(&jid, cfg)?;
+            if !admin::user_exists(&db, &user).map_err(|e| e.to_string())? {
+                return Err(format!("no such user: {user}"));
+            }
+            let password = prompt_password(true)?;
+            admin::set_password(&db, &user, &password, iterations).map_err(|e| e.to_string())?;
+            Ok(format!("password of {user}@{} changed", cfg.domain))
+        }
+        UserCommand::Del { jid } => {
+            let user = local_part(&jid, cfg)?;
+            admin::delete_user(&db, &user).map_err(|e| e.to_string())?;
+            Ok(format!("deleted {user}@{}", cfg.domain))
+        }
+        UserCommand::List => {
+            let users = admin::list_users(&db).map_err(|e| e.to_string())?;
+            Ok(users
+                .iter()
+                .map(|u| format!("{u}@{}", cfg.domain))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        UserCommand::Import => {
+            let mut users = Vec::new();
+            for (n, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line.map_err(|e| e.to_string())?;
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let Some((jid, password)) = line.split_once(char::is_whitespace) else {
+                    return Err(format!("line {}: expected `jid password`", n + 1));
+                };
+                users.push((
+                    local_part(jid, cfg).map_err(|e| format!("line {}: {e}", n + 1))?,
+                    password.trim().to_string(),
+                ));
+            }
+            let (added, skipped) =
+                admin::import(&db, users, iterations).map_err(|e| e.to_string())?;
+            let mut out = format!("imported {added} accounts");
+            if !skipped.is_empty() {
+                out.push_str(&format!(
+                    "; {} already existed and were left alone: {}",
+                    skipped.len(),
+                    skipped.join(", ")
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn check(cfg: &Config, explicit: bool, source: &str) -> Result<String, String> {
+    open(cfg)?;
+    let mut text = format!(
+        "# cloud-notify {}: configuration OK ({source})\n{cfg}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if !explicit {
+        text.push_str(
+            "# The XMPP host (client and component listeners) is not built yet: \
+             this version validates the configuration and the data directory only.",
+        );
+    }
+    Ok(text)
 }
 
 fn main() -> ExitCode {
@@ -51,31 +197,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command {
-        Some(Command::Check) | None => {
-            if let Err(e) = check(&cfg) {
-                eprintln!("cloud-notify: {e}");
-                return ExitCode::FAILURE;
-            }
-            let source = cli
-                .config
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "built-in defaults".into());
-            let mut out = std::io::stdout().lock();
-            let mut text = format!(
-                "# cloud-notify {}: configuration OK ({source})\n{cfg}",
-                env!("CARGO_PKG_VERSION")
-            );
-            if cli.command.is_none() {
-                text.push_str(
-                    "# The XMPP host (client and component listeners) is not built yet: \
-                     this version validates the configuration and the data directory only.\n",
-                );
-            }
+    let source = cli
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".into());
+    let result = match cli.command {
+        None => check(&cfg, false, &source),
+        Some(Command::Check) => check(&cfg, true, &source),
+        Some(Command::User(cmd)) => user(cmd, &cfg),
+    };
+    match result {
+        Ok(text) => {
             // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = out.write_all(text.as_bytes());
+            let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cloud-notify: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,6 +6,7 @@
 //! fsync, not the data, is the cost). Each caller is answered only after the commit that
 //! holds its data returned, so nothing is acknowledged before it is durable.
 
+pub mod admin;
 mod faults;
 mod ops;
 mod record;
@@ -22,7 +23,7 @@ use tokio::sync::oneshot;
 
 pub use faults::StoreFaults;
 pub use ops::{Change, StoreError, StoreOp, StoreReply};
-pub use record::{ErrorNote, RegistrationRecord};
+pub use record::{Account, ErrorNote, RegistrationRecord};
 use writer::{CloseDb, DbSlot, ExecBatch, Writer};
 
 /// File name of the database inside `data_dir`.
@@ -70,6 +71,13 @@ pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<Database, Ope
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Vec<(String, RegistrationRecord)>, StoreError>")]
 pub struct LoadRegistrations {
+    pub user: String,
+}
+
+/// Load one account.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<Account>, StoreError>")]
+pub struct LoadAccount {
     pub user: String,
 }
 
@@ -203,7 +211,23 @@ impl Handler<LoadRegistrations> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Registrations(rows))) => Ok(rows),
-                Ok(Ok(StoreReply::Written)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadAccount> for Store {
+    type Result = ResponseFuture<Result<Option<Account>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadAccount, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadAccount { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Account(a))) => Ok(a),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),
             }

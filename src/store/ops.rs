@@ -1,7 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
-use super::record::RegistrationRecord;
+use super::record::{Account, RegistrationRecord};
 
 /// One change inside a write. All changes of one request commit together or not at all.
 // Changes live only between a request and its commit; boxing the record would cost an
@@ -17,7 +17,9 @@ pub enum Change {
     },
     /// Remove a registration (absent is not an error).
     DeleteRegistration { user: String, identifier: String },
-    /// Remove everything stored for a user (D7).
+    /// Create or replace an account.
+    PutAccount { user: String, account: Account },
+    /// Remove everything stored for a user: account and registrations (D7).
     DeleteUser { user: String },
 }
 
@@ -26,6 +28,8 @@ pub enum Change {
 pub enum StoreOp {
     /// Every registration of one user, as `(identifier, record)`.
     LoadRegistrations { user: String },
+    /// One account, if it exists.
+    LoadAccount { user: String },
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
     /// shutdown): used for ledger fields whose loss on a crash costs nothing.
     Write { changes: Vec<Change>, durable: bool },
@@ -45,6 +49,7 @@ impl StoreOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreReply {
     Registrations(Vec<(String, RegistrationRecord)>),
+    Account(Option<Account>),
     Written,
 }
 

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::xmpp::scram::{Hash, ScramCredential};
+
 /// One registration of one user, with its health ledger (design.md, "Storage").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationRecord {
@@ -42,6 +44,38 @@ pub struct ErrorNote {
     pub condition: String,
     /// The error's text, if any.
     pub text: Option<String>,
+}
+
+/// A user account: SCRAM credentials for both hashes, derived from the password once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub scram_sha1: ScramCredential,
+    pub scram_sha256: ScramCredential,
+}
+
+impl Account {
+    /// Derives both credentials from a password (which is then forgotten).
+    pub fn from_password(password: &str, iterations: u32) -> Result<Self, getrandom::Error> {
+        Ok(Account {
+            scram_sha1: ScramCredential::new(Hash::Sha1, password, iterations)?,
+            scram_sha256: ScramCredential::new(Hash::Sha256, password, iterations)?,
+        })
+    }
+
+    pub fn credential(&self, hash: Hash) -> &ScramCredential {
+        match hash {
+            Hash::Sha1 => &self.scram_sha1,
+            Hash::Sha256 => &self.scram_sha256,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
 }
 
 impl RegistrationRecord {

@@ -13,6 +13,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const PUSH_REGISTRATIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("push_registrations");
 
+/// `username` → postcard `Account` (SCRAM credentials; never a password).
+pub const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+
 const VERSION_KEY: &str = "schema_version";
 
 /// Why a data file cannot be used by this binary.
@@ -53,6 +56,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                     .map_err(redb::Error::from)?;
                 txn.open_table(PUSH_REGISTRATIONS)
                     .map_err(redb::Error::from)?;
+                txn.open_table(ACCOUNTS).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())

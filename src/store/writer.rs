@@ -11,8 +11,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 
 use super::faults::StoreFaults;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
-use super::record::RegistrationRecord;
-use super::schema::PUSH_REGISTRATIONS;
+use super::record::{Account, RegistrationRecord};
+use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS};
 
 /// The open database, or `None` once closed. A slot rather than a bare `Arc<Database>`
 /// so that closing drops the database (and its file lock) at a known moment.
@@ -93,15 +93,17 @@ fn durable_empty_commit(db: &Database) -> Result<(), StoreError> {
 
 impl Writer {
     fn read_only(&self, db: &Database, op: &StoreOp) -> Result<StoreReply, StoreError> {
-        let StoreOp::LoadRegistrations { user } = op else {
-            return Err(StoreError::Failed("write in a read-only batch".into()));
-        };
         if self.faults.reads_fail() {
             return Err(StoreError::Failed("injected read failure".into()));
         }
         let txn = db.begin_read()?;
-        let table = txn.open_table(PUSH_REGISTRATIONS)?;
-        load_registrations(&table, user)
+        match op {
+            StoreOp::LoadRegistrations { user } => {
+                load_registrations(&txn.open_table(PUSH_REGISTRATIONS)?, user)
+            }
+            StoreOp::LoadAccount { user } => load_account(&txn.open_table(ACCOUNTS)?, user),
+            StoreOp::Write { .. } => Err(StoreError::Failed("write in a read-only batch".into())),
+        }
     }
 
     /// Runs all ops in one write transaction. `Err` means nothing was committed; `Ok` holds
@@ -134,12 +136,22 @@ impl Writer {
 
     fn apply(&self, txn: &WriteTransaction, op: &StoreOp) -> Result<StoreReply, StoreError> {
         let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
+        let mut accounts = txn.open_table(ACCOUNTS)?;
+        let reads_fail = || {
+            if self.faults.reads_fail() {
+                Err(StoreError::Failed("injected read failure".into()))
+            } else {
+                Ok(())
+            }
+        };
         match op {
             StoreOp::LoadRegistrations { user } => {
-                if self.faults.reads_fail() {
-                    return Err(StoreError::Failed("injected read failure".into()));
-                }
+                reads_fail()?;
                 load_registrations(&table, user)
+            }
+            StoreOp::LoadAccount { user } => {
+                reads_fail()?;
+                load_account(&accounts, user)
             }
             StoreOp::Write { changes, .. } => {
                 for change in changes {
@@ -157,7 +169,14 @@ impl Writer {
                         Change::DeleteRegistration { user, identifier } => {
                             table.remove((user.as_str(), identifier.as_str()))?;
                         }
+                        Change::PutAccount { user, account } => {
+                            let bytes = account
+                                .encode()
+                                .map_err(|e| StoreError::Failed(e.to_string()))?;
+                            accounts.insert(user.as_str(), bytes.as_slice())?;
+                        }
                         Change::DeleteUser { user } => {
+                            accounts.remove(user.as_str())?;
                             let keys: Vec<String> = user_range(&table, user)?
                                 .into_iter()
                                 .map(|(id, _)| id)
@@ -205,4 +224,16 @@ fn load_registrations(
         out.push((id, record));
     }
     Ok(StoreReply::Registrations(out))
+}
+
+fn load_account(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    user: &str,
+) -> Result<StoreReply, StoreError> {
+    let Some(v) = table.get(user)? else {
+        return Ok(StoreReply::Account(None));
+    };
+    let account = Account::decode(v.value())
+        .map_err(|e| StoreError::Corrupt(format!("account {user}: {e}")))?;
+    Ok(StoreReply::Account(Some(account)))
 }

@@ -1,0 +1,238 @@
+//! Account administration straight on the database file, for the `user` commands when no
+//! server holds the data directory. Blocking; never used on the actor thread.
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::record::Account;
+use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("user {0} already exists")]
+    Exists(String),
+    #[error("no such user: {0}")]
+    Missing(String),
+    #[error("cannot derive credentials: {0}")]
+    Random(String),
+    #[error("storage: {0}")]
+    Db(String),
+}
+
+impl From<redb::Error> for AdminError {
+    fn from(e: redb::Error) -> Self {
+        AdminError::Db(e.to_string())
+    }
+}
+
+macro_rules! db_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AdminError {
+            fn from(e: $t) -> Self { AdminError::from(redb::Error::from(e)) }
+        }
+    )*};
+}
+db_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn account(password: &str, iterations: u32) -> Result<Vec<u8>, AdminError> {
+    Account::from_password(password, iterations)
+        .map_err(|e| AdminError::Random(e.to_string()))?
+        .encode()
+        .map_err(|e| AdminError::Db(e.to_string()))
+}
+
+pub fn user_exists(db: &Database, user: &str) -> Result<bool, AdminError> {
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(ACCOUNTS)?.get(user)?.is_some())
+}
+
+/// Creates an account; refuses to overwrite one.
+pub fn add_user(
+    db: &Database,
+    user: &str,
+    password: &str,
+    iterations: u32,
+) -> Result<(), AdminError> {
+    let bytes = account(password, iterations)?;
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(ACCOUNTS)?;
+        if t.get(user)?.is_some() {
+            return Err(AdminError::Exists(user.to_string()));
+        }
+        t.insert(user, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Replaces the password of an existing account.
+pub fn set_password(
+    db: &Database,
+    user: &str,
+    password: &str,
+    iterations: u32,
+) -> Result<(), AdminError> {
+    let bytes = account(password, iterations)?;
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(ACCOUNTS)?;
+        if t.get(user)?.is_none() {
+            return Err(AdminError::Missing(user.to_string()));
+        }
+        t.insert(user, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Deletes the account and everything stored for it (D7).
+pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(ACCOUNTS)?;
+        if t.remove(user)?.is_none() {
+            return Err(AdminError::Missing(user.to_string()));
+        }
+        let mut regs = txn.open_table(PUSH_REGISTRATIONS)?;
+        let ids: Vec<String> = regs
+            .range((user, "")..)?
+            .map_while(|e| e.ok())
+            .map(|(k, _)| {
+                let (u, id) = k.value();
+                (u.to_string(), id.to_string())
+            })
+            .take_while(|(u, _)| u == user)
+            .map(|(_, id)| id)
+            .collect();
+        for id in ids {
+            regs.remove((user, id.as_str()))?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn list_users(db: &Database) -> Result<Vec<String>, AdminError> {
+    let txn = db.begin_read()?;
+    let t = txn.open_table(ACCOUNTS)?;
+    let mut out = Vec::new();
+    for e in t.iter()? {
+        out.push(e?.0.value().to_string());
+    }
+    Ok(out)
+}
+
+/// Adds many accounts in one transaction (one fsync). Credentials are derived on every
+/// core, since PBKDF2 is the cost. Existing users are skipped, and reported.
+pub fn import(
+    db: &Database,
+    users: Vec<(String, String)>,
+    iterations: u32,
+) -> Result<(usize, Vec<String>), AdminError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = users.len().div_ceil(threads).max(1);
+    let derived: Vec<Result<(String, Vec<u8>), AdminError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(u, p)| account(p, iterations).map(|a| (u.clone(), a)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let txn = db.begin_write()?;
+    let mut added = 0;
+    let mut skipped = Vec::new();
+    {
+        let mut t = txn.open_table(ACCOUNTS)?;
+        for d in derived {
+            let (user, bytes) = d?;
+            if t.get(user.as_str())?.is_some() {
+                skipped.push(user);
+                continue;
+            }
+            t.insert(user.as_str(), bytes.as_slice())?;
+            added += 1;
+        }
+    }
+    txn.commit()?;
+    Ok((added, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xmpp::scram::Hash;
+
+    fn db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        (dir, db)
+    }
+
+    fn stored(db: &Database, user: &str) -> Account {
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(ACCOUNTS).unwrap();
+        Account::decode(t.get(user).unwrap().unwrap().value()).unwrap()
+    }
+
+    #[test]
+    fn add_passwd_del_list() {
+        let (_d, db) = db();
+        add_user(&db, "juliet", "pw1", 4096).unwrap();
+        assert!(matches!(
+            add_user(&db, "juliet", "x", 4096),
+            Err(AdminError::Exists(_))
+        ));
+        assert!(
+            stored(&db, "juliet")
+                .credential(Hash::Sha256)
+                .verify_password(Hash::Sha256, "pw1")
+        );
+        set_password(&db, "juliet", "pw2", 4096).unwrap();
+        let a = stored(&db, "juliet");
+        assert!(a.credential(Hash::Sha1).verify_password(Hash::Sha1, "pw2"));
+        assert!(!a.credential(Hash::Sha1).verify_password(Hash::Sha1, "pw1"));
+        assert!(matches!(
+            set_password(&db, "romeo", "x", 4096),
+            Err(AdminError::Missing(_))
+        ));
+        add_user(&db, "romeo", "r", 4096).unwrap();
+        assert_eq!(list_users(&db).unwrap(), ["juliet", "romeo"]);
+        delete_user(&db, "juliet").unwrap();
+        assert_eq!(list_users(&db).unwrap(), ["romeo"]);
+        assert!(matches!(
+            delete_user(&db, "juliet"),
+            Err(AdminError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn import_skips_existing() {
+        let (_d, db) = db();
+        add_user(&db, "u1", "p", 4096).unwrap();
+        let users = (0..50)
+            .map(|i| (format!("u{i}"), format!("p{i}")))
+            .collect();
+        let (added, skipped) = import(&db, users, 4096).unwrap();
+        assert_eq!((added, skipped), (49, vec!["u1".to_string()]));
+        assert_eq!(list_users(&db).unwrap().len(), 50);
+        assert!(
+            stored(&db, "u7")
+                .credential(Hash::Sha256)
+                .verify_password(Hash::Sha256, "p7")
+        );
+    }
+}
