@@ -7,6 +7,7 @@
 //! ignores a typo runs for months with the wrong privacy setting.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +73,36 @@ pub struct Config {
     pub store_cache_size: usize,
     /// Writes waiting for the next group commit; past it requests fail fast.
     pub store_max_pending: usize,
+    /// Where clients connect (STARTTLS).
+    pub c2s_listen: SocketAddr,
+    /// Optional direct-TLS listener for clients (XEP-0368).
+    pub c2s_direct_tls_listen: Option<SocketAddr>,
+    /// Where components (push app servers) connect (XEP-0114).
+    pub component_listen: SocketAddr,
+    /// PEM certificate chain; `None`: a self-signed certificate kept in `data_dir`.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key, with `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse authentication before TLS.
+    pub c2s_require_encryption: bool,
+    /// Allow SASL PLAIN without TLS (only with `c2s_require_encryption = false`).
+    pub allow_unencrypted_plain_auth: bool,
+    /// Largest stanza a client may send, in bytes; past it the stream ends with
+    /// `policy-violation`.
+    pub c2s_stanza_size_limit: usize,
+    /// Client connections open at once; past it new connections are closed at once.
+    pub c2s_max_connections: usize,
+    /// Seconds a client has to authenticate before its stream is closed.
+    pub c2s_auth_timeout: Duration,
+    /// Components allowed to connect.
+    pub components: Vec<ComponentConfig>,
+}
+
+/// One `[[component]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentConfig {
+    pub jid: String,
+    pub secret: String,
 }
 
 impl Default for Config {
@@ -95,6 +126,17 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             store_cache_size: 4 * 1024 * 1024,
             store_max_pending: 4096,
+            c2s_listen: SocketAddr::from(([127, 0, 0, 1], 5222)),
+            c2s_direct_tls_listen: None,
+            component_listen: SocketAddr::from(([127, 0, 0, 1], 5347)),
+            tls_certificate: None,
+            tls_key: None,
+            c2s_require_encryption: true,
+            allow_unencrypted_plain_auth: false,
+            c2s_stanza_size_limit: 256 * 1024,
+            c2s_max_connections: 1000,
+            c2s_auth_timeout: Duration::from_secs(30),
+            components: Vec::new(),
         }
     }
 }
@@ -119,6 +161,17 @@ pub const KEYS: &[&str] = &[
     "data_dir",
     "store_cache_size",
     "store_max_pending",
+    "c2s_listen",
+    "c2s_direct_tls_listen",
+    "component_listen",
+    "tls_certificate",
+    "tls_key",
+    "c2s_require_encryption",
+    "allow_unencrypted_plain_auth",
+    "c2s_stanza_size_limit",
+    "c2s_max_connections",
+    "c2s_auth_timeout",
+    "component",
 ];
 
 /// Why a configuration was refused. The message names the key, the value and what is allowed.
@@ -199,8 +252,28 @@ impl Config {
                 "data_dir" => cfg.data_dir = PathBuf::from(v.string(4096)?),
                 "store_cache_size" => cfg.store_cache_size = v.int(64 * 1024, 1 << 30)? as usize,
                 "store_max_pending" => cfg.store_max_pending = v.int(1, 1_000_000)? as usize,
+                "c2s_listen" => cfg.c2s_listen = v.socket()?,
+                "c2s_direct_tls_listen" => cfg.c2s_direct_tls_listen = Some(v.socket()?),
+                "component_listen" => cfg.component_listen = v.socket()?,
+                "tls_certificate" => cfg.tls_certificate = Some(PathBuf::from(v.string(4096)?)),
+                "tls_key" => cfg.tls_key = Some(PathBuf::from(v.string(4096)?)),
+                "c2s_require_encryption" => cfg.c2s_require_encryption = v.bool()?,
+                "allow_unencrypted_plain_auth" => cfg.allow_unencrypted_plain_auth = v.bool()?,
+                "c2s_stanza_size_limit" => {
+                    cfg.c2s_stanza_size_limit = v.int(10 * 1024, 16 * 1024 * 1024)? as usize
+                }
+                "c2s_max_connections" => cfg.c2s_max_connections = v.int(1, 1_000_000)? as usize,
+                "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
+                "component" => cfg.components = v.components()?,
                 _ => return Err(ConfigError::UnknownKey { key: key.clone() }),
             }
+        }
+        if cfg.tls_certificate.is_some() != cfg.tls_key.is_some() {
+            return Err(ConfigError::OutOfRange {
+                key: "tls_certificate".into(),
+                value: format!("{:?}", cfg.tls_certificate),
+                allowed: "tls_certificate and tls_key set together, or neither".into(),
+            });
         }
         Ok(cfg)
     }
@@ -268,6 +341,56 @@ impl Value<'_> {
             return Err(self.out_of_range(format!("a string of at most {max_len} bytes")));
         }
         Ok(s.to_string())
+    }
+
+    fn socket(&self) -> Result<SocketAddr, ConfigError> {
+        self.string(256)?
+            .parse()
+            .map_err(|_| self.out_of_range("an address and port such as \"127.0.0.1:5222\""))
+    }
+
+    /// `[[component]]` entries: each a table with `jid` and `secret`.
+    fn components(&self) -> Result<Vec<ComponentConfig>, ConfigError> {
+        let list = self
+            .value
+            .as_array()
+            .ok_or_else(|| self.wrong_type("[[component]] tables with jid and secret"))?;
+        let mut out = Vec::new();
+        for entry in list {
+            let table = entry
+                .as_table()
+                .ok_or_else(|| self.wrong_type("[[component]] tables with jid and secret"))?;
+            if let Some(k) = table.keys().find(|k| *k != "jid" && *k != "secret") {
+                return Err(ConfigError::UnknownKey {
+                    key: format!("component.{k}"),
+                });
+            }
+            let field = |name: &str| {
+                table
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        self.out_of_range(format!(
+                            "every [[component]] needs a non-empty string `{name}`"
+                        ))
+                    })
+            };
+            let jid = field("jid")?;
+            match xmpp_parsers::jid::BareJid::new(&jid) {
+                Ok(j) if j.node().is_none() => {}
+                _ => {
+                    return Err(self
+                        .out_of_range("a component jid is a domain such as \"push.example.org\""));
+                }
+            }
+            out.push(ComponentConfig {
+                jid,
+                secret: field("secret")?,
+            });
+        }
+        Ok(out)
     }
 
     fn domain(&self) -> Result<String, ConfigError> {
@@ -349,7 +472,42 @@ impl fmt::Display for Config {
             quote(&self.data_dir.display().to_string())
         )?;
         writeln!(f, "store_cache_size = {}", self.store_cache_size)?;
-        writeln!(f, "store_max_pending = {}", self.store_max_pending)
+        writeln!(f, "store_max_pending = {}", self.store_max_pending)?;
+        writeln!(f, "c2s_listen = {}", quote(&self.c2s_listen.to_string()))?;
+        if let Some(a) = self.c2s_direct_tls_listen {
+            writeln!(f, "c2s_direct_tls_listen = {}", quote(&a.to_string()))?;
+        }
+        writeln!(
+            f,
+            "component_listen = {}",
+            quote(&self.component_listen.to_string())
+        )?;
+        if let (Some(c), Some(k)) = (&self.tls_certificate, &self.tls_key) {
+            writeln!(f, "tls_certificate = {}", quote(&c.display().to_string()))?;
+            writeln!(f, "tls_key = {}", quote(&k.display().to_string()))?;
+        }
+        writeln!(
+            f,
+            "c2s_require_encryption = {}",
+            self.c2s_require_encryption
+        )?;
+        writeln!(
+            f,
+            "allow_unencrypted_plain_auth = {}",
+            self.allow_unencrypted_plain_auth
+        )?;
+        writeln!(f, "c2s_stanza_size_limit = {}", self.c2s_stanza_size_limit)?;
+        writeln!(f, "c2s_max_connections = {}", self.c2s_max_connections)?;
+        writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
+        for c in &self.components {
+            // The secret is a password: never printed.
+            writeln!(
+                f,
+                "[[component]]\njid = {}\nsecret = \"(hidden)\"",
+                quote(&c.jid)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -375,10 +533,46 @@ mod tests {
 
     #[test]
     fn every_key_is_printed() {
-        let text = Config::default().to_string();
+        let cfg = Config {
+            c2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
+            tls_certificate: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            components: vec![ComponentConfig {
+                jid: "push.example.org".into(),
+                secret: "s".into(),
+            }],
+            ..Config::default()
+        };
+        let text = cfg.to_string();
         for key in KEYS {
-            assert!(text.contains(&format!("{key} = ")), "{key} missing");
+            let shown = if *key == "component" {
+                text.contains("[[component]]")
+            } else {
+                text.contains(&format!("{key} = "))
+            };
+            assert!(shown, "{key} missing");
         }
+        assert!(
+            !text.contains("secret = \"s\""),
+            "component secrets are never printed"
+        );
+    }
+
+    #[test]
+    fn components_are_checked() {
+        let cfg =
+            Config::parse("[[component]]\njid = \"push.example.org\"\nsecret = \"x\"").unwrap();
+        assert_eq!(cfg.components[0].jid, "push.example.org");
+        assert!(Config::parse("[[component]]\njid = \"push.example.org\"").is_err());
+        assert!(Config::parse("[[component]]\njid = \"a@b\"\nsecret = \"x\"").is_err());
+        let err = Config::parse("[[component]]\njid = \"p.example\"\nsecret = \"x\"\nport = 1")
+            .unwrap_err();
+        assert!(err.to_string().contains("component.port"), "{err}");
+        assert!(Config::parse("c2s_listen = \"nonsense\"").is_err());
+        assert!(
+            Config::parse("tls_certificate = \"c.pem\"").is_err(),
+            "key missing"
+        );
     }
 
     #[test]
@@ -480,10 +674,12 @@ mod file_tests {
         let text = include_str!("../config/cloud-notify.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
         for key in KEYS {
-            assert!(
-                text.lines().any(|l| l.starts_with(&format!("{key} = "))),
-                "{key} missing from config/cloud-notify.toml"
-            );
+            // Optional keys are shown commented out, with an example value.
+            let listed = text.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} = ")) || (*key == "component" && l == "[[component]]")
+            });
+            assert!(listed, "{key} missing from config/cloud-notify.toml");
         }
     }
 

@@ -25,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
     /// Validate the configuration and the data directory, and print the effective settings.
     Check,
     /// Manage accounts.
@@ -173,19 +175,52 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
     }
 }
 
-fn check(cfg: &Config, explicit: bool, source: &str) -> Result<String, String> {
+fn check(cfg: &Config, source: &str) -> Result<String, String> {
     open(cfg)?;
-    let mut text = format!(
+    Ok(format!(
         "# cloud-notify {}: configuration OK ({source})\n{cfg}",
         env!("CARGO_PKG_VERSION")
-    );
-    if !explicit {
-        text.push_str(
-            "# The XMPP host (client and component listeners) is not built yet: \
-             this version validates the configuration and the data directory only.",
-        );
+    ))
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUD_NOTIFY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
     }
-    Ok(text)
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn serve(cfg: Config) -> Result<String, String> {
+    init_logging();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let server = cloud_notify::xmpp::server::Server::start(cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        stop_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(String::new())
+    })
 }
 
 fn main() -> ExitCode {
@@ -203,11 +238,12 @@ fn main() -> ExitCode {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".into());
     let result = match cli.command {
-        None => check(&cfg, false, &source),
-        Some(Command::Check) => check(&cfg, true, &source),
+        None | Some(Command::Serve) => serve(cfg),
+        Some(Command::Check) => check(&cfg, &source),
         Some(Command::User(cmd)) => user(cmd, &cfg),
     };
     match result {
+        Ok(text) if text.is_empty() => ExitCode::SUCCESS,
         Ok(text) => {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());

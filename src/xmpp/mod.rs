@@ -1,6 +1,16 @@
 //! The XMPP host: what a push server needs of an XMPP server.
 //!
-//! Built so far: SCRAM (`scram`). The listeners, c2s sessions, stream management,
-//! routing and components come next (see the host issue).
+//! Built so far: client streams with STARTTLS, SASL (SCRAM, PLAIN) and bind (`c2s`,
+//! `sasl`, `scram`, `tls`, `io`), routing between local sessions and components
+//! (`router`, `component`), and the server that starts them (`server`). Still to come:
+//! stream management, offline storage, roster and presence subscriptions.
 
+pub mod c2s;
+pub mod component;
+pub mod io;
+pub mod router;
+pub mod sasl;
 pub mod scram;
+pub mod server;
+pub mod stanza;
+pub mod tls;

@@ -1,0 +1,144 @@
+//! The transport under an XML stream: plain TCP or TLS, with a byte counter that lets the
+//! session enforce `c2s_stanza_size_limit` (tokio-xmpp's parser has no total size cap).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// Plain or TLS; the session's type does not change at STARTTLS, only this.
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+}
+
+/// Counts bytes read since the session last reset the counter (after each complete
+/// element). Past the limit, reads fail with `InvalidData`, and the session ends the
+/// stream with `policy-violation`.
+pub struct Limited {
+    inner: Transport,
+    /// Bytes read ahead (a component's stream header) to hand out before the transport's.
+    replay: Vec<u8>,
+    read_since_reset: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// The session's handle on the counter.
+#[derive(Clone)]
+pub struct SizeGuard {
+    count: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl SizeGuard {
+    pub fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > self.limit
+    }
+}
+
+pub type Io = BufStream<Limited>;
+
+/// Wraps a transport; returns the buffered I/O for the XML stream and the size guard.
+pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let guard = SizeGuard {
+        count: count.clone(),
+        limit,
+    };
+    (
+        BufStream::new(Limited {
+            inner,
+            replay: Vec::new(),
+            read_since_reset: count,
+            limit,
+        }),
+        guard,
+    )
+}
+
+/// Like [`wrap`], with bytes already read from the transport put back in front.
+pub fn wrap_with_replay(inner: Transport, replay: Vec<u8>, limit: usize) -> (Io, SizeGuard) {
+    let (io, guard) = wrap(inner, limit);
+    let mut limited = io.into_inner();
+    limited.replay = replay;
+    (BufStream::new(limited), guard)
+}
+
+/// Takes the transport back out (for the TLS upgrade). Buffered unread bytes are lost,
+/// which is correct at STARTTLS: a client must not send before the handshake.
+pub fn unwrap(io: Io) -> Transport {
+    io.into_inner().inner
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read_since_reset.load(Ordering::Relaxed) > this.limit {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stanza size limit exceeded",
+            )));
+        }
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.drain(..n);
+            this.read_since_reset.fetch_add(n, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let res = match &mut this.inner {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        let n = buf.filled().len() - before;
+        this.read_since_reset.fetch_add(n, Ordering::Relaxed);
+        res
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

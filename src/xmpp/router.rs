@@ -1,0 +1,355 @@
+//! The router: which session or component a stanza goes to, and what happens when
+//! nobody is there (RFC 6121 §8.5 for local users; a bounce for the rest).
+//!
+//! It also stands for the host at the push module's boundary: it receives the module's
+//! publishes (`RoutePublish`, to a connected component) and session instructions
+//! (`SessionControl`, to the session's task).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+
+use super::stanza;
+use crate::config::Config;
+use crate::push::{
+    OfflineMessage, PushHub, RoutePublish, SessionAction, SessionControl, SessionId,
+};
+
+/// What a session's or component's task receives.
+#[derive(Debug)]
+pub enum ToSession {
+    /// A stanza to write to the peer.
+    Stanza(Element),
+    /// End the stream with this stream error condition.
+    Close(&'static str),
+    /// The push module's end of a held hibernation.
+    Expire,
+}
+
+/// Room in each session's inbound channel; past it stanzas are bounced with
+/// `resource-constraint` instead of queued without bound.
+pub const SESSION_CHANNEL: usize = 256;
+
+/// Resources per user; past it a bind is refused with `resource-constraint`.
+pub const MAX_RESOURCES: usize = 32;
+
+struct Entry {
+    id: SessionId,
+    resource: String,
+    tx: mpsc::Sender<ToSession>,
+    available: bool,
+}
+
+pub struct Router {
+    cfg: Arc<Config>,
+    hub: Addr<PushHub>,
+    users: HashMap<String, Vec<Entry>>,
+    components: HashMap<String, mpsc::Sender<ToSession>>,
+    next_id: u64,
+}
+
+impl Router {
+    pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>) -> Self {
+        Router {
+            cfg,
+            hub,
+            users: HashMap::new(),
+            components: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    fn send_to(tx: &mpsc::Sender<ToSession>, stanza: Element) -> Result<(), Element> {
+        match tx.try_send(ToSession::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(ToSession::Stanza(s)))
+            | Err(mpsc::error::TrySendError::Closed(ToSession::Stanza(s))) => Err(s),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn bounce(&self, stanza: &Element, condition: &str) {
+        let Some(reply) = stanza::error_reply(stanza, "cancel", condition) else {
+            return;
+        };
+        // The bounce goes back to where the stanza came from, through the same rules.
+        self.deliver(reply);
+    }
+
+    /// Delivers a stanza whose `from` is already set.
+    fn deliver(&self, stanza: Element) {
+        let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
+            return;
+        };
+        let domain = to.domain().as_str();
+        if let Some(tx) = self.components.get(domain) {
+            if let Err(s) = Self::send_to(tx, stanza) {
+                tracing::warn!(component = %domain, "component queue full: stanza bounced");
+                self.bounce(&s, "resource-constraint");
+            }
+            return;
+        }
+        if domain != self.cfg.domain {
+            // No server-to-server links yet: remote domains are unreachable.
+            self.bounce(&stanza, "remote-server-not-found");
+            return;
+        }
+        let Some(user) = to.node().map(|n| n.to_string()) else {
+            return;
+        };
+        let sessions = self.users.get(&user);
+        let name = stanza.name();
+        // A full JID with a live session: that session.
+        if let Some(res) = to.resource()
+            && let Some(e) = sessions.and_then(|s| s.iter().find(|e| e.resource == res.as_str()))
+        {
+            if let Err(s) = Self::send_to(&e.tx, stanza) {
+                self.bounce(&s, "resource-constraint");
+            }
+            return;
+        }
+        // An IQ to a full JID that is gone, or to someone else's bare JID: nobody answers.
+        if name == "iq" {
+            self.bounce(&stanza, "service-unavailable");
+            return;
+        }
+        let available: Vec<&Entry> = sessions
+            .map(|s| s.iter().filter(|e| e.available).collect())
+            .unwrap_or_default();
+        let kind = stanza.attr("type").unwrap_or("normal");
+        if name == "message" {
+            if kind == "groupchat" && to.resource().is_some() {
+                // Path B: a room writing to an occupant whose device left.
+                self.hub.do_send(OfflineMessage {
+                    user,
+                    stanza: stanza.clone(),
+                    key: None,
+                });
+                self.bounce(&stanza, "service-unavailable");
+                return;
+            }
+            if available.is_empty() {
+                match kind {
+                    "chat" | "normal" => {
+                        // Offline storage comes with the host's offline module; the push
+                        // module is told now so the phone wakes.
+                        self.hub.do_send(OfflineMessage {
+                            user,
+                            stanza,
+                            key: None,
+                        });
+                    }
+                    "groupchat" => {
+                        self.hub.do_send(OfflineMessage {
+                            user,
+                            stanza: stanza.clone(),
+                            key: None,
+                        });
+                        self.bounce(&stanza, "service-unavailable");
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            for e in available {
+                if let Err(s) = Self::send_to(&e.tx, stanza.clone()) {
+                    self.bounce(&s, "resource-constraint");
+                }
+            }
+            return;
+        }
+        // Presence to a bare JID: every available resource.
+        for e in available {
+            let _ = Self::send_to(&e.tx, stanza.clone());
+        }
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+/// A session bound a resource. Answered with its id and full JID.
+#[derive(Message)]
+#[rtype(result = "Result<(SessionId, FullJid), &'static str>")]
+pub struct Bind {
+    pub user: String,
+    pub resource: Option<String>,
+    pub tx: mpsc::Sender<ToSession>,
+}
+
+impl Handler<Bind> for Router {
+    type Result = Result<(SessionId, FullJid), &'static str>;
+
+    fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
+        let id = SessionId(self.next_id);
+        self.next_id += 1;
+        let resource = match msg.resource.filter(|r| !r.is_empty()) {
+            Some(r) => r,
+            None => {
+                let mut b = [0u8; 6];
+                let _ = getrandom::fill(&mut b);
+                format!(
+                    "cn-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                    b[0], b[1], b[2], b[3], b[4], b[5]
+                )
+            }
+        };
+        let jid = FullJid::new(&format!("{}@{}/{}", msg.user, self.cfg.domain, resource))
+            .map_err(|_| "bad-request")?;
+        let entries = self.users.entry(msg.user).or_default();
+        // A second bind of the same resource replaces the older session (RFC 6120 §7.7.2.2).
+        if let Some(i) = entries
+            .iter()
+            .position(|e| e.resource == jid.resource().as_str())
+        {
+            let old = entries.remove(i);
+            let _ = old.tx.try_send(ToSession::Close("conflict"));
+        }
+        if entries.len() >= MAX_RESOURCES {
+            return Err("resource-constraint");
+        }
+        entries.push(Entry {
+            id,
+            resource: jid.resource().to_string(),
+            tx: msg.tx,
+            available: false,
+        });
+        Ok((id, jid))
+    }
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind {
+    pub user: String,
+    pub id: SessionId,
+}
+
+impl Handler<Unbind> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
+        if let Some(entries) = self.users.get_mut(&msg.user) {
+            entries.retain(|e| e.id != msg.id);
+            if entries.is_empty() {
+                self.users.remove(&msg.user);
+            }
+        }
+    }
+}
+
+/// A session sent (or withdrew) its initial presence.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetAvailable {
+    pub user: String,
+    pub id: SessionId,
+    pub available: bool,
+}
+
+impl Handler<SetAvailable> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetAvailable, _: &mut Context<Self>) {
+        if let Some(e) = self
+            .users
+            .get_mut(&msg.user)
+            .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
+        {
+            e.available = msg.available;
+        }
+    }
+}
+
+/// A stanza from a session or component, `from` already stamped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route(pub Element);
+
+impl Handler<Route> for Router {
+    type Result = ();
+
+    fn handle(&mut self, Route(stanza): Route, _: &mut Context<Self>) {
+        self.deliver(stanza);
+    }
+}
+
+/// A component completed its handshake. `false`: one with that JID is connected already.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AttachComponent {
+    pub jid: String,
+    pub tx: mpsc::Sender<ToSession>,
+}
+
+impl Handler<AttachComponent> for Router {
+    type Result = bool;
+
+    fn handle(&mut self, msg: AttachComponent, _: &mut Context<Self>) -> bool {
+        if self
+            .components
+            .get(&msg.jid)
+            .is_some_and(|tx| !tx.is_closed())
+        {
+            return false;
+        }
+        self.components.insert(msg.jid, msg.tx);
+        true
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachComponent {
+    pub jid: String,
+}
+
+impl Handler<DetachComponent> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: DetachComponent, _: &mut Context<Self>) {
+        self.components.remove(&msg.jid);
+    }
+}
+
+impl Handler<RoutePublish> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) {
+        let domain = msg.to.domain().as_str();
+        match self.components.get(domain) {
+            Some(tx) => {
+                if tx.try_send(ToSession::Stanza(msg.iq)).is_err() {
+                    tracing::warn!(component = %domain, "app server queue full: publish dropped");
+                }
+            }
+            None => {
+                tracing::warn!(to = %msg.to, "no connected component for this app server (server-to-server links are not built yet): publish dropped");
+            }
+        }
+    }
+}
+
+impl Handler<SessionControl> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionControl, _: &mut Context<Self>) {
+        let SessionAction::Expire = msg.action;
+        for entries in self.users.values() {
+            if let Some(e) = entries.iter().find(|e| e.id == msg.session) {
+                let _ = e.tx.try_send(ToSession::Expire);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Starts the whole server (store, push module, router, listeners) and shuts it down in
+//! order: stop accepting, unload the push module (its ledger flushed), close the store.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::router::Router;
+use super::{c2s, component, tls};
+use crate::config::Config;
+use crate::push::{self, PushHub, Shutdown};
+use crate::store::{self, Close, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] store::OpenError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    pub c2s_addr: SocketAddr,
+    pub direct_tls_addr: Option<SocketAddr>,
+    pub component_addr: SocketAddr,
+    pub hub: Addr<PushHub>,
+    pub store: Addr<Store>,
+    stop: watch::Sender<bool>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+impl Server {
+    /// Starts everything; must run inside an actix `System`.
+    pub async fn start(cfg: Config) -> Result<Server, StartError> {
+        let cfg = Arc::new(cfg);
+        let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
+        let store = Store::start(db, cfg.store_max_pending);
+        let tls = tls::server_config(&cfg, None)?;
+        let direct_tls = tls::server_config(&cfg, Some(b"xmpp-client"))?;
+        let (c2s_l, comp_l) = (
+            bind(cfg.c2s_listen).await?,
+            bind(cfg.component_listen).await?,
+        );
+        let direct_l = match cfg.c2s_direct_tls_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let client = Store::client(&store);
+        let router_cfg = cfg.clone();
+        let hub_cfg = cfg.clone();
+        let mut hub_slot = None;
+        let router = Router::create(|ctx| {
+            let hub = push::start(hub_cfg, client, ctx.address().recipient());
+            hub_slot = Some(hub.clone());
+            Router::new(router_cfg, hub)
+        });
+        let Some(hub) = hub_slot else {
+            unreachable!("Router::create runs its closure before returning");
+        };
+        let mut secret = [0u8; 32];
+        let _ = getrandom::fill(&mut secret);
+        let (stop, stopped) = watch::channel(false);
+        let c2s_shared = Rc::new(c2s::Shared {
+            cfg: cfg.clone(),
+            tls,
+            router: router.clone(),
+            hub: hub.clone(),
+            store: store.clone(),
+            decoy_secret: secret,
+        });
+        let limit = Arc::new(Semaphore::new(cfg.c2s_max_connections));
+        let c2s_addr = c2s_l.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.c2s_listen,
+            source,
+        })?;
+        let component_addr = comp_l.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.component_listen,
+            source,
+        })?;
+        let direct_tls_addr = direct_l.as_ref().and_then(|l| l.local_addr().ok());
+        accept_clients(
+            c2s_l,
+            c2s_shared.clone(),
+            false,
+            limit.clone(),
+            stopped.clone(),
+        );
+        if let Some(l) = direct_l {
+            let shared = Rc::new(c2s::Shared {
+                tls: direct_tls,
+                cfg: cfg.clone(),
+                router: router.clone(),
+                hub: hub.clone(),
+                store: store.clone(),
+                decoy_secret: secret,
+            });
+            accept_clients(l, shared, true, limit, stopped.clone());
+        }
+        let comp_shared = Rc::new(component::Shared {
+            cfg: cfg.clone(),
+            router,
+            hub: hub.clone(),
+        });
+        actix::spawn(async move {
+            let mut stopped = stopped;
+            loop {
+                tokio::select! {
+                    r = comp_l.accept() => match r {
+                        Ok((tcp, _)) => {
+                            actix::spawn(component::serve(tcp, comp_shared.clone()));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "component accept failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
+        Ok(Server {
+            c2s_addr,
+            direct_tls_addr,
+            component_addr,
+            hub,
+            store,
+            stop,
+        })
+    }
+
+    /// Stops accepting, unloads the push module and closes the store (flushed).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.hub.send(Shutdown).await;
+        let _ = self.store.send(Close).await;
+        tracing::info!("stopped");
+    }
+}
+
+fn accept_clients(
+    listener: TcpListener,
+    shared: Rc<c2s::Shared>,
+    direct_tls: bool,
+    limit: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    actix::spawn(async move {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let Ok(permit) = limit.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "c2s_max_connections reached: connection closed");
+                            continue;
+                        };
+                        let _ = tcp.set_nodelay(true);
+                        let shared = shared.clone();
+                        actix::spawn(async move {
+                            c2s::serve(tcp, shared, direct_tls).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+}

@@ -1,0 +1,142 @@
+//! The server's TLS configuration: rustls with the ring provider (smaller on ARM), the
+//! admin's certificate or a self-signed one generated on first start and kept in the
+//! data directory, so clients that pin it keep working across restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("TLS configuration refused: {0}")]
+    Rustls(String),
+}
+
+/// Where the generated certificate and key live.
+pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (data_dir.join("tls-cert.pem"), data_dir.join("tls-key.pem"))
+}
+
+fn generate(domain: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
+    let ck = rcgen::generate_simple_self_signed(vec![domain.to_string()])
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let write = |path: &Path, data: String, private: bool| -> Result<(), TlsError> {
+        let err = |e: std::io::Error| TlsError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        use std::io::Write;
+        opts.open(path)
+            .map_err(err)?
+            .write_all(data.as_bytes())
+            .map_err(err)
+    };
+    write(key, ck.signing_key.serialize_pem(), true)?;
+    write(cert, ck.cert.pem(), false)?;
+    tracing::info!(cert = %cert.display(), %domain, "generated a self-signed TLS certificate");
+    Ok(())
+}
+
+/// Loads (or on first start creates) the certificate and builds the server config.
+/// `alpn` is set for the direct-TLS listener (XEP-0368: `xmpp-client`).
+pub fn server_config(cfg: &Config, alpn: Option<&[u8]>) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = match (&cfg.tls_certificate, &cfg.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let (c, k) = self_signed_paths(&cfg.data_dir);
+            if !c.exists() || !k.exists() {
+                std::fs::create_dir_all(&cfg.data_dir).map_err(|e| TlsError::Write {
+                    path: cfg.data_dir.clone(),
+                    reason: e.to_string(),
+                })?;
+                // A half-written pair from an interrupted start is replaced whole.
+                let _ = std::fs::remove_file(&c);
+                let _ = std::fs::remove_file(&k);
+                generate(&cfg.domain, &c, &k)?;
+            }
+            (c, k)
+        }
+    };
+    let read_err = |path: &Path, e: String| TlsError::Read {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| read_err(&cert_path, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read_err(&cert_path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(read_err(&cert_path, "no certificate in the file".into()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_err(&key_path, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    if let Some(proto) = alpn {
+        config.alpn_protocols = vec![proto.to_vec()];
+    }
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        server_config(&cfg, None).unwrap();
+        let (c, k) = self_signed_paths(dir.path());
+        let first = std::fs::read(&c).unwrap();
+        server_config(&cfg, Some(b"xmpp-client")).unwrap();
+        assert_eq!(std::fs::read(&c).unwrap(), first, "kept across starts");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn missing_admin_certificate_is_a_clear_error() {
+        let cfg = Config {
+            tls_certificate: Some("/nonexistent/cert.pem".into()),
+            tls_key: Some("/nonexistent/key.pem".into()),
+            ..Config::default()
+        };
+        let err = server_config(&cfg, None).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The server over real sockets: a scripted client (tokio-xmpp's initiator side parses
+//! what the server sends) and a scripted component app server.
+
+mod client;
+
+use std::time::Duration;
+
+use client::{Client, Component, connect_client, plain_client};
+use cloud_notify::config::{ComponentConfig, Config};
+use cloud_notify::store::{admin, open_database};
+use cloud_notify::xmpp::server::Server;
+use xmpp_parsers::minidom::Element;
+
+pub const DOMAIN: &str = "localhost";
+pub const APP: &str = "push.localhost";
+pub const APP_SECRET: &str = "s3cr3t";
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub cfg: Config,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            domain: DOMAIN.into(),
+            data_dir: dir.path().to_path_buf(),
+            c2s_listen: "127.0.0.1:0".parse().unwrap(),
+            component_listen: "127.0.0.1:0".parse().unwrap(),
+            scram_iterations: 4096,
+            components: vec![ComponentConfig {
+                jid: APP.into(),
+                secret: APP_SECRET.into(),
+            }],
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        {
+            let db = open_database(&cfg.data_dir, cfg.store_cache_size).unwrap();
+            for u in ["juliet", "romeo"] {
+                admin::add_user(&db, u, &format!("{u}-pw"), 4096).unwrap();
+            }
+        }
+        let server = Server::start(cfg.clone()).await.expect("server starts");
+        TestServer {
+            server: Some(server),
+            cfg,
+            _dir: dir,
+        }
+    }
+
+    pub fn c2s(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().c2s_addr
+    }
+
+    pub fn component(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().component_addr
+    }
+
+    pub async fn login(&self, user: &str, resource: &str) -> Client {
+        connect_client(self, user, resource).await
+    }
+}
+
+fn ns_push() -> &'static str {
+    "urn:xmpp:push:0"
+}
+
+const FORM: &str = "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='secret'><value>the-secret</value></field></x>";
+
+#[actix_rt::test]
+async fn offline_message_reaches_the_app_server_as_prosodys_publish() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    juliet.close().await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='m1'><body>secret words</body></message>")
+        .await;
+    let publish = app.next().await;
+    assert_eq!(publish.attr("type"), Some("set"));
+    assert_eq!(publish.attr("from"), Some(DOMAIN));
+    assert_eq!(publish.attr("to"), Some(APP));
+    assert!(
+        publish.has_ns("jabber:component:accept"),
+        "component namespace on the wire"
+    );
+    let xml = String::from(&publish);
+    assert!(
+        xml.contains("node=\"n1\"") || xml.contains("node='n1'"),
+        "{xml}"
+    );
+    assert!(xml.contains("the-secret"), "publish-options passed through");
+    assert!(xml.contains("New Message!"));
+    assert!(!xml.contains("secret words"), "no body by default");
+    // The app server answers; nothing comes back to anyone.
+    app.answer_result(&publish).await;
+}
+
+#[actix_rt::test]
+async fn b01_b02_push_feature_on_the_account_not_the_server() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let own = juliet
+        .iq("<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    assert!(has_feature(&own, ns_push()), "{}", String::from(&own));
+    let server = juliet
+        .iq("<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    assert_eq!(server.attr("type"), Some("result"));
+    assert!(!has_feature(&server, ns_push()));
+}
+
+fn has_feature(iq: &Element, var: &str) -> bool {
+    iq.children()
+        .flat_map(|q| q.children())
+        .any(|f| f.name() == "feature" && f.attr("var") == Some(var))
+}
+
+#[actix_rt::test]
+async fn b07_b08_enable_to_domain_or_get_is_service_unavailable() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='a' to='localhost'><enable xmlns='urn:xmpp:push:0' jid='{APP}'/></iq>"))
+        .await;
+    assert!(
+        String::from(&r).contains("service-unavailable"),
+        "{}",
+        String::from(&r)
+    );
+    let r = juliet
+        .iq(&format!(
+            "<iq type='get' id='b'><enable xmlns='urn:xmpp:push:0' jid='{APP}'/></iq>"
+        ))
+        .await;
+    assert!(String::from(&r).contains("service-unavailable"));
+}
+
+#[actix_rt::test]
+async fn messages_between_online_users_are_delivered() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send("<presence/>").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    // Presence is processed before the message: a ping round trip orders them.
+    juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='m1'><body>hi</body></message>")
+        .await;
+    let m = juliet.next().await;
+    assert_eq!(m.name(), "message");
+    assert_eq!(m.attr("from"), Some("romeo@localhost/desk"));
+    assert_eq!(
+        m.get_child("body", "jabber:client")
+            .map(|b| b.text())
+            .as_deref(),
+        Some("hi")
+    );
+}
+
+#[actix_rt::test]
+async fn wrong_host_gets_host_unknown() {
+    let t = TestServer::start(|_| {}).await;
+    let err = plain_client(&t, "example.org").await.expect_err("refused");
+    assert!(err.contains("HostUnknown"), "{err}");
+}
+
+#[actix_rt::test]
+async fn authentication_requires_tls_by_default() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = plain_client(&t, DOMAIN).await.expect("stream opens");
+    assert!(c.features_xml.contains("starttls"), "{}", c.features_xml);
+    assert!(!c.features_xml.contains("PLAIN"), "{}", c.features_xml);
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABqdWxpZXQtcHc=</auth>")
+        .await;
+    let e = c.next_or_error().await;
+    assert!(e.contains("policy-violation"), "{e}");
+}
+
+#[actix_rt::test]
+async fn wrong_password_is_not_authorized() {
+    let t = TestServer::start(|_| {}).await;
+    let r = client::try_login(&t, "juliet", "wrong", "phone").await;
+    assert!(r.is_err_and(|e| e.contains("not-authorized")));
+    let r = client::try_login(&t, "nobody", "x", "phone").await;
+    assert!(r.is_err_and(|e| e.contains("not-authorized")));
+}
+
+#[actix_rt::test]
+async fn oversized_stanza_is_a_policy_violation_and_others_are_untouched() {
+    let t = TestServer::start(|c| c.c2s_stanza_size_limit = 16 * 1024).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    let big = "x".repeat(40 * 1024);
+    romeo
+        .send(&format!(
+            "<message to='juliet@localhost'><body>{big}</body></message>"
+        ))
+        .await;
+    let e = romeo.next_or_error().await;
+    assert!(e.contains("policy-violation"), "{e}");
+    let pong = juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+#[actix_rt::test]
+async fn component_with_wrong_secret_is_refused() {
+    let t = TestServer::start(|_| {}).await;
+    let e = Component::try_connect(&t, APP, "wrong")
+        .await
+        .expect_err("refused");
+    assert!(e.contains("not-authorized"), "{e}");
+    let e = Component::try_connect(&t, "other.localhost", APP_SECRET)
+        .await
+        .expect_err("refused");
+    assert!(e.contains("host-unknown"), "{e}");
+}
+
+#[actix_rt::test]
+async fn data_survives_a_restart() {
+    let mut t = TestServer::start(|_| {}).await;
+    {
+        let mut juliet = t.login("juliet", "phone").await;
+        let r = juliet
+            .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n9'/></iq>"))
+            .await;
+        assert_eq!(r.attr("type"), Some("result"));
+        juliet.close().await;
+    }
+    t.server.take().unwrap().shutdown().await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        t.server = Some(Server::start(t.cfg.clone()).await.expect("restart"));
+    })
+    .await
+    .expect("restart in time");
+    let mut app = Component::connect(&t).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>after restart</body></message>")
+        .await;
+    let p = app.next().await;
+    assert!(String::from(&p).contains("n9"));
+}
