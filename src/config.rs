@@ -94,6 +94,9 @@ pub struct Config {
     pub c2s_max_connections: usize,
     /// Seconds a client has to authenticate before its stream is closed.
     pub c2s_auth_timeout: Duration,
+    /// Messages kept per user while they have no available session (XEP-0160); past it
+    /// the sender gets `resource-constraint`.
+    pub offline_max_messages: usize,
     /// Components allowed to connect.
     pub components: Vec<ComponentConfig>,
 }
@@ -136,6 +139,7 @@ impl Default for Config {
             c2s_stanza_size_limit: 256 * 1024,
             c2s_max_connections: 1000,
             c2s_auth_timeout: Duration::from_secs(30),
+            offline_max_messages: 1000,
             components: Vec::new(),
         }
     }
@@ -171,6 +175,7 @@ pub const KEYS: &[&str] = &[
     "c2s_stanza_size_limit",
     "c2s_max_connections",
     "c2s_auth_timeout",
+    "offline_max_messages",
     "component",
 ];
 
@@ -264,6 +269,7 @@ impl Config {
                 }
                 "c2s_max_connections" => cfg.c2s_max_connections = v.int(1, 1_000_000)? as usize,
                 "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
+                "offline_max_messages" => cfg.offline_max_messages = v.int(1, 1_000_000)? as usize,
                 "component" => cfg.components = v.components()?,
                 _ => return Err(ConfigError::UnknownKey { key: key.clone() }),
             }
@@ -499,6 +505,7 @@ impl fmt::Display for Config {
         writeln!(f, "c2s_stanza_size_limit = {}", self.c2s_stanza_size_limit)?;
         writeln!(f, "c2s_max_connections = {}", self.c2s_max_connections)?;
         writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
+        writeln!(f, "offline_max_messages = {}", self.offline_max_messages)?;
         for c in &self.components {
             // The secret is a password: never printed.
             writeln!(

@@ -4,7 +4,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::Account;
-use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -112,6 +112,8 @@ pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
         for id in ids {
             regs.remove((user, id.as_str()))?;
         }
+        txn.open_table(OFFLINE)?
+            .retain_in((user, 0)..=(user, u64::MAX), |_, _| false)?;
     }
     txn.commit()?;
     Ok(())

@@ -81,6 +81,22 @@ pub struct LoadAccount {
     pub user: String,
 }
 
+/// Store a message for a user with no available session (durable before answered).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct PushOffline {
+    pub user: String,
+    pub stanza: String,
+    pub max: usize,
+}
+
+/// The user's offline messages, oldest first.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<(u64, String)>, StoreError>")]
+pub struct LoadOffline {
+    pub user: String,
+}
+
 /// Apply changes atomically; answered once they are durable (or, for `durable: false`,
 /// committed without an fsync of their own).
 #[derive(Message, Debug, Clone)]
@@ -227,6 +243,43 @@ impl Handler<LoadAccount> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Account(a))) => Ok(a),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<PushOffline> for Store {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    fn handle(&mut self, msg: PushOffline, ctx: &mut Context<Self>) -> Self::Result {
+        let op = StoreOp::PushOffline {
+            user: msg.user,
+            stanza: msg.stanza,
+            max: msg.max,
+        };
+        let rx = self.enqueue(op, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Stored(seq))) => Ok(seq),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadOffline> for Store {
+    type Result = ResponseFuture<Result<Vec<(u64, String)>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadOffline, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadOffline { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::OfflineMessages(m))) => Ok(m),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

@@ -19,7 +19,9 @@ pub enum Change {
     DeleteRegistration { user: String, identifier: String },
     /// Create or replace an account.
     PutAccount { user: String, account: Account },
-    /// Remove everything stored for a user: account and registrations (D7).
+    /// Remove offline messages up to and including `up_to` (they were delivered).
+    DeleteOffline { user: String, up_to: u64 },
+    /// Remove everything stored for a user: account, registrations, offline messages (D7).
     DeleteUser { user: String },
 }
 
@@ -30,6 +32,15 @@ pub enum StoreOp {
     LoadRegistrations { user: String },
     /// One account, if it exists.
     LoadAccount { user: String },
+    /// Store a message for a user with no available session; refused when the user does
+    /// not exist or already has `max` messages waiting.
+    PushOffline {
+        user: String,
+        stanza: String,
+        max: usize,
+    },
+    /// The user's offline messages, oldest first, with their sequence numbers.
+    LoadOffline { user: String },
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
     /// shutdown): used for ledger fields whose loss on a crash costs nothing.
     Write { changes: Vec<Change>, durable: bool },
@@ -37,11 +48,14 @@ pub enum StoreOp {
 
 impl StoreOp {
     pub(super) fn is_write(&self) -> bool {
-        matches!(self, StoreOp::Write { .. })
+        matches!(self, StoreOp::Write { .. } | StoreOp::PushOffline { .. })
     }
 
     pub(super) fn is_durable_write(&self) -> bool {
-        matches!(self, StoreOp::Write { durable: true, .. })
+        matches!(
+            self,
+            StoreOp::Write { durable: true, .. } | StoreOp::PushOffline { .. }
+        )
     }
 }
 
@@ -50,6 +64,9 @@ impl StoreOp {
 pub enum StoreReply {
     Registrations(Vec<(String, RegistrationRecord)>),
     Account(Option<Account>),
+    /// The sequence number a stored offline message got.
+    Stored(u64),
+    OfflineMessages(Vec<(u64, String)>),
     Written,
 }
 
@@ -65,6 +82,10 @@ pub enum StoreError {
     Busy,
     #[error("the store is closed")]
     Closed,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("the user's offline storage is full")]
+    Full,
 }
 
 impl From<redb::Error> for StoreError {

@@ -16,6 +16,10 @@ pub const PUSH_REGISTRATIONS: TableDefinition<(&str, &str), &[u8]> =
 /// `username` → postcard `Account` (SCRAM credentials; never a password).
 pub const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 
+/// `(username, seq)` → a message stored for a user with no available session (XEP-0160),
+/// serialized with its delay stamp.
+pub const OFFLINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("offline");
+
 const VERSION_KEY: &str = "schema_version";
 
 /// Why a data file cannot be used by this binary.
@@ -57,6 +61,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(PUSH_REGISTRATIONS)
                     .map_err(redb::Error::from)?;
                 txn.open_table(ACCOUNTS).map_err(redb::Error::from)?;
+                txn.open_table(OFFLINE).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())

@@ -12,7 +12,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 use super::faults::StoreFaults;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord};
-use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS};
 
 /// The open database, or `None` once closed. A slot rather than a bare `Arc<Database>`
 /// so that closing drops the database (and its file lock) at a known moment.
@@ -102,7 +102,10 @@ impl Writer {
                 load_registrations(&txn.open_table(PUSH_REGISTRATIONS)?, user)
             }
             StoreOp::LoadAccount { user } => load_account(&txn.open_table(ACCOUNTS)?, user),
-            StoreOp::Write { .. } => Err(StoreError::Failed("write in a read-only batch".into())),
+            StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
+            StoreOp::Write { .. } | StoreOp::PushOffline { .. } => {
+                Err(StoreError::Failed("write in a read-only batch".into()))
+            }
         }
     }
 
@@ -137,6 +140,7 @@ impl Writer {
     fn apply(&self, txn: &WriteTransaction, op: &StoreOp) -> Result<StoreReply, StoreError> {
         let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
+        let mut offline = txn.open_table(OFFLINE)?;
         let reads_fail = || {
             if self.faults.reads_fail() {
                 Err(StoreError::Failed("injected read failure".into()))
@@ -152,6 +156,28 @@ impl Writer {
             StoreOp::LoadAccount { user } => {
                 reads_fail()?;
                 load_account(&accounts, user)
+            }
+            StoreOp::LoadOffline { user } => {
+                reads_fail()?;
+                load_offline(&offline, user)
+            }
+            StoreOp::PushOffline { user, stanza, max } => {
+                if accounts.get(user.as_str())?.is_none() {
+                    return Err(StoreError::NoSuchUser);
+                }
+                let mut count = 0;
+                let mut last = 0;
+                for e in offline.range((user.as_str(), 0)..=(user.as_str(), u64::MAX))? {
+                    let (k, _) = e?;
+                    count += 1;
+                    last = k.value().1;
+                }
+                if count >= *max {
+                    return Err(StoreError::Full);
+                }
+                let seq = last + 1;
+                offline.insert((user.as_str(), seq), stanza.as_bytes())?;
+                Ok(StoreReply::Stored(seq))
             }
             StoreOp::Write { changes, .. } => {
                 for change in changes {
@@ -175,8 +201,18 @@ impl Writer {
                                 .map_err(|e| StoreError::Failed(e.to_string()))?;
                             accounts.insert(user.as_str(), bytes.as_slice())?;
                         }
+                        Change::DeleteOffline { user, up_to } => {
+                            offline.retain_in(
+                                (user.as_str(), 0)..=(user.as_str(), *up_to),
+                                |_, _| false,
+                            )?;
+                        }
                         Change::DeleteUser { user } => {
                             accounts.remove(user.as_str())?;
+                            offline.retain_in(
+                                (user.as_str(), 0)..=(user.as_str(), u64::MAX),
+                                |_, _| false,
+                            )?;
                             let keys: Vec<String> = user_range(&table, user)?
                                 .into_iter()
                                 .map(|(id, _)| id)
@@ -236,4 +272,18 @@ fn load_account(
     let account = Account::decode(v.value())
         .map_err(|e| StoreError::Corrupt(format!("account {user}: {e}")))?;
     Ok(StoreReply::Account(Some(account)))
+}
+
+fn load_offline(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    user: &str,
+) -> Result<StoreReply, StoreError> {
+    let mut out = Vec::new();
+    for e in table.range((user, 0)..=(user, u64::MAX))? {
+        let (k, v) = e?;
+        let text = String::from_utf8(v.value().to_vec())
+            .map_err(|e| StoreError::Corrupt(format!("offline message of {user}: {e}")))?;
+        out.push((k.value().1, text));
+    }
+    Ok(StoreReply::OfflineMessages(out))
 }

@@ -27,7 +27,7 @@ use super::sasl::{self, SaslOutcome};
 use super::stanza::{self, CLIENT_NS};
 use crate::config::Config;
 use crate::push::{PushHub, PushRequest, Session, SessionClosed, SessionId};
-use crate::store::Store;
+use crate::store::{Change, LoadOffline, Store, Write};
 
 const STREAMS_NS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
@@ -455,13 +455,18 @@ async fn handle_client(
         "presence" if to.is_none() => {
             let t = el.attr("type");
             let now_available = t.is_none();
+            let user = bare.node().map(|n| n.to_string()).unwrap_or_default();
             if t.is_none() || t == Some("unavailable") {
+                let initial = now_available && !*available;
                 *available = now_available;
                 shared.router.do_send(SetAvailable {
-                    user: bare.node().map(|n| n.to_string()).unwrap_or_default(),
+                    user: user.clone(),
                     id: session.id,
                     available: now_available,
                 });
+                if initial {
+                    return deliver_offline(xml, &user, jid, shared).await;
+                }
             }
             true
         }
@@ -470,6 +475,51 @@ async fn handle_client(
             true
         }
     }
+}
+
+/// After the initial presence: the messages stored while the user was away, oldest
+/// first. They are deleted once written to the socket (with stream management they will
+/// be deleted at the client's ack instead).
+async fn deliver_offline(xml: &mut Xml, user: &str, jid: &FullJid, shared: &Shared) -> bool {
+    let messages = match shared
+        .store
+        .send(LoadOffline {
+            user: user.to_string(),
+        })
+        .await
+    {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read offline messages");
+            return true;
+        }
+        Err(_) => return true,
+    };
+    let Some(last) = messages.last().map(|(seq, _)| *seq) else {
+        return true;
+    };
+    for (_, text) in messages {
+        let Ok(mut el) = text.parse::<Element>() else {
+            tracing::error!("unreadable offline message skipped");
+            continue;
+        };
+        stanza::set_attr(&mut el, "to", &jid.to_string());
+        if xml.send(&el).await.is_err() {
+            // Not delivered: the messages stay stored for the next login.
+            return false;
+        }
+    }
+    let delete = Write {
+        changes: vec![Change::DeleteOffline {
+            user: user.to_string(),
+            up_to: last,
+        }],
+        durable: true,
+    };
+    if !matches!(shared.store.send(delete).await, Ok(Ok(()))) {
+        tracing::error!("delivered offline messages not deleted; they may come again");
+    }
+    true
 }
 
 /// IQs to the server or to the user's own account.

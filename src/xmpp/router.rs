@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::push::{
     OfflineMessage, PushHub, RoutePublish, SessionAction, SessionControl, SessionId,
 };
+use crate::store::{PushOffline, Store, StoreError};
 
 /// What a session's or component's task receives.
 #[derive(Debug)]
@@ -47,16 +48,18 @@ struct Entry {
 pub struct Router {
     cfg: Arc<Config>,
     hub: Addr<PushHub>,
+    store: Addr<Store>,
     users: HashMap<String, Vec<Entry>>,
     components: HashMap<String, mpsc::Sender<ToSession>>,
     next_id: u64,
 }
 
 impl Router {
-    pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>) -> Self {
+    pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>, store: Addr<Store>) -> Self {
         Router {
             cfg,
             hub,
+            store,
             users: HashMap::new(),
             components: HashMap::new(),
             next_id: 1,
@@ -72,16 +75,59 @@ impl Router {
         }
     }
 
-    fn bounce(&self, stanza: &Element, condition: &str) {
-        let Some(reply) = stanza::error_reply(stanza, "cancel", condition) else {
+    fn bounce(&self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
+        let error_type =
+            if condition == "resource-constraint" || condition == "internal-server-error" {
+                "wait"
+            } else {
+                "cancel"
+            };
+        let Some(reply) = stanza::error_reply(stanza, error_type, condition) else {
             return;
         };
         // The bounce goes back to where the stanza came from, through the same rules.
-        self.deliver(reply);
+        self.deliver(reply, ctx);
+    }
+
+    /// Stores a message for a user with no available session (XEP-0160), stamped with
+    /// XEP-0203 delay; once durable the push module hears of it. A missing user or a full
+    /// store bounces to the sender: nothing is dropped silently.
+    fn store_offline(&self, user: String, stanza: Element, ctx: &mut Context<Self>) {
+        let stamp = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
+        stanza::set_attr(&mut delay, "from", &self.cfg.domain);
+        stanza::set_attr(&mut delay, "stamp", &stamp);
+        let mut stamped = stanza.clone();
+        stamped.append_child(delay);
+        let fut = self.store.send(PushOffline {
+            user: user.clone(),
+            stanza: String::from(&stamped),
+            max: self.cfg.offline_max_messages,
+        });
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res.unwrap_or(Err(StoreError::Closed)) {
+                Ok(_) => act.hub.do_send(OfflineMessage {
+                    user,
+                    stanza,
+                    key: None,
+                }),
+                Err(StoreError::NoSuchUser) => act.bounce(&stanza, "service-unavailable", ctx),
+                Err(StoreError::Full) => {
+                    tracing::info!(%user, "offline storage full: message bounced");
+                    act.bounce(&stanza, "resource-constraint", ctx)
+                }
+                Err(e) => {
+                    tracing::error!(%user, error = %e, "offline message not stored: bounced");
+                    act.bounce(&stanza, "internal-server-error", ctx)
+                }
+            }
+        }));
     }
 
     /// Delivers a stanza whose `from` is already set.
-    fn deliver(&self, stanza: Element) {
+    fn deliver(&self, stanza: Element, ctx: &mut Context<Self>) {
         let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
             return;
         };
@@ -89,13 +135,13 @@ impl Router {
         if let Some(tx) = self.components.get(domain) {
             if let Err(s) = Self::send_to(tx, stanza) {
                 tracing::warn!(component = %domain, "component queue full: stanza bounced");
-                self.bounce(&s, "resource-constraint");
+                self.bounce(&s, "resource-constraint", ctx);
             }
             return;
         }
         if domain != self.cfg.domain {
             // No server-to-server links yet: remote domains are unreachable.
-            self.bounce(&stanza, "remote-server-not-found");
+            self.bounce(&stanza, "remote-server-not-found", ctx);
             return;
         }
         let Some(user) = to.node().map(|n| n.to_string()) else {
@@ -108,13 +154,13 @@ impl Router {
             && let Some(e) = sessions.and_then(|s| s.iter().find(|e| e.resource == res.as_str()))
         {
             if let Err(s) = Self::send_to(&e.tx, stanza) {
-                self.bounce(&s, "resource-constraint");
+                self.bounce(&s, "resource-constraint", ctx);
             }
             return;
         }
         // An IQ to a full JID that is gone, or to someone else's bare JID: nobody answers.
         if name == "iq" {
-            self.bounce(&stanza, "service-unavailable");
+            self.bounce(&stanza, "service-unavailable", ctx);
             return;
         }
         let available: Vec<&Entry> = sessions
@@ -129,27 +175,19 @@ impl Router {
                     stanza: stanza.clone(),
                     key: None,
                 });
-                self.bounce(&stanza, "service-unavailable");
+                self.bounce(&stanza, "service-unavailable", ctx);
                 return;
             }
             if available.is_empty() {
                 match kind {
-                    "chat" | "normal" => {
-                        // Offline storage comes with the host's offline module; the push
-                        // module is told now so the phone wakes.
-                        self.hub.do_send(OfflineMessage {
-                            user,
-                            stanza,
-                            key: None,
-                        });
-                    }
+                    "chat" | "normal" => self.store_offline(user, stanza, ctx),
                     "groupchat" => {
                         self.hub.do_send(OfflineMessage {
                             user,
                             stanza: stanza.clone(),
                             key: None,
                         });
-                        self.bounce(&stanza, "service-unavailable");
+                        self.bounce(&stanza, "service-unavailable", ctx);
                     }
                     _ => {}
                 }
@@ -157,7 +195,7 @@ impl Router {
             }
             for e in available {
                 if let Err(s) = Self::send_to(&e.tx, stanza.clone()) {
-                    self.bounce(&s, "resource-constraint");
+                    self.bounce(&s, "resource-constraint", ctx);
                 }
             }
             return;
@@ -279,8 +317,8 @@ pub struct Route(pub Element);
 impl Handler<Route> for Router {
     type Result = ();
 
-    fn handle(&mut self, Route(stanza): Route, _: &mut Context<Self>) {
-        self.deliver(stanza);
+    fn handle(&mut self, Route(stanza): Route, ctx: &mut Context<Self>) {
+        self.deliver(stanza, ctx);
     }
 }
 

@@ -64,10 +64,11 @@ impl Server {
         let router_cfg = cfg.clone();
         let hub_cfg = cfg.clone();
         let mut hub_slot = None;
+        let router_store = store.clone();
         let router = Router::create(|ctx| {
             let hub = push::start(hub_cfg, client, ctx.address().recipient());
             hub_slot = Some(hub.clone());
-            Router::new(router_cfg, hub)
+            Router::new(router_cfg, hub, router_store)
         });
         let Some(hub) = hub_slot else {
             unreachable!("Router::create runs its closure before returning");

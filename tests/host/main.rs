@@ -254,3 +254,71 @@ async fn data_survives_a_restart() {
     let p = app.next().await;
     assert!(String::from(&p).contains("n9"));
 }
+
+#[actix_rt::test]
+async fn offline_messages_are_kept_and_delivered_with_a_delay_stamp() {
+    let t = TestServer::start(|_| {}).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for b in ["one", "two"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+    }
+    // The store answers in order: a ping round trip after the sends is not enough to know
+    // they were stored, so log in and wait for them.
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send("<presence/>").await;
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let m = juliet.next().await;
+        assert_eq!(m.name(), "message");
+        let delay = m.get_child("delay", "urn:xmpp:delay").expect("delay stamp");
+        assert_eq!(delay.attr("from"), Some(DOMAIN));
+        assert!(delay.attr("stamp").is_some_and(|s| s.ends_with('Z')));
+        bodies.push(m.get_child("body", "jabber:client").unwrap().text());
+    }
+    assert_eq!(bodies, ["one", "two"]);
+    juliet.close().await;
+    // Delivered once: the next login finds nothing waiting.
+    let mut again = t.login("juliet", "tablet").await;
+    again.send("<presence/>").await;
+    let pong = again
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        pong.attr("type"),
+        Some("result"),
+        "no message came before the pong"
+    );
+}
+
+#[actix_rt::test]
+async fn full_offline_storage_bounces_resource_constraint() {
+    let t = TestServer::start(|c| c.offline_max_messages = 2).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for i in 0..3 {
+        romeo
+            .send(&format!(
+                "<message type='chat' id='m{i}' to='juliet@localhost'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    let bounce = romeo.next().await;
+    assert_eq!(bounce.attr("type"), Some("error"));
+    assert_eq!(bounce.attr("id"), Some("m2"));
+    assert!(String::from(&bounce).contains("resource-constraint"));
+}
+
+#[actix_rt::test]
+async fn message_to_an_unknown_user_bounces() {
+    let t = TestServer::start(|_| {}).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' id='x' to='nobody@localhost'><body>hi</body></message>")
+        .await;
+    let bounce = romeo.next().await;
+    assert_eq!(bounce.attr("type"), Some("error"));
+    assert!(String::from(&bounce).contains("service-unavailable"));
+}
