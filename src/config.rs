@@ -97,6 +97,16 @@ pub struct Config {
     /// Messages kept per user while they have no available session (XEP-0160); past it
     /// the sender gets `resource-constraint`.
     pub offline_max_messages: usize,
+    /// How long a session that lost its connection stays resumable (XEP-0198).
+    pub smacks_hibernation_time: Duration,
+    /// Unacknowledged stanzas kept per session; past it the session ends.
+    pub smacks_max_queue_size: usize,
+    /// How long an `<r/>` may go unanswered before the push module hears of it.
+    pub smacks_max_ack_delay: Duration,
+    /// Unacknowledged stanzas before the server asks for an ack (0: after every one).
+    pub smacks_max_unacked_stanzas: usize,
+    /// Ended sessions remembered for `<failed h=…/>` on a late resume.
+    pub smacks_max_old_sessions: usize,
     /// Components allowed to connect.
     pub components: Vec<ComponentConfig>,
 }
@@ -140,6 +150,11 @@ impl Default for Config {
             c2s_max_connections: 1000,
             c2s_auth_timeout: Duration::from_secs(30),
             offline_max_messages: 1000,
+            smacks_hibernation_time: Duration::from_secs(600),
+            smacks_max_queue_size: 500,
+            smacks_max_ack_delay: Duration::from_secs(30),
+            smacks_max_unacked_stanzas: 0,
+            smacks_max_old_sessions: 10,
             components: Vec::new(),
         }
     }
@@ -176,6 +191,11 @@ pub const KEYS: &[&str] = &[
     "c2s_max_connections",
     "c2s_auth_timeout",
     "offline_max_messages",
+    "smacks_hibernation_time",
+    "smacks_max_queue_size",
+    "smacks_max_ack_delay",
+    "smacks_max_unacked_stanzas",
+    "smacks_max_old_sessions",
     "component",
 ];
 
@@ -270,6 +290,17 @@ impl Config {
                 "c2s_max_connections" => cfg.c2s_max_connections = v.int(1, 1_000_000)? as usize,
                 "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
                 "offline_max_messages" => cfg.offline_max_messages = v.int(1, 1_000_000)? as usize,
+                "smacks_hibernation_time" => {
+                    cfg.smacks_hibernation_time = v.seconds(1.0, 604_800.0)?
+                }
+                "smacks_max_queue_size" => cfg.smacks_max_queue_size = v.int(1, 100_000)? as usize,
+                "smacks_max_ack_delay" => cfg.smacks_max_ack_delay = v.seconds(1.0, 3600.0)?,
+                "smacks_max_unacked_stanzas" => {
+                    cfg.smacks_max_unacked_stanzas = v.int(0, 100_000)? as usize
+                }
+                "smacks_max_old_sessions" => {
+                    cfg.smacks_max_old_sessions = v.int(0, 100_000)? as usize
+                }
                 "component" => cfg.components = v.components()?,
                 _ => return Err(ConfigError::UnknownKey { key: key.clone() }),
             }
@@ -506,6 +537,27 @@ impl fmt::Display for Config {
         writeln!(f, "c2s_max_connections = {}", self.c2s_max_connections)?;
         writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
         writeln!(f, "offline_max_messages = {}", self.offline_max_messages)?;
+        writeln!(
+            f,
+            "smacks_hibernation_time = {}",
+            secs(self.smacks_hibernation_time)
+        )?;
+        writeln!(f, "smacks_max_queue_size = {}", self.smacks_max_queue_size)?;
+        writeln!(
+            f,
+            "smacks_max_ack_delay = {}",
+            secs(self.smacks_max_ack_delay)
+        )?;
+        writeln!(
+            f,
+            "smacks_max_unacked_stanzas = {}",
+            self.smacks_max_unacked_stanzas
+        )?;
+        writeln!(
+            f,
+            "smacks_max_old_sessions = {}",
+            self.smacks_max_old_sessions
+        )?;
         for c in &self.components {
             // The secret is a password: never printed.
             writeln!(

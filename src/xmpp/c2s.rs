@@ -17,25 +17,23 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_xmpp::xmlstream::{self, AcceptedStream, ReadError, StreamHeader, Timeouts, XmlStream};
-use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
 use super::io::{self, Io, SizeGuard, Transport};
-use super::router::{Bind, Route, Router, SESSION_CHANNEL, SetAvailable, ToSession, Unbind};
+use super::router::{Bind, FindResumable, Router, SESSION_CHANNEL, ToSession};
 use super::sasl::{self, SaslOutcome};
 use super::stanza::{self, CLIENT_NS};
 use crate::config::Config;
-use crate::push::{PushHub, PushRequest, Session, SessionClosed, SessionId};
-use crate::store::{Change, LoadOffline, Store, Write};
+use crate::push::{PushHub, SessionId};
+use crate::store::Store;
 
 const STREAMS_NS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
-const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-const PING_NS: &str = "urn:xmpp:ping";
 
 /// What every session needs from the server.
 pub struct Shared {
@@ -48,7 +46,7 @@ pub struct Shared {
     pub decoy_secret: [u8; 32],
 }
 
-type Xml = XmlStream<Io, Element>;
+pub(super) type Xml = XmlStream<Io, Element>;
 
 fn timeouts() -> Timeouts {
     Timeouts {
@@ -63,12 +61,12 @@ fn stream_error(condition: &str) -> Element {
         .build()
 }
 
-async fn close_with(xml: &mut Xml, condition: &str) {
+pub(super) async fn close_with(xml: &mut Xml, condition: &str) {
     let _ = xml.send(&stream_error(condition)).await;
     let _ = xml.shutdown().await;
 }
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     let mut b = [0u8; 12];
     let _ = getrandom::fill(&mut b);
     B64.encode(b).replace(['+', '/'], "x")
@@ -87,6 +85,8 @@ fn features(
                 .append(Element::builder("optional", SESSION_NS))
                 .build(),
         );
+        f.others
+            .push(Element::builder("sm", super::session::SM_NS).build());
         return f;
     }
     if !tls {
@@ -137,16 +137,16 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
     let _g = span.enter();
     tracing::info!("session bound");
     drop(_g);
-    run(bound, &shared).await;
+    super::session::run(bound, &shared).await;
 }
 
-struct Bound {
-    xml: Xml,
-    guard: SizeGuard,
-    jid: FullJid,
-    id: SessionId,
-    rx: mpsc::Receiver<ToSession>,
-    tx: mpsc::Sender<ToSession>,
+pub(super) struct Bound {
+    pub xml: Xml,
+    pub guard: SizeGuard,
+    pub jid: FullJid,
+    pub id: SessionId,
+    pub rx: mpsc::Receiver<ToSession>,
+    pub tx: mpsc::Sender<ToSession>,
 }
 
 /// What reading the stream gave.
@@ -154,8 +154,10 @@ pub(super) enum Next {
     Element(Element),
     /// The peer was silent for the read timeout: poke it, or it is dropped soon.
     Idle,
-    /// The stream is over (the stream error it deserved was sent).
-    End,
+    /// The stream is over: closed by the peer, or by us with the stream error it deserved.
+    Closed,
+    /// The connection broke without a stream close: a sleeping phone's case.
+    Lost,
 }
 
 /// Reads the next element, or `None` when the stream is over; a silence is answered
@@ -167,7 +169,7 @@ pub(super) async fn next(xml: &mut Xml, guard: &SizeGuard) -> Option<Element> {
             close_with(xml, "connection-timeout").await;
             None
         }
-        Next::End => None,
+        Next::Closed | Next::Lost => None,
     }
 }
 
@@ -181,23 +183,26 @@ pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
         Some(Err(ReadError::ParseError(e))) => {
             tracing::debug!(error = %e, "invalid element");
             close_with(xml, "invalid-xml").await;
-            Next::End
+            Next::Closed
         }
         Some(Err(ReadError::HardError(e))) => {
             if guard.exceeded() {
                 tracing::info!("stanza size limit exceeded");
                 close_with(xml, "policy-violation").await;
+                Next::Closed
             } else if e.kind() == std::io::ErrorKind::InvalidData {
                 close_with(xml, "not-well-formed").await;
+                Next::Closed
             } else {
                 tracing::debug!(error = %e, "connection lost");
+                Next::Lost
             }
-            Next::End
         }
-        Some(Err(ReadError::StreamFooterReceived)) | None => {
+        Some(Err(ReadError::StreamFooterReceived)) => {
             let _ = xml.shutdown().await;
-            Next::End
+            Next::Closed
         }
+        None => Next::Lost,
     }
 }
 
@@ -211,6 +216,17 @@ async fn open(transport: Transport, shared: &Shared) -> Option<(AcceptedStream<I
             None
         }
     }
+}
+
+/// `<failed/>` for a session that cannot be resumed, with its last `h` when remembered.
+async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
+    let mut failed = Element::builder("failed", super::session::SM_NS)
+        .append(Element::builder("item-not-found", stanza::STANZAS_NS))
+        .build();
+    if let Some(h) = h {
+        stanza::set_attr(&mut failed, "h", &h.to_string());
+    }
+    let _ = xml.send(&failed).await;
 }
 
 async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
@@ -285,6 +301,39 @@ async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
                     }
                 }
             }
+            if el.is("resume", super::session::SM_NS) && user.is_some() {
+                let username = user.clone()?;
+                let previd = el.attr("previd").unwrap_or_default().to_string();
+                let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+                let found = shared
+                    .router
+                    .send(FindResumable {
+                        user: username,
+                        previd: previd.clone(),
+                    })
+                    .await
+                    .ok()?;
+                match (found, h) {
+                    (Ok(target), Some(h)) => {
+                        let takeover = super::session::Takeover { xml, guard, h };
+                        if let Err(e) = target.send(ToSession::Resume(Box::new(takeover))).await
+                            && let ToSession::Resume(t) = e.0
+                        {
+                            let mut xml = t.xml;
+                            fail_resume(&mut xml, None).await;
+                        }
+                        return None;
+                    }
+                    (Ok(_), None) => {
+                        close_with(&mut xml, "undefined-condition").await;
+                        return None;
+                    }
+                    (Err(old_h), _) => {
+                        fail_resume(&mut xml, old_h).await;
+                        continue;
+                    }
+                }
+            }
             if el.is("iq", CLIENT_NS) && user.is_some() {
                 if let Some(bind) = el
                     .get_child("bind", BIND_NS)
@@ -337,252 +386,4 @@ async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
             return None;
         }
     }
-}
-
-/// The bound session: client → server, and router → client.
-async fn run(b: Bound, shared: &Shared) {
-    let Bound {
-        mut xml,
-        guard,
-        jid,
-        id,
-        mut rx,
-        tx,
-    } = b;
-    let user = jid.node().map(|n| n.to_string()).unwrap_or_default();
-    let bare = jid.to_bare();
-    let session = Session {
-        id,
-        jid: jid.clone(),
-        control: shared.router.clone().recipient(),
-    };
-    let mut available = false;
-    loop {
-        tokio::select! {
-            r = read(&mut xml, &guard) => match r {
-                Next::Element(el) => {
-                    if !handle_client(el, &mut xml, &jid, &bare, &session, &mut available, shared).await {
-                        break;
-                    }
-                }
-                Next::Idle => {
-                    // XEP-0199 from the server: a live client answers before the hard timeout.
-                    let mut ping = Element::builder("iq", CLIENT_NS)
-                        .append(Element::builder("ping", PING_NS))
-                        .build();
-                    stanza::set_attr(&mut ping, "type", "get");
-                    stanza::set_attr(&mut ping, "id", "keepalive");
-                    stanza::set_attr(&mut ping, "to", &jid.to_string());
-                    stanza::set_attr(&mut ping, "from", &shared.cfg.domain);
-                    if xml.send(&ping).await.is_err() {
-                        break;
-                    }
-                }
-                Next::End => break,
-            },
-            out = rx.recv() => match out {
-                Some(ToSession::Stanza(s)) => {
-                    if xml.send(&s).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ToSession::Close(condition)) => {
-                    close_with(&mut xml, condition).await;
-                    break;
-                }
-                // Without stream management there is no hibernation to end.
-                Some(ToSession::Expire) | None => break,
-            },
-        }
-    }
-    drop(tx);
-    shared.router.do_send(Unbind {
-        user: user.clone(),
-        id,
-    });
-    if available {
-        let mut unavailable = Element::builder("presence", CLIENT_NS).build();
-        stanza::set_attr(&mut unavailable, "type", "unavailable");
-        stanza::set_attr(&mut unavailable, "from", &jid.to_string());
-        stanza::set_attr(&mut unavailable, "to", &bare.to_string());
-        shared.router.do_send(Route(unavailable));
-    }
-    shared.hub.do_send(SessionClosed { user, session: id });
-    tracing::info!(%jid, "session ended");
-}
-
-/// Handles one element from the bound client. `false` ends the session.
-async fn handle_client(
-    mut el: Element,
-    xml: &mut Xml,
-    jid: &FullJid,
-    bare: &BareJid,
-    session: &Session,
-    available: &mut bool,
-    shared: &Shared,
-) -> bool {
-    if !el.has_ns(CLIENT_NS) || !matches!(el.name(), "message" | "presence" | "iq") {
-        close_with(xml, "unsupported-stanza-type").await;
-        return false;
-    }
-    stanza::set_attr(&mut el, "from", &jid.to_string());
-    let to: Option<Jid> = match el.attr("to") {
-        None => None,
-        Some(t) => match t.parse() {
-            Ok(j) => Some(j),
-            Err(_) => {
-                if let Some(r) = stanza::error_reply(&el, "modify", "jid-malformed") {
-                    return xml.send(&r).await.is_ok();
-                }
-                return true;
-            }
-        },
-    };
-    let to_self = to
-        .as_ref()
-        .is_none_or(|t| t.resource().is_none() && t.to_bare() == *bare);
-    let to_server = to.as_ref().is_some_and(|t| {
-        t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
-    });
-    match el.name() {
-        "iq" if to_self || to_server => {
-            let reply = server_iq(&el, to_server, session, shared).await;
-            match reply {
-                Some(r) => xml.send(&r).await.is_ok(),
-                None => true,
-            }
-        }
-        "presence" if to.is_none() => {
-            let t = el.attr("type");
-            let now_available = t.is_none();
-            let user = bare.node().map(|n| n.to_string()).unwrap_or_default();
-            if t.is_none() || t == Some("unavailable") {
-                let initial = now_available && !*available;
-                *available = now_available;
-                shared.router.do_send(SetAvailable {
-                    user: user.clone(),
-                    id: session.id,
-                    available: now_available,
-                });
-                if initial {
-                    return deliver_offline(xml, &user, jid, shared).await;
-                }
-            }
-            true
-        }
-        _ => {
-            shared.router.do_send(Route(el));
-            true
-        }
-    }
-}
-
-/// After the initial presence: the messages stored while the user was away, oldest
-/// first. They are deleted once written to the socket (with stream management they will
-/// be deleted at the client's ack instead).
-async fn deliver_offline(xml: &mut Xml, user: &str, jid: &FullJid, shared: &Shared) -> bool {
-    let messages = match shared
-        .store
-        .send(LoadOffline {
-            user: user.to_string(),
-        })
-        .await
-    {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot read offline messages");
-            return true;
-        }
-        Err(_) => return true,
-    };
-    let Some(last) = messages.last().map(|(seq, _)| *seq) else {
-        return true;
-    };
-    for (_, text) in messages {
-        let Ok(mut el) = text.parse::<Element>() else {
-            tracing::error!("unreadable offline message skipped");
-            continue;
-        };
-        stanza::set_attr(&mut el, "to", &jid.to_string());
-        if xml.send(&el).await.is_err() {
-            // Not delivered: the messages stay stored for the next login.
-            return false;
-        }
-    }
-    let delete = Write {
-        changes: vec![Change::DeleteOffline {
-            user: user.to_string(),
-            up_to: last,
-        }],
-        durable: true,
-    };
-    if !matches!(shared.store.send(delete).await, Ok(Ok(()))) {
-        tracing::error!("delivered offline messages not deleted; they may come again");
-    }
-    true
-}
-
-/// IQs to the server or to the user's own account.
-async fn server_iq(
-    iq: &Element,
-    to_server: bool,
-    session: &Session,
-    shared: &Shared,
-) -> Option<Element> {
-    let t = iq.attr("type");
-    if !matches!(t, Some("get") | Some("set")) {
-        return None;
-    }
-    let payload = iq.children().next();
-    if payload.is_some_and(|p| p.has_ns(ns::PUSH)) {
-        return shared
-            .hub
-            .send(PushRequest {
-                session: session.clone(),
-                iq: iq.clone(),
-            })
-            .await
-            .ok();
-    }
-    match payload {
-        Some(p) if p.is("ping", PING_NS) && t == Some("get") => Some(stanza::iq_result(iq, None)),
-        Some(p) if p.is("session", SESSION_NS) => Some(stanza::iq_result(iq, None)),
-        Some(p) if p.is("query", DISCO_INFO) && t == Some("get") && p.attr("node").is_none() => {
-            let mut q = Element::builder("query", DISCO_INFO);
-            if to_server {
-                q = q
-                    .append(
-                        Element::builder("identity", DISCO_INFO)
-                            .attr(name("category"), "server")
-                            .attr(name("type"), "im")
-                            .attr(name("name"), "cloud-notify"),
-                    )
-                    .append(feature(DISCO_INFO))
-                    .append(feature(PING_NS));
-            } else {
-                // B01/B02: the push feature is the account's, not the server's.
-                q = q
-                    .append(
-                        Element::builder("identity", DISCO_INFO)
-                            .attr(name("category"), "account")
-                            .attr(name("type"), "registered"),
-                    )
-                    .append(feature(DISCO_INFO))
-                    .append(feature(ns::PUSH));
-            }
-            Some(stanza::iq_result(iq, Some(q.build())))
-        }
-        _ => stanza::error_reply(iq, "cancel", "service-unavailable"),
-    }
-}
-
-fn name(s: &'static str) -> xmpp_parsers::minidom::rxml::NcName {
-    // Only literal attribute names reach here.
-    xmpp_parsers::minidom::rxml::NcName::try_from(s).expect("literal is a valid XML name")
-}
-
-fn feature(var: &str) -> Element {
-    Element::builder("feature", DISCO_INFO)
-        .attr(name("var"), var)
-        .build()
 }

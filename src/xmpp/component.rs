@@ -256,7 +256,7 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
                     let _ = xml.shutdown().await;
                     break;
                 }
-                Some(ToSession::Expire) => {}
+                Some(ToSession::Expire) | Some(ToSession::Resume(_)) => {}
                 None => break,
             },
         }

@@ -12,5 +12,7 @@ pub mod router;
 pub mod sasl;
 pub mod scram;
 pub mod server;
+pub mod session;
+pub mod sm;
 pub mod stanza;
 pub mod tls;

@@ -21,7 +21,6 @@ use crate::push::{
 use crate::store::{PushOffline, Store, StoreError};
 
 /// What a session's or component's task receives.
-#[derive(Debug)]
 pub enum ToSession {
     /// A stanza to write to the peer.
     Stanza(Element),
@@ -29,6 +28,8 @@ pub enum ToSession {
     Close(&'static str),
     /// The push module's end of a held hibernation.
     Expire,
+    /// A new connection resumes this session (XEP-0198).
+    Resume(Box<super::session::Takeover>),
 }
 
 /// Room in each session's inbound channel; past it stanzas are bounced with
@@ -46,6 +47,10 @@ struct Entry {
 }
 
 pub struct Router {
+    /// Resumable sessions by XEP-0198 id.
+    resumable: HashMap<String, (String, SessionId)>,
+    /// Ended sessions' ids and final `h`, for `<failed h=…/>` (smacks_max_old_sessions).
+    old_sessions: std::collections::VecDeque<(String, u32)>,
     cfg: Arc<Config>,
     hub: Addr<PushHub>,
     store: Addr<Store>,
@@ -57,6 +62,8 @@ pub struct Router {
 impl Router {
     pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>, store: Addr<Store>) -> Self {
         Router {
+            resumable: HashMap::new(),
+            old_sessions: std::collections::VecDeque::new(),
             cfg,
             hub,
             store,
@@ -389,5 +396,74 @@ impl Handler<SessionControl> for Router {
                 return;
             }
         }
+    }
+}
+
+/// A session enabled resumption under this id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SmRegister {
+    pub id: String,
+    pub user: String,
+    pub session: SessionId,
+}
+
+impl Handler<SmRegister> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SmRegister, _: &mut Context<Self>) {
+        self.resumable.insert(msg.id, (msg.user, msg.session));
+    }
+}
+
+/// A resumable session ended; `h` is remembered for a late `<resume/>`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SmForget {
+    pub id: String,
+    pub h: u32,
+}
+
+impl Handler<SmForget> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SmForget, _: &mut Context<Self>) {
+        self.resumable.remove(&msg.id);
+        self.old_sessions.push_back((msg.id, msg.h));
+        while self.old_sessions.len() > self.cfg.smacks_max_old_sessions {
+            self.old_sessions.pop_front();
+        }
+    }
+}
+
+/// Where to send a `<resume/>` of `user` for `previd`: the session's channel, or the
+/// `h` of an ended session (if remembered) for `<failed/>`.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Sender<ToSession>, Option<u32>>")]
+pub struct FindResumable {
+    pub user: String,
+    pub previd: String,
+}
+
+impl Handler<FindResumable> for Router {
+    type Result = Result<mpsc::Sender<ToSession>, Option<u32>>;
+
+    fn handle(&mut self, msg: FindResumable, _: &mut Context<Self>) -> Self::Result {
+        let found = self
+            .resumable
+            .get(&msg.previd)
+            .filter(|(user, _)| *user == msg.user)
+            .and_then(|(user, id)| {
+                self.users
+                    .get(user)
+                    .and_then(|v| v.iter().find(|e| e.id == *id))
+                    .map(|e| e.tx.clone())
+            });
+        found.ok_or_else(|| {
+            self.old_sessions
+                .iter()
+                .find(|(id, _)| *id == msg.previd)
+                .map(|(_, h)| *h)
+        })
     }
 }

@@ -1,0 +1,632 @@
+//! The bound client session: what the client sends is stamped and routed, what the router
+//! delivers is written, and with XEP-0198 the session survives a lost connection
+//! (hibernation) until it is resumed, or until its timeout ends it (the push module's,
+//! for push-linked sessions, D14).
+
+use futures::SinkExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+
+use super::c2s::{Bound, Next, Shared, Xml, close_with, random_id, read};
+use super::io::SizeGuard;
+use super::router::{Route, SetAvailable, SmForget, SmRegister, ToSession, Unbind};
+use super::sm::SmState;
+use super::stanza::{self, CLIENT_NS};
+use crate::push::{
+    AckOverdue, OfflineMessage, PushRequest, QueuedStanza, Session, SessionClosed,
+    SessionHibernated, SessionId, SessionResumed, StanzaKey, StanzaQueued, TimerOwner,
+};
+use crate::store::{Change, LoadOffline, PushOffline, StoreError, Write};
+
+pub const SM_NS: &str = "urn:xmpp:sm:3";
+const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const PING_NS: &str = "urn:xmpp:ping";
+
+/// A new connection taking over a session (`<resume/>`).
+pub struct Takeover {
+    pub xml: Xml,
+    pub guard: SizeGuard,
+    pub h: u32,
+}
+
+impl std::fmt::Debug for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Takeover(h={})", self.h)
+    }
+}
+
+struct State {
+    jid: FullJid,
+    bare: BareJid,
+    user: String,
+    id: SessionId,
+    session: Session,
+    rx: mpsc::Receiver<ToSession>,
+    available: bool,
+    sm: Option<SmState>,
+    /// When the last unanswered `<r/>` must be answered by.
+    ack_deadline: Option<Instant>,
+    ack_overdue_sent: bool,
+}
+
+/// How a connected phase ended.
+enum Ended {
+    /// The client closed the stream, or the server ended it: the session is over.
+    Closed,
+    /// The connection was lost: hibernate if resumption was enabled.
+    Lost,
+    /// Another connection resumed this session while it was connected.
+    Replaced(Box<Takeover>),
+}
+
+pub(super) async fn run(b: Bound, shared: &Shared) {
+    let Bound {
+        xml,
+        guard,
+        jid,
+        id,
+        rx,
+        tx,
+    } = b;
+    let mut st = State {
+        user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
+        bare: jid.to_bare(),
+        session: Session {
+            id,
+            jid: jid.clone(),
+            control: shared.router.clone().recipient(),
+        },
+        jid,
+        id,
+        rx,
+        available: false,
+        sm: None,
+        ack_deadline: None,
+        ack_overdue_sent: false,
+    };
+    drop(tx);
+    let mut live = Some((xml, guard));
+    loop {
+        let Some((mut xml, guard)) = live.take() else {
+            break;
+        };
+        match connected(&mut xml, &guard, &mut st, shared).await {
+            Ended::Closed => break,
+            Ended::Replaced(t) => {
+                close_with(&mut xml, "conflict").await;
+                live = resume(*t, &mut st, shared).await;
+            }
+            Ended::Lost if st.sm.is_some() => {
+                drop(xml);
+                if let Some(t) = hibernate(&mut st, shared).await {
+                    live = resume(t, &mut st, shared).await;
+                }
+            }
+            Ended::Lost => break,
+        }
+    }
+    destroy(&mut st, shared).await;
+}
+
+async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Shared) -> Ended {
+    loop {
+        let deadline = st.ack_deadline;
+        tokio::select! {
+            r = read(xml, guard) => match r {
+                Next::Element(el) => {
+                    if el.has_ns(SM_NS) {
+                        if !sm_nonza(el, xml, st, shared).await {
+                            return Ended::Closed;
+                        }
+                        continue;
+                    }
+                    if let Some(sm) = &mut st.sm {
+                        sm.on_received();
+                    }
+                    if !handle_client(el, xml, st, shared).await {
+                        return Ended::Closed;
+                    }
+                }
+                Next::Idle => {
+                    if xml.send(&keepalive(st, shared)).await.is_err() {
+                        return Ended::Lost;
+                    }
+                }
+                Next::Closed => return Ended::Closed,
+                Next::Lost => return Ended::Lost,
+            },
+            out = st.rx.recv() => match out {
+                Some(ToSession::Stanza(s)) => {
+                    if !send_stanza(xml, st, s, shared).await {
+                        return Ended::Lost;
+                    }
+                }
+                Some(ToSession::Close(condition)) => {
+                    close_with(xml, condition).await;
+                    return Ended::Closed;
+                }
+                Some(ToSession::Resume(t)) => return Ended::Replaced(t),
+                Some(ToSession::Expire) => {}
+                None => return Ended::Closed,
+            },
+            _ = sleep_until(deadline) => {
+                st.ack_deadline = None;
+                if !st.ack_overdue_sent {
+                    st.ack_overdue_sent = true;
+                    if let Some(sm) = &st.sm {
+                        shared.hub.do_send(AckOverdue {
+                            user: st.user.clone(),
+                            session: st.id,
+                            queue: queued(sm, st.id),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn keepalive(st: &State, shared: &Shared) -> Element {
+    // XEP-0199 from the server: a live client answers before the hard timeout.
+    let mut ping = Element::builder("iq", CLIENT_NS)
+        .append(Element::builder("ping", PING_NS))
+        .build();
+    stanza::set_attr(&mut ping, "type", "get");
+    stanza::set_attr(&mut ping, "id", "keepalive");
+    stanza::set_attr(&mut ping, "to", &st.jid.to_string());
+    stanza::set_attr(&mut ping, "from", &shared.cfg.domain);
+    ping
+}
+
+fn queued(sm: &SmState, session: SessionId) -> Vec<QueuedStanza> {
+    sm.unacked()
+        .into_iter()
+        .map(|(seq, stanza)| QueuedStanza {
+            key: StanzaKey { session, seq },
+            stanza,
+        })
+        .collect()
+}
+
+/// Writes a delivered stanza, counting it for XEP-0198 and asking for an ack.
+async fn send_stanza(xml: &mut Xml, st: &mut State, s: Element, shared: &Shared) -> bool {
+    if let Some(sm) = &mut st.sm {
+        if sm.on_sent(&s).is_none() {
+            tracing::info!("smacks_max_queue_size reached: session closed");
+            close_with(xml, "resource-constraint").await;
+            return false;
+        }
+        if xml.send(&s).await.is_err() {
+            return false;
+        }
+        if sm.unacked_len() > shared.cfg.smacks_max_unacked_stanzas && st.ack_deadline.is_none() {
+            if xml
+                .send(&Element::builder("r", SM_NS).build())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            st.ack_deadline = Some(Instant::now() + shared.cfg.smacks_max_ack_delay);
+        }
+        return true;
+    }
+    xml.send(&s).await.is_ok()
+}
+
+/// `<enable/>`, `<r/>`, `<a/>`. `false` ends the session.
+async fn sm_nonza(el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -> bool {
+    match el.name() {
+        "enable" if st.sm.is_none() => {
+            let id = random_id();
+            let resume = matches!(el.attr("resume"), Some("true") | Some("1"));
+            st.sm = Some(SmState::new(id.clone(), shared.cfg.smacks_max_queue_size));
+            let mut enabled = Element::builder("enabled", SM_NS).build();
+            if resume {
+                shared.router.do_send(SmRegister {
+                    id: id.clone(),
+                    user: st.user.clone(),
+                    session: st.id,
+                });
+                stanza::set_attr(&mut enabled, "id", &id);
+                stanza::set_attr(&mut enabled, "resume", "true");
+                stanza::set_attr(
+                    &mut enabled,
+                    "max",
+                    &shared.cfg.smacks_hibernation_time.as_secs().to_string(),
+                );
+            } else if let Some(sm) = &mut st.sm {
+                // Without resumption a lost connection ends the session.
+                sm.id.clear();
+            }
+            xml.send(&enabled).await.is_ok()
+        }
+        "enable" => {
+            let failed = Element::builder("failed", SM_NS)
+                .append(Element::builder("unexpected-request", stanza::STANZAS_NS))
+                .build();
+            xml.send(&failed).await.is_ok()
+        }
+        "r" => {
+            let Some(sm) = &st.sm else {
+                close_with(xml, "unsupported-stanza-type").await;
+                return false;
+            };
+            let mut a = Element::builder("a", SM_NS).build();
+            stanza::set_attr(&mut a, "h", &sm.h().to_string());
+            xml.send(&a).await.is_ok()
+        }
+        "a" => {
+            let (Some(sm), Some(h)) =
+                (&mut st.sm, el.attr("h").and_then(|h| h.parse::<u32>().ok()))
+            else {
+                close_with(xml, "undefined-condition").await;
+                return false;
+            };
+            if let Err(e) = sm.on_ack(h) {
+                tracing::info!(error = %e, "bad ack");
+                let error = Element::builder("error", "http://etherx.jabber.org/streams")
+                    .append(Element::builder(
+                        "undefined-condition",
+                        "urn:ietf:params:xml:ns:xmpp-streams",
+                    ))
+                    .append(Element::builder("handled-count-too-high", SM_NS))
+                    .build();
+                let _ = xml.send(&error).await;
+                let _ = xml.shutdown().await;
+                return false;
+            }
+            st.ack_deadline = None;
+            st.ack_overdue_sent = false;
+            true
+        }
+        _ => {
+            close_with(xml, "unsupported-stanza-type").await;
+            false
+        }
+    }
+}
+
+/// The connection is gone but the session stays: stanzas for it queue up until it is
+/// resumed or its timeout ends it.
+async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
+    let sm = st.sm.as_ref()?;
+    if sm.id.is_empty() {
+        return None;
+    }
+    st.ack_deadline = None;
+    let owner = shared
+        .hub
+        .send(SessionHibernated {
+            user: st.user.clone(),
+            session: st.id,
+            normal_timeout: shared.cfg.smacks_hibernation_time,
+            queue: queued(sm, st.id),
+        })
+        .await
+        .unwrap_or(TimerOwner::Host);
+    tracing::info!(?owner, "connection lost: session hibernated");
+    let host_deadline =
+        (owner == TimerOwner::Host).then(|| Instant::now() + shared.cfg.smacks_hibernation_time);
+    loop {
+        tokio::select! {
+            out = st.rx.recv() => match out {
+                Some(ToSession::Stanza(s)) => {
+                    let Some(sm) = &mut st.sm else { return None };
+                    let Some(seq) = sm.on_sent(&s) else {
+                        tracing::info!("smacks_max_queue_size reached while hibernated: session ends");
+                        return None;
+                    };
+                    shared.hub.do_send(StanzaQueued {
+                        user: st.user.clone(),
+                        stanza: QueuedStanza {
+                            key: StanzaKey { session: st.id, seq },
+                            stanza: s,
+                        },
+                    });
+                }
+                Some(ToSession::Resume(t)) => return Some(*t),
+                Some(ToSession::Expire) if owner == TimerOwner::Module => {
+                    tracing::info!("hibernation ended by the push module");
+                    return None;
+                }
+                Some(ToSession::Expire) => {}
+                Some(ToSession::Close(_)) | None => return None,
+            },
+            _ = sleep_until(host_deadline) => {
+                tracing::info!("hibernation timed out");
+                return None;
+            }
+        }
+    }
+}
+
+/// Moves the session onto a new connection: `<resumed/>`, then every unacked stanza again.
+async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Xml, SizeGuard)> {
+    let Takeover { mut xml, guard, h } = t;
+    let sm = st.sm.as_mut()?;
+    if sm.on_ack(h).is_err() {
+        let error = Element::builder("error", "http://etherx.jabber.org/streams")
+            .append(Element::builder(
+                "undefined-condition",
+                "urn:ietf:params:xml:ns:xmpp-streams",
+            ))
+            .append(Element::builder("handled-count-too-high", SM_NS))
+            .build();
+        let _ = xml.send(&error).await;
+        let _ = xml.shutdown().await;
+        return None;
+    }
+    let mut resumed = Element::builder("resumed", SM_NS).build();
+    stanza::set_attr(&mut resumed, "previd", &sm.id);
+    stanza::set_attr(&mut resumed, "h", &sm.h().to_string());
+    xml.send(&resumed).await.ok()?;
+    for (_, s) in sm.unacked() {
+        xml.send(&s).await.ok()?;
+    }
+    if sm.unacked_len() > 0 {
+        xml.send(&Element::builder("r", SM_NS).build()).await.ok()?;
+        st.ack_deadline = Some(Instant::now() + shared.cfg.smacks_max_ack_delay);
+    }
+    shared.hub.do_send(SessionResumed {
+        user: st.user.clone(),
+        session: st.id,
+        acked: sm.acked(),
+    });
+    tracing::info!("session resumed");
+    Some((xml, guard))
+}
+
+/// The session ends for good: its unacked messages go to offline storage (keyed, so the
+/// push module does not push what it already pushed, D13), other stanzas bounce, and
+/// everyone who should hear of it does.
+async fn destroy(st: &mut State, shared: &Shared) {
+    st.rx.close();
+    let mut leftovers = st.sm.as_mut().map(SmState::drain).unwrap_or_default();
+    // Stanzas delivered to the channel but never written count as unacked too.
+    while let Ok(ToSession::Stanza(s)) = st.rx.try_recv() {
+        leftovers.push((0, s));
+    }
+    for (seq, s) in leftovers {
+        let kind = s.attr("type").unwrap_or("normal");
+        let is_message = s.name() == "message";
+        if is_message && matches!(kind, "chat" | "normal") {
+            let key = (seq > 0).then_some(StanzaKey {
+                session: st.id,
+                seq,
+            });
+            offline_fallback(st, s, key, shared).await;
+        } else if !(is_message && matches!(kind, "groupchat" | "headline"))
+            && let Some(bounce) = stanza::error_reply(&s, "cancel", "recipient-unavailable")
+        {
+            shared.router.do_send(Route(bounce));
+        }
+    }
+    shared.router.do_send(Unbind {
+        user: st.user.clone(),
+        id: st.id,
+    });
+    if let Some(sm) = &st.sm
+        && !sm.id.is_empty()
+    {
+        shared.router.do_send(SmForget {
+            id: sm.id.clone(),
+            h: sm.h(),
+        });
+    }
+    if st.available {
+        let mut unavailable = Element::builder("presence", CLIENT_NS).build();
+        stanza::set_attr(&mut unavailable, "type", "unavailable");
+        stanza::set_attr(&mut unavailable, "from", &st.jid.to_string());
+        stanza::set_attr(&mut unavailable, "to", &st.bare.to_string());
+        shared.router.do_send(Route(unavailable));
+    }
+    // After the keyed offline events, so the module still has this session's marks.
+    shared.hub.do_send(SessionClosed {
+        user: st.user.clone(),
+        session: st.id,
+    });
+    tracing::info!(jid = %st.jid, "session ended");
+}
+
+async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, shared: &Shared) {
+    let mut stamped = s.clone();
+    let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
+    stanza::set_attr(&mut delay, "from", &shared.cfg.domain);
+    stanza::set_attr(
+        &mut delay,
+        "stamp",
+        &chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+    );
+    stamped.append_child(delay);
+    let stored = shared
+        .store
+        .send(PushOffline {
+            user: st.user.clone(),
+            stanza: String::from(&stamped),
+            max: shared.cfg.offline_max_messages,
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed));
+    match stored {
+        Ok(_) => {
+            // The bare JID, as a message to an absent resource is stored for the user.
+            stanza::set_attr(&mut s, "to", &st.bare.to_string());
+            shared.hub.do_send(OfflineMessage {
+                user: st.user.clone(),
+                stanza: s,
+                key,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "unacked message not stored offline: bounced");
+            if let Some(b) = stanza::error_reply(&s, "wait", "recipient-unavailable") {
+                shared.router.do_send(Route(b));
+            }
+        }
+    }
+}
+
+/// Handles one element from the bound client. `false` ends the session.
+async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -> bool {
+    if !el.has_ns(CLIENT_NS) || !matches!(el.name(), "message" | "presence" | "iq") {
+        close_with(xml, "unsupported-stanza-type").await;
+        return false;
+    }
+    stanza::set_attr(&mut el, "from", &st.jid.to_string());
+    let to: Option<Jid> = match el.attr("to") {
+        None => None,
+        Some(t) => match t.parse() {
+            Ok(j) => Some(j),
+            Err(_) => {
+                if let Some(r) = stanza::error_reply(&el, "modify", "jid-malformed") {
+                    return send_stanza(xml, st, r, shared).await;
+                }
+                return true;
+            }
+        },
+    };
+    let to_self = to
+        .as_ref()
+        .is_none_or(|t| t.resource().is_none() && t.to_bare() == st.bare);
+    let to_server = to.as_ref().is_some_and(|t| {
+        t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
+    });
+    match el.name() {
+        "iq" if to_self || to_server => {
+            match server_iq(&el, to_server, &st.session, shared).await {
+                Some(r) => send_stanza(xml, st, r, shared).await,
+                None => true,
+            }
+        }
+        "presence" if to.is_none() => {
+            let t = el.attr("type");
+            let now_available = t.is_none();
+            if t.is_none() || t == Some("unavailable") {
+                let initial = now_available && !st.available;
+                st.available = now_available;
+                shared.router.do_send(SetAvailable {
+                    user: st.user.clone(),
+                    id: st.id,
+                    available: now_available,
+                });
+                if initial {
+                    return deliver_offline(xml, st, shared).await;
+                }
+            }
+            true
+        }
+        _ => {
+            shared.router.do_send(Route(el));
+            true
+        }
+    }
+}
+
+/// After the initial presence: the messages stored while the user was away, oldest
+/// first, deleted once written (with stream management, counted like any stanza).
+async fn deliver_offline(xml: &mut Xml, st: &mut State, shared: &Shared) -> bool {
+    let user = st.user.clone();
+    let messages = match shared.store.send(LoadOffline { user: user.clone() }).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read offline messages");
+            return true;
+        }
+        Err(_) => return true,
+    };
+    let Some(last) = messages.last().map(|(seq, _)| *seq) else {
+        return true;
+    };
+    for (_, text) in messages {
+        let Ok(mut el) = text.parse::<Element>() else {
+            tracing::error!("unreadable offline message skipped");
+            continue;
+        };
+        stanza::set_attr(&mut el, "to", &st.jid.to_string());
+        if !send_stanza(xml, st, el, shared).await {
+            // Not delivered: the messages stay stored for the next login.
+            return false;
+        }
+    }
+    let delete = Write {
+        changes: vec![Change::DeleteOffline { user, up_to: last }],
+        durable: true,
+    };
+    if !matches!(shared.store.send(delete).await, Ok(Ok(()))) {
+        tracing::error!("delivered offline messages not deleted; they may come again");
+    }
+    true
+}
+
+/// IQs to the server or to the user's own account.
+async fn server_iq(
+    iq: &Element,
+    to_server: bool,
+    session: &Session,
+    shared: &Shared,
+) -> Option<Element> {
+    let t = iq.attr("type");
+    if !matches!(t, Some("get") | Some("set")) {
+        return None;
+    }
+    let payload = iq.children().next();
+    if payload.is_some_and(|p| p.has_ns(ns::PUSH)) {
+        return shared
+            .hub
+            .send(PushRequest {
+                session: session.clone(),
+                iq: iq.clone(),
+            })
+            .await
+            .ok();
+    }
+    match payload {
+        Some(p) if p.is("ping", PING_NS) && t == Some("get") => Some(stanza::iq_result(iq, None)),
+        Some(p) if p.is("session", SESSION_NS) => Some(stanza::iq_result(iq, None)),
+        Some(p) if p.is("query", DISCO_INFO) && t == Some("get") && p.attr("node").is_none() => {
+            Some(stanza::iq_result(iq, Some(disco_info(to_server))))
+        }
+        _ => stanza::error_reply(iq, "cancel", "service-unavailable"),
+    }
+}
+
+/// B01/B02: the push feature is the account's, not the server's.
+fn disco_info(server: bool) -> Element {
+    let identity = |category: &str, kind: &str| {
+        let mut e = Element::builder("identity", DISCO_INFO).build();
+        stanza::set_attr(&mut e, "category", category);
+        stanza::set_attr(&mut e, "type", kind);
+        e
+    };
+    let feature = |var: &str| {
+        let mut e = Element::builder("feature", DISCO_INFO).build();
+        stanza::set_attr(&mut e, "var", var);
+        e
+    };
+    let mut q = Element::builder("query", DISCO_INFO).build();
+    if server {
+        q.append_child(identity("server", "im"));
+        q.append_child(feature(DISCO_INFO));
+        q.append_child(feature(PING_NS));
+        q.append_child(feature(SM_NS));
+    } else {
+        q.append_child(identity("account", "registered"));
+        q.append_child(feature(DISCO_INFO));
+        q.append_child(feature(ns::PUSH));
+    }
+    q
+}

@@ -1,0 +1,163 @@
+//! What XEP-0198 keeps for one session: the counters and the bounded queue of stanzas
+//! the client has not acknowledged, kept serialized (bytes, not element trees).
+//!
+//! Counters on the wire are 32 bits and wrap (`h` mod 2^32); inside they are unwrapped to
+//! 64 bits, which also gives every outgoing stanza a stable key for the push module (D13).
+
+use std::collections::VecDeque;
+
+use xmpp_parsers::minidom::Element;
+
+/// Why an ack was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("the client acknowledged {acked} stanzas but only {sent} were sent")]
+    TooHigh { acked: u64, sent: u64 },
+}
+
+#[derive(Debug)]
+pub struct SmState {
+    /// The resumption token (`previd`).
+    pub id: String,
+    /// Stanzas received from the client (what we answer in `<a h=…/>`).
+    received: u32,
+    /// Stanzas sent to the client, unwrapped.
+    sent: u64,
+    /// How many of those the client acknowledged, unwrapped.
+    acked: u64,
+    queue: VecDeque<(u64, Vec<u8>)>,
+    max_queue: usize,
+}
+
+impl SmState {
+    pub fn new(id: String, max_queue: usize) -> Self {
+        SmState {
+            id,
+            received: 0,
+            sent: 0,
+            acked: 0,
+            queue: VecDeque::new(),
+            max_queue,
+        }
+    }
+
+    /// A stanza arrived from the client.
+    pub fn on_received(&mut self) {
+        self.received = self.received.wrapping_add(1);
+    }
+
+    /// The `h` to send in `<a/>` and `<resumed/>`.
+    pub fn h(&self) -> u32 {
+        self.received
+    }
+
+    /// A stanza is being sent (or queued while hibernated). Returns its sequence number,
+    /// or `None` when the queue is full (the session must end).
+    pub fn on_sent(&mut self, stanza: &Element) -> Option<u64> {
+        if self.queue.len() >= self.max_queue {
+            return None;
+        }
+        self.sent += 1;
+        self.queue
+            .push_back((self.sent, String::from(stanza).into_bytes()));
+        Some(self.sent)
+    }
+
+    /// The client acknowledged `h` (mod 2^32) stanzas in total.
+    pub fn on_ack(&mut self, h: u32) -> Result<(), AckError> {
+        let delta = u64::from(h.wrapping_sub(self.acked as u32));
+        let acked = self.acked + delta;
+        if acked > self.sent {
+            return Err(AckError::TooHigh {
+                acked,
+                sent: self.sent,
+            });
+        }
+        self.acked = acked;
+        while self.queue.front().is_some_and(|(seq, _)| *seq <= acked) {
+            self.queue.pop_front();
+        }
+        Ok(())
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    pub fn unacked_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The unacknowledged stanzas, oldest first, parsed back.
+    pub fn unacked(&self) -> Vec<(u64, Element)> {
+        self.queue
+            .iter()
+            .filter_map(|(seq, bytes)| {
+                std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<Element>().ok())
+                    .map(|e| (*seq, e))
+            })
+            .collect()
+    }
+
+    /// Takes the unacknowledged stanzas out (the session is being destroyed).
+    pub fn drain(&mut self) -> Vec<(u64, Element)> {
+        let out = self.unacked();
+        self.queue.clear();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(i: u32) -> Element {
+        format!("<message xmlns='jabber:client' id='{i}'/>")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn queue_and_ack() {
+        let mut s = SmState::new("x".into(), 10);
+        for i in 0..5 {
+            assert_eq!(s.on_sent(&m(i)), Some(u64::from(i) + 1));
+        }
+        s.on_ack(3).unwrap();
+        assert_eq!(s.unacked_len(), 2);
+        assert_eq!(s.unacked()[0].0, 4);
+        assert_eq!(s.unacked()[0].1.attr("id"), Some("3"));
+        assert_eq!(s.on_ack(9), Err(AckError::TooHigh { acked: 9, sent: 5 }));
+        s.on_ack(5).unwrap();
+        assert_eq!(s.unacked_len(), 0);
+    }
+
+    #[test]
+    fn counters_wrap_at_32_bits() {
+        let mut s = SmState::new("x".into(), 10);
+        s.sent = u64::from(u32::MAX) - 1;
+        s.acked = s.sent;
+        s.received = u32::MAX;
+        s.on_received();
+        assert_eq!(s.h(), 0);
+        s.on_sent(&m(1));
+        s.on_sent(&m(2));
+        s.on_sent(&m(3));
+        // h wrapped past 2^32: 3 more than before.
+        s.on_ack(1).unwrap();
+        assert_eq!(s.acked(), u64::from(u32::MAX) + 2);
+        assert_eq!(s.unacked_len(), 0);
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let mut s = SmState::new("x".into(), 2);
+        assert!(s.on_sent(&m(1)).is_some());
+        assert!(s.on_sent(&m(2)).is_some());
+        assert_eq!(s.on_sent(&m(3)), None);
+        s.on_ack(1).unwrap();
+        assert!(s.on_sent(&m(3)).is_some());
+    }
+}
