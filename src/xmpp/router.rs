@@ -133,6 +133,24 @@ impl Router {
         }));
     }
 
+    /// A stanza to the server itself from a component (clients' are answered by their
+    /// session): ping is answered, other requests are `service-unavailable`, the rest is
+    /// dropped.
+    fn server_stanza(&self, stanza: Element, ctx: &mut Context<Self>) {
+        if stanza.name() != "iq" || !matches!(stanza.attr("type"), Some("get") | Some("set")) {
+            return;
+        }
+        let reply =
+            if stanza.attr("type") == Some("get") && stanza.has_child("ping", "urn:xmpp:ping") {
+                Some(stanza::iq_result(&stanza, None))
+            } else {
+                stanza::error_reply(&stanza, "cancel", "service-unavailable")
+            };
+        if let Some(r) = reply {
+            self.deliver(r, ctx);
+        }
+    }
+
     /// Delivers a stanza whose `from` is already set.
     fn deliver(&self, stanza: Element, ctx: &mut Context<Self>) {
         let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
@@ -152,6 +170,7 @@ impl Router {
             return;
         }
         let Some(user) = to.node().map(|n| n.to_string()) else {
+            self.server_stanza(stanza, ctx);
             return;
         };
         let sessions = self.users.get(&user);

@@ -94,6 +94,23 @@ pub struct Client {
 }
 
 impl Client {
+    /// Sends an element given with its own namespace (a nonza).
+    pub async fn send_nonza(&mut self, xml: &str) {
+        self.stream.send(&xml.parse::<Element>().unwrap()).await;
+    }
+
+    /// Reads until an element with this name arrives, returning it and what came before.
+    pub async fn until(&mut self, name: &str) -> (Element, Vec<Element>) {
+        let mut before = Vec::new();
+        loop {
+            let el = self.next().await;
+            if el.name() == name {
+                return (el, before);
+            }
+            before.push(el);
+        }
+    }
+
     pub async fn send(&mut self, xml: &str) {
         self.stream.send(&parse(xml)).await;
     }
@@ -187,13 +204,8 @@ fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// STARTTLS, SCRAM-SHA-256, bind. `Err` carries what the server said instead.
-pub async fn try_login(
-    t: &TestServer,
-    user: &str,
-    password: &str,
-    resource: &str,
-) -> Result<Client, String> {
+/// STARTTLS and SCRAM-SHA-256, up to the restarted stream (before bind).
+pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<Client, String> {
     let mut c = plain_client(t, DOMAIN).await?;
     c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         .await;
@@ -299,11 +311,21 @@ pub async fn try_login(
         .await
         .map_err(|e| format!("{e:?}"))?;
     let features_xml = String::from(&Element::from(features));
-    let mut c = Client {
+    Ok(Client {
         stream: Stream::Tls(xml),
         features_xml,
         next_id: 0,
-    };
+    })
+}
+
+/// STARTTLS, SCRAM-SHA-256, bind. `Err` carries what the server said instead.
+pub async fn try_login(
+    t: &TestServer,
+    user: &str,
+    password: &str,
+    resource: &str,
+) -> Result<Client, String> {
+    let mut c = authenticate(t, user, password).await?;
     let bound = c
         .iq(&format!("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"))
         .await;
@@ -389,6 +411,24 @@ impl Component {
 
     pub async fn next(&mut self) -> Element {
         self.next_result().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Pings the server from the component: whatever the server routed to the component
+    /// before answering the ping arrives first, so anything but the pong is a failure.
+    pub async fn expect_nothing_before_ping(&mut self, _t: &TestServer) {
+        let ping: Element = format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='cping' from='{APP}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        .parse()
+        .unwrap();
+        self.xml.send(&ping).await.unwrap();
+        let next = self.next().await;
+        assert_eq!(
+            next.attr("id"),
+            Some("cping"),
+            "unexpected: {}",
+            String::from(&next)
+        );
     }
 
     pub async fn answer_result(&mut self, iq: &Element) {

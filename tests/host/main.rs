@@ -322,3 +322,142 @@ async fn message_to_an_unknown_user_bounces() {
     assert_eq!(bounce.attr("type"), Some("error"));
     assert!(String::from(&bounce).contains("service-unavailable"));
 }
+
+// ------------------------------------------------------------------ stream management
+
+async fn enable_sm(c: &mut Client) -> String {
+    c.send_nonza("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let (enabled, _) = c.until("enabled").await;
+    assert_eq!(enabled.attr("resume"), Some("true"));
+    enabled.attr("id").expect("resumption id").to_string()
+}
+
+async fn enable_push(c: &mut Client, node: &str) {
+    let r = c
+        .iq(&format!("<iq type='set' id='e-{node}'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{node}'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+}
+
+fn quick(c: &mut Config) {
+    c.push_batch_window = Duration::from_millis(100);
+    c.smacks_hibernation_time = Duration::from_secs(2);
+    c.push_max_hibernation_timeout = Duration::from_secs(4);
+}
+
+#[actix_rt::test]
+async fn sm_answers_r_with_the_count_of_handled_stanzas() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    enable_sm(&mut juliet).await;
+    juliet
+        .iq("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    juliet.send("<presence/>").await;
+    juliet.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let (a, _) = juliet.until("a").await;
+    assert_eq!(a.attr("h"), Some("2"));
+}
+
+/// The heart of it: a phone with push and stream management loses its connection; a
+/// message arrives; the app server gets exactly one publish in Prosody's shape with the
+/// secret; the phone resumes and gets the message.
+#[actix_rt::test]
+async fn hibernated_phone_is_pushed_and_resumes_with_the_message() {
+    let t = TestServer::start(quick).await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let previd = enable_sm(&mut juliet).await;
+    enable_push(&mut juliet, "n1").await;
+    // The client acknowledges the one stanza it got (the enable's result), so nothing is
+    // unacked when the connection dies.
+    juliet.send_nonza("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    juliet.send("<presence/>").await;
+    juliet.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
+    juliet.until("a").await;
+    drop(juliet); // the socket dies; the stream is not closed
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='wake'><body>wake up</body></message>")
+        .await;
+    let publish = app.next().await;
+    let xml = String::from(&publish);
+    assert!(
+        xml.contains("the-secret") && xml.contains("New Message!") && xml.contains("n1"),
+        "{xml}"
+    );
+    app.answer_result(&publish).await;
+
+    let mut phone = client::authenticate(&t, "juliet", "juliet-pw")
+        .await
+        .unwrap();
+    phone
+        .send_nonza(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>"
+        ))
+        .await;
+    let (resumed, _) = phone.until("resumed").await;
+    assert_eq!(resumed.attr("previd"), Some(previd.as_str()));
+    let (m, _) = phone.until("message").await;
+    assert_eq!(m.attr("id"), Some("wake"));
+    assert_eq!(
+        m.get_child("body", "jabber:client").unwrap().text(),
+        "wake up"
+    );
+    // Resumption cancelled the held timer and the batch: nothing more reached the app
+    // server by the time it hears the server's answer to its own ping.
+    phone
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    app.expect_nothing_before_ping(&t).await;
+}
+
+#[actix_rt::test]
+async fn session_without_push_expires_and_its_messages_go_offline() {
+    let t = TestServer::start(quick).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let previd = enable_sm(&mut juliet).await;
+    juliet.send("<presence/>").await;
+    juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    drop(juliet);
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='kept'><body>kept</body></message>")
+        .await;
+    // After smacks_hibernation_time (2 s) the session is gone: resuming fails with its h.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let mut phone = client::authenticate(&t, "juliet", "juliet-pw")
+            .await
+            .unwrap();
+        phone
+            .send_nonza(&format!(
+                "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>"
+            ))
+            .await;
+        let r = phone.next().await;
+        if r.name() == "failed" {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session never expired"
+        );
+        phone.close().await;
+    };
+    assert!(String::from(&failed).contains("item-not-found"));
+    assert_eq!(
+        failed.attr("h"),
+        Some("2"),
+        "the handled count of the ended session"
+    );
+    // The unacked message went to offline storage and comes at the next login.
+    let mut juliet = t.login("juliet", "laptop").await;
+    juliet.send("<presence/>").await;
+    let (m, _) = juliet.until("message").await;
+    assert_eq!(m.attr("id"), Some("kept"));
+    assert!(m.get_child("delay", "urn:xmpp:delay").is_some());
+}
