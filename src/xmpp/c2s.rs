@@ -381,6 +381,11 @@ async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
                 }
                 continue;
             }
+            // A stanza in another default namespace: the stream's namespace is wrong.
+            if matches!(el.name(), "message" | "presence" | "iq") && !el.has_ns(CLIENT_NS) {
+                close_with(&mut xml, "invalid-namespace").await;
+                return None;
+            }
             // Anything else before authentication is a protocol violation.
             close_with(&mut xml, "not-authorized").await;
             return None;

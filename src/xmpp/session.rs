@@ -482,8 +482,12 @@ async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, sh
 
 /// Handles one element from the bound client. `false` ends the session.
 async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -> bool {
-    if !el.has_ns(CLIENT_NS) || !matches!(el.name(), "message" | "presence" | "iq") {
+    if !matches!(el.name(), "message" | "presence" | "iq") {
         close_with(xml, "unsupported-stanza-type").await;
+        return false;
+    }
+    if !el.has_ns(CLIENT_NS) {
+        close_with(xml, "invalid-namespace").await;
         return false;
     }
     stanza::set_attr(&mut el, "from", &st.jid.to_string());

@@ -155,7 +155,37 @@ impl Client {
     }
 }
 
+/// Connects with direct TLS (XEP-0368, ALPN xmpp-client) and returns the features.
+pub async fn direct_tls_features(t: &TestServer, addr: std::net::SocketAddr) -> String {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tls_connector_alpn(t, Some(b"xmpp-client"))
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+    let header = StreamHeader {
+        to: Some(DOMAIN.into()),
+        from: None,
+        id: None,
+    };
+    let (features, _xml) =
+        xmlstream::initiate_stream(BufStream::new(tls), "jabber:client", header, timeouts())
+            .await
+            .unwrap()
+            .recv_features::<Element>()
+            .await
+            .unwrap();
+    String::from(&Element::from(features))
+}
+
 fn tls_connector(t: &TestServer) -> tokio_rustls::TlsConnector {
+    tls_connector_alpn(t, None)
+}
+
+fn tls_connector_alpn(t: &TestServer, alpn: Option<&[u8]>) -> tokio_rustls::TlsConnector {
     let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&t.cfg.data_dir);
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -163,11 +193,14 @@ fn tls_connector(t: &TestServer) -> tokio_rustls::TlsConnector {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    if let Some(p) = alpn {
+        config.alpn_protocols = vec![p.to_vec()];
+    }
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 

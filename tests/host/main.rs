@@ -461,3 +461,117 @@ async fn session_without_push_expires_and_its_messages_go_offline() {
     assert_eq!(m.attr("id"), Some("kept"));
     assert!(m.get_child("delay", "urn:xmpp:delay").is_some());
 }
+
+// ------------------------------------------------------------------ bad input
+
+async fn raw(t: &TestServer, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(t.c2s()).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[actix_rt::test]
+async fn malformed_xml_is_not_well_formed_and_others_are_untouched() {
+    let t = TestServer::start(|c| c.c2s_require_encryption = false).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let reply = raw(
+        &t,
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><message><body>x</message>",
+    )
+    .await;
+    assert!(reply.contains("not-well-formed"), "{reply}");
+    let pong = juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+#[actix_rt::test]
+async fn stanzas_before_authentication_are_refused() {
+    let t = TestServer::start(|c| c.c2s_require_encryption = false).await;
+    let reply = raw(
+        &t,
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><message to='romeo@localhost'><body>x</body></message>",
+    )
+    .await;
+    assert!(reply.contains("not-authorized"), "{reply}");
+}
+
+#[actix_rt::test]
+async fn silent_clients_are_disconnected_after_the_auth_timeout() {
+    let t = TestServer::start(|c| c.c2s_auth_timeout = Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    // A stream header and then nothing: the server must not wait forever.
+    let reply = raw(
+        &t,
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    )
+    .await;
+    assert!(
+        reply.contains("stream:features") || reply.contains("features"),
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed by the server, not the test deadline"
+    );
+}
+
+#[actix_rt::test]
+async fn connections_past_the_limit_are_closed() {
+    let t = TestServer::start(|c| c.c2s_max_connections = 1).await;
+    let _juliet = t.login("juliet", "phone").await;
+    let reply = raw(
+        &t,
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    )
+    .await;
+    assert!(reply.is_empty(), "closed without a stream: {reply}");
+}
+
+#[actix_rt::test]
+async fn plain_auth_without_tls_when_allowed() {
+    let t = TestServer::start(|c| {
+        c.c2s_require_encryption = false;
+        c.allow_unencrypted_plain_auth = true;
+    })
+    .await;
+    let mut c = client::plain_client(&t, DOMAIN).await.unwrap();
+    assert!(c.features_xml.contains("PLAIN"), "{}", c.features_xml);
+    // \0juliet\0juliet-pw
+    c.send_nonza("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABqdWxpZXQtcHc=</auth>")
+        .await;
+    assert_eq!(c.next().await.name(), "success");
+}
+
+#[actix_rt::test]
+async fn wrong_stream_namespace_is_refused() {
+    let t = TestServer::start(|c| c.c2s_require_encryption = false).await;
+    let reply = raw(
+        &t,
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><message to='romeo@localhost'><body>x</body></message>",
+    )
+    .await;
+    assert!(reply.contains("invalid-namespace"), "{reply}");
+}
+
+#[actix_rt::test]
+async fn direct_tls_listener_offers_sasl_without_starttls() {
+    let t =
+        TestServer::start(|c| c.c2s_direct_tls_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t
+        .server
+        .as_ref()
+        .unwrap()
+        .direct_tls_addr
+        .expect("direct TLS listener");
+    let features = client::direct_tls_features(&t, addr).await;
+    assert!(
+        features.contains("SCRAM-SHA-256") && features.contains("PLAIN"),
+        "{features}"
+    );
+    assert!(!features.contains("starttls"), "{features}");
+}
