@@ -43,6 +43,7 @@ EOF
 
 # Sets TRIPLE (as given to cargo, may carry a .2.31 glibc suffix), RUST_TRIPLE (without
 # it), USE_ZIG (0/1), ARCH (aarch64|arm), BINUTILS (prefix of objdump/strip), QEMU.
+# shellcheck disable=SC2034  # the variables set here are used by build.sh/test.sh
 resolve_target() {
     local t=${1:-}
     [[ -n $t ]] || { usage_targets; die "no TARGET given"; }

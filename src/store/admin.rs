@@ -4,7 +4,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::Account;
-use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, ROSTER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -114,6 +114,8 @@ pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
         }
         txn.open_table(OFFLINE)?
             .retain_in((user, 0)..=(user, u64::MAX), |_, _| false)?;
+        txn.open_table(ROSTER)?
+            .retain_in((user, "")..(user, "\u{10FFFF}"), |_, _| false)?;
     }
     txn.commit()?;
     Ok(())

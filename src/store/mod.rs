@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 pub use faults::StoreFaults;
 pub use ops::{Change, StoreError, StoreOp, StoreReply};
-pub use record::{Account, ErrorNote, RegistrationRecord};
+pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
 use writer::{CloseDb, DbSlot, ExecBatch, Writer};
 
 /// File name of the database inside `data_dir`.
@@ -94,6 +94,13 @@ pub struct PushOffline {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Vec<(u64, String)>, StoreError>")]
 pub struct LoadOffline {
+    pub user: String,
+}
+
+/// The user's roster, as `(contact bare JID, item)`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<(String, RosterItem)>, StoreError>")]
+pub struct LoadRoster {
     pub user: String,
 }
 
@@ -280,6 +287,22 @@ impl Handler<LoadOffline> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::OfflineMessages(m))) => Ok(m),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadRoster> for Store {
+    type Result = ResponseFuture<Result<Vec<(String, RosterItem)>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadRoster, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadRoster { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Roster(r))) => Ok(r),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

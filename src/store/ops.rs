@@ -1,7 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
-use super::record::{Account, RegistrationRecord};
+use super::record::{Account, RegistrationRecord, RosterItem};
 
 /// One change inside a write. All changes of one request commit together or not at all.
 // Changes live only between a request and its commit; boxing the record would cost an
@@ -19,6 +19,14 @@ pub enum Change {
     DeleteRegistration { user: String, identifier: String },
     /// Create or replace an account.
     PutAccount { user: String, account: Account },
+    /// Insert or replace a roster item.
+    PutRosterItem {
+        user: String,
+        contact: String,
+        item: RosterItem,
+    },
+    /// Remove a roster item.
+    DeleteRosterItem { user: String, contact: String },
     /// Remove offline messages up to and including `up_to` (they were delivered).
     DeleteOffline { user: String, up_to: u64 },
     /// Remove everything stored for a user: account, registrations, offline messages (D7).
@@ -41,6 +49,8 @@ pub enum StoreOp {
     },
     /// The user's offline messages, oldest first, with their sequence numbers.
     LoadOffline { user: String },
+    /// The user's roster.
+    LoadRoster { user: String },
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
     /// shutdown): used for ledger fields whose loss on a crash costs nothing.
     Write { changes: Vec<Change>, durable: bool },
@@ -67,6 +77,7 @@ pub enum StoreReply {
     /// The sequence number a stored offline message got.
     Stored(u64),
     OfflineMessages(Vec<(u64, String)>),
+    Roster(Vec<(String, RosterItem)>),
     Written,
 }
 

@@ -78,6 +78,78 @@ impl Account {
     }
 }
 
+/// RFC 6121 subscription state of a roster item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+
+    /// The contact receives the user's presence.
+    pub fn from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+
+    /// The user receives the contact's presence.
+    pub fn to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+}
+
+/// One roster item, keyed by (user, contact bare JID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterItem {
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub subscription: Subscription,
+    /// The user asked to see the contact's presence and awaits the answer.
+    pub ask: bool,
+    /// The contact asked to see the user's presence; kept until the user answers, and
+    /// shown again at each login (the request may have arrived while offline).
+    pub pending_in: Option<String>,
+    /// Whether the user put this item on the roster (vs. only a pending request).
+    pub listed: bool,
+}
+
+impl RosterItem {
+    pub fn new() -> Self {
+        RosterItem {
+            name: None,
+            groups: Vec::new(),
+            subscription: Subscription::None,
+            ask: false,
+            pending_in: None,
+            listed: false,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+impl Default for RosterItem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RegistrationRecord {
     /// Encodes the record for the registrations table.
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {

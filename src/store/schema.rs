@@ -20,6 +20,9 @@ pub const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("account
 /// serialized with its delay stamp.
 pub const OFFLINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("offline");
 
+/// `(username, contact bare JID)` → postcard `RosterItem`.
+pub const ROSTER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster");
+
 const VERSION_KEY: &str = "schema_version";
 
 /// Why a data file cannot be used by this binary.
@@ -62,6 +65,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                     .map_err(redb::Error::from)?;
                 txn.open_table(ACCOUNTS).map_err(redb::Error::from)?;
                 txn.open_table(OFFLINE).map_err(redb::Error::from)?;
+                txn.open_table(ROSTER).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())

@@ -11,8 +11,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 
 use super::faults::StoreFaults;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
-use super::record::{Account, RegistrationRecord};
-use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS};
+use super::record::{Account, RegistrationRecord, RosterItem};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, ROSTER};
 
 /// The open database, or `None` once closed. A slot rather than a bare `Arc<Database>`
 /// so that closing drops the database (and its file lock) at a known moment.
@@ -103,6 +103,7 @@ impl Writer {
             }
             StoreOp::LoadAccount { user } => load_account(&txn.open_table(ACCOUNTS)?, user),
             StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
+            StoreOp::LoadRoster { user } => load_roster(&txn.open_table(ROSTER)?, user),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -141,6 +142,7 @@ impl Writer {
         let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
         let mut offline = txn.open_table(OFFLINE)?;
+        let mut roster = txn.open_table(ROSTER)?;
         let reads_fail = || {
             if self.faults.reads_fail() {
                 Err(StoreError::Failed("injected read failure".into()))
@@ -160,6 +162,10 @@ impl Writer {
             StoreOp::LoadOffline { user } => {
                 reads_fail()?;
                 load_offline(&offline, user)
+            }
+            StoreOp::LoadRoster { user } => {
+                reads_fail()?;
+                load_roster(&roster, user)
             }
             StoreOp::PushOffline { user, stanza, max } => {
                 if accounts.get(user.as_str())?.is_none() {
@@ -201,6 +207,19 @@ impl Writer {
                                 .map_err(|e| StoreError::Failed(e.to_string()))?;
                             accounts.insert(user.as_str(), bytes.as_slice())?;
                         }
+                        Change::PutRosterItem {
+                            user,
+                            contact,
+                            item,
+                        } => {
+                            let bytes = item
+                                .encode()
+                                .map_err(|e| StoreError::Failed(e.to_string()))?;
+                            roster.insert((user.as_str(), contact.as_str()), bytes.as_slice())?;
+                        }
+                        Change::DeleteRosterItem { user, contact } => {
+                            roster.remove((user.as_str(), contact.as_str()))?;
+                        }
                         Change::DeleteOffline { user, up_to } => {
                             offline.retain_in(
                                 (user.as_str(), 0)..=(user.as_str(), *up_to),
@@ -209,6 +228,7 @@ impl Writer {
                         }
                         Change::DeleteUser { user } => {
                             accounts.remove(user.as_str())?;
+                            roster.retain_in((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"), |_, _| false)?;
                             offline.retain_in(
                                 (user.as_str(), 0)..=(user.as_str(), u64::MAX),
                                 |_, _| false,
@@ -286,4 +306,22 @@ fn load_offline(
         out.push((k.value().1, text));
     }
     Ok(StoreReply::OfflineMessages(out))
+}
+
+fn load_roster(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    user: &str,
+) -> Result<StoreReply, StoreError> {
+    let mut out = Vec::new();
+    for e in table.range((user, "")..)? {
+        let (k, v) = e?;
+        let (u, contact) = k.value();
+        if u != user {
+            break;
+        }
+        let item = RosterItem::decode(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("roster item {user}/{contact}: {e}")))?;
+        out.push((contact.to_string(), item));
+    }
+    Ok(StoreReply::Roster(out))
 }

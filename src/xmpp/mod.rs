@@ -8,6 +8,7 @@
 pub mod c2s;
 pub mod component;
 pub mod io;
+pub mod roster;
 pub mod router;
 pub mod sasl;
 pub mod scram;
