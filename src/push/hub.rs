@@ -137,8 +137,22 @@ impl PushHub {
         Some(e)
     }
 
-    /// Hands an event to the user's actor without waiting. A full mailbox drops the event
-    /// with a warning (the bound on memory); a stopped actor is replaced once.
+    /// Hands a session's lifecycle event (resumed, closed) to the user's actor. These are
+    /// never dropped: losing one would leave a stale link behind. There is at most one of
+    /// each per session, so they cannot flood the mailbox.
+    fn forward_lifecycle<M>(&mut self, user: &str, msg: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        UserPush: Handler<M>,
+    {
+        if let Some(e) = self.entry(user, false, ctx) {
+            e.sent += 1;
+            e.addr.do_send(msg);
+        }
+    }
+
+    /// Hands a data event to the user's actor without waiting. A full mailbox drops the
+    /// event with a warning (the bound on memory); a stopped actor is replaced once.
     fn forward<M>(&mut self, user: &str, msg: M, spawn: bool, ctx: &mut Context<Self>)
     where
         M: Message<Result = ()> + Send + 'static,
@@ -192,7 +206,7 @@ impl Actor for PushHub {
 }
 
 impl Handler<PushRequest> for PushHub {
-    type Result = ResponseFuture<Element>;
+    type Result = ResponseFuture<Option<Element>>;
 
     fn handle(&mut self, msg: PushRequest, ctx: &mut Context<Self>) -> Self::Result {
         let session = msg.session;
@@ -215,17 +229,17 @@ impl Handler<PushRequest> for PushHub {
         };
         let Some(pending) = self.request(&user, cmd, true, ctx) else {
             return Box::pin(async move {
-                protocol::error_reply(
+                Some(protocol::error_reply(
                     &id,
                     &jid,
                     ErrorType::Wait,
                     DefinedCondition::ResourceConstraint,
                     None,
-                )
+                ))
             });
         };
         Box::pin(async move {
-            pending.await.unwrap_or_else(|_| {
+            Some(pending.await.unwrap_or_else(|_| {
                 protocol::error_reply(
                     &id,
                     &jid,
@@ -233,7 +247,7 @@ impl Handler<PushRequest> for PushHub {
                     DefinedCondition::InternalServerError,
                     None,
                 )
-            })
+            }))
         })
     }
 }
@@ -271,7 +285,7 @@ impl Handler<SessionResumed> for PushHub {
     type Result = ();
     fn handle(&mut self, msg: SessionResumed, ctx: &mut Context<Self>) {
         let user = msg.user.clone();
-        self.forward(&user, msg, false, ctx);
+        self.forward_lifecycle(&user, msg, ctx);
     }
 }
 
@@ -279,7 +293,7 @@ impl Handler<SessionClosed> for PushHub {
     type Result = ();
     fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         let user = msg.user.clone();
-        self.forward(&user, msg, false, ctx);
+        self.forward_lifecycle(&user, msg, ctx);
     }
 }
 

@@ -67,9 +67,10 @@ pub struct Session {
 // ---------------------------------------------------------------- host → module
 
 /// An IQ with a `urn:xmpp:push:0` payload from a session. Answered with the reply to send
-/// back to it, only after any change it made is durable.
+/// back to it, only after any change it made is durable (`None`: an IQ result or error,
+/// which gets no reply).
 #[derive(Message, Clone)]
-#[rtype(result = "Element")]
+#[rtype(result = "Option<Element>")]
 pub struct PushRequest {
     pub session: Session,
     pub iq: Element,

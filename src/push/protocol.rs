@@ -37,8 +37,29 @@ pub struct EnableRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DisableRequest {
     pub jid: Jid,
-    /// `None` disables every node of `jid`; `node=''` counts as no node (D2).
-    pub node: Option<String>,
+    pub node: NodeFilter,
+}
+
+/// Which registrations of a JID a `<disable/>` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFilter {
+    /// No `node` attribute: every node of the JID (§4).
+    Any,
+    /// `node=''`: the registration without a node, which `node=''` created (D2); a
+    /// shared app server's other devices are left alone.
+    NoNode,
+    /// That node only.
+    Node(String),
+}
+
+impl NodeFilter {
+    pub fn matches(&self, node: Option<&str>) -> bool {
+        match self {
+            NodeFilter::Any => true,
+            NodeFilter::NoNode => node.is_none(),
+            NodeFilter::Node(n) => node == Some(n.as_str()),
+        }
+    }
 }
 
 /// A push IQ that was understood: its id (for the reply) and the command.
@@ -50,7 +71,8 @@ pub struct PushIq {
 
 /// Reads a push IQ sent by `session` (a c2s session of the user).
 ///
-/// `Err` holds the complete error reply, ready to send to the session. Addressing and
+/// `Err` holds the complete error reply, ready to send to the session, or `None` for an
+/// IQ `result` or `error`, which is never answered (RFC 6120 §8.3.1). Addressing and
 /// type rules follow Prosody's `iq-set/self/...` routing (§3.1): only `type='set'` to the
 /// user's own bare JID (or without `to`) is handled; anything else is
 /// `cancel/service-unavailable`, as the router would answer (B07, B08).
@@ -58,18 +80,21 @@ pub fn parse_push_iq(
     iq: &Element,
     session: &FullJid,
     max_publish_options: usize,
-) -> Result<PushIq, Element> {
+) -> Result<PushIq, Option<Element>> {
+    if matches!(iq.attr("type"), Some("result") | Some("error")) {
+        return Err(None);
+    }
     let Some(id) = iq.attr("id").filter(|id| !id.is_empty()) else {
         // Without an id there is nothing to answer to; RFC 6120 makes it a bad request.
-        return Err(error_reply(
+        return Err(Some(error_reply(
             "",
             session,
             ErrorType::Modify,
             DefinedCondition::BadRequest,
             Some("Missing id"),
-        ));
+        )));
     };
-    let reply = |t, c, text: Option<&str>| error_reply(id, session, t, c, text);
+    let reply = |t, c, text: Option<&str>| Some(error_reply(id, session, t, c, text));
 
     let addressed_to_self = match iq.attr("to") {
         None => true,
@@ -117,7 +142,12 @@ pub fn parse_push_iq(
         .map(str::to_string);
 
     let command = if payload.name() == "disable" {
-        PushCommand::Disable(DisableRequest { jid, node })
+        let filter = match payload.attr("node") {
+            None => NodeFilter::Any,
+            Some("") => NodeFilter::NoNode,
+            Some(n) => NodeFilter::Node(n.to_string()),
+        };
+        PushCommand::Disable(DisableRequest { jid, node: filter })
     } else {
         // D2: the app server cannot be the user themself, bare or full.
         if jid.to_bare() == session.to_bare() {
@@ -204,7 +234,8 @@ mod tests {
 
     fn parse(xml: &str) -> Result<PushIq, String> {
         let el: Element = xml.parse().unwrap();
-        parse_push_iq(&el, &session(), 4096).map_err(|e| String::from(&e))
+        parse_push_iq(&el, &session(), 4096)
+            .map_err(|e| e.map(|e| String::from(&e)).unwrap_or_default())
     }
 
     const C: &str = "xmlns='jabber:client'";
@@ -331,6 +362,17 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("<bad-request"), "{err}");
+    }
+
+    #[test]
+    fn results_and_errors_are_never_answered() {
+        for t in ["result", "error"] {
+            let el: Element =
+                format!("<iq {C} type='{t}' id='a'><enable xmlns='urn:xmpp:push:0' jid='p'/></iq>")
+                    .parse()
+                    .unwrap();
+            assert_eq!(parse_push_iq(&el, &session(), 4096), Err(None));
+        }
     }
 
     #[test]

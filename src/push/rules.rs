@@ -61,12 +61,13 @@ pub fn is_important(stanza: &Element) -> bool {
         Some("headline") | Some("error") => return false,
         _ => {}
     }
-    // A call being answered or hung up on another device must reach the ringing phone (D17).
-    if has_call_signal(message) {
-        return true;
-    }
+    // A call answered or refused on another device must reach the ringing phone (D17);
+    // the user's own outgoing call invitation need not wake the user's phones.
     if outgoing_carbon {
-        return false;
+        return has_call_signal(message, &CALL_ENDS);
+    }
+    if has_call_signal(message, &CALL_SIGNALS) {
+        return true;
     }
     if ENCRYPTED
         .iter()
@@ -83,14 +84,18 @@ pub fn is_important(stanza: &Element) -> bool {
 /// A call that must ring now (§7.3, with D17): pushed from the archive path to every
 /// registration, even those whose session is online.
 pub fn is_urgent(stanza: &Element) -> bool {
-    stanza.name() == "message" && stanza.attr("type") != Some("error") && has_call_signal(stanza)
+    stanza.name() == "message"
+        && stanza.attr("type") != Some("error")
+        && has_call_signal(stanza, &CALL_SIGNALS)
 }
 
-fn has_call_signal(message: &Element) -> bool {
-    message.children().any(|c| {
-        matches!(c.name(), "propose" | "retract" | "accept" | "reject")
-            && JMI.iter().any(|ns| c.has_ns(*ns))
-    })
+const CALL_SIGNALS: [&str; 4] = ["propose", "retract", "accept", "reject"];
+const CALL_ENDS: [&str; 3] = ["retract", "accept", "reject"];
+
+fn has_call_signal(message: &Element, names: &[&str]) -> bool {
+    message
+        .children()
+        .any(|c| names.contains(&c.name()) && JMI.iter().any(|ns| c.has_ns(*ns)))
 }
 
 /// The message inside a carbons v2 wrapper: first child in the carbons namespace, its

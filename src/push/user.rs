@@ -203,7 +203,10 @@ impl UserPush {
         durable: bool,
         ctx: &mut Context<Self>,
     ) {
-        changes.extend(self.record_changes());
+        // Ledger changes first: the explicit changes come later and so win.
+        let mut all = self.record_changes();
+        all.append(&mut changes);
+        let changes = all;
         if changes.is_empty() {
             return;
         }
@@ -286,14 +289,15 @@ impl UserPush {
         let evicted = set
             .would_evict(&identifier, self.cfg.push_max_devices)
             .map(|r| r.identifier.clone());
-        let mut changes = vec![self.put(&reg)];
+        // Pending ledger writes go first, so the new record and the eviction win.
+        let mut changes = self.record_changes();
+        changes.push(self.put(&reg));
         if let Some(old) = &evicted {
             changes.push(Change::DeleteRegistration {
                 user: self.user.clone(),
                 identifier: old.clone(),
             });
         }
-        changes.extend(self.record_changes());
         let write = self.store.write.send(Write {
             changes,
             durable: true,
@@ -350,7 +354,7 @@ impl UserPush {
         };
         let doomed: Vec<String> = set
             .iter()
-            .filter(|r| r.jid == req.jid && req.node.as_deref().is_none_or(|n| r.node() == Some(n)))
+            .filter(|r| r.jid == req.jid && req.node.matches(r.node()))
             .map(|r| r.identifier.clone())
             .collect();
         if doomed.is_empty() {
@@ -579,19 +583,17 @@ impl UserPush {
         let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
         let ids: Vec<String> = self.all_identifiers();
         for identifier in ids {
-            if let Some(key) = key {
-                let link = self.sessions.get_mut(&key.session);
-                if link
-                    .as_ref()
-                    .is_some_and(|l| l.marks.contains(key.seq, &identifier))
-                {
-                    continue;
-                }
-                if let Some(l) = link {
-                    l.marks.insert(key.seq, &identifier);
-                }
+            // Only read the marks: a keyed offline message comes from a session being
+            // destroyed, so no later path can take it, and inserting here would evict the
+            // marks of stanzas not yet handled.
+            let already = key.is_some_and(|k| {
+                self.sessions
+                    .get(&k.session)
+                    .is_some_and(|l| l.marks.contains(k.seq, &identifier))
+            });
+            if !already {
+                self.publish(&identifier, &summary, ctx);
             }
-            self.publish(&identifier, &summary, ctx);
         }
     }
 
@@ -607,20 +609,40 @@ impl UserPush {
             Some(Ok(to)) => to.to_bare() == self.user_jid,
             Some(Err(_)) => false,
         };
-        if !to_user {
+        let urgent = rules::is_urgent(stanza);
+        // D17: a call answered or refused on one of the user's devices is archived as
+        // the user's outgoing message; the other devices must hear of it to stop ringing.
+        let from_user = stanza
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .is_some_and(|f| f.to_bare() == self.user_jid);
+        if !to_user && !(urgent && from_user) {
             return;
         }
-        let urgent = rules::is_urgent(stanza);
         let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
         let linked: HashSet<&str> = self
             .sessions
             .values()
             .filter_map(|l| l.identifier.as_deref())
             .collect();
+        // A hibernated session gets the stanza in its queue and is pushed from there; the
+        // archive path must not push the same stanza to its registration again (D13).
+        let hibernating: HashSet<&str> = self
+            .sessions
+            .values()
+            .filter(|l| l.hibernation.is_some())
+            .filter_map(|l| l.identifier.as_deref())
+            .collect();
         let ids: Vec<String> = self
             .all_identifiers()
             .into_iter()
-            .filter(|id| urgent || !linked.contains(id.as_str()))
+            .filter(|id| {
+                if urgent {
+                    !hibernating.contains(id.as_str())
+                } else {
+                    !linked.contains(id.as_str())
+                }
+            })
             .collect();
         for identifier in ids {
             self.publish(&identifier, &summary, ctx);
@@ -692,10 +714,13 @@ impl UserPush {
             if link.marks.contains(c.seq, &identifier) {
                 continue;
             }
-            link.marks.insert(c.seq, &identifier);
-            if self.publish(&identifier, &c.summary, ctx) && c.important {
-                important_sent = true;
+            if !self.publish(&identifier, &c.summary, ctx) {
+                continue;
             }
+            if let Some(link) = self.sessions.get_mut(&session) {
+                link.marks.insert(c.seq, &identifier);
+            }
+            important_sent |= c.important;
         }
         if important_sent {
             self.cut_back(session, ctx);
@@ -762,9 +787,8 @@ impl UserPush {
             session,
             action: SessionAction::Expire,
         };
-        if let Err(e) = link.control.try_send(msg) {
-            tracing::warn!(user = %self.user, session = session.0, error = %e, "could not tell the session to expire");
-        }
+        // Never dropped: the host handed its timer over and waits for this.
+        link.control.do_send(msg);
     }
 
     fn hibernated(&mut self, msg: SessionHibernated, ctx: &mut Context<Self>) -> TimerOwner {
@@ -795,10 +819,21 @@ impl UserPush {
             });
         }
         tracing::debug!(user = %self.user, session = msg.session.0, queued = msg.queue.len(), "push-linked session hibernated: timeout extended");
+        self.prune_marks(msg.session, &msg.queue);
         if self.offer(msg.session, &msg.queue) {
             self.fire_batch(msg.session, ctx);
         }
         TimerOwner::Module
+    }
+
+    /// Marks of stanzas older than the session's unacked queue can never be needed again.
+    fn prune_marks(&mut self, session: SessionId, queue: &[QueuedStanza]) {
+        if let (Some(link), Some(oldest)) = (
+            self.sessions.get_mut(&session),
+            queue.iter().map(|q| q.key.seq).min(),
+        ) {
+            link.marks.prune_acked(oldest.saturating_sub(1));
+        }
     }
 
     fn resumed(&mut self, session: SessionId, acked: u64, ctx: &mut Context<Self>) {
@@ -906,6 +941,19 @@ impl Handler<Stop> for UserPush {
     type Result = ();
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) {
+        if !msg.flush {
+            // The user is being deleted: hibernations the module holds end now rather
+            // than never (the timers die with this actor).
+            let held: Vec<SessionId> = self
+                .sessions
+                .iter()
+                .filter(|(_, l)| l.hibernation.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in held {
+                self.expire(id);
+            }
+        }
         if msg.flush {
             let changes = self.record_changes();
             if !changes.is_empty() {
@@ -946,6 +994,7 @@ event_handler!(StanzaQueued, |act, m, ctx| {
 });
 
 event_handler!(AckOverdue, |act, m, ctx| {
+    act.prune_marks(m.session, &m.queue);
     if act.offer(m.session, &m.queue) {
         act.schedule_batch(m.session, ctx);
     }

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 pub use faults::StoreFaults;
 pub use ops::{Change, StoreError, StoreOp, StoreReply};
 pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
-use writer::{CloseDb, DbSlot, ExecBatch, Writer};
+use writer::{DbSlot, ExecBatch, Writer};
 
 /// File name of the database inside `data_dir`.
 pub const DB_FILE: &str = "cloud-notify.redb";
@@ -333,21 +333,23 @@ impl Handler<Write> for Store {
 impl Handler<Close> for Store {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Close, _: &mut Context<Self>) -> Self::Result {
-        // The writer handles messages in order, so everything sent before is committed
-        // first. Requests still queued here are answered by the writer with `Closed`.
-        let writer = self.writer.clone();
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) -> Self::Result {
+        // Queued behind every request that came before, whatever the bound: they are
+        // committed first, then the file is flushed and closed.
+        let (tx, rx) = oneshot::channel();
+        self.pending.push_back(Pending {
+            op: StoreOp::Close,
+            reply: tx,
+        });
+        self.kick(ctx);
         Box::pin(
             async move {
-                if writer.send(CloseDb).await.is_err() {
+                if !matches!(rx.await, Ok(Ok(_))) {
                     tracing::error!("store writer gone before close");
                 }
             }
             .into_actor(self)
-            .map(|_, act, ctx| {
-                act.kick(ctx);
-                ctx.stop();
-            }),
+            .map(|_, _, ctx| ctx.stop()),
         )
     }
 }

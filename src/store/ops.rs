@@ -51,6 +51,8 @@ pub enum StoreOp {
     LoadOffline { user: String },
     /// The user's roster.
     LoadRoster { user: String },
+    /// Commit everything before it, flush, and close the file.
+    Close,
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
     /// shutdown): used for ledger fields whose loss on a crash costs nothing.
     Write { changes: Vec<Change>, durable: bool },

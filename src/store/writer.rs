@@ -32,15 +32,26 @@ impl Actor for Writer {
 #[rtype(result = "Vec<Result<StoreReply, StoreError>>")]
 pub struct ExecBatch(pub Vec<StoreOp>);
 
-/// Close the database after everything before it was committed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CloseDb;
-
 impl Handler<ExecBatch> for Writer {
     type Result = Vec<Result<StoreReply, StoreError>>;
 
-    fn handle(&mut self, ExecBatch(ops): ExecBatch, _: &mut SyncContext<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        ExecBatch(mut ops): ExecBatch,
+        ctx: &mut SyncContext<Self>,
+    ) -> Self::Result {
+        if let Some(pos) = ops.iter().position(|o| matches!(o, StoreOp::Close)) {
+            let rest = ops.split_off(pos);
+            let mut results = if ops.is_empty() {
+                Vec::new()
+            } else {
+                self.handle(ExecBatch(ops), ctx)
+            };
+            self.close();
+            results.push(Ok(StoreReply::Written));
+            results.extend(rest.iter().skip(1).map(|_| Err(StoreError::Closed)));
+            return results;
+        }
         let guard = match self.db.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -67,10 +78,8 @@ impl Handler<ExecBatch> for Writer {
     }
 }
 
-impl Handler<CloseDb> for Writer {
-    type Result = ();
-
-    fn handle(&mut self, _: CloseDb, _: &mut SyncContext<Self>) {
+impl Writer {
+    fn close(&mut self) {
         let mut guard = match self.db.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -104,7 +113,7 @@ impl Writer {
             StoreOp::LoadAccount { user } => load_account(&txn.open_table(ACCOUNTS)?, user),
             StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
             StoreOp::LoadRoster { user } => load_roster(&txn.open_table(ROSTER)?, user),
-            StoreOp::Write { .. } | StoreOp::PushOffline { .. } => {
+            StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
         }
@@ -151,6 +160,8 @@ impl Writer {
             }
         };
         match op {
+            // Split off before any transaction starts (see `handle`).
+            StoreOp::Close => Err(StoreError::Closed),
             StoreOp::LoadRegistrations { user } => {
                 reads_fail()?;
                 load_registrations(&table, user)
@@ -228,7 +239,10 @@ impl Writer {
                         }
                         Change::DeleteUser { user } => {
                             accounts.remove(user.as_str())?;
-                            roster.retain_in((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"), |_, _| false)?;
+                            roster.retain_in(
+                                (user.as_str(), "")..(user.as_str(), "\u{10FFFF}"),
+                                |_, _| false,
+                            )?;
                             offline.retain_in(
                                 (user.as_str(), 0)..=(user.as_str(), u64::MAX),
                                 |_, _| false,

@@ -56,9 +56,7 @@ pub fn parse_set(query: &Element, user: &BareJid) -> Result<RosterSet, &'static 
         .collect();
     groups.sort();
     groups.dedup();
-    if groups.len() > MAX_GROUPS
-        || groups.iter().any(|g| g.is_empty() || g.len() > MAX_TEXT)
-    {
+    if groups.len() > MAX_GROUPS || groups.iter().any(|g| g.is_empty() || g.len() > MAX_TEXT) {
         return Err("not-acceptable");
     }
     Ok(RosterSet::Update {
@@ -84,7 +82,11 @@ pub fn item_element(contact: &str, item: Option<&RosterItem>) -> Element {
         stanza::set_attr(&mut el, "ask", "subscribe");
     }
     for g in &item.groups {
-        el.append_child(Element::builder("group", ROSTER_NS).append(g.as_str()).build());
+        el.append_child(
+            Element::builder("group", ROSTER_NS)
+                .append(g.as_str())
+                .build(),
+        );
     }
     el
 }
@@ -186,33 +188,57 @@ mod tests {
         let mut romeo_view = RosterItem::new();
         assert!(outbound(&mut juliet_view, "subscribe"));
         assert!(juliet_view.ask && juliet_view.listed);
-        assert_eq!(inbound(&mut romeo_view, "subscribe", &p("subscribe")), (true, true));
+        assert_eq!(
+            inbound(&mut romeo_view, "subscribe", &p("subscribe")),
+            (true, true)
+        );
         assert!(romeo_view.pending_in.is_some());
         assert!(outbound(&mut romeo_view, "subscribed"));
         assert_eq!(romeo_view.subscription, Subscription::From);
-        assert_eq!(inbound(&mut juliet_view, "subscribed", &p("subscribed")), (true, true));
+        assert_eq!(
+            inbound(&mut juliet_view, "subscribed", &p("subscribed")),
+            (true, true)
+        );
         assert_eq!(juliet_view.subscription, Subscription::To);
         assert!(!juliet_view.ask);
         assert!(outbound(&mut romeo_view, "subscribe"));
-        assert_eq!(inbound(&mut juliet_view, "subscribe", &p("subscribe")), (true, true));
+        assert_eq!(
+            inbound(&mut juliet_view, "subscribe", &p("subscribe")),
+            (true, true)
+        );
         assert!(outbound(&mut juliet_view, "subscribed"));
         assert_eq!(juliet_view.subscription, Subscription::Both);
-        assert_eq!(inbound(&mut romeo_view, "subscribed", &p("subscribed")), (true, true));
+        assert_eq!(
+            inbound(&mut romeo_view, "subscribed", &p("subscribed")),
+            (true, true)
+        );
         assert_eq!(romeo_view.subscription, Subscription::Both);
         // Juliet withdraws her subscription to Romeo.
         assert!(outbound(&mut juliet_view, "unsubscribe"));
         assert_eq!(juliet_view.subscription, Subscription::From);
-        assert_eq!(inbound(&mut romeo_view, "unsubscribe", &p("unsubscribe")), (true, true));
+        assert_eq!(
+            inbound(&mut romeo_view, "unsubscribe", &p("unsubscribe")),
+            (true, true)
+        );
         assert_eq!(romeo_view.subscription, Subscription::To);
     }
 
     #[test]
     fn unsolicited_answers_change_nothing() {
         let mut item = RosterItem::new();
-        assert_eq!(inbound(&mut item, "subscribed", &p("subscribed")), (false, false));
-        assert_eq!(inbound(&mut item, "unsubscribed", &p("unsubscribed")), (false, false));
+        assert_eq!(
+            inbound(&mut item, "subscribed", &p("subscribed")),
+            (false, false)
+        );
+        assert_eq!(
+            inbound(&mut item, "unsubscribed", &p("unsubscribed")),
+            (false, false)
+        );
         item.subscription = Subscription::From;
-        assert_eq!(inbound(&mut item, "subscribe", &p("subscribe")), (false, false));
+        assert_eq!(
+            inbound(&mut item, "subscribe", &p("subscribe")),
+            (false, false)
+        );
     }
 
     #[test]
@@ -228,10 +254,19 @@ mod tests {
             })
         );
         let rm: Element = "<query xmlns='jabber:iq:roster'><item jid='romeo@example.org' subscription='remove'/></query>".parse().unwrap();
-        assert!(matches!(parse_set(&rm, &user), Ok(RosterSet::Remove { .. })));
-        let two: Element = "<query xmlns='jabber:iq:roster'><item jid='a@b'/><item jid='c@d'/></query>".parse().unwrap();
+        assert!(matches!(
+            parse_set(&rm, &user),
+            Ok(RosterSet::Remove { .. })
+        ));
+        let two: Element =
+            "<query xmlns='jabber:iq:roster'><item jid='a@b'/><item jid='c@d'/></query>"
+                .parse()
+                .unwrap();
         assert_eq!(parse_set(&two, &user), Err("bad-request"));
-        let me: Element = "<query xmlns='jabber:iq:roster'><item jid='juliet@example.com'/></query>".parse().unwrap();
+        let me: Element =
+            "<query xmlns='jabber:iq:roster'><item jid='juliet@example.com'/></query>"
+                .parse()
+                .unwrap();
         assert_eq!(parse_set(&me, &user), Err("not-allowed"));
     }
 
@@ -245,6 +280,9 @@ mod tests {
         assert_eq!(el.attr("subscription"), Some("none"));
         assert_eq!(el.attr("ask"), Some("subscribe"));
         assert!(el.has_child("group", ROSTER_NS));
-        assert_eq!(item_element("x@y", None).attr("subscription"), Some("remove"));
+        assert_eq!(
+            item_element("x@y", None).attr("subscription"),
+            Some("remove")
+        );
     }
 }

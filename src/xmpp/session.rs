@@ -596,7 +596,8 @@ async fn server_iq(
                 iq: iq.clone(),
             })
             .await
-            .ok();
+            .ok()
+            .flatten();
     }
     match payload {
         Some(p) if p.is("ping", PING_NS) && t == Some("get") => Some(stanza::iq_result(iq, None)),

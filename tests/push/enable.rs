@@ -352,3 +352,34 @@ async fn limit_linked_sessions_per_user() {
     let stats = h.user_stats().await.unwrap();
     assert_eq!(stats.linked_sessions, max);
 }
+
+/// B11 across a reload: a ledger update waiting to be written must not bring back the
+/// old options when the registration is re-enabled (the stored record is the new one).
+#[actix_rt::test]
+async fn b11_re_enabled_options_survive_a_restart() {
+    let mut h = Harness::start(config()).await;
+    let s = h.session("phone");
+    assert_result(&h.enable(&s, Some("n1"), Some(&form("first"))).await);
+    h.offline(&chat("hi"));
+    assert_eq!(h.settled_publishes().await.len(), 1);
+    h.settle().await; // the success is now in the ledger, not yet on disk
+    assert_result(&h.enable(&s, Some("n1"), Some(&form("second"))).await);
+    let mut h = h.restart(config()).await;
+    h.offline(&chat("again"));
+    let ps = h.settled_publishes().await;
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].options, Some(stanza_free(&form("second"))));
+}
+
+/// `<disable node=''/>` removes only the node-less registration (D2), not the other
+/// devices registered at the same app server.
+#[actix_rt::test]
+async fn d2_disable_empty_node_removes_only_the_node_less_registration() {
+    let mut h = Harness::start(config()).await;
+    let s = h.session("phone");
+    assert_result(&h.enable(&s, None, None).await);
+    h.enable_ok(&s, "n1").await;
+    assert_result(&h.disable(&s, APP, Some("")).await);
+    h.offline(&chat("hi"));
+    assert_eq!(nodes(&h.settled_publishes().await), ["n1"]);
+}

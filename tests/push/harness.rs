@@ -374,6 +374,7 @@ impl Harness {
             })
             .await
             .expect("push request answered")
+            .expect("a set or get is answered")
     }
 
     pub async fn enable(&self, s: &TestSession, node: Option<&str>, form: Option<&str>) -> Element {

@@ -329,8 +329,10 @@ async fn close_flushes_and_releases_the_file() {
     let store = Store::start(db, 16);
     let mut w = put("u", "n1");
     w.durable = false;
-    store.send(w).await.unwrap().unwrap();
+    // Not awaited: the close must still commit it first.
+    let pending = store.send(w);
     store.send(store::Close).await.unwrap();
+    pending.await.unwrap().unwrap();
     let db = store::open_database(dir.path(), 1 << 20).expect("reopened after close");
     let store = Store::start(db, 16);
     let rows = store

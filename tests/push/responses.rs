@@ -272,3 +272,17 @@ async fn ledger_records_success_and_last_error() {
     );
     assert_eq!(rec.client, "phone");
 }
+
+/// D19: an id that carries this user's live route but was never sent changes nothing.
+#[actix_rt::test]
+async fn d19_unknown_id_with_a_live_route_is_ignored() {
+    let mut h = registered(max_errors(1)).await;
+    h.answer(Answer::Silent, None).await;
+    h.offline(&chat("hi"));
+    let real = h.next_publish().await.id;
+    let forged = format!("{}{}", &real[..16], "0".repeat(48));
+    h.hub.do_send(AppServerResponse {
+        iq: stanza(&format!("<iq type='error' id='{forged}' from='{APP}'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")),
+    });
+    assert_eq!(trigger(&mut h).await, 1, "registration untouched");
+}

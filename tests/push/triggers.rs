@@ -169,3 +169,29 @@ async fn burst_past_the_user_mailbox_is_bounded() {
     h.offline(&chat("after"));
     assert_eq!(h.settled_publishes().await.len(), 1);
 }
+
+/// D17: the user's own device answering a call is archived as an outgoing message; the
+/// other devices are pushed so they stop ringing.
+#[actix_rt::test]
+async fn d17_own_device_accept_reaches_the_other_devices() {
+    let mut h = Harness::start(config()).await;
+    let phone = h.session("phone");
+    h.enable_ok(&phone, "n1").await;
+    h.close(&phone);
+    h.archived("<message from='juliet@example.com/desktop' to='romeo@example.org'><accept xmlns='urn:xmpp:jingle-message:1' id='c1'/></message>", true);
+    assert_eq!(nodes(&h.settled_publishes().await), ["n1"]);
+}
+
+/// D13: a call pushed from the archive path skips the registration of a hibernated
+/// session, which gets the same stanza through its queue.
+#[actix_rt::test]
+async fn d13_urgent_archive_push_skips_hibernated_sessions() {
+    let mut h = Harness::start(config()).await;
+    let mut phone = h.session("phone");
+    let tablet = h.session("tablet");
+    h.enable_ok(&phone, "n1").await;
+    h.enable_ok(&tablet, "n2").await;
+    h.hibernate(&mut phone, &[]).await;
+    h.archived("<message from='romeo@example.org/desk' to='juliet@example.com'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>", true);
+    assert_eq!(nodes(&h.settled_publishes().await), ["n2"]);
+}
