@@ -616,7 +616,7 @@ impl UserPush {
             .attr("from")
             .and_then(|f| f.parse::<Jid>().ok())
             .is_some_and(|f| f.to_bare() == self.user_jid);
-        if !to_user && !(urgent && from_user) {
+        if !(to_user || (urgent && from_user)) {
             return;
         }
         let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);

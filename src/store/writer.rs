@@ -35,23 +35,25 @@ pub struct ExecBatch(pub Vec<StoreOp>);
 impl Handler<ExecBatch> for Writer {
     type Result = Vec<Result<StoreReply, StoreError>>;
 
-    fn handle(
-        &mut self,
-        ExecBatch(mut ops): ExecBatch,
-        ctx: &mut SyncContext<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, ExecBatch(mut ops): ExecBatch, _: &mut SyncContext<Self>) -> Self::Result {
         if let Some(pos) = ops.iter().position(|o| matches!(o, StoreOp::Close)) {
             let rest = ops.split_off(pos);
             let mut results = if ops.is_empty() {
                 Vec::new()
             } else {
-                self.handle(ExecBatch(ops), ctx)
+                self.execute(ops)
             };
             self.close();
             results.push(Ok(StoreReply::Written));
             results.extend(rest.iter().skip(1).map(|_| Err(StoreError::Closed)));
             return results;
         }
+        self.execute(ops)
+    }
+}
+
+impl Writer {
+    fn execute(&mut self, ops: Vec<StoreOp>) -> Vec<Result<StoreReply, StoreError>> {
         let guard = match self.db.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -137,7 +137,7 @@ def make_client(jid, password, mech, ca_cert):
     for p in ("xep_0004", "xep_0030", "xep_0198", "xep_0199"):
         c.register_plugin(p)
     # The server asks for an ack after every stanza; keep our own requests rare.
-    c["xep_0198"].window = 100
+    c.plugin["xep_0198"].window = 100
     configure_tls(c, ca_cert)
     return c
 
@@ -190,7 +190,7 @@ def check_publish(iq):
     opts = iq["pubsub"]["publish_options"]
     if opts is None:
         raise Fail(f"no publish-options form: {raw}")
-    got = opts.get_values()
+    got = {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in opts.get_values().items()}
     if got.get("FORM_TYPE") != "http://jabber.org/protocol/pubsub#publish-options":
         raise Fail(f"publish-options FORM_TYPE {got.get('FORM_TYPE')!r}: {raw}")
     if got.get("secret") != PUBLISH_SECRET:
@@ -248,11 +248,11 @@ async def scenario(args, say):
     await jr.wait("juliet <enabled/>", lambda: jr.count("sm_enabled"), fail_on=("sm_failed",) + auth_failures)
     if "starttls" not in juliet.features:
         raise Fail(f"juliet's stream was not upgraded with STARTTLS (features {juliet.features})")
-    mech = juliet["feature_mechanisms"].mech
+    mech = juliet.plugin["feature_mechanisms"].mech
     if mech is None or mech.name != "SCRAM-SHA-256":
         raise Fail(f"juliet authenticated with {getattr(mech, 'name', None)}, not SCRAM-SHA-256")
     enabled = jr.seen["sm_enabled"][-1]
-    sm = juliet["xep_0198"]
+    sm = juliet.plugin["xep_0198"]
     if not sm.sm_id or not enabled["resume"]:
         raise Fail(f"<enabled/> without resumption: {enabled}")
     say(f"juliet bound as {juliet.boundjid}, TLS + {mech.name}, SM id {sm.sm_id!r}")
@@ -261,7 +261,7 @@ async def scenario(args, say):
     iq = juliet.make_iq_set()
     iq["push_enable"]["jid"] = APP
     iq["push_enable"]["node"] = NODE
-    form = juliet["xep_0004"].make_form(ftype="submit")
+    form = juliet.plugin["xep_0004"].make_form(ftype="submit")
     form.add_field(var="FORM_TYPE", ftype="hidden",
                    value="http://jabber.org/protocol/pubsub#publish-options")
     form.add_field(var="secret", value=PUBLISH_SECRET)
