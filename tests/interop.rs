@@ -7,6 +7,7 @@
 //! `eval "$(.ci/interop-setup.sh)"`). Without it the test is skipped, except under CI,
 //! where it fails: CI must run it.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +30,9 @@ fn python() -> Option<String> {
             "CLOUD_NOTIFY_PYTHON is not set, and CI must run the slixmpp interop test: \
              run `eval \"$(bash .ci/interop-setup.sh)\"` before `cargo test`"
         );
-        eprintln!(
+        // Straight to stderr, past libtest's capture: a skip should be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "NOTICE: slixmpp interop test skipped: CLOUD_NOTIFY_PYTHON is not set \
              (eval \"$(bash .ci/interop-setup.sh)\" to run it)"
         );

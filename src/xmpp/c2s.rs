@@ -186,7 +186,10 @@ pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
             Next::Closed
         }
         Some(Err(ReadError::HardError(e))) => {
-            if guard.exceeded() {
+            if guard.saw_eof() {
+                tracing::debug!(error = %e, "connection ended without closing the stream");
+                Next::Lost
+            } else if guard.exceeded() {
                 tracing::info!("stanza size limit exceeded");
                 close_with(xml, "policy-violation").await;
                 Next::Closed

@@ -34,8 +34,13 @@ pub struct Shared {
 /// What the first bytes of a component connection say.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Header {
-    /// The whole opening tag is there; its `to`, if any.
-    Complete(Option<String>),
+    /// The whole opening tag is there: its `to`, whether it has a `version`, and the
+    /// byte offset of its closing `>`.
+    Complete {
+        to: Option<String>,
+        version: bool,
+        end: usize,
+    },
     /// Read more.
     Incomplete,
     /// Not an XML stream header.
@@ -47,13 +52,15 @@ pub enum Header {
 /// send stream features, which XEP-0114 peers do not expect.
 pub fn header_to(buf: &[u8]) -> Header {
     match scan(buf) {
-        Ok(Some(to)) => Header::Complete(to),
+        Ok(Some((to, version, end))) => Header::Complete { to, version, end },
         Ok(None) => Header::Incomplete,
         Err(()) => Header::Invalid,
     }
 }
 
-fn scan(buf: &[u8]) -> Result<Option<Option<String>>, ()> {
+type Scanned = (Option<String>, bool, usize);
+
+fn scan(buf: &[u8]) -> Result<Option<Scanned>, ()> {
     let text = match std::str::from_utf8(buf) {
         Ok(t) => t,
         Err(e) if e.error_len().is_none() => {
@@ -91,6 +98,7 @@ fn scan(buf: &[u8]) -> Result<Option<Option<String>>, ()> {
     let Some(end) = end else {
         return Ok(None);
     };
+    let absolute_end = text.len() - rest.len() + 1 + end;
     let tag = &tag[..end];
     let mut parts = tag.splitn(2, char::is_whitespace);
     let name = parts.next().unwrap_or("");
@@ -99,6 +107,8 @@ fn scan(buf: &[u8]) -> Result<Option<Option<String>>, ()> {
     }
     let attrs = parts.next().unwrap_or("");
     let mut rest = attrs;
+    let mut to = None;
+    let mut version = false;
     while let Some(eq) = rest.find('=') {
         let key = rest[..eq].trim();
         let after = rest[eq + 1..].trim_start();
@@ -109,12 +119,14 @@ fn scan(buf: &[u8]) -> Result<Option<Option<String>>, ()> {
             return Err(());
         };
         let value = &after[1..1 + close];
-        if key == "to" {
-            return Ok(Some(Some(value.to_string())));
+        match key {
+            "to" => to = Some(value.to_string()),
+            "version" => version = true,
+            _ => {}
         }
         rest = &after[close + 2..];
     }
-    Ok(Some(None))
+    Ok(Some((to, version, absolute_end)))
 }
 
 fn handshake_digest(stream_id: &str, secret: &str) -> String {
@@ -133,7 +145,16 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
         };
         head.extend_from_slice(&chunk[..n]);
         match header_to(&head) {
-            Header::Complete(to) => break to,
+            Header::Complete { to, version, end } => {
+                // XEP-0114 peers (its own examples, slixmpp) send no `version`; the
+                // stream parser requires one, so it is added to the bytes it reads.
+                if !version {
+                    let tail = head.split_off(end);
+                    head.extend_from_slice(b" version='1.0'");
+                    head.extend_from_slice(&tail);
+                }
+                break to;
+            }
             Header::Incomplete if head.len() < MAX_HEADER => continue,
             _ => return,
         }
@@ -296,19 +317,27 @@ mod tests {
     #[test]
     fn header_to_reads_the_opening_tag() {
         let h = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='push.localhost'>";
-        assert_eq!(
-            header_to(h),
-            Header::Complete(Some("push.localhost".into()))
-        );
+        let Header::Complete { to, version, end } = header_to(h) else {
+            panic!("complete");
+        };
+        assert_eq!(to.as_deref(), Some("push.localhost"));
+        assert!(!version);
+        assert_eq!(h[end], b'>');
+        assert_eq!(end, h.len() - 1);
         assert_eq!(header_to(&h[..40]), Header::Incomplete, "read more");
         assert_eq!(
-            header_to(b"<stream:stream xmlns='x'>"),
-            Header::Complete(None)
+            header_to(b"<stream:stream xmlns='x' version='1.0'>"),
+            Header::Complete {
+                to: None,
+                version: true,
+                end: 38
+            }
         );
-        assert_eq!(
-            header_to(b"<stream:stream a='>' to=\"p.example\">"),
-            Header::Complete(Some("p.example".into()))
-        );
+        let Header::Complete { to, .. } = header_to(b"<stream:stream a='>' to=\"p.example\">")
+        else {
+            panic!("complete");
+        };
+        assert_eq!(to.as_deref(), Some("p.example"));
         assert_eq!(header_to(b"<message/>"), Header::Invalid);
         assert_eq!(header_to(b"GET / HTTP/1.1"), Header::Invalid);
     }

@@ -31,6 +31,7 @@ pub struct Limited {
     /// Bytes read ahead (a component's stream header) to hand out before the transport's.
     replay: Vec<u8>,
     read_since_reset: Arc<AtomicUsize>,
+    eof: Arc<std::sync::atomic::AtomicBool>,
     limit: usize,
 }
 
@@ -39,6 +40,7 @@ pub struct Limited {
 pub struct SizeGuard {
     count: Arc<AtomicUsize>,
     limit: usize,
+    eof: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SizeGuard {
@@ -49,6 +51,13 @@ impl SizeGuard {
     pub fn exceeded(&self) -> bool {
         self.count.load(Ordering::Relaxed) > self.limit
     }
+
+    /// The peer's side of the connection ended (a read returned no bytes). The parser
+    /// reports that as invalid data when it happens between stanzas; it is a lost
+    /// connection, not bad XML.
+    pub fn saw_eof(&self) -> bool {
+        self.eof.load(Ordering::Relaxed)
+    }
 }
 
 pub type Io = BufStream<Limited>;
@@ -56,15 +65,18 @@ pub type Io = BufStream<Limited>;
 /// Wraps a transport; returns the buffered I/O for the XML stream and the size guard.
 pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
     let count = Arc::new(AtomicUsize::new(0));
+    let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let guard = SizeGuard {
         count: count.clone(),
         limit,
+        eof: eof.clone(),
     };
     (
         BufStream::new(Limited {
             inner,
             replay: Vec::new(),
             read_since_reset: count,
+            eof,
             limit,
         }),
         guard,
@@ -112,6 +124,9 @@ impl AsyncRead for Limited {
         };
         let n = buf.filled().len() - before;
         this.read_since_reset.fetch_add(n, Ordering::Relaxed);
+        if n == 0 && matches!(res, Poll::Ready(Ok(()))) && buf.remaining() > 0 {
+            this.eof.store(true, Ordering::Relaxed);
+        }
         res
     }
 }

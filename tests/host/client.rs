@@ -140,6 +140,22 @@ impl Client {
         }
     }
 
+    /// Ends the TCP connection the polite way (TLS close_notify, FIN) but without closing
+    /// the XML stream, as a phone's OS does when it kills the app's socket.
+    pub async fn drop_connection(self) {
+        use tokio::io::AsyncWriteExt;
+        match self.stream {
+            Stream::Plain(x) => {
+                let mut io = x.into_inner();
+                let _ = io.shutdown().await;
+            }
+            Stream::Tls(x) => {
+                let mut io = x.into_inner();
+                let _ = io.shutdown().await;
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         match &mut self.stream {
             Stream::Plain(x) => {

@@ -376,7 +376,8 @@ async fn hibernated_phone_is_pushed_and_resumes_with_the_message() {
     juliet.send("<presence/>").await;
     juliet.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
     juliet.until("a").await;
-    drop(juliet); // the socket dies; the stream is not closed
+    // The socket is shut down (TLS close_notify, FIN); the stream is not closed.
+    juliet.drop_connection().await;
     let mut romeo = t.login("romeo", "desk").await;
     romeo
         .send("<message type='chat' to='juliet@localhost' id='wake'><body>wake up</body></message>")
