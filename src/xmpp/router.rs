@@ -13,12 +13,13 @@ use tokio::sync::mpsc;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
+use super::roster;
 use super::stanza;
 use crate::config::Config;
 use crate::push::{
     OfflineMessage, PushHub, RoutePublish, SessionAction, SessionControl, SessionId,
 };
-use crate::store::{PushOffline, Store, StoreError};
+use crate::store::{Change, LoadRoster, PushOffline, RosterItem, Store, StoreError, Write};
 
 /// What a session's or component's task receives.
 pub enum ToSession {
@@ -43,7 +44,14 @@ struct Entry {
     id: SessionId,
     resource: String,
     tx: mpsc::Sender<ToSession>,
-    available: bool,
+    /// The session's last available presence (answers probes); `None`: not available.
+    presence: Option<Element>,
+}
+
+impl Entry {
+    fn available(&self) -> bool {
+        self.presence.is_some()
+    }
 }
 
 pub struct Router {
@@ -190,7 +198,7 @@ impl Router {
             return;
         }
         let available: Vec<&Entry> = sessions
-            .map(|s| s.iter().filter(|e| e.available).collect())
+            .map(|s| s.iter().filter(|e| e.available()).collect())
             .unwrap_or_default();
         let kind = stanza.attr("type").unwrap_or("normal");
         if name == "message" {
@@ -226,9 +234,118 @@ impl Router {
             }
             return;
         }
+        match kind {
+            "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" => {
+                self.inbound_subscription(user, stanza, ctx);
+                return;
+            }
+            "probe" => {
+                self.answer_probe(user, stanza, ctx);
+                return;
+            }
+            _ => {}
+        }
         // Presence to a bare JID: every available resource.
         for e in available {
             let _ = Self::send_to(&e.tx, stanza.clone());
+        }
+    }
+
+    /// Subscription presence for a local user (RFC 6121 §3): the user's roster changes,
+    /// is pushed to the user's sessions, and the presence reaches them when it should. A
+    /// request that finds no session stays on the roster and is shown at the next login.
+    fn inbound_subscription(&self, user: String, stanza: Element, ctx: &mut Context<Self>) {
+        let Some(contact) = stanza
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .map(|f| f.to_bare().to_string())
+        else {
+            return;
+        };
+        let max = self.cfg.roster_max_items;
+        let load = self.store.send(LoadRoster { user: user.clone() });
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            let Ok(Ok(roster)) = res else {
+                tracing::error!(%user, "cannot read the roster: subscription presence dropped");
+                return;
+            };
+            let existing = roster
+                .iter()
+                .find(|(c, _)| *c == contact)
+                .map(|(_, i)| i.clone());
+            if existing.is_none() && roster.len() >= max {
+                tracing::info!(%user, "roster_max_items reached: subscription request dropped");
+                return;
+            }
+            let mut item = existing.unwrap_or_default();
+            let kind = stanza.attr("type").unwrap_or_default().to_string();
+            let (changed, deliver) = roster::inbound(&mut item, &kind, &stanza);
+            if changed {
+                ctx.notify(SaveRosterItem {
+                    user: user.clone(),
+                    contact: contact.clone(),
+                    item: Some(item),
+                });
+            }
+            if deliver {
+                for e in act
+                    .users
+                    .get(&user)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.available())
+                {
+                    let _ = Self::send_to(&e.tx, stanza.clone());
+                }
+            }
+        }));
+    }
+
+    /// A contact asks for the user's presence: answered with each available session's
+    /// presence, if the user lets the contact see it.
+    fn answer_probe(&self, user: String, probe: Element, ctx: &mut Context<Self>) {
+        let Some(from) = probe.attr("from").map(str::to_string) else {
+            return;
+        };
+        let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
+            return;
+        };
+        let load = self.store.send(LoadRoster { user: user.clone() });
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            let allowed = matches!(&res, Ok(Ok(r)) if r.iter().any(|(c, i)| *c == contact && i.subscription.from()));
+            if !allowed {
+                return;
+            }
+            let answers: Vec<Element> = act
+                .users
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.presence.clone())
+                .map(|mut p| {
+                    stanza::set_attr(&mut p, "to", &from);
+                    p
+                })
+                .collect();
+            for p in answers {
+                act.deliver(p, ctx);
+            }
+        }));
+    }
+
+    /// RFC 6121 §2.1.6: every session of the user learns of a roster change.
+    fn roster_push(&self, user: &str, item: Element) {
+        for e in self.users.get(user).into_iter().flatten() {
+            let mut iq = Element::builder("iq", stanza::CLIENT_NS)
+                .append(
+                    Element::builder("query", roster::ROSTER_NS)
+                        .append(item.clone())
+                        .build(),
+                )
+                .build();
+            stanza::set_attr(&mut iq, "type", "set");
+            stanza::set_attr(&mut iq, "id", &format!("push-{}", super::c2s::random_id()));
+            let _ = Self::send_to(&e.tx, iq);
         }
     }
 }
@@ -285,7 +402,7 @@ impl Handler<Bind> for Router {
             id,
             resource: jid.resource().to_string(),
             tx: msg.tx,
-            available: false,
+            presence: None,
         });
         Ok((id, jid))
     }
@@ -318,7 +435,8 @@ impl Handler<Unbind> for Router {
 pub struct SetAvailable {
     pub user: String,
     pub id: SessionId,
-    pub available: bool,
+    /// The presence now in force; `None` when the session became unavailable.
+    pub presence: Option<Element>,
 }
 
 impl Handler<SetAvailable> for Router {
@@ -330,7 +448,7 @@ impl Handler<SetAvailable> for Router {
             .get_mut(&msg.user)
             .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
         {
-            e.available = msg.available;
+            e.presence = msg.presence;
         }
     }
 }
@@ -484,5 +602,49 @@ impl Handler<FindResumable> for Router {
                 .find(|(id, _)| *id == msg.previd)
                 .map(|(_, h)| *h)
         })
+    }
+}
+
+/// A session changed a roster item: store it and push it to all the user's sessions.
+/// Answered once stored (the session then answers its client's roster set).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct SaveRosterItem {
+    pub user: String,
+    pub contact: String,
+    /// `None` removes the item.
+    pub item: Option<RosterItem>,
+}
+
+impl Handler<SaveRosterItem> for Router {
+    type Result = ResponseActFuture<Self, bool>;
+
+    fn handle(&mut self, msg: SaveRosterItem, _: &mut Context<Self>) -> Self::Result {
+        let push = roster::item_element(&msg.contact, msg.item.as_ref());
+        let change = match msg.item {
+            Some(item) => Change::PutRosterItem {
+                user: msg.user.clone(),
+                contact: msg.contact,
+                item,
+            },
+            None => Change::DeleteRosterItem {
+                user: msg.user.clone(),
+                contact: msg.contact,
+            },
+        };
+        let write = self.store.send(Write {
+            changes: vec![change],
+            durable: true,
+        });
+        let user = msg.user;
+        Box::pin(write.into_actor(self).map(move |res, act, _| {
+            let ok = matches!(res, Ok(Ok(())));
+            if ok {
+                act.roster_push(&user, push);
+            } else {
+                tracing::error!(%user, "roster change not stored");
+            }
+            ok
+        }))
     }
 }

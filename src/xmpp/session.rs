@@ -12,14 +12,15 @@ use xmpp_parsers::ns;
 
 use super::c2s::{Bound, Next, Shared, Xml, close_with, random_id, read};
 use super::io::SizeGuard;
-use super::router::{Route, SetAvailable, SmForget, SmRegister, ToSession, Unbind};
+use super::roster;
+use super::router::{Route, SaveRosterItem, SetAvailable, SmForget, SmRegister, ToSession, Unbind};
 use super::sm::SmState;
 use super::stanza::{self, CLIENT_NS};
 use crate::push::{
     AckOverdue, OfflineMessage, PushRequest, QueuedStanza, Session, SessionClosed,
     SessionHibernated, SessionId, SessionResumed, StanzaKey, StanzaQueued, TimerOwner,
 };
-use crate::store::{Change, LoadOffline, PushOffline, StoreError, Write};
+use crate::store::{Change, LoadOffline, LoadRoster, PushOffline, RosterItem, StoreError, Write};
 
 pub const SM_NS: &str = "urn:xmpp:sm:3";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
@@ -429,8 +430,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
         let mut unavailable = Element::builder("presence", CLIENT_NS).build();
         stanza::set_attr(&mut unavailable, "type", "unavailable");
         stanza::set_attr(&mut unavailable, "from", &st.jid.to_string());
-        stanza::set_attr(&mut unavailable, "to", &st.bare.to_string());
-        shared.router.do_send(Route(unavailable));
+        broadcast(&unavailable, false, st, shared).await;
     }
     // After the keyed offline events, so the module still has this session's marks.
     shared.hub.do_send(SessionClosed {
@@ -510,6 +510,12 @@ async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &
         t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
     });
     match el.name() {
+        "iq" if el.has_child("query", roster::ROSTER_NS) && to_self => {
+            match roster_iq(&el, st, shared).await {
+                Some(r) => send_stanza(xml, st, r, shared).await,
+                None => true,
+            }
+        }
         "iq" if to_self || to_server => {
             match server_iq(&el, to_server, &st.session, shared).await {
                 Some(r) => send_stanza(xml, st, r, shared).await,
@@ -525,11 +531,28 @@ async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &
                 shared.router.do_send(SetAvailable {
                     user: st.user.clone(),
                     id: st.id,
-                    available: now_available,
+                    presence: now_available.then(|| el.clone()),
                 });
+                let pending = broadcast(&el, initial, st, shared).await;
                 if initial {
+                    for request in pending {
+                        if !send_stanza(xml, st, request, shared).await {
+                            return false;
+                        }
+                    }
                     return deliver_offline(xml, st, shared).await;
                 }
+            }
+            true
+        }
+        "presence"
+            if matches!(
+                el.attr("type"),
+                Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+            ) =>
+        {
+            if let Some(to) = to {
+                subscribe_out(el, to.to_bare(), st, shared).await;
             }
             true
         }
@@ -537,6 +560,165 @@ async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &
             shared.router.do_send(Route(el));
             true
         }
+    }
+}
+
+async fn load_roster(st: &State, shared: &Shared) -> Vec<(String, RosterItem)> {
+    match shared
+        .store
+        .send(LoadRoster {
+            user: st.user.clone(),
+        })
+        .await
+    {
+        Ok(Ok(r)) => r,
+        _ => {
+            tracing::error!("cannot read the roster");
+            Vec::new()
+        }
+    }
+}
+
+/// RFC 6121 §4: the user's presence goes to the user's other resources and to every
+/// contact allowed to see it; an initial presence also probes the contacts the user
+/// sees. Returns the subscription requests that wait for the user's answer.
+async fn broadcast(presence: &Element, initial: bool, st: &State, shared: &Shared) -> Vec<Element> {
+    let roster = load_roster(st, shared).await;
+    let mut own = presence.clone();
+    stanza::set_attr(&mut own, "to", &st.bare.to_string());
+    shared.router.do_send(Route(own));
+    let mut pending = Vec::new();
+    for (contact, item) in &roster {
+        if item.subscription.from() {
+            let mut copy = presence.clone();
+            stanza::set_attr(&mut copy, "to", contact);
+            shared.router.do_send(Route(copy));
+        }
+        if initial && item.subscription.to() {
+            let mut probe = Element::builder("presence", CLIENT_NS).build();
+            stanza::set_attr(&mut probe, "type", "probe");
+            stanza::set_attr(&mut probe, "from", &st.bare.to_string());
+            stanza::set_attr(&mut probe, "to", contact);
+            shared.router.do_send(Route(probe));
+        }
+        if initial
+            && let Some(request) = item
+                .pending_in
+                .as_deref()
+                .and_then(|x| x.parse::<Element>().ok())
+        {
+            pending.push(request);
+        }
+    }
+    pending
+}
+
+/// A subscription request or answer from the user (RFC 6121 §3): the user's roster item
+/// changes and is pushed, then the presence goes out from the bare JID.
+async fn subscribe_out(mut el: Element, contact: BareJid, st: &State, shared: &Shared) {
+    let kind = el.attr("type").unwrap_or_default().to_string();
+    let contact = contact.to_string();
+    let roster = load_roster(st, shared).await;
+    let existing = roster
+        .iter()
+        .find(|(c, _)| *c == contact)
+        .map(|(_, i)| i.clone());
+    if existing.is_none() && roster.len() >= shared.cfg.roster_max_items {
+        tracing::info!("roster_max_items reached: subscription request not sent");
+        return;
+    }
+    let mut item = existing.unwrap_or_default();
+    if roster::outbound(&mut item, &kind) {
+        let _ = shared
+            .router
+            .send(SaveRosterItem {
+                user: st.user.clone(),
+                contact: contact.clone(),
+                item: Some(item),
+            })
+            .await;
+    }
+    stanza::set_attr(&mut el, "from", &st.bare.to_string());
+    stanza::set_attr(&mut el, "to", &contact);
+    shared.router.do_send(Route(el));
+}
+
+/// Roster get and set (RFC 6121 §2).
+async fn roster_iq(iq: &Element, st: &State, shared: &Shared) -> Option<Element> {
+    let query = iq.get_child("query", roster::ROSTER_NS)?;
+    match iq.attr("type") {
+        Some("get") => {
+            let roster = load_roster(st, shared).await;
+            let mut q = Element::builder("query", roster::ROSTER_NS).build();
+            for (contact, item) in roster.iter().filter(|(_, i)| i.listed) {
+                q.append_child(roster::item_element(contact, Some(item)));
+            }
+            Some(stanza::iq_result(iq, Some(q)))
+        }
+        Some("set") => {
+            let set = match roster::parse_set(query, &st.bare) {
+                Ok(s) => s,
+                Err(condition) => return stanza::error_reply(iq, "modify", condition),
+            };
+            let roster = load_roster(st, shared).await;
+            let (contact, item) = match set {
+                roster::RosterSet::Update {
+                    contact,
+                    name,
+                    groups,
+                } => {
+                    let contact = contact.to_string();
+                    let existing = roster
+                        .iter()
+                        .find(|(c, _)| *c == contact)
+                        .map(|(_, i)| i.clone());
+                    if existing.is_none() && roster.len() >= shared.cfg.roster_max_items {
+                        return stanza::error_reply(iq, "wait", "resource-constraint");
+                    }
+                    let mut item = existing.unwrap_or_default();
+                    item.name = name;
+                    item.groups = groups;
+                    item.listed = true;
+                    (contact, Some(item))
+                }
+                roster::RosterSet::Remove { contact } => {
+                    let contact = contact.to_string();
+                    // Removing a contact ends the subscriptions both ways (§2.5.2).
+                    if let Some((_, item)) = roster.iter().find(|(c, _)| *c == contact) {
+                        for (kind, wanted) in [
+                            ("unsubscribe", item.subscription.to() || item.ask),
+                            ("unsubscribed", item.subscription.from()),
+                        ] {
+                            if wanted {
+                                let mut p = Element::builder("presence", CLIENT_NS).build();
+                                stanza::set_attr(&mut p, "type", kind);
+                                stanza::set_attr(&mut p, "from", &st.bare.to_string());
+                                stanza::set_attr(&mut p, "to", &contact);
+                                shared.router.do_send(Route(p));
+                            }
+                        }
+                    } else {
+                        return stanza::error_reply(iq, "cancel", "item-not-found");
+                    }
+                    (contact, None)
+                }
+            };
+            let saved = shared
+                .router
+                .send(SaveRosterItem {
+                    user: st.user.clone(),
+                    contact,
+                    item,
+                })
+                .await
+                .unwrap_or(false);
+            if saved {
+                Some(stanza::iq_result(iq, None))
+            } else {
+                stanza::error_reply(iq, "wait", "internal-server-error")
+            }
+        }
+        _ => None,
     }
 }
 

@@ -370,10 +370,11 @@ async fn hibernated_phone_is_pushed_and_resumes_with_the_message() {
     let mut juliet = t.login("juliet", "phone").await;
     let previd = enable_sm(&mut juliet).await;
     enable_push(&mut juliet, "n1").await;
-    // The client acknowledges the one stanza it got (the enable's result), so nothing is
-    // unacked when the connection dies.
-    juliet.send_nonza("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
     juliet.send("<presence/>").await;
+    juliet.until("presence").await; // the server echoes the initial presence
+    // The client acknowledges both stanzas it got (the enable's result and the echo), so
+    // nothing is unacked when the connection dies.
+    juliet.send_nonza("<a xmlns='urn:xmpp:sm:3' h='2'/>").await;
     juliet.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
     juliet.until("a").await;
     // The socket is shut down (TLS close_notify, FIN); the stream is not closed.
@@ -395,7 +396,7 @@ async fn hibernated_phone_is_pushed_and_resumes_with_the_message() {
         .unwrap();
     phone
         .send_nonza(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>"
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='2'/>"
         ))
         .await;
     let (resumed, _) = phone.until("resumed").await;
@@ -575,4 +576,79 @@ async fn direct_tls_listener_offers_sasl_without_starttls() {
         "{features}"
     );
     assert!(!features.contains("starttls"), "{features}");
+}
+
+// ------------------------------------------------------------------ roster and presence
+
+#[actix_rt::test]
+async fn roster_set_get_and_push() {
+    let t = TestServer::start(|_| {}).await;
+    let mut phone = t.login("juliet", "phone").await;
+    let mut desk = t.login("juliet", "desk").await;
+    let r = phone
+        .iq("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='Romeo'><group>Friends</group></item></query></iq>")
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    // Every session gets the push.
+    let (push, _) = desk.until("iq").await;
+    assert_eq!(push.attr("type"), Some("set"));
+    assert!(String::from(&push).contains("romeo@localhost"));
+    let roster = desk
+        .iq("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let xml = String::from(&roster);
+    assert!(
+        xml.contains("Romeo") && xml.contains("Friends") && xml.contains("subscription='none'"),
+        "{xml}"
+    );
+    let r = phone
+        .iq("<iq type='set' id='r3'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' subscription='remove'/></query></iq>")
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let roster = phone
+        .iq("<iq type='get' id='r4'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    assert!(!String::from(&roster).contains("romeo@localhost"));
+}
+
+#[actix_rt::test]
+async fn subscription_then_presence_flows() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send("<presence/>").await;
+    // Romeo is offline when Juliet asks: the request waits for his next login.
+    juliet
+        .send("<presence type='subscribe' to='romeo@localhost'/>")
+        .await;
+    juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo.send("<presence/>").await;
+    let (request, _) = romeo.until("presence").await;
+    assert_eq!(
+        request.attr("type"),
+        Some("subscribe"),
+        "{}",
+        String::from(&request)
+    );
+    assert_eq!(request.attr("from"), Some("juliet@localhost"));
+    romeo
+        .send("<presence type='subscribed' to='juliet@localhost'/>")
+        .await;
+    // Juliet now sees Romeo: the approval, then his presence on his next broadcast.
+    let (answer, _) = juliet.until("presence").await;
+    assert_eq!(answer.attr("type"), Some("subscribed"));
+    let roster = juliet
+        .iq("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    assert!(
+        String::from(&roster).contains("subscription='to'"),
+        "{}",
+        String::from(&roster)
+    );
+    romeo.send("<presence><show>away</show></presence>").await;
+    let (p, _) = juliet.until("presence").await;
+    assert_eq!(p.attr("from"), Some("romeo@localhost/desk"));
+    assert!(p.attr("type").is_none());
 }
