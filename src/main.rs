@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cloud_notify::config::Config;
-use cloud_notify::store::admin;
+use cloud_notify::store::{Account, admin};
 use xmpp_parsers::jid::BareJid;
 
 #[derive(Parser)]
@@ -106,44 +106,132 @@ fn prompt_password(confirm: bool) -> Result<String, String> {
     Ok(p)
 }
 
+/// Where the `user` commands take effect: the running server (through its admin
+/// socket), or the database file when no server holds it.
+enum Accounts {
+    Direct(redb::Database),
+    #[cfg(unix)]
+    Server(cloud_notify::xmpp::admin::client::AdminClient),
+}
+
+impl Accounts {
+    fn open(cfg: &Config) -> Result<Self, String> {
+        #[cfg(unix)]
+        if let Ok(c) = cloud_notify::xmpp::admin::client::AdminClient::connect(&cfg.data_dir) {
+            return Ok(Accounts::Server(c));
+        }
+        open(cfg).map(Accounts::Direct)
+    }
+
+    fn exists(&mut self, user: &str) -> Result<bool, String> {
+        match self {
+            Accounts::Direct(db) => admin::user_exists(db, user).map_err(|e| e.to_string()),
+            #[cfg(unix)]
+            Accounts::Server(c) => c.request(&format!("exists {user}")).map(|a| a == "yes"),
+        }
+    }
+
+    fn put(&mut self, user: &str, account: &Account, replace: bool) -> Result<(), String> {
+        match self {
+            Accounts::Direct(db) => {
+                admin::put_account(db, user, account, replace).map_err(|e| e.to_string())
+            }
+            #[cfg(unix)]
+            Accounts::Server(c) => {
+                let verb = if replace { "set" } else { "add" };
+                let cred = cloud_notify::xmpp::admin::client::AdminClient::credentials(account)?;
+                c.request(&format!("{verb} {user} {cred}"))
+                    .map(drop)
+                    .map_err(|e| match e.as_str() {
+                        "exists" => format!("user {user} already exists"),
+                        "missing" => format!("no such user: {user}"),
+                        _ => e,
+                    })
+            }
+        }
+    }
+
+    fn delete(&mut self, user: &str) -> Result<(), String> {
+        match self {
+            Accounts::Direct(db) => admin::delete_user(db, user).map_err(|e| e.to_string()),
+            #[cfg(unix)]
+            Accounts::Server(c) => c.request(&format!("del {user}")).map(drop).map_err(|e| {
+                if e == "missing" {
+                    format!("no such user: {user}")
+                } else {
+                    e
+                }
+            }),
+        }
+    }
+
+    fn list(&mut self) -> Result<Vec<String>, String> {
+        match self {
+            Accounts::Direct(db) => admin::list_users(db).map_err(|e| e.to_string()),
+            #[cfg(unix)]
+            Accounts::Server(c) => c
+                .request("list")
+                .map(|l| l.split_whitespace().map(str::to_string).collect()),
+        }
+    }
+
+    fn import(&mut self, accounts: Vec<(String, Account)>) -> Result<(usize, Vec<String>), String> {
+        match self {
+            Accounts::Direct(db) => admin::import_accounts(db, accounts).map_err(|e| e.to_string()),
+            #[cfg(unix)]
+            Accounts::Server(_) => {
+                let mut added = 0;
+                let mut skipped = Vec::new();
+                for (user, account) in accounts {
+                    match self.put(&user, &account, false) {
+                        Ok(()) => added += 1,
+                        Err(e) if e.ends_with("already exists") => skipped.push(user),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((added, skipped))
+            }
+        }
+    }
+}
+
 fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
-    let db = open(cfg)?;
+    let mut accounts = Accounts::open(cfg)?;
     let iterations = cfg.scram_iterations;
+    let derive = |p: &str| admin::derive(p, iterations).map_err(|e| e.to_string());
     match cmd {
         UserCommand::Add { jid, password } => {
             let user = local_part(&jid, cfg)?;
-            if admin::user_exists(&db, &user).map_err(|e| e.to_string())? {
+            if accounts.exists(&user)? {
                 return Err(format!("user {user} already exists"));
             }
             let password = match password {
                 Some(p) => p,
                 None => prompt_password(true)?,
             };
-            admin::add_user(&db, &user, &password, iterations).map_err(|e| e.to_string())?;
+            accounts.put(&user, &derive(&password)?, false)?;
             Ok(format!("added {user}@{}", cfg.domain))
         }
         UserCommand::Passwd { jid } => {
             let user = local_part(&jid, cfg)?;
-            if !admin::user_exists(&db, &user).map_err(|e| e.to_string())? {
+            if !accounts.exists(&user)? {
                 return Err(format!("no such user: {user}"));
             }
             let password = prompt_password(true)?;
-            admin::set_password(&db, &user, &password, iterations).map_err(|e| e.to_string())?;
+            accounts.put(&user, &derive(&password)?, true)?;
             Ok(format!("password of {user}@{} changed", cfg.domain))
         }
         UserCommand::Del { jid } => {
             let user = local_part(&jid, cfg)?;
-            admin::delete_user(&db, &user).map_err(|e| e.to_string())?;
+            accounts.delete(&user)?;
             Ok(format!("deleted {user}@{}", cfg.domain))
         }
-        UserCommand::List => {
-            let users = admin::list_users(&db).map_err(|e| e.to_string())?;
-            Ok(users
-                .iter()
-                .map(|u| format!("{u}@{}", cfg.domain))
-                .collect::<Vec<_>>()
-                .join("\n"))
-        }
+        UserCommand::List => Ok(accounts
+            .list()?
+            .iter()
+            .map(|u| format!("{u}@{}", cfg.domain))
+            .collect::<Vec<_>>()
+            .join("\n")),
         UserCommand::Import => {
             let mut users = Vec::new();
             for (n, line) in std::io::stdin().lock().lines().enumerate() {
@@ -160,8 +248,8 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
                     password.trim().to_string(),
                 ));
             }
-            let (added, skipped) =
-                admin::import(&db, users, iterations).map_err(|e| e.to_string())?;
+            let derived = admin::derive_all(users, iterations).map_err(|e| e.to_string())?;
+            let (added, skipped) = accounts.import(derived)?;
             let mut out = format!("imported {added} accounts");
             if !skipped.is_empty() {
                 out.push_str(&format!(

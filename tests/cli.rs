@@ -128,3 +128,61 @@ fn user_import_reads_jid_password_lines() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("line 2: expected `jid password`"));
 }
+
+/// With the server running (it holds the database), the user commands go through its
+/// admin socket and take effect at once.
+#[cfg(unix)]
+#[test]
+fn user_commands_work_while_the_server_runs() {
+    let b = setup("c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_cloud-notify"))
+        .arg("--config")
+        .arg(&b.config)
+        .arg("serve")
+        .current_dir(b.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = b.dir.path().join("data/admin.sock");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+        None,
+    );
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = run(
+        &b,
+        &["user", "import"],
+        Some("romeo@example.com r\njuliet@example.com x\n"),
+    );
+    assert!(stdout(&o).contains("imported 1 accounts"), "{}", stdout(&o));
+    let o = run(&b, &["user", "list"], None);
+    assert_eq!(stdout(&o).trim(), "juliet@example.com\nromeo@example.com");
+    let o = run(&b, &["user", "del", "romeo@example.com"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "list"], None);
+    assert_eq!(stdout(&o).trim(), "juliet@example.com");
+    // SIGTERM: a clean stop, which removes the socket.
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let status = server.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM");
+    assert!(!socket.exists());
+    // And the data is there for the next direct use.
+    let o = run(&b, &["user", "list"], None);
+    assert_eq!(stdout(&o).trim(), "juliet@example.com");
+}

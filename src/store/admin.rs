@@ -38,11 +38,62 @@ db_errors!(
     redb::CommitError
 );
 
-fn account(password: &str, iterations: u32) -> Result<Vec<u8>, AdminError> {
-    Account::from_password(password, iterations)
-        .map_err(|e| AdminError::Random(e.to_string()))?
-        .encode()
-        .map_err(|e| AdminError::Db(e.to_string()))
+fn encode(a: &Account) -> Result<Vec<u8>, AdminError> {
+    a.encode().map_err(|e| AdminError::Db(e.to_string()))
+}
+
+/// Derives an account's credentials from a password (the PBKDF2 cost is here).
+pub fn derive(password: &str, iterations: u32) -> Result<Account, AdminError> {
+    Account::from_password(password, iterations).map_err(|e| AdminError::Random(e.to_string()))
+}
+
+/// Derives many accounts on every core.
+pub fn derive_all(
+    users: Vec<(String, String)>,
+    iterations: u32,
+) -> Result<Vec<(String, Account)>, AdminError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = users.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(u, p)| derive(p, iterations).map(|a| (u.clone(), a)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Stores an account: `replace` false refuses an existing user, true requires one.
+pub fn put_account(
+    db: &Database,
+    user: &str,
+    a: &Account,
+    replace: bool,
+) -> Result<(), AdminError> {
+    let bytes = encode(a)?;
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(ACCOUNTS)?;
+        let exists = t.get(user)?.is_some();
+        if exists && !replace {
+            return Err(AdminError::Exists(user.to_string()));
+        }
+        if !exists && replace {
+            return Err(AdminError::Missing(user.to_string()));
+        }
+        t.insert(user, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 pub fn user_exists(db: &Database, user: &str) -> Result<bool, AdminError> {
@@ -57,17 +108,7 @@ pub fn add_user(
     password: &str,
     iterations: u32,
 ) -> Result<(), AdminError> {
-    let bytes = account(password, iterations)?;
-    let txn = db.begin_write()?;
-    {
-        let mut t = txn.open_table(ACCOUNTS)?;
-        if t.get(user)?.is_some() {
-            return Err(AdminError::Exists(user.to_string()));
-        }
-        t.insert(user, bytes.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(())
+    put_account(db, user, &derive(password, iterations)?, false)
 }
 
 /// Replaces the password of an existing account.
@@ -77,17 +118,7 @@ pub fn set_password(
     password: &str,
     iterations: u32,
 ) -> Result<(), AdminError> {
-    let bytes = account(password, iterations)?;
-    let txn = db.begin_write()?;
-    {
-        let mut t = txn.open_table(ACCOUNTS)?;
-        if t.get(user)?.is_none() {
-            return Err(AdminError::Missing(user.to_string()));
-        }
-        t.insert(user, bytes.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(())
+    put_account(db, user, &derive(password, iterations)?, true)
 }
 
 /// Deletes the account and everything stored for it (D7).
@@ -138,36 +169,25 @@ pub fn import(
     users: Vec<(String, String)>,
     iterations: u32,
 ) -> Result<(usize, Vec<String>), AdminError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = users.len().div_ceil(threads).max(1);
-    let derived: Vec<Result<(String, Vec<u8>), AdminError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = users
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|(u, p)| account(p, iterations).map(|a| (u.clone(), a)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    import_accounts(db, derive_all(users, iterations)?)
+}
+
+/// Adds accounts whose credentials are already derived, in one transaction.
+pub fn import_accounts(
+    db: &Database,
+    accounts: Vec<(String, Account)>,
+) -> Result<(usize, Vec<String>), AdminError> {
     let txn = db.begin_write()?;
     let mut added = 0;
     let mut skipped = Vec::new();
     {
         let mut t = txn.open_table(ACCOUNTS)?;
-        for d in derived {
-            let (user, bytes) = d?;
+        for (user, account) in accounts {
             if t.get(user.as_str())?.is_some() {
                 skipped.push(user);
                 continue;
             }
-            t.insert(user.as_str(), bytes.as_slice())?;
+            t.insert(user.as_str(), encode(&account)?.as_slice())?;
             added += 1;
         }
     }

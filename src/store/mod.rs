@@ -104,6 +104,11 @@ pub struct LoadRoster {
     pub user: String,
 }
 
+/// Every account's user name.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<String>, StoreError>")]
+pub struct ListAccounts;
+
 /// Apply changes atomically; answered once they are durable (or, for `durable: false`,
 /// committed without an fsync of their own).
 #[derive(Message, Debug, Clone)]
@@ -303,6 +308,22 @@ impl Handler<LoadRoster> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Roster(r))) => Ok(r),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<ListAccounts> for Store {
+    type Result = ResponseFuture<Result<Vec<String>, StoreError>>;
+
+    fn handle(&mut self, _: ListAccounts, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::ListAccounts, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Accounts(a))) => Ok(a),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

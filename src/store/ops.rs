@@ -51,6 +51,8 @@ pub enum StoreOp {
     LoadOffline { user: String },
     /// The user's roster.
     LoadRoster { user: String },
+    /// Every account's user name.
+    ListAccounts,
     /// Commit everything before it, flush, and close the file.
     Close,
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
@@ -80,6 +82,7 @@ pub enum StoreReply {
     Stored(u64),
     OfflineMessages(Vec<(u64, String)>),
     Roster(Vec<(String, RosterItem)>),
+    Accounts(Vec<String>),
     Written,
 }
 

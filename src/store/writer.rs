@@ -115,6 +115,7 @@ impl Writer {
             StoreOp::LoadAccount { user } => load_account(&txn.open_table(ACCOUNTS)?, user),
             StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
             StoreOp::LoadRoster { user } => load_roster(&txn.open_table(ROSTER)?, user),
+            StoreOp::ListAccounts => list_accounts(&txn.open_table(ACCOUNTS)?),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -179,6 +180,10 @@ impl Writer {
             StoreOp::LoadRoster { user } => {
                 reads_fail()?;
                 load_roster(&roster, user)
+            }
+            StoreOp::ListAccounts => {
+                reads_fail()?;
+                list_accounts(&accounts)
             }
             StoreOp::PushOffline { user, stanza, max } => {
                 if accounts.get(user.as_str())?.is_none() {
@@ -340,4 +345,14 @@ fn load_roster(
         out.push((contact.to_string(), item));
     }
     Ok(StoreReply::Roster(out))
+}
+
+fn list_accounts(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<StoreReply, StoreError> {
+    let mut out = Vec::new();
+    for e in table.iter()? {
+        out.push(e?.0.value().to_string());
+    }
+    Ok(StoreReply::Accounts(out))
 }

@@ -5,6 +5,8 @@
 //! (`router`, `component`), and the server that starts them (`server`). Still to come:
 //! stream management, offline storage, roster and presence subscriptions.
 
+#[cfg(unix)]
+pub mod admin;
 pub mod c2s;
 pub mod component;
 pub mod io;

@@ -21,6 +21,11 @@ pub enum StartError {
     Store(#[from] store::OpenError),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("cannot create the admin socket {path}: {source}")]
+    Admin {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -36,6 +41,7 @@ pub struct Server {
     pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
     stop: watch::Sender<bool>,
+    data_dir: std::path::PathBuf,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -131,6 +137,32 @@ impl Server {
                 }
             }
         });
+        #[cfg(unix)]
+        {
+            let listener =
+                super::admin::bind(&cfg.data_dir).map_err(|source| StartError::Admin {
+                    path: super::admin::socket_path(&cfg.data_dir),
+                    source,
+                })?;
+            let shared = Rc::new(super::admin::Shared {
+                store: store.clone(),
+                hub: hub.clone(),
+            });
+            let mut stopped = stop.subscribe();
+            actix::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = listener.accept() => match r {
+                            Ok((s, _)) => {
+                                actix::spawn(super::admin::serve(s, shared.clone()));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "admin socket accept failed"),
+                        },
+                        _ = stopped.changed() => break,
+                    }
+                }
+            });
+        }
         tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
         Ok(Server {
             c2s_addr,
@@ -139,12 +171,15 @@ impl Server {
             hub,
             store,
             stop,
+            data_dir: cfg.data_dir.clone(),
         })
     }
 
     /// Stops accepting, unloads the push module and closes the store (flushed).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(super::admin::socket_path(&self.data_dir));
         let _ = self.hub.send(Shutdown).await;
         let _ = self.store.send(Close).await;
         tracing::info!("stopped");

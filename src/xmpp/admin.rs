@@ -1,0 +1,203 @@
+//! The admin socket: the `user` commands reach a running server through it, since redb
+//! admits one process per file. A Unix socket in the data directory, mode 0600, so only
+//! the service user (and root) can open it.
+//!
+//! One request per line, one answer line each (`ok …` or `err …`):
+//! `exists U`, `add U CRED`, `set U CRED`, `del U`, `list`. `CRED` is the base64 of the
+//! account's encoded SCRAM credentials, derived by the command line tool: the password
+//! never reaches the server.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use actix::Addr;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::push::{DeleteUser, PushHub};
+use crate::store::{Account, Change, ListAccounts, LoadAccount, Store, StoreError, Write};
+
+/// File name of the socket inside `data_dir`.
+pub const SOCKET: &str = "admin.sock";
+
+/// Longest request line (an account's credentials are a few hundred bytes).
+const MAX_LINE: usize = 16 * 1024;
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+pub struct Shared {
+    pub store: Addr<Store>,
+    pub hub: Addr<PushHub>,
+}
+
+/// Binds the socket (replacing a stale one from a crashed run) with mode 0600.
+pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(stream: UnixStream, shared: Rc<Shared>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) if n > MAX_LINE => {
+                let _ = write.write_all(b"err request too long\n").await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        let answer = handle(line.trim_end(), &shared).await;
+        if write
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn exists(user: &str, shared: &Shared) -> Result<bool, String> {
+    match shared.store.send(LoadAccount { user: user.into() }).await {
+        Ok(Ok(a)) => Ok(a.is_some()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn write(changes: Vec<Change>, shared: &Shared) -> Result<(), String> {
+    match shared
+        .store
+        .send(Write {
+            changes,
+            durable: true,
+        })
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn handle(line: &str, shared: &Shared) -> String {
+    let mut parts = line.split(' ');
+    let verb = parts.next().unwrap_or_default();
+    let user = parts.next().unwrap_or_default().to_string();
+    let result: Result<String, String> = async {
+        match verb {
+            "list" => match shared.store.send(ListAccounts).await {
+                Ok(Ok(users)) => Ok(users.join(" ")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ if user.is_empty() => Err("missing user".into()),
+            "exists" => exists(&user, shared).await.map(|e| if e { "yes" } else { "no" }.into()),
+            "add" | "set" => {
+                let account = parts
+                    .next()
+                    .and_then(|c| B64.decode(c).ok())
+                    .and_then(|b| Account::decode(&b).ok())
+                    .ok_or("malformed credentials")?;
+                let present = exists(&user, shared).await?;
+                if verb == "add" && present {
+                    return Err("exists".into());
+                }
+                if verb == "set" && !present {
+                    return Err("missing".into());
+                }
+                write(vec![Change::PutAccount { user: user.clone(), account }], shared).await?;
+                tracing::info!(%user, "account {}", if verb == "add" { "added" } else { "password changed" });
+                Ok(String::new())
+            }
+            "del" => {
+                if !exists(&user, shared).await? {
+                    return Err("missing".into());
+                }
+                // Through the push module, which drops its in-memory state and deletes
+                // everything stored for the user (account, registrations, roster, offline).
+                match shared.hub.send(DeleteUser { user: user.clone() }).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(StoreError::Closed)) | Err(_) => return Err("store closed".into()),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                }
+                tracing::info!(%user, "account deleted");
+                Ok(String::new())
+            }
+            _ => Err(format!("unknown request {verb}")),
+        }
+    }
+    .await;
+    match result {
+        Ok(s) if s.is_empty() => "ok".into(),
+        Ok(s) => format!("ok {s}"),
+        Err(e) => format!("err {e}"),
+    }
+}
+
+/// The client side, for the command line tool.
+pub mod client {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    use crate::store::Account;
+
+    pub struct AdminClient {
+        reader: BufReader<UnixStream>,
+        writer: UnixStream,
+    }
+
+    impl AdminClient {
+        pub fn connect(data_dir: &Path) -> std::io::Result<Self> {
+            let stream = UnixStream::connect(super::socket_path(data_dir))?;
+            Ok(AdminClient {
+                reader: BufReader::new(stream.try_clone()?),
+                writer: stream,
+            })
+        }
+
+        /// Sends one request; `Ok` carries the text after `ok`, `Err` the text after `err`.
+        pub fn request(&mut self, line: &str) -> Result<String, String> {
+            writeln!(self.writer, "{line}").map_err(|e| e.to_string())?;
+            let mut answer = String::new();
+            self.reader
+                .read_line(&mut answer)
+                .map_err(|e| e.to_string())?;
+            let answer = answer.trim_end();
+            if let Some(rest) = answer.strip_prefix("ok") {
+                Ok(rest.trim_start().to_string())
+            } else if let Some(rest) = answer.strip_prefix("err ") {
+                Err(rest.to_string())
+            } else {
+                Err(format!("unexpected answer: {answer}"))
+            }
+        }
+
+        pub fn credentials(account: &Account) -> Result<String, String> {
+            account
+                .encode()
+                .map(|b| B64.encode(b))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
