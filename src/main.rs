@@ -297,8 +297,22 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A panic in an actor would otherwise vanish quietly (the runtime swallows it) and may
+/// leave, say, the store's writer thread dead while the server looks alive. Log it and
+/// stop the process with a failure code so the service manager restarts it. Everything
+/// acknowledged is already durable; only unsynced ledger fields can be lost.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "internal error: stopping so the service restarts");
+        default(info);
+        std::process::exit(70);
+    }));
+}
+
 fn serve(cfg: Config) -> Result<String, String> {
     init_logging();
+    exit_on_panic();
     let system = actix::System::new();
     system.block_on(async move {
         let server = cloud_notify::xmpp::server::Server::start(cfg)
