@@ -480,6 +480,19 @@ impl Component {
         );
     }
 
+    /// Answers a publish with an error of this type and condition.
+    pub async fn answer_error(&mut self, iq: &Element, error_type: &str, condition: &str) {
+        let reply: Element = format!(
+            "<iq xmlns='jabber:component:accept' type='error' id='{}' from='{}' to='{}'><error type='{error_type}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            iq.attr("id").unwrap(),
+            iq.attr("to").unwrap(),
+            iq.attr("from").unwrap()
+        )
+        .parse()
+        .unwrap();
+        self.xml.send(&reply).await.unwrap();
+    }
+
     pub async fn answer_result(&mut self, iq: &Element) {
         let reply: Element = format!(
             "<iq xmlns='jabber:component:accept' type='result' id='{}' from='{}' to='{}'/>",

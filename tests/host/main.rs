@@ -652,3 +652,197 @@ async fn subscription_then_presence_flows() {
     assert_eq!(p.attr("from"), Some("romeo@localhost/desk"));
     assert!(p.attr("type").is_none());
 }
+
+// ------------------------------------------------------------------ the checklist on the wire
+
+/// The last-message-body value of a publish, if any.
+fn body_of(publish: &Element) -> Option<String> {
+    let form = publish
+        .get_child("pubsub", "http://jabber.org/protocol/pubsub")?
+        .get_child("publish", "http://jabber.org/protocol/pubsub")?
+        .get_child("item", "http://jabber.org/protocol/pubsub")?
+        .get_child("notification", "urn:xmpp:push:0")?
+        .get_child("x", "jabber:x:data")?;
+    form.children()
+        .find(|f| f.attr("var") == Some("last-message-body"))
+        .and_then(|f| f.get_child("value", "jabber:x:data").map(|v| v.text()))
+}
+
+fn node_of(publish: &Element) -> Option<String> {
+    publish
+        .get_child("pubsub", "http://jabber.org/protocol/pubsub")?
+        .get_child("publish", "http://jabber.org/protocol/pubsub")?
+        .attr("node")
+        .map(str::to_string)
+}
+
+/// Juliet registered `nodes` from a phone that then logged out; Romeo is online; the app
+/// server is attached. With push_notification_with_body every publish names its message.
+async fn offline_setup(
+    nodes: &[&str],
+    tweak: impl FnOnce(&mut Config),
+) -> (TestServer, Component, Client) {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        tweak(c);
+    })
+    .await;
+    let app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    for n in nodes {
+        enable_push(&mut juliet, n).await;
+    }
+    juliet.close().await;
+    let romeo = t.login("romeo", "desk").await;
+    (t, app, romeo)
+}
+
+async fn marker(romeo: &mut Client, app: &mut Component, body: &str) {
+    romeo
+        .send(&format!(
+            "<message type='chat' to='juliet@localhost'><body>{body}</body></message>"
+        ))
+        .await;
+    let p = app.next().await;
+    assert_eq!(
+        body_of(&p).as_deref(),
+        Some(body),
+        "the marker is the next publish: {}",
+        String::from(&p)
+    );
+}
+
+#[actix_rt::test]
+async fn b31_wire_three_offline_messages_three_publishes() {
+    let (_t, mut app, mut romeo) = offline_setup(&["n1"], |_| {}).await;
+    for b in ["m1", "m2", "m3"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+    }
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        bodies.push(body_of(&app.next().await).unwrap_or_default());
+    }
+    assert_eq!(bodies, ["m1", "m2", "m3"]);
+}
+
+#[actix_rt::test]
+async fn b32_wire_chat_state_publishes_without_body() {
+    let (_t, mut app, mut romeo) =
+        offline_setup(&["n1"], |c| c.push_notification_with_body = false).await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        .await;
+    assert_eq!(body_of(&app.next().await), None);
+}
+
+#[actix_rt::test]
+async fn b33_b34_b35_wire_headline_error_and_subscribe_do_not_publish() {
+    let (_t, mut app, mut romeo) = offline_setup(&["n1"], |_| {}).await;
+    romeo
+        .send("<message type='headline' to='juliet@localhost'><body>news</body></message>")
+        .await;
+    romeo
+        .send("<message type='error' to='juliet@localhost'><body>bounce</body></message>")
+        .await;
+    romeo
+        .send("<presence type='subscribe' to='juliet@localhost'/>")
+        .await;
+    marker(&mut romeo, &mut app, "after").await;
+}
+
+#[actix_rt::test]
+async fn b36_wire_groupchat_to_an_absent_resource_publishes_to_every_registration() {
+    let (_t, mut app, mut romeo) = offline_setup(&["n1", "n2"], |_| {}).await;
+    romeo
+        .send("<message type='groupchat' to='juliet@localhost/gone'><body>room</body></message>")
+        .await;
+    let mut nodes = vec![node_of(&app.next().await), node_of(&app.next().await)];
+    nodes.sort();
+    assert_eq!(nodes, [Some("n1".to_string()), Some("n2".to_string())]);
+}
+
+#[actix_rt::test]
+async fn b44_wire_session_without_push_hibernates_without_publishing() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.smacks_hibernation_time = Duration::from_secs(1);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    // A registration of another, absent device: any wrong publish would go there.
+    let mut tablet = t.login("juliet", "tablet").await;
+    enable_push(&mut tablet, "n2").await;
+    tablet.close().await;
+    let mut phone = t.login("juliet", "phone").await;
+    enable_sm(&mut phone).await;
+    phone.send("<presence/>").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>unacked</body></message>")
+        .await;
+    phone.until("message").await;
+    phone.drop_connection().await;
+    let dropped = std::time::Instant::now();
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>queued</body></message>")
+        .await;
+    // Nothing is published while the phone's session hibernates; when it expires its
+    // unacked messages go offline and only then reach the tablet's registration.
+    let first = app.next().await;
+    assert!(
+        dropped.elapsed() >= Duration::from_secs(1),
+        "published during hibernation"
+    );
+    let second = app.next().await;
+    let mut bodies = vec![body_of(&first), body_of(&second)];
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [Some("queued".to_string()), Some("unacked".to_string())]
+    );
+}
+
+#[actix_rt::test]
+async fn b62_b63_wire_errors_remove_the_registration() {
+    let (t, mut app, mut romeo) = offline_setup(&["n1"], |c| c.push_max_errors = 2).await;
+    for b in ["e1", "e2"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+        let p = app.next().await;
+        app.answer_error(&p, "cancel", "item-not-found").await;
+    }
+    // n1 is gone; a fresh registration shows that the next message publishes only there.
+    let mut juliet = t.login("juliet", "laptop").await;
+    enable_push(&mut juliet, "n2").await;
+    juliet.close().await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>after</body></message>")
+        .await;
+    let p = app.next().await;
+    assert_eq!(node_of(&p).as_deref(), Some("n2"));
+    assert_eq!(body_of(&p).as_deref(), Some("after"));
+    app.expect_nothing_before_ping(&t).await;
+}
+
+#[actix_rt::test]
+async fn b64_wire_wait_errors_keep_the_registration() {
+    let (t, mut app, mut romeo) = offline_setup(&["n1"], |c| c.push_max_errors = 1).await;
+    for b in ["w1", "w2", "w3"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+        let p = app.next().await;
+        assert_eq!(body_of(&p).as_deref(), Some(b));
+        app.answer_error(&p, "wait", "resource-constraint").await;
+    }
+    let _ = t;
+}
