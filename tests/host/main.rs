@@ -846,3 +846,125 @@ async fn b64_wire_wait_errors_keep_the_registration() {
     }
     let _ = t;
 }
+
+/// A phone with stream management and push that has acknowledged everything and then
+/// lost its connection. Returns its resumption id.
+async fn sleeping_phone(t: &TestServer, node: &str) -> String {
+    let mut phone = t.login("juliet", "phone").await;
+    let previd = enable_sm(&mut phone).await;
+    enable_push(&mut phone, node).await;
+    phone.send("<presence/>").await;
+    phone.until("presence").await;
+    phone.send_nonza("<a xmlns='urn:xmpp:sm:3' h='2'/>").await;
+    phone.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
+    phone.until("a").await;
+    phone.drop_connection().await;
+    previd
+}
+
+#[actix_rt::test]
+async fn b42_b46_wire_burst_to_a_hibernated_phone_gives_one_publish_to_its_registration() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_millis(300);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    // The tablet stays online with its own registration: it must not be pushed.
+    let mut tablet = t.login("juliet", "tablet").await;
+    enable_push(&mut tablet, "n2").await;
+    tablet.send("<presence/>").await;
+    sleeping_phone(&t, "n1").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    let sent = std::time::Instant::now();
+    for b in ["m1", "m2", "m3", "m4", "m5"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+    }
+    let p = app.next().await;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "B45: after the batch window"
+    );
+    assert_eq!(node_of(&p).as_deref(), Some("n1"));
+    assert_eq!(body_of(&p).as_deref(), Some("m1"));
+    app.expect_nothing_before_ping(&t).await;
+}
+
+#[actix_rt::test]
+async fn b47_wire_messages_in_separate_windows_give_two_publishes() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_millis(100);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    sleeping_phone(&t, "n1").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for b in ["first", "second"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+        assert_eq!(body_of(&app.next().await).as_deref(), Some(b));
+    }
+}
+
+/// B58 (and D14) on the wire: the first important push cuts the held hibernation back to
+/// the normal timeout; when that runs out the session is destroyed, and its unacked
+/// message goes to offline storage: pushed then to the other registration only, since
+/// the phone's own registration already had it (D13).
+#[actix_rt::test]
+async fn b58_d14_wire_cut_back_then_expiry_hands_the_message_to_offline() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_millis(100);
+        c.smacks_hibernation_time = Duration::from_secs(1);
+        c.push_max_hibernation_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    let mut tablet = t.login("juliet", "tablet").await;
+    enable_push(&mut tablet, "n2").await;
+    tablet.close().await;
+    let started = std::time::Instant::now();
+    sleeping_phone(&t, "n1").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>wake</body></message>")
+        .await;
+    let first = app.next().await;
+    assert_eq!(node_of(&first).as_deref(), Some("n1"));
+    app.answer_result(&first).await;
+    let pushed = std::time::Instant::now();
+    let second = app.next().await;
+    assert_eq!(
+        node_of(&second).as_deref(),
+        Some("n2"),
+        "n1 is not pushed twice"
+    );
+    assert_eq!(body_of(&second).as_deref(), Some("wake"));
+    assert!(
+        pushed.elapsed() >= Duration::from_secs(1),
+        "the normal timeout from the push"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not the extended timeout"
+    );
+    app.answer_result(&second).await;
+    // The message itself waits in offline storage for the next login.
+    let mut juliet = t.login("juliet", "laptop").await;
+    juliet.send("<presence/>").await;
+    let (m, _) = juliet.until("message").await;
+    assert_eq!(
+        m.get_child("body", "jabber:client")
+            .map(|b| b.text())
+            .as_deref(),
+        Some("wake")
+    );
+}
