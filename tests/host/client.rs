@@ -482,11 +482,50 @@ impl Component {
 
     /// Answers a publish with an error of this type and condition.
     pub async fn answer_error(&mut self, iq: &Element, error_type: &str, condition: &str) {
+        let (id, from) = (
+            iq.attr("id").unwrap().to_string(),
+            iq.attr("to").unwrap().to_string(),
+        );
+        self.send_error(&id, &from, iq.attr("from").unwrap(), error_type, condition)
+            .await;
+    }
+
+    /// An error answer claiming to come from another JID.
+    pub async fn answer_error_from(
+        &mut self,
+        iq: &Element,
+        from: &str,
+        error_type: &str,
+        condition: &str,
+    ) {
+        let id = iq.attr("id").unwrap().to_string();
+        self.send_error(&id, from, iq.attr("from").unwrap(), error_type, condition)
+            .await;
+    }
+
+    /// An error answer to an id that was never sent.
+    pub async fn answer_error_with_id(
+        &mut self,
+        iq: &Element,
+        id: &str,
+        error_type: &str,
+        condition: &str,
+    ) {
+        let from = iq.attr("to").unwrap().to_string();
+        self.send_error(id, &from, iq.attr("from").unwrap(), error_type, condition)
+            .await;
+    }
+
+    async fn send_error(
+        &mut self,
+        id: &str,
+        from: &str,
+        to: &str,
+        error_type: &str,
+        condition: &str,
+    ) {
         let reply: Element = format!(
-            "<iq xmlns='jabber:component:accept' type='error' id='{}' from='{}' to='{}'><error type='{error_type}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
-            iq.attr("id").unwrap(),
-            iq.attr("to").unwrap(),
-            iq.attr("from").unwrap()
+            "<iq xmlns='jabber:component:accept' type='error' id='{id}' from='{from}' to='{to}'><error type='{error_type}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
         )
         .parse()
         .unwrap();

@@ -1,6 +1,7 @@
 //! The server over real sockets: a scripted client (tokio-xmpp's initiator side parses
 //! what the server sends) and a scripted component app server.
 
+mod checklist;
 mod client;
 
 use std::time::Duration;
