@@ -1,5 +1,5 @@
 //! The rest of the acceptance checklist over real sockets: enable/disable replies
-//! (B03–B06), stanzas queued for a hibernated phone (B43, B48–B54, B56), the held hibernation
+//! (B03–B06), stanzas queued for a hibernated phone (B43, B48–B56), the held hibernation
 //! (B57, B59–B61) and the app server's answers (B65–B69).
 
 use std::time::{Duration, Instant};
@@ -358,4 +358,48 @@ async fn b68_wire_removal_while_hibernating_stops_publishes() {
     bodies.sort();
     assert_eq!(bodies, ["one", "two"]);
     let _ = FORM;
+}
+
+#[actix_rt::test]
+async fn b55_wire_stanzas_pushed_at_hibernation_are_not_pushed_again() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_millis(100);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    let mut phone = t.login("juliet", "phone").await;
+    let previd = enable_sm(&mut phone).await;
+    enable_push(&mut phone, "n1").await;
+    phone.send("<presence/>").await;
+    phone.until("presence").await;
+    phone.send_nonza("<a xmlns='urn:xmpp:sm:3' h='2'/>").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost/phone'><body>unacked</body></message>")
+        .await;
+    phone.until("message").await;
+    phone.drop_connection().await;
+    assert_eq!(body_of(&app.next().await).as_deref(), Some("unacked"));
+    // Resume without acknowledging it, and lose the connection again.
+    let mut phone = client::authenticate(&t, "juliet", "juliet-pw")
+        .await
+        .unwrap();
+    phone
+        .send_nonza(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='2'/>"
+        ))
+        .await;
+    phone.until("resumed").await;
+    phone.until("message").await;
+    phone.drop_connection().await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost/phone'><body>new</body></message>")
+        .await;
+    let next = app.next().await;
+    assert_eq!(
+        body_of(&next).as_deref(),
+        Some("new"),
+        "not 'unacked' again"
+    );
 }
