@@ -123,8 +123,16 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
     } else {
         Transport::Plain(tcp)
     };
-    let negotiated =
-        tokio::time::timeout(shared.cfg.c2s_auth_timeout, negotiate(transport, &shared)).await;
+    let negotiated = {
+        // The inner reads send `connection-timeout` themselves; this outer bound
+        // covers what happens before a stream exists (TLS handshake, header).
+        let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
+        tokio::time::timeout_at(
+            deadline + Duration::from_secs(1),
+            negotiate(transport, &shared, deadline),
+        )
+        .await
+    };
     let bound = match negotiated {
         Ok(Some(b)) => b,
         Ok(None) => return,
@@ -158,19 +166,6 @@ pub(super) enum Next {
     Closed,
     /// The connection broke without a stream close: a sleeping phone's case.
     Lost,
-}
-
-/// Reads the next element, or `None` when the stream is over; a silence is answered
-/// with a stream error (for streams that are still negotiating).
-pub(super) async fn next(xml: &mut Xml, guard: &SizeGuard) -> Option<Element> {
-    match read(xml, guard).await {
-        Next::Element(el) => Some(el),
-        Next::Idle => {
-            close_with(xml, "connection-timeout").await;
-            None
-        }
-        Next::Closed | Next::Lost => None,
-    }
 }
 
 pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
@@ -232,7 +227,29 @@ async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
     let _ = xml.send(&failed).await;
 }
 
-async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
+/// Reads the next element of a stream still negotiating; past `deadline` the stream ends
+/// with `connection-timeout`.
+pub(super) async fn next_before(
+    xml: &mut Xml,
+    guard: &SizeGuard,
+    deadline: tokio::time::Instant,
+) -> Option<Element> {
+    match tokio::time::timeout_at(deadline, read(xml, guard)).await {
+        Ok(Next::Element(el)) => Some(el),
+        Ok(Next::Idle) | Err(_) => {
+            tracing::debug!("client did not authenticate in time");
+            close_with(xml, "connection-timeout").await;
+            None
+        }
+        Ok(Next::Closed | Next::Lost) => None,
+    }
+}
+
+async fn negotiate(
+    transport: Transport,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Option<Bound> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
     let (mut accepted, mut guard) = open(transport, shared).await?;
@@ -267,7 +284,7 @@ async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
             .await
             .ok()?;
         loop {
-            let el = next(&mut xml, &guard).await?;
+            let el = next_before(&mut xml, &guard, deadline).await?;
             if el.is("starttls", TLS_NS) && !tls && user.is_none() {
                 xml.send(&Element::builder("proceed", TLS_NS).build())
                     .await
@@ -288,7 +305,7 @@ async fn negotiate(transport: Transport, shared: &Shared) -> Option<Bound> {
                     close_with(&mut xml, "policy-violation").await;
                     return None;
                 }
-                match sasl::exchange(&mut xml, &guard, el, shared, tls).await? {
+                match sasl::exchange(&mut xml, &guard, el, shared, tls, deadline).await? {
                     SaslOutcome::Success { username, success } => {
                         user = Some(username);
                         accepted = xml.accept_reset(&success).await.ok()?;

@@ -8,7 +8,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::c2s::{Shared, next};
+use super::c2s::{Shared, next_before};
 use super::io::{Io, SizeGuard};
 use super::scram::{self, Hash, ScramCredential, ServerExchange};
 use crate::store::{Account, LoadAccount};
@@ -77,6 +77,7 @@ pub async fn exchange(
     auth: Element,
     shared: &Shared,
     tls: bool,
+    deadline: tokio::time::Instant,
 ) -> Option<SaslOutcome> {
     if !auth.is("auth", ns::SASL) {
         xml.send(&failure("malformed-request")).await.ok()?;
@@ -92,8 +93,10 @@ pub async fn exchange(
         "PLAIN" if tls || shared.cfg.allow_unencrypted_plain_auth => {
             plain(&initial, domain, shared).await
         }
-        "SCRAM-SHA-1" => scram_exchange(xml, guard, Hash::Sha1, &initial, shared).await?,
-        "SCRAM-SHA-256" => scram_exchange(xml, guard, Hash::Sha256, &initial, shared).await?,
+        "SCRAM-SHA-1" => scram_exchange(xml, guard, Hash::Sha1, &initial, shared, deadline).await?,
+        "SCRAM-SHA-256" => {
+            scram_exchange(xml, guard, Hash::Sha256, &initial, shared, deadline).await?
+        }
         _ => Err("invalid-mechanism"),
     };
     match result {
@@ -154,6 +157,7 @@ async fn scram_exchange(
     hash: Hash,
     initial: &[u8],
     shared: &Shared,
+    deadline: tokio::time::Instant,
 ) -> Option<Auth> {
     let first = match scram::parse_client_first(initial) {
         Ok(f) => f,
@@ -186,7 +190,7 @@ async fn scram_exchange(
         .append(B64.encode(exchange.server_first()))
         .build();
     xml.send(&challenge).await.ok()?;
-    let response = next(xml, guard).await?;
+    let response = next_before(xml, guard, deadline).await?;
     if response.is("abort", ns::SASL) {
         return Some(Err("aborted"));
     }

@@ -403,3 +403,52 @@ async fn b55_wire_stanzas_pushed_at_hibernation_are_not_pushed_again() {
         "not 'unacked' again"
     );
 }
+
+/// RFC 6120 §7.7.2.2: a second bind of the same resource replaces the older session,
+/// which gets a `conflict` stream error.
+#[actix_rt::test]
+async fn second_bind_of_a_resource_replaces_the_older_session() {
+    let t = TestServer::start(|_| {}).await;
+    let mut old = t.login("juliet", "phone").await;
+    let mut new = t.login("juliet", "phone").await;
+    let e = old.next_or_error().await;
+    assert!(e.contains("conflict"), "{e}");
+    let pong = new
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+/// Past smacks_max_queue_size unacknowledged stanzas the session ends with
+/// resource-constraint, and the unacknowledged messages are kept offline.
+#[actix_rt::test]
+async fn full_unacked_queue_ends_the_session_and_keeps_the_messages() {
+    let t = TestServer::start(|c| c.smacks_max_queue_size = 3).await;
+    let mut phone = t.login("juliet", "phone").await;
+    enable_sm(&mut phone).await;
+    phone.send("<presence/>").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for i in 0..4 {
+        romeo
+            .send(&format!("<message type='chat' to='juliet@localhost/phone' id='q{i}'><body>{i}</body></message>"))
+            .await;
+    }
+    let mut ended = String::new();
+    for _ in 0..6 {
+        match phone.next_or_error().await {
+            e if e.contains("resource-constraint") => {
+                ended = e;
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert!(ended.contains("resource-constraint"), "{ended}");
+    let mut juliet = t.login("juliet", "laptop").await;
+    juliet.send("<presence/>").await;
+    let (m, _) = juliet.until("message").await;
+    assert!(
+        m.get_child("delay", "urn:xmpp:delay").is_some(),
+        "kept offline"
+    );
+}

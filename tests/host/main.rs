@@ -513,10 +513,7 @@ async fn silent_clients_are_disconnected_after_the_auth_timeout() {
         b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
     )
     .await;
-    assert!(
-        reply.contains("stream:features") || reply.contains("features"),
-        "{reply}"
-    );
+    assert!(reply.contains("connection-timeout"), "{reply}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "closed by the server, not the test deadline"
