@@ -171,6 +171,17 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
     }
 }
 
+/// XEP-0198 §4: the client acknowledged more than was sent.
+fn handled_count_too_high() -> Element {
+    Element::builder("error", "http://etherx.jabber.org/streams")
+        .append(Element::builder(
+            "undefined-condition",
+            "urn:ietf:params:xml:ns:xmpp-streams",
+        ))
+        .append(Element::builder("handled-count-too-high", SM_NS))
+        .build()
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -277,14 +288,7 @@ async fn sm_nonza(el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -
             };
             if let Err(e) = sm.on_ack(h) {
                 tracing::info!(error = %e, "bad ack");
-                let error = Element::builder("error", "http://etherx.jabber.org/streams")
-                    .append(Element::builder(
-                        "undefined-condition",
-                        "urn:ietf:params:xml:ns:xmpp-streams",
-                    ))
-                    .append(Element::builder("handled-count-too-high", SM_NS))
-                    .build();
-                let _ = xml.send(&error).await;
+                let _ = xml.send(&handled_count_too_high()).await;
                 let _ = xml.shutdown().await;
                 return false;
             }
@@ -358,14 +362,7 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Xml, Si
     let Takeover { mut xml, guard, h } = t;
     let sm = st.sm.as_mut()?;
     if sm.on_ack(h).is_err() {
-        let error = Element::builder("error", "http://etherx.jabber.org/streams")
-            .append(Element::builder(
-                "undefined-condition",
-                "urn:ietf:params:xml:ns:xmpp-streams",
-            ))
-            .append(Element::builder("handled-count-too-high", SM_NS))
-            .build();
-        let _ = xml.send(&error).await;
+        let _ = xml.send(&handled_count_too_high()).await;
         let _ = xml.shutdown().await;
         return None;
     }
