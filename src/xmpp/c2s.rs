@@ -141,11 +141,10 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
             return;
         }
     };
+    // Every log line of the session carries its JID.
     let span = tracing::info_span!("c2s", jid = %bound.jid);
-    let _g = span.enter();
-    tracing::info!("session bound");
-    drop(_g);
-    super::session::run(bound, &shared).await;
+    span.in_scope(|| tracing::info!("session bound"));
+    tracing::Instrument::instrument(super::session::run(bound, &shared), span).await;
 }
 
 pub(super) struct Bound {
