@@ -21,6 +21,11 @@ ensure_all
 say "testing on $TRIPLE under $QEMU$( ((USE_ZIG)) && echo ' (linked by cargo-zigbuild)')"
 start=$SECONDS
 rc=0
+# Tests that start the cloud-notify binary themselves (tests/cli.rs) start it through
+# qemu too: without binfmt_misc the kernel cannot run a foreign binary.
+runner=$QEMU
+[[ $RUST_TRIPLE == *-gnu* ]] && runner="$QEMU -L /usr/${BINUTILS%-}"
+export CLOUD_NOTIFY_TEST_RUNNER=$runner
 (cd "$ROOT" && cargo_for test "$@") || rc=$?
 say "cargo test for $TRIPLE: exit $rc after $((SECONDS - start))s"
 exit "$rc"

@@ -23,8 +23,23 @@ fn setup(extra: &str) -> Box {
     Box { dir, config }
 }
 
+/// The binary under test; through `CLOUD_NOTIFY_TEST_RUNNER` (set by cross/test.sh to
+/// the qemu command) when the tests run for another architecture.
+fn cloud_notify() -> Command {
+    let bin = env!("CARGO_BIN_EXE_cloud-notify");
+    match std::env::var("CLOUD_NOTIFY_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap_or_default());
+            c.args(parts).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn run(b: &Box, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloud-notify"))
+    let mut child = cloud_notify()
         .arg("--config")
         .arg(&b.config)
         .args(args)
@@ -135,7 +150,7 @@ fn user_import_reads_jid_password_lines() {
 #[test]
 fn user_commands_work_while_the_server_runs() {
     let b = setup("c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_cloud-notify"))
+    let mut server = cloud_notify()
         .arg("--config")
         .arg(&b.config)
         .arg("serve")
