@@ -56,7 +56,8 @@ pub struct Config {
     pub push_notify_on: NotifyOn,
     /// Largest publish-options form (serialized bytes) accepted in `<enable/>` (D3).
     pub push_max_publish_options_size: usize,
-    /// The batching delay of stanzas queued for a hibernated session (Prosody: 1 s).
+    /// The leading-edge batch window (D20) of stanzas queued for a hibernated or silent
+    /// session; Prosody instead delays every such publish by a fixed 1 s.
     pub push_batch_window: Duration,
     /// Publishes awaiting an answer, per user; past it the oldest is treated as timed out.
     pub push_max_pending_publishes: usize,

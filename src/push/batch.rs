@@ -1,6 +1,7 @@
-//! The batch of a session's queued stanzas (spec §8.5): during one batch window at most
-//! one important and one unimportant publish per registration, the first of each kind, in
-//! queue order. Only what the publish needs is kept, never the stanza itself.
+//! The queue a session hibernates with (spec §8.3 step 3): at most one important and one
+//! unimportant publish for its registration, the first of each kind, in queue order. Only
+//! what the publish needs is kept, never the stanza itself. Stanzas queued later go through
+//! the leading-edge [`window`](super::window) instead (D20).
 
 use super::publish::Summary;
 
@@ -19,15 +20,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Whether a stanza of this kind would still take a slot.
-    pub fn wants(&self, important: bool) -> bool {
-        if important {
-            self.important.is_none()
-        } else {
-            self.unimportant.is_none()
-        }
-    }
-
     /// Offers a stanza; the first of each kind wins.
     pub fn offer(&mut self, c: Candidate) {
         let slot = if c.important {
@@ -73,7 +65,6 @@ mod tests {
         for (seq, imp) in [(1, false), (2, true), (3, true), (4, false), (5, true)] {
             b.offer(c(seq, imp));
         }
-        assert!(!b.wants(true) && !b.wants(false));
         let out = b.take();
         assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(b.is_empty());
@@ -84,7 +75,6 @@ mod tests {
         let mut b = Batch::default();
         b.offer(c(7, true));
         b.offer(c(8, true));
-        assert!(b.wants(false));
         assert_eq!(b.take(), vec![c(7, true)]);
     }
 }

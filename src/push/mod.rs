@@ -6,7 +6,8 @@
 //! - [`rules`]: which stanzas wake a phone, and which are important.
 //! - [`publish`]: the publish IQ and the app server's answers.
 //! - [`registration`]: a user's registrations and their eviction order.
-//! - [`batch`], [`marks`]: per-session batching and deduplication.
+//! - [`window`], [`batch`], [`marks`]: per-session batching (D20 and §8.3) and
+//!   deduplication.
 //! - `hub`, `user`: the two actors.
 
 pub mod batch;
@@ -18,6 +19,7 @@ pub mod publish;
 pub mod registration;
 pub mod rules;
 mod user;
+pub mod window;
 
 use std::sync::Arc;
 

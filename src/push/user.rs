@@ -22,6 +22,7 @@ use super::protocol::{self, DisableRequest, EnableRequest, PushCommand};
 use super::publish::{self, Outcome, Response, Summary};
 use super::registration::{self, Registration, RegistrationSet};
 use super::rules::{self, Path};
+use super::window::Window;
 use crate::config::Config;
 use crate::store::{Change, ErrorNote, RegistrationRecord, StoreClient, StoreError, Write};
 
@@ -66,8 +67,8 @@ struct Link {
     identifier: Option<String>,
     control: Recipient<SessionControl>,
     hibernation: Option<Hibernation>,
-    batch: Batch,
-    batch_timer: Option<SpawnHandle>,
+    /// D20: the leading-edge window of the §8.5 and §8.6 paths.
+    window: Window,
     marks: Marks,
 }
 
@@ -325,8 +326,7 @@ impl UserPush {
                 identifier: None,
                 control: session.control.clone(),
                 hibernation: None,
-                batch: Batch::default(),
-                batch_timer: None,
+                window: Window::default(),
                 marks: Marks::default(),
             });
             link.identifier = Some(identifier);
@@ -420,10 +420,7 @@ impl UserPush {
         for sid in linked {
             if let Some(link) = self.sessions.get_mut(&sid) {
                 link.identifier = None;
-                link.batch.take();
-                if let Some(t) = link.batch_timer.take() {
-                    ctx.cancel_future(t);
-                }
+                link.window.reset();
             }
             if let Some(normal) = self
                 .sessions
@@ -655,65 +652,92 @@ impl UserPush {
             .unwrap_or_default()
     }
 
-    /// Offers the session's stanzas to its batch; the caller fires or schedules it.
-    fn offer(&mut self, session: SessionId, stanzas: &[QueuedStanza]) -> bool {
-        let cfg = self.cfg.clone();
-        let Some(link) = self.sessions.get_mut(&session) else {
-            return false;
+    /// The stanzas of a session that would wake its registration (spec §7, D18), in
+    /// queue order, leaving out those already pushed to it (D13).
+    fn wakeable(&self, session: SessionId, stanzas: &[QueuedStanza]) -> Vec<(u64, bool, Summary)> {
+        let Some(link) = self.sessions.get(&session) else {
+            return Vec::new();
         };
-        let Some(identifier) = link.identifier.clone() else {
-            return false;
+        let Some(identifier) = link.identifier.as_deref() else {
+            return Vec::new();
         };
-        for qs in stanzas {
-            if !rules::wakes(&qs.stanza, Path::Smacks, cfg.push_notify_on)
-                || link.marks.contains(qs.key.seq, &identifier)
-            {
-                continue;
-            }
-            let important = rules::is_important(&qs.stanza);
-            if link.batch.wants(important) {
-                link.batch.offer(Candidate {
-                    seq: qs.key.seq,
-                    important,
-                    summary: Summary::of(Some(&qs.stanza), important, &cfg),
-                });
-            }
-        }
-        !link.batch.is_empty()
+        stanzas
+            .iter()
+            .filter(|qs| {
+                rules::wakes(&qs.stanza, Path::Smacks, self.cfg.push_notify_on)
+                    && !link.marks.contains(qs.key.seq, identifier)
+            })
+            .map(|qs| {
+                let important = rules::is_important(&qs.stanza);
+                let summary = Summary::of(Some(&qs.stanza), important, &self.cfg);
+                (qs.key.seq, important, summary)
+            })
+            .collect()
     }
 
-    fn schedule_batch(&mut self, session: SessionId, ctx: &mut Context<Self>) {
-        let window = self.cfg.push_batch_window;
-        if let Some(link) = self.sessions.get_mut(&session)
-            && link.batch_timer.is_none()
-        {
-            link.batch_timer = Some(ctx.run_later(window, move |act, ctx| {
-                if let Some(l) = act.sessions.get_mut(&session) {
-                    l.batch_timer = None;
-                }
-                act.fire_batch(session, ctx);
-            }));
+    /// §8.3 step 3: the queue a session hibernates with gives at most one important and
+    /// one unimportant publish, at once.
+    fn publish_queue_at_hibernation(
+        &mut self,
+        session: SessionId,
+        queue: &[QueuedStanza],
+        ctx: &mut Context<Self>,
+    ) {
+        let mut batch = Batch::default();
+        for (seq, important, summary) in self.wakeable(session, queue) {
+            batch.offer(Candidate {
+                seq,
+                important,
+                summary,
+            });
         }
+        self.publish_candidates(session, batch.take(), ctx);
     }
 
-    /// Publishes what the batch holds; an important publish during hibernation cuts the
-    /// extended timer back to the normal timeout (§8.3 step 4).
-    fn fire_batch(&mut self, session: SessionId, ctx: &mut Context<Self>) {
+    /// §8.5 and §8.6 with D20: each stanza passes through the session's leading-edge
+    /// window, and what it admits publishes at once.
+    fn publish_through_window(
+        &mut self,
+        session: SessionId,
+        stanzas: &[QueuedStanza],
+        ctx: &mut Context<Self>,
+    ) {
+        let wakeable = self.wakeable(session, stanzas);
         let Some(link) = self.sessions.get_mut(&session) else {
             return;
         };
-        let Some(identifier) = link.identifier.clone() else {
-            link.batch.take();
+        let now = tokio::time::Instant::now();
+        let length = self.cfg.push_batch_window;
+        let admitted: Vec<Candidate> = wakeable
+            .into_iter()
+            .filter(|(_, important, _)| link.window.admit(now, length, *important))
+            .map(|(seq, important, summary)| Candidate {
+                seq,
+                important,
+                summary,
+            })
+            .collect();
+        self.publish_candidates(session, admitted, ctx);
+    }
+
+    /// Publishes for the session's registration and marks each stanza pushed (D13); an
+    /// important publish during hibernation cuts the extended timer back to the normal
+    /// timeout (§8.3 step 4).
+    fn publish_candidates(
+        &mut self,
+        session: SessionId,
+        candidates: Vec<Candidate>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(identifier) = self
+            .sessions
+            .get(&session)
+            .and_then(|l| l.identifier.clone())
+        else {
             return;
         };
         let mut important_sent = false;
-        for c in link.batch.take() {
-            let Some(link) = self.sessions.get_mut(&session) else {
-                return;
-            };
-            if link.marks.contains(c.seq, &identifier) {
-                continue;
-            }
+        for c in candidates {
             if !self.publish(&identifier, &c.summary, ctx) {
                 continue;
             }
@@ -803,10 +827,7 @@ impl UserPush {
             if let Some(h) = link.hibernation.take() {
                 ctx.cancel_future(h.timer);
             }
-            link.batch.take();
-            if let Some(t) = link.batch_timer.take() {
-                ctx.cancel_future(t);
-            }
+            link.window.reset();
         }
         let timer = ctx.run_later(self.cfg.push_max_hibernation_timeout, move |act, _| {
             act.expire(msg.session)
@@ -820,9 +841,7 @@ impl UserPush {
         }
         tracing::debug!(user = %self.user, session = msg.session.0, queued = msg.queue.len(), "push-linked session hibernated: timeout extended");
         self.prune_marks(msg.session, &msg.queue);
-        if self.offer(msg.session, &msg.queue) {
-            self.fire_batch(msg.session, ctx);
-        }
+        self.publish_queue_at_hibernation(msg.session, &msg.queue, ctx);
         TimerOwner::Module
     }
 
@@ -844,21 +863,13 @@ impl UserPush {
             ctx.cancel_future(h.timer);
         }
         // D12: nothing of the old batch survives a resume.
-        link.batch.take();
-        if let Some(t) = link.batch_timer.take() {
-            ctx.cancel_future(t);
-        }
+        link.window.reset();
         link.marks.prune_acked(acked);
     }
 
     fn closed(&mut self, session: SessionId, ctx: &mut Context<Self>) {
-        if let Some(link) = self.sessions.remove(&session) {
-            if let Some(h) = link.hibernation {
-                ctx.cancel_future(h.timer);
-            }
-            if let Some(t) = link.batch_timer {
-                ctx.cancel_future(t);
-            }
+        if let Some(h) = self.sessions.remove(&session).and_then(|l| l.hibernation) {
+            ctx.cancel_future(h.timer);
         }
     }
 }
@@ -988,16 +999,14 @@ event_handler!(StanzaQueued, |act, m, ctx| {
         .sessions
         .get(&session)
         .is_some_and(|l| l.hibernation.is_some());
-    if hibernating && act.offer(session, std::slice::from_ref(&m.stanza)) {
-        act.schedule_batch(session, ctx);
+    if hibernating {
+        act.publish_through_window(session, std::slice::from_ref(&m.stanza), ctx);
     }
 });
 
 event_handler!(AckOverdue, |act, m, ctx| {
     act.prune_marks(m.session, &m.queue);
-    if act.offer(m.session, &m.queue) {
-        act.schedule_batch(m.session, ctx);
-    }
+    act.publish_through_window(m.session, &m.queue, ctx);
 });
 
 event_handler!(Barrier, |act, _m, ctx| {
