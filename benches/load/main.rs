@@ -1,0 +1,394 @@
+//! The load benchmark: the release server in its own process, thousands of phones with
+//! stream management and push, a component app server, and messages to wake them.
+//!
+//! ```sh
+//! cargo bench --bench load                       # sizes 100, 1000, 10000; plaintext
+//! cargo bench --bench load -- --tls              # the same over STARTTLS
+//! cargo bench --bench load -- --sizes 1000 --modes hibernated --patterns burst
+//! ```
+//!
+//! Prints a table, and writes JSON and a PNG of the latency distribution to `--out`
+//! (target/load). Every figure is for the server process only (/proc of its pid); the
+//! clients share the machine, so on 2 cores they compete with it.
+
+mod app;
+mod chart;
+mod client;
+mod report;
+mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use client::{AnySession, Mode, Transport};
+use report::{Memory, Run};
+
+#[derive(Parser)]
+#[command(about = "cloud-notify load benchmark")]
+struct Args {
+    /// Users per run (each run starts a fresh server).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 10_000])]
+    sizes: Vec<usize>,
+    /// Devices (sessions with a push registration) per user, 1–3.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    devices: u8,
+    #[arg(long, value_delimiter = ',', default_values_t = ["hibernated".to_string(), "offline".to_string()])]
+    modes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_values_t = ["burst".to_string(), "steady".to_string()])]
+    patterns: Vec<String>,
+    /// Messages in a burst (at most one per user).
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
+    /// Messages per second of the steady pattern.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Messages of the steady pattern (at most one per user).
+    #[arg(long, default_value_t = 600)]
+    steady: usize,
+    /// Client streams over STARTTLS instead of plaintext.
+    #[arg(long)]
+    tls: bool,
+    /// Logins in flight at once while registering.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/load"))]
+    out: PathBuf,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const SENDERS: usize = 4;
+/// The server's `push_batch_window` (the default): a user is messaged again only after it.
+const BATCH_WINDOW: Duration = Duration::from_secs(1);
+/// How long after the last message a missing publish counts as lost.
+const LOSS_DEADLINE: Duration = Duration::from_secs(15);
+/// How long to listen for duplicates after the last expected publish.
+const QUIET: Duration = Duration::from_millis(500);
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("no runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run_all(&args)) {
+        eprintln!("load benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_all(args: &Args) -> Result<(), String> {
+    let mut modes = Vec::new();
+    for m in &args.modes {
+        modes.push(match m.as_str() {
+            "hibernated" => Mode::Hibernated,
+            "offline" => Mode::Offline,
+            other => return Err(format!("unknown mode {other}: hibernated or offline")),
+        });
+    }
+    for p in &args.patterns {
+        if p != "burst" && p != "steady" {
+            return Err(format!("unknown pattern {p}: burst or steady"));
+        }
+    }
+    let machine = report::machine();
+    println!(
+        "cloud-notify load benchmark on {} ({} cores), server {}",
+        machine.cpu,
+        machine.cores,
+        env!("CARGO_BIN_EXE_cloud-notify")
+    );
+    report::print_header(args.tls);
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for &size in &args.sizes {
+        let template = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let setup = server::setup(template.path(), size, args.tls)?;
+        server::import(&setup, size, SENDERS)?;
+        for &mode in &modes {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let setup = server::setup(dir.path(), size, args.tls)?;
+            std::fs::copy(
+                template.path().join("data/cloud-notify.redb"),
+                dir.path().join("data/cloud-notify.redb"),
+            )
+            .map_err(|e| format!("copy accounts: {e}"))?;
+            for r in run_mode(args, &setup, size, mode).await? {
+                report::print_row(&r);
+                runs.push(r);
+            }
+        }
+    }
+    println!("all runs: {:.0} s", started.elapsed().as_secs_f64());
+    write_outputs(args, machine, &runs)
+}
+
+fn write_outputs(args: &Args, machine: report::Machine, runs: &[Run]) -> Result<(), String> {
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let stem = if args.tls { "load-tls" } else { "load" };
+    let json = args.out.join(format!("{stem}.json"));
+    let command = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect::<Vec<_>>()
+        .join(" ");
+    let report = report::Report {
+        machine,
+        command: format!("cargo bench --bench load -- {command}"),
+        runs,
+    };
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| e.to_string())?;
+    println!("JSON: {}", json.display());
+    let png = args.out.join(format!("{stem}.png"));
+    let title = if args.tls { "STARTTLS" } else { "plaintext" };
+    match chart::draw(&png, runs, title) {
+        Ok(()) => println!("chart: {}", png.display()),
+        Err(e) => println!("chart not drawn: {e}"),
+    }
+    Ok(())
+}
+
+/// One server: start, register every device, then each message pattern.
+async fn run_mode(
+    args: &Args,
+    setup: &server::Setup,
+    users: usize,
+    mode: Mode,
+) -> Result<Vec<Run>, String> {
+    let server = server::Server::start(setup).await?;
+    let pid = server.pid();
+    let (idle, _) = server::settle(pid).await;
+    let mut publishes = app::attach(setup.component).await?;
+    let tls = if args.tls {
+        let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&setup.dir.join("data"));
+        Some(client::tls_connector(&cert)?)
+    } else {
+        None
+    };
+    let devices = usize::from(args.devices);
+    let reg_started = Instant::now();
+    register_all(setup, tls.as_ref(), users, devices, mode, args.concurrency).await?;
+    let registration_s = reg_started.elapsed().as_secs_f64();
+    let (registered, _) = server::settle(pid).await;
+    // Nothing may be published by registering alone.
+    if let Ok(p) = publishes.try_recv() {
+        return Err(format!("publish for {} before any message", p.node));
+    }
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let session =
+            client::connect(setup.c2s, tls.as_ref(), &server::sender_name(s), "load").await?;
+        senders.push(session.into_transport());
+    }
+    let mut runs = Vec::new();
+    let mut next_user = 0;
+    for (k, pattern) in args.patterns.iter().enumerate() {
+        if k > 0 {
+            // Users messaged in the last pattern are past their window before the next.
+            tokio::time::sleep(BATCH_WINDOW + Duration::from_millis(200)).await;
+        }
+        let (count, rate) = if pattern == "burst" {
+            (args.burst.min(users), None)
+        } else {
+            (args.steady.min(users), Some(args.rate))
+        };
+        let targets: Vec<usize> = (0..count).map(|i| (next_user + i) % users).collect();
+        next_user = (next_user + count) % users;
+        let cpu_before = server::cpu_ns(pid);
+        let outcome =
+            send_and_collect(&mut senders, &mut publishes, &targets, devices, rate).await?;
+        let cpu = server::cpu_ns(pid).saturating_sub(cpu_before);
+        let (after, peak) = server::memory(pid);
+        let mut latencies = outcome.latencies;
+        latencies.sort_by(f64::total_cmp);
+        let received = latencies.len();
+        runs.push(Run {
+            users,
+            devices,
+            mode,
+            tls: args.tls,
+            pattern: if rate.is_some() { "steady" } else { "burst" },
+            rate,
+            messages: count,
+            publishes_expected: count * devices,
+            publishes_received: received,
+            lost: count * devices - received.min(count * devices),
+            duplicated: outcome.duplicated,
+            latency_ms: report::percentiles(&latencies),
+            publishes_per_s: received as f64 / outcome.span.as_secs_f64().max(1e-9),
+            cpu_ms_per_publish: cpu as f64 / 1e6 / received.max(1) as f64,
+            memory: Memory {
+                idle,
+                registered,
+                after_messages: after,
+                peak,
+            },
+            bytes_per_registration: registered.saturating_sub(idle) as f64
+                / (users * devices) as f64,
+            registration_s,
+            latencies,
+        });
+    }
+    drop(senders);
+    server.stop()?;
+    Ok(runs)
+}
+
+async fn register_all(
+    setup: &server::Setup,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    users: usize,
+    devices: usize,
+    mode: Mode,
+    concurrency: usize,
+) -> Result<(), String> {
+    let mut failures = Vec::new();
+    // A user's devices are all online before any leaves, as a household's phones are;
+    // each then reads its siblings' presence, so leaving causes no publish.
+    let mut results = futures::stream::iter(0..users)
+        .map(|u| async move {
+            let mut sessions = Vec::with_capacity(devices);
+            for d in 0..devices {
+                let mut s: AnySession =
+                    client::connect(setup.c2s, tls, &server::user_name(u), &format!("d{d}"))
+                        .await?;
+                s.register(&client::node(u, d)).await?;
+                sessions.push(s);
+            }
+            for s in &mut sessions {
+                s.settle().await?;
+            }
+            for s in sessions {
+                s.leave(mode).await?;
+            }
+            Ok::<(), String>(())
+        })
+        .buffer_unordered(concurrency.div_ceil(devices));
+    while let Some(r) = results.next().await {
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "{} of {users} users failed to register; first: {first}",
+            failures.len()
+        )),
+    }
+}
+
+/// Matches publishes to the messages that caused them, by node.
+struct Collector {
+    sent_at: HashMap<String, Instant>,
+    seen: HashMap<String, usize>,
+    latencies: Vec<f64>,
+    /// Second and later publishes for one node, and publishes nobody caused.
+    duplicated: usize,
+    last: Option<Instant>,
+}
+
+impl Collector {
+    fn record(&mut self, p: app::Received) {
+        self.last = Some(self.last.map_or(p.at, |l| l.max(p.at)));
+        let Some(t) = self.sent_at.get(&p.node) else {
+            self.duplicated += 1;
+            return;
+        };
+        let n = self.seen.entry(p.node).or_default();
+        *n += 1;
+        if *n > 1 {
+            self.duplicated += 1;
+        } else {
+            self.latencies
+                .push(p.at.saturating_duration_since(*t).as_secs_f64() * 1e3);
+        }
+    }
+}
+
+struct Outcome {
+    latencies: Vec<f64>,
+    duplicated: usize,
+    /// From the first message written to the last publish received.
+    span: Duration,
+}
+
+/// Writes one message per target user, as a burst or at `rate`, and collects the
+/// publishes: one per device of each target, matched by node.
+async fn send_and_collect(
+    senders: &mut [Transport],
+    publishes: &mut UnboundedReceiver<app::Received>,
+    targets: &[usize],
+    devices: usize,
+    rate: Option<u32>,
+) -> Result<Outcome, String> {
+    let mut c = Collector {
+        sent_at: HashMap::with_capacity(targets.len() * devices),
+        seen: HashMap::with_capacity(targets.len() * devices),
+        latencies: Vec::with_capacity(targets.len() * devices),
+        duplicated: 0,
+        last: None,
+    };
+    let first = Instant::now();
+    let mut ticker = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    for (i, &u) in targets.iter().enumerate() {
+        if let Some(t) = &mut ticker {
+            // Publishes are read while waiting for the next tick, so their arrival times
+            // are not held back by the sending.
+            loop {
+                tokio::select! {
+                    _ = t.tick() => break,
+                    Some(p) = publishes.recv() => c.record(p),
+                }
+            }
+        }
+        let msg = format!(
+            "<message type='chat' to='{}' id='m{i}'><body>load {i}</body></message>",
+            server::user_jid(u)
+        );
+        let now = Instant::now();
+        for d in 0..devices {
+            c.sent_at.insert(client::node(u, d), now);
+        }
+        senders[i % senders.len()]
+            .write(msg.as_bytes())
+            .await
+            .map_err(|e| format!("sender: {e}"))?;
+    }
+    let expected = targets.len() * devices;
+    let deadline = Instant::now() + LOSS_DEADLINE;
+    while c.latencies.len() < expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, publishes.recv()).await {
+            Ok(Some(p)) => c.record(p),
+            Ok(None) => return Err("the app server's stream ended".into()),
+            Err(_) => break,
+        }
+    }
+    // Duplicates would arrive after the originals; listen a little longer.
+    while let Ok(Some(p)) = tokio::time::timeout(QUIET, publishes.recv()).await {
+        c.record(p);
+    }
+    Ok(Outcome {
+        span: c.last.unwrap_or(first).saturating_duration_since(first),
+        latencies: c.latencies,
+        duplicated: c.duplicated,
+    })
+}
