@@ -80,6 +80,9 @@ pub struct Config {
     pub c2s_direct_tls_listen: Option<SocketAddr>,
     /// Where components (push app servers) connect (XEP-0114).
     pub component_listen: SocketAddr,
+    /// Stanzas (publishes, mostly) waiting for a connected component to read them; past
+    /// it a publish is dropped and logged, and the module hears no answer for it.
+    pub component_queue_size: usize,
     /// PEM certificate chain; `None`: a self-signed certificate kept in `data_dir`.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key, with `tls_certificate`.
@@ -146,6 +149,7 @@ impl Default for Config {
             c2s_listen: SocketAddr::from(([127, 0, 0, 1], 5222)),
             c2s_direct_tls_listen: None,
             component_listen: SocketAddr::from(([127, 0, 0, 1], 5347)),
+            component_queue_size: 4096,
             tls_certificate: None,
             tls_key: None,
             c2s_require_encryption: true,
@@ -188,6 +192,7 @@ pub const KEYS: &[&str] = &[
     "c2s_listen",
     "c2s_direct_tls_listen",
     "component_listen",
+    "component_queue_size",
     "tls_certificate",
     "tls_key",
     "c2s_require_encryption",
@@ -286,6 +291,7 @@ impl Config {
                 "c2s_listen" => cfg.c2s_listen = v.socket()?,
                 "c2s_direct_tls_listen" => cfg.c2s_direct_tls_listen = Some(v.socket()?),
                 "component_listen" => cfg.component_listen = v.socket()?,
+                "component_queue_size" => cfg.component_queue_size = v.int(1, 1_000_000)? as usize,
                 "tls_certificate" => cfg.tls_certificate = Some(PathBuf::from(v.string(4096)?)),
                 "tls_key" => cfg.tls_key = Some(PathBuf::from(v.string(4096)?)),
                 "c2s_require_encryption" => cfg.c2s_require_encryption = v.bool()?,
@@ -526,6 +532,7 @@ impl fmt::Display for Config {
             "component_listen = {}",
             quote(&self.component_listen.to_string())
         )?;
+        writeln!(f, "component_queue_size = {}", self.component_queue_size)?;
         if let (Some(c), Some(k)) = (&self.tls_certificate, &self.tls_key) {
             writeln!(f, "tls_certificate = {}", quote(&c.display().to_string()))?;
             writeln!(f, "tls_key = {}", quote(&k.display().to_string()))?;

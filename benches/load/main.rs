@@ -243,7 +243,12 @@ async fn run_mode(
         });
     }
     drop(senders);
-    server.stop()?;
+    let stopped = server.stop();
+    // The server's warnings (limits reached, anything refused) stay for reading.
+    let log = args.out.join(format!("server-{users}-{}.log", mode.name()));
+    let _ = std::fs::create_dir_all(&args.out);
+    let _ = std::fs::copy(setup.dir.join("server.log"), &log);
+    stopped?;
     Ok(runs)
 }
 

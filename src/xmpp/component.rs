@@ -17,7 +17,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::io::{self, Io, Transport};
-use super::router::{AttachComponent, DetachComponent, Route, Router, SESSION_CHANNEL, ToSession};
+use super::router::{AttachComponent, DetachComponent, Route, Router, ToSession};
 use super::stanza::{self, CLIENT_NS, COMPONENT_NS};
 use crate::config::Config;
 use crate::push::{AppServerResponse, PushHub};
@@ -221,7 +221,7 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
         let _ = xml.shutdown().await;
         return;
     }
-    let (tx, mut rx) = mpsc::channel(SESSION_CHANNEL * 4);
+    let (tx, mut rx) = mpsc::channel(shared.cfg.component_queue_size);
     if !shared
         .router
         .send(AttachComponent {
@@ -267,8 +267,15 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
             },
             out = rx.recv() => match out {
                 Some(ToSession::Stanza(s)) => {
-                    let s = stanza::rename_ns(s, CLIENT_NS, COMPONENT_NS);
-                    if xml.send(&s).await.is_err() {
+                    // A burst of publishes goes out in one write: flushing each would
+                    // cost a syscall per publish and let the queue fill.
+                    let (ok, leftover) = write_batch(&mut xml, s, &mut rx).await;
+                    if !ok {
+                        break;
+                    }
+                    if let Some(ToSession::Close(cond)) = leftover {
+                        let _ = xml.send(&close(cond)).await;
+                        let _ = xml.shutdown().await;
                         break;
                     }
                 }
@@ -284,6 +291,37 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
     }
     shared.router.do_send(DetachComponent { jid: jid.clone() });
     tracing::info!(component = %jid, "component disconnected");
+}
+
+/// Stanzas written before one flush, so a flood cannot starve the component's reading.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and the stanzas already queued behind it, then flushes once. Returns
+/// whether the stream is still writable, and a queued instruction that is not a stanza
+/// (a close), for the caller to carry out.
+async fn write_batch(
+    xml: &mut XmlStream<Io, Element>,
+    first: Element,
+    rx: &mut mpsc::Receiver<ToSession>,
+) -> (bool, Option<ToSession>) {
+    let mut next = Some(first);
+    let mut written = 0;
+    let mut leftover = None;
+    while let Some(s) = next.take() {
+        let s = stanza::rename_ns(s, CLIENT_NS, COMPONENT_NS);
+        if xml.feed(&s).await.is_err() {
+            return (false, None);
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(ToSession::Stanza(more)) => next = Some(more),
+                Ok(other) => leftover = Some(other),
+                Err(_) => {}
+            }
+        }
+    }
+    (SinkExt::<&Element>::flush(xml).await.is_ok(), leftover)
 }
 
 /// A stanza from the component: answers to publishes go to the push module, the rest is
