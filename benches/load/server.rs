@@ -134,7 +134,19 @@ pub struct Server {
 impl Server {
     pub async fn start(setup: &Setup) -> Result<Server, String> {
         let log = std::fs::File::create(setup.dir.join("server.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(binary())
+        // For profiling a miss: CLOUD_NOTIFY_LOAD_WRAPPER="valgrind --tool=massif" runs
+        // the server under that command (its pid stays the server's).
+        let wrapper = std::env::var("CLOUD_NOTIFY_LOAD_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .arg("--config")
             .arg(setup.config_path())
             .arg("serve")
@@ -144,7 +156,7 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary()))?;
         let server = Server { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let c2s = tokio::net::TcpStream::connect(setup.c2s).await;
             let comp = tokio::net::TcpStream::connect(setup.component).await;
@@ -153,7 +165,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "server did not listen within 20 s; see {}",
+                    "server did not listen within 60 s; see {}",
                     setup.dir.join("server.log").display()
                 ));
             }

@@ -89,9 +89,8 @@ pub fn publish_iq(domain: &str, reg: &Registration, summary: &Summary, id: &str)
         publish = publish.attr(name("node"), node);
     }
     let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish.append(item));
-    if let Some(options) = &reg.publish_options {
-        pubsub =
-            pubsub.append(Element::builder("publish-options", ns::PUBSUB).append(options.clone()));
+    if let Some(options) = reg.publish_options() {
+        pubsub = pubsub.append(Element::builder("publish-options", ns::PUBSUB).append(options));
     }
     Element::builder("iq", ns::DEFAULT_NS)
         .attr(name("type"), "set")

@@ -129,7 +129,8 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
         let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
         tokio::time::timeout_at(
             deadline + Duration::from_secs(1),
-            negotiate(transport, &shared, deadline),
+            // Boxed, so its space is freed once the session is bound (see session::run).
+            Box::pin(negotiate(transport, &shared, deadline)),
         )
         .await
     };
@@ -144,7 +145,7 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
     // Every log line of the session carries its JID.
     let span = tracing::info_span!("c2s", jid = %bound.jid);
     span.in_scope(|| tracing::info!("session bound"));
-    tracing::Instrument::instrument(super::session::run(bound, &shared), span).await;
+    tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
 }
 
 pub(super) struct Bound {
@@ -248,7 +249,7 @@ async fn negotiate(
     transport: Transport,
     shared: &Shared,
     deadline: tokio::time::Instant,
-) -> Option<Bound> {
+) -> Option<Box<Bound>> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
     let (mut accepted, mut guard) = open(transport, shared).await?;
@@ -378,14 +379,14 @@ async fn negotiate(
                             xml.send(&stanza::iq_result(&el, Some(payload)))
                                 .await
                                 .ok()?;
-                            return Some(Bound {
+                            return Some(Box::new(Bound {
                                 xml,
                                 guard,
                                 jid,
                                 id,
                                 rx,
                                 tx,
-                            });
+                            }));
                         }
                         Err(condition) => {
                             if let Some(r) = stanza::error_reply(&el, "cancel", condition) {

@@ -269,7 +269,7 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
                 Some(ToSession::Stanza(s)) => {
                     // A burst of publishes goes out in one write: flushing each would
                     // cost a syscall per publish and let the queue fill.
-                    let (ok, leftover) = write_batch(&mut xml, s, &mut rx).await;
+                    let (ok, leftover) = write_batch(&mut xml, *s, &mut rx).await;
                     if !ok {
                         break;
                     }
@@ -315,7 +315,7 @@ async fn write_batch(
         written += 1;
         if written < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(ToSession::Stanza(more)) => next = Some(more),
+                Ok(ToSession::Stanza(more)) => next = Some(*more),
                 Ok(other) => leftover = Some(other),
                 Err(_) => {}
             }

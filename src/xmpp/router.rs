@@ -23,8 +23,10 @@ use crate::store::{Change, LoadRoster, PushOffline, RosterItem, Store, StoreErro
 
 /// What a session's or component's task receives.
 pub enum ToSession {
-    /// A stanza to write to the peer.
-    Stanza(Element),
+    /// A stanza to write to the peer. Boxed: the channel's first block holds 32 slots
+    /// for every session, hibernated ones included, and an inline `Element` made that
+    /// 3.5 KB per session.
+    Stanza(Box<Element>),
     /// End the stream with this stream error condition.
     Close(&'static str),
     /// The push module's end of a held hibernation.
@@ -82,10 +84,10 @@ impl Router {
     }
 
     fn send_to(tx: &mpsc::Sender<ToSession>, stanza: Element) -> Result<(), Element> {
-        match tx.try_send(ToSession::Stanza(stanza)) {
+        match tx.try_send(ToSession::Stanza(Box::new(stanza))) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(ToSession::Stanza(s)))
-            | Err(mpsc::error::TrySendError::Closed(ToSession::Stanza(s))) => Err(s),
+            | Err(mpsc::error::TrySendError::Closed(ToSession::Stanza(s))) => Err(*s),
             Err(_) => Ok(()),
         }
     }
@@ -511,7 +513,7 @@ impl Handler<RoutePublish> for Router {
         let domain = msg.to.domain().as_str();
         match self.components.get(domain) {
             Some(tx) => {
-                if tx.try_send(ToSession::Stanza(msg.iq)).is_err() {
+                if tx.try_send(ToSession::Stanza(Box::new(msg.iq))).is_err() {
                     tracing::warn!(component = %domain, "app server queue full: publish dropped");
                 }
             }

@@ -64,7 +64,7 @@ enum Ended {
     Replaced(Box<Takeover>),
 }
 
-pub(super) async fn run(b: Bound, shared: &Shared) {
+pub(super) async fn run(b: Box<Bound>, shared: &Shared) {
     let Bound {
         xml,
         guard,
@@ -72,7 +72,7 @@ pub(super) async fn run(b: Bound, shared: &Shared) {
         id,
         rx,
         tx,
-    } = b;
+    } = *b;
     let mut st = State {
         user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
         bare: jid.to_bare(),
@@ -90,27 +90,32 @@ pub(super) async fn run(b: Bound, shared: &Shared) {
         ack_overdue_sent: false,
     };
     drop(tx);
-    let mut live = Some((xml, guard));
+    // The stream lives on the heap so a hibernated session's task does not keep its
+    // space (a parser and buffers' worth) inline.
+    let mut live = Some((Box::new(xml), guard));
     loop {
         let Some((mut xml, guard)) = live.take() else {
             break;
         };
-        match connected(&mut xml, &guard, &mut st, shared).await {
+        // Each phase is boxed: a task's future is as large as its largest state, and a
+        // hibernated session (thousands of them, for days) must not carry the space of
+        // the connected phase's stanza handling. Unboxed, every session cost 11 KB.
+        match Box::pin(connected(&mut xml, &guard, &mut st, shared)).await {
             Ended::Closed => break,
             Ended::Replaced(t) => {
-                close_with(&mut xml, "conflict").await;
-                live = resume(*t, &mut st, shared).await;
+                Box::pin(close_with(&mut xml, "conflict")).await;
+                live = Box::pin(resume(*t, &mut st, shared)).await;
             }
             Ended::Lost if st.sm.is_some() => {
                 drop(xml);
-                if let Some(t) = hibernate(&mut st, shared).await {
-                    live = resume(t, &mut st, shared).await;
+                if let Some(t) = Box::pin(hibernate(&mut st, shared)).await {
+                    live = Box::pin(resume(t, &mut st, shared)).await;
                 }
             }
             Ended::Lost => break,
         }
     }
-    destroy(&mut st, shared).await;
+    Box::pin(destroy(&mut st, shared)).await;
 }
 
 async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Shared) -> Ended {
@@ -142,7 +147,7 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
             },
             out = st.rx.recv() => match out {
                 Some(ToSession::Stanza(s)) => {
-                    if !send_stanza(xml, st, s, shared).await {
+                    if !send_stanza(xml, st, *s, shared).await {
                         return Ended::Lost;
                     }
                 }
@@ -337,7 +342,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
                         user: st.user.clone(),
                         stanza: QueuedStanza {
                             key: StanzaKey { session: st.id, seq },
-                            stanza: s,
+                            stanza: *s,
                         },
                     });
                 }
@@ -358,7 +363,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
 }
 
 /// Moves the session onto a new connection: `<resumed/>`, then every unacked stanza again.
-async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Xml, SizeGuard)> {
+async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Box<Xml>, SizeGuard)> {
     let Takeover { mut xml, guard, h } = t;
     let sm = st.sm.as_mut()?;
     if sm.on_ack(h).is_err() {
@@ -383,7 +388,7 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Xml, Si
         acked: sm.acked(),
     });
     tracing::info!("session resumed");
-    Some((xml, guard))
+    Some((Box::new(xml), guard))
 }
 
 /// The session ends for good: its unacked messages go to offline storage (keyed, so the
@@ -394,7 +399,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
     let mut leftovers = st.sm.as_mut().map(SmState::drain).unwrap_or_default();
     // Stanzas delivered to the channel but never written count as unacked too.
     while let Ok(ToSession::Stanza(s)) = st.rx.try_recv() {
-        leftovers.push((0, s));
+        leftovers.push((0, *s));
     }
     for (seq, s) in leftovers {
         let kind = s.attr("type").unwrap_or("normal");
