@@ -108,6 +108,20 @@ fn features(
 
 /// Serves one client connection to its end.
 pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
+    // Boxed, like the session's phases: the task's future keeps the size of its largest
+    // state for the session's whole life, and the TLS handshake's state is large.
+    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls)).await else {
+        return;
+    };
+    // Every log line of the session carries its JID.
+    let span = tracing::info_span!("c2s", jid = %bound.jid);
+    span.in_scope(|| tracing::info!("session bound"));
+    tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
+}
+
+/// TLS (for direct TLS), then the negotiation up to a bound resource, within
+/// `c2s_auth_timeout`.
+async fn establish(tcp: TcpStream, shared: &Rc<Shared>, direct_tls: bool) -> Option<Bound> {
     let peer = tcp.peer_addr().ok();
     let transport = if direct_tls {
         match tokio_rustls::TlsAcceptor::from(shared.tls.clone())
@@ -117,39 +131,32 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
             Ok(s) => Transport::Tls(Box::new(s)),
             Err(e) => {
                 tracing::debug!(?peer, error = %e, "TLS handshake failed");
-                return;
+                return None;
             }
         }
     } else {
         Transport::Plain(tcp)
     };
-    let negotiated = {
-        // The inner reads send `connection-timeout` themselves; this outer bound
-        // covers what happens before a stream exists (TLS handshake, header).
-        let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
-        tokio::time::timeout_at(
-            deadline + Duration::from_secs(1),
-            // Boxed, so its space is freed once the session is bound (see session::run).
-            Box::pin(negotiate(transport, &shared, deadline)),
-        )
-        .await
-    };
-    let bound = match negotiated {
-        Ok(Some(b)) => b,
-        Ok(None) => return,
+    // The inner reads send `connection-timeout` themselves; this outer bound covers what
+    // happens before a stream exists (TLS handshake, header).
+    let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
+    match tokio::time::timeout_at(
+        deadline + Duration::from_secs(1),
+        negotiate(transport, shared, deadline),
+    )
+    .await
+    {
+        Ok(bound) => bound,
         Err(_) => {
             tracing::debug!(?peer, "client did not authenticate in time");
-            return;
+            None
         }
-    };
-    // Every log line of the session carries its JID.
-    let span = tracing::info_span!("c2s", jid = %bound.jid);
-    span.in_scope(|| tracing::info!("session bound"));
-    tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
+    }
 }
 
 pub(super) struct Bound {
-    pub xml: Xml,
+    /// Boxed: a hibernated session keeps none of the stream's space (see session::run).
+    pub xml: Box<Xml>,
     pub guard: SizeGuard,
     pub jid: FullJid,
     pub id: SessionId,
@@ -249,7 +256,7 @@ async fn negotiate(
     transport: Transport,
     shared: &Shared,
     deadline: tokio::time::Instant,
-) -> Option<Box<Bound>> {
+) -> Option<Bound> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
     let (mut accepted, mut guard) = open(transport, shared).await?;
@@ -379,14 +386,14 @@ async fn negotiate(
                             xml.send(&stanza::iq_result(&el, Some(payload)))
                                 .await
                                 .ok()?;
-                            return Some(Box::new(Bound {
-                                xml,
+                            return Some(Bound {
+                                xml: Box::new(xml),
                                 guard,
                                 jid,
                                 id,
                                 rx,
                                 tx,
-                            }));
+                            });
                         }
                         Err(condition) => {
                             if let Some(r) = stanza::error_reply(&el, "cancel", condition) {

@@ -47,7 +47,9 @@ struct Entry {
     resource: String,
     tx: mpsc::Sender<ToSession>,
     /// The session's last available presence (answers probes); `None`: not available.
-    presence: Option<Element>,
+    /// Kept serialized: a minidom tree of even `<presence/>` is about 1 KB, and every
+    /// session, hibernated ones included, holds one.
+    presence: Option<Box<str>>,
 }
 
 impl Entry {
@@ -323,7 +325,7 @@ impl Router {
                 .get(&user)
                 .into_iter()
                 .flatten()
-                .filter_map(|e| e.presence.clone())
+                .filter_map(|e| e.presence.as_deref()?.parse::<Element>().ok())
                 .map(|mut p| {
                     stanza::set_attr(&mut p, "to", &from);
                     p
@@ -450,7 +452,7 @@ impl Handler<SetAvailable> for Router {
             .get_mut(&msg.user)
             .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
         {
-            e.presence = msg.presence;
+            e.presence = msg.presence.map(|p| String::from(&p).into_boxed_str());
         }
     }
 }

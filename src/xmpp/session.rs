@@ -64,7 +64,7 @@ enum Ended {
     Replaced(Box<Takeover>),
 }
 
-pub(super) async fn run(b: Box<Bound>, shared: &Shared) {
+pub(super) async fn run(b: Bound, shared: &Shared) {
     let Bound {
         xml,
         guard,
@@ -72,7 +72,7 @@ pub(super) async fn run(b: Box<Bound>, shared: &Shared) {
         id,
         rx,
         tx,
-    } = *b;
+    } = b;
     let mut st = State {
         user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
         bare: jid.to_bare(),
@@ -90,9 +90,7 @@ pub(super) async fn run(b: Box<Bound>, shared: &Shared) {
         ack_overdue_sent: false,
     };
     drop(tx);
-    // The stream lives on the heap so a hibernated session's task does not keep its
-    // space (a parser and buffers' worth) inline.
-    let mut live = Some((Box::new(xml), guard));
+    let mut live = Some((xml, guard));
     loop {
         let Some((mut xml, guard)) = live.take() else {
             break;
