@@ -217,10 +217,14 @@ async fn run_mode(
         };
         let targets: Vec<usize> = (0..count).map(|i| (next_user + i) % users).collect();
         next_user = (next_user + count) % users;
+        let profiler = server::Profiler::attach(pid)?;
         let cpu_before = server::cpu_ns(pid);
         let outcome =
             send_and_collect(&mut senders, &mut publishes, &targets, devices, rate).await?;
         let cpu = server::cpu_ns(pid).saturating_sub(cpu_before);
+        if let Some(p) = profiler {
+            p.stop();
+        }
         let (after, peak) = server::memory(pid);
         let mut latencies = outcome.latencies;
         latencies.sort_by(f64::total_cmp);

@@ -239,3 +239,33 @@ pub async fn settle(pid: u32) -> (u64, u64) {
     }
     last
 }
+
+/// A profiler attached to the server for one message phase only, from
+/// CLOUD_NOTIFY_LOAD_PROFILE, e.g. `perf record -e cpu-clock -g -o perf.data -p {pid}`.
+pub struct Profiler {
+    child: Child,
+}
+
+impl Profiler {
+    pub fn attach(pid: u32) -> Result<Option<Profiler>, String> {
+        let Ok(command) = std::env::var("CLOUD_NOTIFY_LOAD_PROFILE") else {
+            return Ok(None);
+        };
+        let command = command.replace("{pid}", &pid.to_string());
+        let child = Command::new("sh")
+            .args(["-c", &format!("exec {command}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("profiler: {e}"))?;
+        // perf needs a moment to attach before the phase starts.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Some(Profiler { child }))
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

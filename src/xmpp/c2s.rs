@@ -342,7 +342,11 @@ async fn negotiate(
                     .ok()?;
                 match (found, h) {
                     (Ok(target), Some(h)) => {
-                        let takeover = super::session::Takeover { xml, guard, h };
+                        let takeover = super::session::Takeover {
+                            xml: Box::new(xml),
+                            guard,
+                            h,
+                        };
                         if let Err(e) = target.send(ToSession::Resume(Box::new(takeover))).await
                             && let ToSession::Resume(t) = e.0
                         {

@@ -29,7 +29,8 @@ const PING_NS: &str = "urn:xmpp:ping";
 
 /// A new connection taking over a session (`<resume/>`).
 pub struct Takeover {
-    pub xml: Xml,
+    /// Boxed so the session task reserves no stream-sized slot for a resumption.
+    pub xml: Box<Xml>,
     pub guard: SizeGuard,
     pub h: u32,
 }
@@ -386,7 +387,7 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Box<Xml
         acked: sm.acked(),
     });
     tracing::info!("session resumed");
-    Some((Box::new(xml), guard))
+    Some((xml, guard))
 }
 
 /// The session ends for good: its unacked messages go to offline storage (keyed, so the
