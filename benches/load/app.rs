@@ -138,14 +138,3 @@ async fn serve(mut tcp: TcpStream, mut buf: Vec<u8>, tx: mpsc::UnboundedSender<R
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn attr_reads_single_quoted_values() {
-        let tag = "<iq xmlns='jabber:component:accept' from='localhost' id='abc' to='x'";
-        assert_eq!(super::attr(tag, "id"), Some("abc"));
-        assert_eq!(super::attr(tag, "from"), Some("localhost"));
-        assert_eq!(super::attr(tag, "node"), None);
-    }
-}

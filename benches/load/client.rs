@@ -164,9 +164,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Mode::Offline => {
                 xml.shutdown().await.map_err(|e| e.to_string())?;
-                // The server's footer: the session is gone before we go on.
-                let _ = tokio::time::timeout(DEADLINE, xml.next()).await;
-                Ok(())
+                // Read to the server's footer: the session is gone before we go on, and
+                // a socket closed with unread data would be reset, which the server
+                // rightly takes for a lost connection (and hibernates).
+                tokio::time::timeout(DEADLINE, async {
+                    while let Some(Ok(_)) = xml.next().await {}
+                })
+                .await
+                .map_err(|_| "no stream end from the server".to_string())
             }
         }
     }

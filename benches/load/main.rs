@@ -132,7 +132,14 @@ async fn run_all(args: &Args) -> Result<(), String> {
         }
     }
     println!("all runs: {:.0} s", started.elapsed().as_secs_f64());
-    write_outputs(args, machine, &runs)
+    write_outputs(args, machine, &runs)?;
+    // The one figure with a hard requirement: every message wakes every device, once.
+    let lost: usize = runs.iter().map(|r| r.lost).sum();
+    let duplicated: usize = runs.iter().map(|r| r.duplicated).sum();
+    if lost + duplicated > 0 {
+        return Err(format!("{lost} publishes lost and {duplicated} duplicated"));
+    }
+    Ok(())
 }
 
 fn write_outputs(args: &Args, machine: report::Machine, runs: &[Run]) -> Result<(), String> {

@@ -162,14 +162,3 @@ pub struct Report<'a> {
     pub command: String,
     pub runs: &'a [Run],
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = super::percentiles(&v);
-        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
-        assert_eq!(super::percentiles(&[]).max, 0.0);
-    }
-}
