@@ -71,8 +71,7 @@ fn build_publish(c: &mut Criterion) {
         b.iter(|| {
             let summary = Summary::of(Some(black_box(&chat)), true, &cfg);
             let id = wire::new_publish_id(42);
-            let iq = wire::publish_iq("example.com", &reg, &summary, &id);
-            String::from(&iq)
+            wire::publish_xml("example.com", &reg, &summary, &id)
         })
     });
 }

@@ -207,14 +207,29 @@ pub struct Shutdown;
 
 /// Route this publish IQ to `to` (a component or a remote server).
 ///
+/// `xml` is the serialized IQ with no namespace declaration on its root: write it as is
+/// into the stream to `to`, whose default namespace it takes. (It is text because a
+/// publish is only ever forwarded, never inspected, and as a tree it cost most of the
+/// publish path's CPU and memory.)
+///
 /// The module hands these over with `try_send`: give the receiving actor a mailbox sized
 /// for bursts (`set_mailbox_capacity`); when it is full, the publish is dropped and logged
 /// rather than queued without bound.
-#[derive(Message, Debug, Clone)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct RoutePublish {
     pub to: Jid,
-    pub iq: Element,
+    pub xml: String,
+}
+
+impl std::fmt::Debug for RoutePublish {
+    // The IQ carries the publish-options secret and may carry a message body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutePublish")
+            .field("to", &self.to)
+            .field("bytes", &self.xml.len())
+            .finish()
+    }
 }
 
 /// An instruction to one session.

@@ -441,9 +441,12 @@ impl UserPush {
             return false;
         };
         let id = publish::new_publish_id(self.route);
-        let iq = publish::publish_iq(&self.cfg.domain, reg, summary, &id);
+        let xml = publish::publish_xml(&self.cfg.domain, reg, summary, &id);
         let to = reg.jid.clone();
-        if let Err(e) = self.router.try_send(RoutePublish { to: to.clone(), iq }) {
+        if let Err(e) = self.router.try_send(RoutePublish {
+            to: to.clone(),
+            xml,
+        }) {
             tracing::warn!(user = %self.user, registration = %identifier, error = %e, "publish not routed: host queue unavailable");
             return false;
         }

@@ -17,7 +17,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::io::{self, Io, Transport};
-use super::router::{AttachComponent, DetachComponent, Route, Router, ToSession};
+use super::router::{AttachComponent, DetachComponent, Route, Router, ToComponent};
 use super::stanza::{self, CLIENT_NS, COMPONENT_NS};
 use crate::config::Config;
 use crate::push::{AppServerResponse, PushHub};
@@ -166,11 +166,12 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
             .iter()
             .find(|c| c.jid.eq_ignore_ascii_case(t))
     });
-    let (io, guard) = io::wrap_with_replay(
+    let (mut io, guard) = io::wrap_with_replay(
         Transport::Plain(tcp),
         head,
         shared.cfg.c2s_stanza_size_limit,
     );
+    let outbox = io::outbox(&mut io);
     let id = {
         let mut b = [0u8; 16];
         let _ = getrandom::fill(&mut b);
@@ -266,25 +267,13 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
                 }
             },
             out = rx.recv() => match out {
-                Some(ToSession::Stanza(s)) => {
-                    // A burst of publishes goes out in one write: flushing each would
-                    // cost a syscall per publish and let the queue fill.
-                    let (ok, leftover) = write_batch(&mut xml, *s, &mut rx).await;
-                    if !ok {
-                        break;
-                    }
-                    if let Some(ToSession::Close(cond)) = leftover {
-                        let _ = xml.send(&close(cond)).await;
-                        let _ = xml.shutdown().await;
+                // A burst of publishes goes out in one write: flushing each would cost a
+                // syscall per publish and let the queue fill.
+                Some(first) => {
+                    if !write_batch(&mut xml, &outbox, first, &mut rx).await {
                         break;
                     }
                 }
-                Some(ToSession::Close(cond)) => {
-                    let _ = xml.send(&close(cond)).await;
-                    let _ = xml.shutdown().await;
-                    break;
-                }
-                Some(ToSession::Expire) | Some(ToSession::Resume(_)) => {}
                 None => break,
             },
         }
@@ -296,32 +285,44 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
 /// Stanzas written before one flush, so a flood cannot starve the component's reading.
 const WRITE_BATCH: usize = 64;
 
-/// Writes `first` and the stanzas already queued behind it, then flushes once. Returns
-/// whether the stream is still writable, and a queued instruction that is not a stanza
-/// (a close), for the caller to carry out.
+/// Writes `first` and the stanzas already queued behind it, then flushes once. Publishes
+/// arrive as text and go through the transport's outbox; the XML writer is flushed
+/// before each one, so every stanza stays whole and in order (see [`io::Outbox`]).
+/// `false` when the stream is no longer writable.
 async fn write_batch(
     xml: &mut XmlStream<Io, Element>,
-    first: Element,
-    rx: &mut mpsc::Receiver<ToSession>,
-) -> (bool, Option<ToSession>) {
+    outbox: &io::Outbox,
+    first: ToComponent,
+    rx: &mut mpsc::Receiver<ToComponent>,
+) -> bool {
     let mut next = Some(first);
     let mut written = 0;
-    let mut leftover = None;
-    while let Some(s) = next.take() {
-        let s = stanza::rename_ns(s, CLIENT_NS, COMPONENT_NS);
-        if xml.feed(&s).await.is_err() {
-            return (false, None);
+    let mut fed = false;
+    while let Some(item) = next.take() {
+        match item {
+            ToComponent::Stanza(s) => {
+                let s = stanza::rename_ns(*s, CLIENT_NS, COMPONENT_NS);
+                if xml.feed(&s).await.is_err() {
+                    return false;
+                }
+                fed = true;
+            }
+            ToComponent::Publish(text) => {
+                if fed {
+                    if SinkExt::<&Element>::flush(xml).await.is_err() {
+                        return false;
+                    }
+                    fed = false;
+                }
+                outbox.push(&text);
+            }
         }
         written += 1;
         if written < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(ToSession::Stanza(more)) => next = Some(*more),
-                Ok(other) => leftover = Some(other),
-                Err(_) => {}
-            }
+            next = rx.try_recv().ok();
         }
     }
-    (SinkExt::<&Element>::flush(xml).await.is_ok(), leftover)
+    SinkExt::<&Element>::flush(xml).await.is_ok()
 }
 
 /// A stanza from the component: answers to publishes go to the push module, the rest is

@@ -3,9 +3,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
@@ -33,6 +33,78 @@ pub struct Limited {
     read_since_reset: Arc<AtomicUsize>,
     eof: Arc<std::sync::atomic::AtomicBool>,
     limit: usize,
+    outbox: Option<Outbox>,
+}
+
+/// Serialized stanzas to write into the stream as they are (publishes, which the push
+/// module hands over as text). The XML writer above this transport cannot take text, so
+/// the transport writes the outbox itself: at every flush, and before any bytes the
+/// writer hands it later. Pushing only after a completed flush (when the writer holds no
+/// partial element) keeps every stanza whole and in order.
+#[derive(Clone, Default)]
+pub struct Outbox(Arc<Mutex<OutboxBytes>>);
+
+#[derive(Default)]
+struct OutboxBytes {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+/// What the outbox keeps allocated once drained: a burst's buffer is given back.
+const OUTBOX_KEEP: usize = 64 * 1024;
+
+impl Outbox {
+    pub fn push(&self, text: &str) {
+        self.bytes().bytes.extend_from_slice(text.as_bytes());
+    }
+
+    fn bytes(&self) -> MutexGuard<'_, OutboxBytes> {
+        // Only ever locked for a copy or a write, never across a panic that matters: a
+        // poisoned lock still holds whole stanzas.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn poll_write_transport(
+    inner: &mut Transport,
+    cx: &mut Context<'_>,
+    data: &[u8],
+) -> Poll<io::Result<usize>> {
+    match inner {
+        Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+        Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+    }
+}
+
+impl Limited {
+    /// Writes whatever the outbox holds.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Limited { inner, outbox, .. } = self;
+        let Some(outbox) = outbox else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut out = outbox.bytes();
+        while out.written < out.bytes.len() {
+            let from = out.written;
+            let n = ready!(poll_write_transport(inner, cx, &out.bytes[from..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            out.written += n;
+        }
+        out.bytes.clear();
+        out.written = 0;
+        out.bytes.shrink_to(OUTBOX_KEEP);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Gives the transport under `io` an outbox (a component's stream, before it is wrapped
+/// in the XML stream).
+pub fn outbox(io: &mut Io) -> Outbox {
+    let outbox = Outbox::default();
+    io.get_mut().outbox = Some(outbox.clone());
+    outbox
 }
 
 /// The session's handle on the counter.
@@ -78,6 +150,7 @@ pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
             read_since_reset: count,
             eof,
             limit,
+            outbox: None,
         }),
         guard,
     )
@@ -137,21 +210,24 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        poll_write_transport(&mut this.inner, cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        match &mut this.inner {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        match &mut this.inner {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }

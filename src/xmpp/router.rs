@@ -67,7 +67,7 @@ pub struct Router {
     hub: Addr<PushHub>,
     store: Addr<Store>,
     users: HashMap<String, Vec<Entry>>,
-    components: HashMap<String, mpsc::Sender<ToSession>>,
+    components: HashMap<String, mpsc::Sender<ToComponent>>,
     next_id: u64,
 }
 
@@ -170,7 +170,11 @@ impl Router {
         };
         let domain = to.domain().as_str();
         if let Some(tx) = self.components.get(domain) {
-            if let Err(s) = Self::send_to(tx, stanza) {
+            if let Err(
+                mpsc::error::TrySendError::Full(ToComponent::Stanza(s))
+                | mpsc::error::TrySendError::Closed(ToComponent::Stanza(s)),
+            ) = tx.try_send(ToComponent::Stanza(Box::new(stanza)))
+            {
                 tracing::warn!(component = %domain, "component queue full: stanza bounced");
                 self.bounce(&s, "resource-constraint", ctx);
             }
@@ -475,7 +479,15 @@ impl Handler<Route> for Router {
 #[rtype(result = "bool")]
 pub struct AttachComponent {
     pub jid: String,
-    pub tx: mpsc::Sender<ToSession>,
+    pub tx: mpsc::Sender<ToComponent>,
+}
+
+/// What the router hands a component's connection.
+pub enum ToComponent {
+    /// A stanza routed to the component's domain.
+    Stanza(Box<Element>),
+    /// A publish from the push module, serialized without a namespace on its root.
+    Publish(String),
 }
 
 impl Handler<AttachComponent> for Router {
@@ -515,7 +527,7 @@ impl Handler<RoutePublish> for Router {
         let domain = msg.to.domain().as_str();
         match self.components.get(domain) {
             Some(tx) => {
-                if tx.try_send(ToSession::Stanza(Box::new(msg.iq))).is_err() {
+                if tx.try_send(ToComponent::Publish(msg.xml)).is_err() {
                     tracing::warn!(component = %domain, "app server queue full: publish dropped");
                 }
             }

@@ -123,7 +123,9 @@ impl Actor for AppServer {
 impl Handler<RoutePublish> for AppServer {
     type Result = ();
     fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) {
-        let p = Publish::parse(msg.iq);
+        // As a client-namespace stream would read it.
+        let iq = format!("<iq xmlns='jabber:client'{}", &msg.xml["<iq".len()..]);
+        let p = Publish::parse(iq.parse().expect("publish is well-formed XML"));
         assert_eq!(msg.to.to_string(), p.to, "route target and IQ `to` agree");
         if let Some(hub) = &self.hub {
             let from = self.answer_from.clone().unwrap_or_else(|| p.to.clone());
