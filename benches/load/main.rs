@@ -178,6 +178,7 @@ async fn run_mode(
     let server = server::Server::start(setup).await?;
     let pid = server.pid();
     let (idle, _) = server::settle(pid).await;
+    let idle_anonymous = server::anonymous(pid);
     let mut publishes = app::attach(setup.component).await?;
     let tls = if args.tls {
         let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&setup.dir.join("data"));
@@ -253,6 +254,7 @@ async fn run_mode(
             cpu_ms_per_publish: cpu as f64 / 1e6 / received.max(1) as f64,
             memory: Memory {
                 idle,
+                idle_anonymous,
                 registered,
                 after_messages: after,
                 peak,

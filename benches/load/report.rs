@@ -33,6 +33,8 @@ pub fn percentiles(sorted: &[f64]) -> Percentiles {
 pub struct Memory {
     /// VmRSS after start, before any client.
     pub idle: u64,
+    /// RssAnon at the same time: VmRSS without the code pages of the binary and libc.
+    pub idle_anonymous: u64,
     /// VmRSS once every device registered and left.
     pub registered: u64,
     /// VmRSS after the messages.
@@ -77,7 +79,7 @@ pub fn print_header(tls: bool) {
         if tls { "STARTTLS" } else { "plaintext" }
     );
     println!(
-        "{:>6} {:>3} {:<10} {:<14} {:>6} {:>6} {:>4} {:>4} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>6} {:>6} {:>6} {:>8}",
+        "{:>6} {:>3} {:<10} {:<14} {:>6} {:>6} {:>4} {:>4} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8}",
         "users",
         "dev",
         "mode",
@@ -93,6 +95,7 @@ pub fn print_header(tls: bool) {
         "pubs/s",
         "cpu ms",
         "idleMB",
+        "anonMB",
         "regMB",
         "endMB",
         "hwmMB",
@@ -106,7 +109,7 @@ pub fn print_row(r: &Run) {
         None => r.pattern.to_string(),
     };
     println!(
-        "{:>6} {:>3} {:<10} {:<14} {:>6} {:>6} {:>4} {:>4} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>8.4} {:>6} {:>6} {:>6} {:>6} {:>8.0}",
+        "{:>6} {:>3} {:<10} {:<14} {:>6} {:>6} {:>4} {:>4} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>8.4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8.0}",
         r.users,
         r.devices,
         r.mode.name(),
@@ -122,6 +125,7 @@ pub fn print_row(r: &Run) {
         r.publishes_per_s,
         r.cpu_ms_per_publish,
         mb(r.memory.idle),
+        mb(r.memory.idle_anonymous),
         mb(r.memory.registered),
         mb(r.memory.after_messages),
         mb(r.memory.peak),

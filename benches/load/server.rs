@@ -202,6 +202,17 @@ impl Server {
 
 /// Resident memory in bytes: (VmRSS, VmHWM).
 pub fn memory(pid: u32) -> (u64, u64) {
+    let m = memory_fields(pid, &["VmRSS:", "VmHWM:"]);
+    (m[0], m[1])
+}
+
+/// The private part of resident memory (heap, stacks), without the binary's and the
+/// libraries' code pages, which are file-backed and shared.
+pub fn anonymous(pid: u32) -> u64 {
+    memory_fields(pid, &["RssAnon:"])[0]
+}
+
+fn memory_fields(pid: u32, names: &[&str]) -> Vec<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -210,7 +221,7 @@ pub fn memory(pid: u32) -> (u64, u64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    names.iter().map(|n| field(n)).collect()
 }
 
 /// CPU time of all the process's threads, from the scheduler's nanosecond accounting

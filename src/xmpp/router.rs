@@ -21,14 +21,14 @@ use crate::push::{
 };
 use crate::store::{Change, LoadRoster, PushOffline, RosterItem, Store, StoreError, Write};
 
-/// What a session's or component's task receives.
+/// What a session's task receives. Every variant is at most a pointer: the channel's
+/// first block holds 32 slots for every session, hibernated ones included (an inline
+/// `Element` made that 3.5 KB per session).
 pub enum ToSession {
-    /// A stanza to write to the peer. Boxed: the channel's first block holds 32 slots
-    /// for every session, hibernated ones included, and an inline `Element` made that
-    /// 3.5 KB per session.
+    /// A stanza to write to the peer.
     Stanza(Box<Element>),
-    /// End the stream with this stream error condition.
-    Close(&'static str),
+    /// A new bind of the same resource replaced this session: end with `conflict`.
+    Conflict,
     /// The push module's end of a held hibernation.
     Expire,
     /// A new connection resumes this session (XEP-0198).
@@ -401,7 +401,7 @@ impl Handler<Bind> for Router {
             .position(|e| e.resource == jid.resource().as_str())
         {
             let old = entries.remove(i);
-            let _ = old.tx.try_send(ToSession::Close("conflict"));
+            let _ = old.tx.try_send(ToSession::Conflict);
         }
         if entries.len() >= MAX_RESOURCES {
             return Err("resource-constraint");

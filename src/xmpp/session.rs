@@ -150,8 +150,8 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
                         return Ended::Lost;
                     }
                 }
-                Some(ToSession::Close(condition)) => {
-                    close_with(xml, condition).await;
+                Some(ToSession::Conflict) => {
+                    close_with(xml, "conflict").await;
                     return Ended::Closed;
                 }
                 Some(ToSession::Resume(t)) => return Ended::Replaced(t),
@@ -351,7 +351,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
                     return None;
                 }
                 Some(ToSession::Expire) => {}
-                Some(ToSession::Close(_)) | None => return None,
+                Some(ToSession::Conflict) | None => return None,
             },
             _ = sleep_until(host_deadline) => {
                 tracing::info!("hibernation timed out");
