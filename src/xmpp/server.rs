@@ -40,6 +40,7 @@ pub struct Server {
     pub component_addr: SocketAddr,
     pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
+    pub router: Addr<Router>,
     stop: watch::Sender<bool>,
     data_dir: std::path::PathBuf,
 }
@@ -120,7 +121,7 @@ impl Server {
         }
         let comp_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
-            router,
+            router: router.clone(),
             hub: hub.clone(),
         });
         actix::spawn(async move {
@@ -170,6 +171,7 @@ impl Server {
             component_addr,
             hub,
             store,
+            router,
             stop,
             data_dir: cfg.data_dir.clone(),
         })

@@ -977,3 +977,44 @@ async fn b58_d14_wire_cut_back_then_expiry_hands_the_message_to_offline() {
         Some("wake")
     );
 }
+
+/// `component_queue_size` reached: a component that stops reading has at most that many
+/// stanzas waiting; later publishes are dropped (and logged), the router goes on, and
+/// publishes flow again once the component reads. The queue here is the test's own,
+/// standing in for the one a component connection creates with the configured size.
+#[actix_rt::test]
+async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow() {
+    use cloud_notify::push::RoutePublish;
+    use cloud_notify::xmpp::router::{AttachComponent, ToComponent};
+    let t = TestServer::start(|_| {}).await;
+    let router = t.server.as_ref().unwrap().router.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let attach = |jid: &str, tx| AttachComponent {
+        jid: jid.into(),
+        tx,
+    };
+    assert!(router.send(attach("slow.localhost", tx)).await.unwrap());
+    let publish = |i: usize| RoutePublish {
+        to: "slow.localhost".parse().unwrap(),
+        xml: format!("<iq type='set' id='p{i}'/>"),
+    };
+    for i in 0..5 {
+        router.do_send(publish(i));
+    }
+    // A reply from the router means it handled everything sent to it before.
+    let (other, _keep) = tokio::sync::mpsc::channel(1);
+    assert!(router.send(attach("other.localhost", other)).await.unwrap());
+    let mut got = Vec::new();
+    while let Ok(ToComponent::Publish(xml)) = rx.try_recv() {
+        got.push(xml);
+    }
+    assert_eq!(
+        got,
+        ["<iq type='set' id='p0'/>", "<iq type='set' id='p1'/>"]
+    );
+    router.do_send(publish(5));
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        Ok(Some(ToComponent::Publish(xml))) => assert_eq!(xml, "<iq type='set' id='p5'/>"),
+        _ => panic!("no publish after the queue drained"),
+    }
+}
