@@ -94,7 +94,8 @@ pub struct Config {
     /// Largest stanza a client may send, in bytes; past it the stream ends with
     /// `policy-violation`.
     pub c2s_stanza_size_limit: usize,
-    /// Client connections open at once; past it new connections are closed at once.
+    /// Client sockets open at once; past it new connections are closed at once. A
+    /// hibernated session holds none.
     pub c2s_max_connections: usize,
     /// Seconds a client has to authenticate before its stream is closed.
     pub c2s_auth_timeout: Duration,

@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
 use tokio_xmpp::xmlstream::{self, AcceptedStream, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::jid::FullJid;
@@ -107,10 +108,17 @@ fn features(
 }
 
 /// Serves one client connection to its end.
-pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
+/// One client connection, from accept to the end of its session. `permit` is its place
+/// under `c2s_max_connections`; it stays with the socket (see [`io::hold`]).
+pub async fn serve(
+    tcp: TcpStream,
+    shared: Rc<Shared>,
+    direct_tls: bool,
+    permit: OwnedSemaphorePermit,
+) {
     // Boxed, like the session's phases: the task's future keeps the size of its largest
     // state for the session's whole life, and the TLS handshake's state is large.
-    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls)).await else {
+    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls, permit)).await else {
         return;
     };
     // Every log line of the session carries its JID.
@@ -121,7 +129,12 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>, direct_tls: bool) {
 
 /// TLS (for direct TLS), then the negotiation up to a bound resource, within
 /// `c2s_auth_timeout`.
-async fn establish(tcp: TcpStream, shared: &Rc<Shared>, direct_tls: bool) -> Option<Bound> {
+async fn establish(
+    tcp: TcpStream,
+    shared: &Rc<Shared>,
+    direct_tls: bool,
+    permit: OwnedSemaphorePermit,
+) -> Option<Bound> {
     let peer = tcp.peer_addr().ok();
     let transport = if direct_tls {
         match tokio_rustls::TlsAcceptor::from(shared.tls.clone())
@@ -142,7 +155,7 @@ async fn establish(tcp: TcpStream, shared: &Rc<Shared>, direct_tls: bool) -> Opt
     let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
     match tokio::time::timeout_at(
         deadline + Duration::from_secs(1),
-        negotiate(transport, shared, deadline),
+        negotiate(transport, shared, deadline, permit),
     )
     .await
     {
@@ -212,8 +225,13 @@ pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
 }
 
 /// Opens a stream on a fresh transport: reads the header, checks the host.
-async fn open(transport: Transport, shared: &Shared) -> Option<(AcceptedStream<Io>, SizeGuard)> {
-    let (io, guard) = io::wrap(transport, shared.cfg.c2s_stanza_size_limit);
+async fn open(
+    transport: Transport,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: &Shared,
+) -> Option<(AcceptedStream<Io>, SizeGuard)> {
+    let (mut io, guard) = io::wrap(transport, shared.cfg.c2s_stanza_size_limit);
+    io::hold(&mut io, permit);
     match xmlstream::accept_stream(io, CLIENT_NS, timeouts()).await {
         Ok(a) => Some((a, guard)),
         Err(e) => {
@@ -256,10 +274,11 @@ async fn negotiate(
     transport: Transport,
     shared: &Shared,
     deadline: tokio::time::Instant,
+    permit: OwnedSemaphorePermit,
 ) -> Option<Bound> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
-    let (mut accepted, mut guard) = open(transport, shared).await?;
+    let (mut accepted, mut guard) = open(transport, Some(permit), shared).await?;
     let mut user: Option<String> = None;
     let mut failures = 0;
     loop {
@@ -296,7 +315,7 @@ async fn negotiate(
                 xml.send(&Element::builder("proceed", TLS_NS).build())
                     .await
                     .ok()?;
-                let Transport::Plain(tcp) = io::unwrap(xml.into_inner()) else {
+                let (Transport::Plain(tcp), permit) = io::unwrap(xml.into_inner()) else {
                     return None;
                 };
                 let stream = tokio_rustls::TlsAcceptor::from(shared.tls.clone())
@@ -304,7 +323,7 @@ async fn negotiate(
                     .await
                     .ok()?;
                 tls = true;
-                (accepted, guard) = open(Transport::Tls(Box::new(stream)), shared).await?;
+                (accepted, guard) = open(Transport::Tls(Box::new(stream)), permit, shared).await?;
                 break;
             }
             if el.has_ns(ns::SASL) && user.is_none() {

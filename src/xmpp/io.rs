@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 
 /// Plain or TLS; the session's type does not change at STARTTLS, only this.
@@ -34,6 +35,10 @@ pub struct Limited {
     eof: Arc<std::sync::atomic::AtomicBool>,
     limit: usize,
     outbox: Option<Outbox>,
+    /// The client connection's place under `c2s_max_connections`. It lives with the
+    /// socket: a hibernated session (no socket) holds none, and a resumption's socket
+    /// brings its own.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Serialized stanzas to write into the stream as they are (publishes, which the push
@@ -151,6 +156,7 @@ pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
             eof,
             limit,
             outbox: None,
+            permit: None,
         }),
         guard,
     )
@@ -164,10 +170,17 @@ pub fn wrap_with_replay(inner: Transport, replay: Vec<u8>, limit: usize) -> (Io,
     (BufStream::new(limited), guard)
 }
 
-/// Takes the transport back out (for the TLS upgrade). Buffered unread bytes are lost,
-/// which is correct at STARTTLS: a client must not send before the handshake.
-pub fn unwrap(io: Io) -> Transport {
-    io.into_inner().inner
+/// Takes the transport back out (for the TLS upgrade), with its connection permit.
+/// Buffered unread bytes are lost, which is correct at STARTTLS: a client must not send
+/// before the handshake.
+pub fn unwrap(io: Io) -> (Transport, Option<OwnedSemaphorePermit>) {
+    let limited = io.into_inner();
+    (limited.inner, limited.permit)
+}
+
+/// Ties a connection permit to the transport under `io`.
+pub fn hold(io: &mut Io, permit: Option<OwnedSemaphorePermit>) {
+    io.get_mut().permit = permit;
 }
 
 impl AsyncRead for Limited {

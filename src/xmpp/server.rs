@@ -206,10 +206,7 @@ fn accept_clients(
                         };
                         let _ = tcp.set_nodelay(true);
                         let shared = shared.clone();
-                        actix::spawn(async move {
-                            c2s::serve(tcp, shared, direct_tls).await;
-                            drop(permit);
-                        });
+                        actix::spawn(c2s::serve(tcp, shared, direct_tls, permit));
                     }
                     Err(e) => {
                         // Out of file descriptors, typically: back off instead of spinning.

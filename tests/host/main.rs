@@ -1018,3 +1018,53 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
         _ => panic!("no publish after the queue drained"),
     }
 }
+
+/// `c2s_max_connections` counts sockets, not sessions: a hibernated session (its socket
+/// gone) leaves its place to a new connection, and the socket that resumes it takes a
+/// place of its own.
+#[actix_rt::test]
+async fn a_hibernated_session_holds_no_connection_place() {
+    let t = TestServer::start(|c| c.c2s_max_connections = 1).await;
+    let mut app = Component::connect(&t).await;
+    let previd = sleeping_phone(&t, "n1").await;
+    // The server frees the place when it notices the socket is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut romeo = loop {
+        match client::try_login(&t, "romeo", "romeo-pw", "desk").await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no place for a new connection while juliet hibernates: {e}"
+            ),
+        }
+    };
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='w'><body>wake</body></message>")
+        .await;
+    let p = app.next().await;
+    assert_eq!(
+        node_of(&p).as_deref(),
+        Some("n1"),
+        "juliet's session lives on"
+    );
+    app.answer_result(&p).await;
+    romeo.close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut phone = loop {
+        match client::authenticate(&t, "juliet", "juliet-pw").await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no place for the resuming phone: {e}"
+            ),
+        }
+    };
+    phone
+        .send_nonza(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='2'/>"
+        ))
+        .await;
+    phone.until("resumed").await;
+    let (m, _) = phone.until("message").await;
+    assert_eq!(m.attr("id"), Some("w"));
+}
