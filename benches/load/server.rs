@@ -39,14 +39,13 @@ impl Setup {
     }
 
     /// Writes the configuration: loopback listeners, plaintext allowed unless `tls`, and
-    /// the limits raised to the run's size (the defaults are sized for a household).
+    /// `push_max_active_users` raised to the run's size (the default is 10,000).
     pub fn write_config(&self) -> Result<(), String> {
         let (require_tls, plain) = if self.tls {
             (true, false)
         } else {
             (false, true)
         };
-        let sessions = self.users * 3 + 100;
         let text = format!(
             r#"domain = "{DOMAIN}"
 c2s_listen = "{c2s}"
@@ -55,7 +54,6 @@ data_dir = "{data}"
 c2s_require_encryption = {require_tls}
 allow_unencrypted_plain_auth = {plain}
 scram_iterations = {SCRAM_ITERATIONS}
-c2s_max_connections = {sessions}
 push_max_active_users = {users}
 
 [[component]]
