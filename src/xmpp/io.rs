@@ -246,3 +246,46 @@ impl AsyncWrite for Limited {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Text pushed to the outbox after a flush lands between the writer's stanzas, in
+    /// order, and the permit lives exactly as long as the transport.
+    #[tokio::test]
+    async fn outbox_text_goes_out_between_whole_writes_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut got = String::new();
+            s.read_to_string(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut io, _guard) = wrap(Transport::Plain(server), 1024);
+        let limit = Arc::new(tokio::sync::Semaphore::new(1));
+        hold(&mut io, Some(limit.clone().try_acquire_owned().unwrap()));
+        let outbox = outbox(&mut io);
+        io.write_all(b"<a/>").await.unwrap();
+        io.flush().await.unwrap();
+        outbox.push("<b/>");
+        outbox.push("<c/>");
+        io.write_all(b"<d/>").await.unwrap();
+        io.flush().await.unwrap();
+        outbox.push("<e/>");
+        io.flush().await.unwrap();
+        assert_eq!(limit.available_permits(), 0);
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert_eq!(
+            limit.available_permits(),
+            1,
+            "the permit went with the socket"
+        );
+        assert_eq!(client.await.unwrap(), "<a/><b/><c/><d/><e/>");
+    }
+}
