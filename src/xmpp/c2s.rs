@@ -16,7 +16,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::mpsc;
 use tokio_xmpp::xmlstream::{self, AcceptedStream, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
@@ -173,8 +172,8 @@ pub(super) struct Bound {
     pub guard: SizeGuard,
     pub jid: FullJid,
     pub id: SessionId,
-    pub rx: mpsc::Receiver<ToSession>,
-    pub tx: mpsc::Sender<ToSession>,
+    pub rx: flume::Receiver<ToSession>,
+    pub tx: flume::Sender<ToSession>,
 }
 
 /// What reading the stream gave.
@@ -366,7 +365,9 @@ async fn negotiate(
                             guard,
                             h,
                         };
-                        if let Err(e) = target.send(ToSession::Resume(Box::new(takeover))).await
+                        if let Err(e) = target
+                            .send_async(ToSession::Resume(Box::new(takeover)))
+                            .await
                             && let ToSession::Resume(t) = e.0
                         {
                             let mut xml = t.xml;
@@ -390,7 +391,7 @@ async fn negotiate(
                     .filter(|_| el.attr("type") == Some("set"))
                 {
                     let resource = bind.get_child("resource", BIND_NS).map(|r| r.text());
-                    let (tx, rx) = mpsc::channel(SESSION_CHANNEL);
+                    let (tx, rx) = flume::bounded(SESSION_CHANNEL);
                     let username = user.clone()?;
                     let res = shared
                         .router

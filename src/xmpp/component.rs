@@ -11,7 +11,6 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
@@ -222,7 +221,7 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
         let _ = xml.shutdown().await;
         return;
     }
-    let (tx, mut rx) = mpsc::channel(shared.cfg.component_queue_size);
+    let (tx, rx) = flume::bounded(shared.cfg.component_queue_size);
     if !shared
         .router
         .send(AttachComponent {
@@ -266,11 +265,11 @@ pub async fn serve(mut tcp: TcpStream, shared: Rc<Shared>) {
                     break;
                 }
             },
-            out = rx.recv() => match out {
+            out = rx.recv_async() => match out.ok() {
                 // A burst of publishes goes out in one write: flushing each would cost a
                 // syscall per publish and let the queue fill.
                 Some(first) => {
-                    if !write_batch(&mut xml, &outbox, first, &mut rx).await {
+                    if !write_batch(&mut xml, &outbox, first, &rx).await {
                         break;
                     }
                 }
@@ -293,7 +292,7 @@ async fn write_batch(
     xml: &mut XmlStream<Io, Element>,
     outbox: &io::Outbox,
     first: ToComponent,
-    rx: &mut mpsc::Receiver<ToComponent>,
+    rx: &flume::Receiver<ToComponent>,
 ) -> bool {
     let mut next = Some(first);
     let mut written = 0;

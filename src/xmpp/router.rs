@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
@@ -45,7 +44,7 @@ pub const MAX_RESOURCES: usize = 32;
 struct Entry {
     id: SessionId,
     resource: String,
-    tx: mpsc::Sender<ToSession>,
+    tx: flume::Sender<ToSession>,
     /// The session's last available presence (answers probes); `None`: not available.
     /// Kept serialized: a minidom tree of even `<presence/>` is about 1 KB, and every
     /// session, hibernated ones included, holds one.
@@ -67,7 +66,7 @@ pub struct Router {
     hub: Addr<PushHub>,
     store: Addr<Store>,
     users: HashMap<String, Vec<Entry>>,
-    components: HashMap<String, mpsc::Sender<ToComponent>>,
+    components: HashMap<String, flume::Sender<ToComponent>>,
     next_id: u64,
 }
 
@@ -85,11 +84,11 @@ impl Router {
         }
     }
 
-    fn send_to(tx: &mpsc::Sender<ToSession>, stanza: Element) -> Result<(), Element> {
+    fn send_to(tx: &flume::Sender<ToSession>, stanza: Element) -> Result<(), Element> {
         match tx.try_send(ToSession::Stanza(Box::new(stanza))) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(ToSession::Stanza(s)))
-            | Err(mpsc::error::TrySendError::Closed(ToSession::Stanza(s))) => Err(*s),
+            Err(flume::TrySendError::Full(ToSession::Stanza(s)))
+            | Err(flume::TrySendError::Disconnected(ToSession::Stanza(s))) => Err(*s),
             Err(_) => Ok(()),
         }
     }
@@ -171,8 +170,8 @@ impl Router {
         let domain = to.domain().as_str();
         if let Some(tx) = self.components.get(domain) {
             if let Err(
-                mpsc::error::TrySendError::Full(ToComponent::Stanza(s))
-                | mpsc::error::TrySendError::Closed(ToComponent::Stanza(s)),
+                flume::TrySendError::Full(ToComponent::Stanza(s))
+                | flume::TrySendError::Disconnected(ToComponent::Stanza(s)),
             ) = tx.try_send(ToComponent::Stanza(Box::new(stanza)))
             {
                 tracing::warn!(component = %domain, "component queue full: stanza bounced");
@@ -372,7 +371,7 @@ impl Actor for Router {
 pub struct Bind {
     pub user: String,
     pub resource: Option<String>,
-    pub tx: mpsc::Sender<ToSession>,
+    pub tx: flume::Sender<ToSession>,
 }
 
 impl Handler<Bind> for Router {
@@ -479,7 +478,7 @@ impl Handler<Route> for Router {
 #[rtype(result = "bool")]
 pub struct AttachComponent {
     pub jid: String,
-    pub tx: mpsc::Sender<ToComponent>,
+    pub tx: flume::Sender<ToComponent>,
 }
 
 /// What the router hands a component's connection.
@@ -497,7 +496,7 @@ impl Handler<AttachComponent> for Router {
         if self
             .components
             .get(&msg.jid)
-            .is_some_and(|tx| !tx.is_closed())
+            .is_some_and(|tx| !tx.is_disconnected())
         {
             return false;
         }
@@ -592,14 +591,14 @@ impl Handler<SmForget> for Router {
 /// Where to send a `<resume/>` of `user` for `previd`: the session's channel, or the
 /// `h` of an ended session (if remembered) for `<failed/>`.
 #[derive(Message)]
-#[rtype(result = "Result<mpsc::Sender<ToSession>, Option<u32>>")]
+#[rtype(result = "Result<flume::Sender<ToSession>, Option<u32>>")]
 pub struct FindResumable {
     pub user: String,
     pub previd: String,
 }
 
 impl Handler<FindResumable> for Router {
-    type Result = Result<mpsc::Sender<ToSession>, Option<u32>>;
+    type Result = Result<flume::Sender<ToSession>, Option<u32>>;
 
     fn handle(&mut self, msg: FindResumable, _: &mut Context<Self>) -> Self::Result {
         let found = self

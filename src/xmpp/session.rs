@@ -4,7 +4,6 @@
 //! for push-linked sessions, D14).
 
 use futures::SinkExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -47,7 +46,7 @@ struct State {
     user: String,
     id: SessionId,
     session: Session,
-    rx: mpsc::Receiver<ToSession>,
+    rx: flume::Receiver<ToSession>,
     available: bool,
     sm: Option<SmState>,
     /// When the last unanswered `<r/>` must be answered by.
@@ -144,7 +143,7 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
                 Next::Closed => return Ended::Closed,
                 Next::Lost => return Ended::Lost,
             },
-            out = st.rx.recv() => match out {
+            out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
                     if !send_stanza(xml, st, *s, shared).await {
                         return Ended::Lost;
@@ -330,7 +329,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
         (owner == TimerOwner::Host).then(|| Instant::now() + shared.cfg.smacks_hibernation_time);
     loop {
         tokio::select! {
-            out = st.rx.recv() => match out {
+            out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
                     let Some(sm) = &mut st.sm else { return None };
                     let Some(seq) = sm.on_sent(&s) else {
@@ -394,12 +393,19 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Box<Xml
 /// push module does not push what it already pushed, D13), other stanzas bounce, and
 /// everyone who should hear of it does.
 async fn destroy(st: &mut State, shared: &Shared) {
-    st.rx.close();
+    // The channel is emptied and closed in one step, with no await in between: the
+    // router (on this thread) cannot slip a stanza in, and any it sends later fails and
+    // is bounced there instead of vanishing with the channel.
+    let (_, closed) = flume::bounded(0);
+    let rx = std::mem::replace(&mut st.rx, closed);
     let mut leftovers = st.sm.as_mut().map(SmState::drain).unwrap_or_default();
     // Stanzas delivered to the channel but never written count as unacked too.
-    while let Ok(ToSession::Stanza(s)) = st.rx.try_recv() {
-        leftovers.push((0, *s));
+    for item in rx.drain() {
+        if let ToSession::Stanza(s) = item {
+            leftovers.push((0, *s));
+        }
     }
+    drop(rx);
     for (seq, s) in leftovers {
         let kind = s.attr("type").unwrap_or("normal");
         let is_message = s.name() == "message";

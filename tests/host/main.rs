@@ -988,7 +988,7 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
     use cloud_notify::xmpp::router::{AttachComponent, ToComponent};
     let t = TestServer::start(|_| {}).await;
     let router = t.server.as_ref().unwrap().router.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let (tx, rx) = flume::bounded(2);
     let attach = |jid: &str, tx| AttachComponent {
         jid: jid.into(),
         tx,
@@ -1002,7 +1002,7 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
         router.do_send(publish(i));
     }
     // A reply from the router means it handled everything sent to it before.
-    let (other, _keep) = tokio::sync::mpsc::channel(1);
+    let (other, _keep) = flume::bounded(1);
     assert!(router.send(attach("other.localhost", other)).await.unwrap());
     let mut got = Vec::new();
     while let Ok(ToComponent::Publish(xml)) = rx.try_recv() {
@@ -1013,8 +1013,8 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
         ["<iq type='set' id='p0'/>", "<iq type='set' id='p1'/>"]
     );
     router.do_send(publish(5));
-    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-        Ok(Some(ToComponent::Publish(xml))) => assert_eq!(xml, "<iq type='set' id='p5'/>"),
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv_async()).await {
+        Ok(Ok(ToComponent::Publish(xml))) => assert_eq!(xml, "<iq type='set' id='p5'/>"),
         _ => panic!("no publish after the queue drained"),
     }
 }
