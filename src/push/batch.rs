@@ -20,6 +20,16 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Whether a stanza of this kind would still take a slot (so its publish is worth
+    /// building).
+    pub fn wants(&self, important: bool) -> bool {
+        if important {
+            self.important.is_none()
+        } else {
+            self.unimportant.is_none()
+        }
+    }
+
     /// Offers a stanza; the first of each kind wins.
     pub fn offer(&mut self, c: Candidate) {
         let slot = if c.important {
@@ -65,6 +75,7 @@ mod tests {
         for (seq, imp) in [(1, false), (2, true), (3, true), (4, false), (5, true)] {
             b.offer(c(seq, imp));
         }
+        assert!(!b.wants(true) && !b.wants(false));
         let out = b.take();
         assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(b.is_empty());
@@ -75,6 +86,7 @@ mod tests {
         let mut b = Batch::default();
         b.offer(c(7, true));
         b.offer(c(8, true));
+        assert!(b.wants(false) && !b.wants(true));
         assert_eq!(b.take(), vec![c(7, true)]);
     }
 }

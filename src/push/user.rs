@@ -656,8 +656,13 @@ impl UserPush {
     }
 
     /// The stanzas of a session that would wake its registration (spec §7, D18), in
-    /// queue order, leaving out those already pushed to it (D13).
-    fn wakeable(&self, session: SessionId, stanzas: &[QueuedStanza]) -> Vec<(u64, bool, Summary)> {
+    /// queue order, leaving out those already pushed to it (D13): each with its
+    /// importance.
+    fn wakeable<'q>(
+        &self,
+        session: SessionId,
+        stanzas: &'q [QueuedStanza],
+    ) -> Vec<(&'q QueuedStanza, bool)> {
         let Some(link) = self.sessions.get(&session) else {
             return Vec::new();
         };
@@ -670,12 +675,17 @@ impl UserPush {
                 rules::wakes(&qs.stanza, Path::Smacks, self.cfg.push_notify_on)
                     && !link.marks.contains(qs.key.seq, identifier)
             })
-            .map(|qs| {
-                let important = rules::is_important(&qs.stanza);
-                let summary = Summary::of(Some(&qs.stanza), important, &self.cfg);
-                (qs.key.seq, important, summary)
-            })
+            .map(|qs| (qs, rules::is_important(&qs.stanza)))
             .collect()
+    }
+
+    /// A publish for this stanza; the summary is built only for stanzas that publish.
+    fn candidate(&self, qs: &QueuedStanza, important: bool) -> Candidate {
+        Candidate {
+            seq: qs.key.seq,
+            important,
+            summary: Summary::of(Some(&qs.stanza), important, &self.cfg),
+        }
     }
 
     /// §8.3 step 3: the queue a session hibernates with gives at most one important and
@@ -687,12 +697,10 @@ impl UserPush {
         ctx: &mut Context<Self>,
     ) {
         let mut batch = Batch::default();
-        for (seq, important, summary) in self.wakeable(session, queue) {
-            batch.offer(Candidate {
-                seq,
-                important,
-                summary,
-            });
+        for (qs, important) in self.wakeable(session, queue) {
+            if batch.wants(important) {
+                batch.offer(self.candidate(qs, important));
+            }
         }
         self.publish_candidates(session, batch.take(), ctx);
     }
@@ -706,21 +714,20 @@ impl UserPush {
         ctx: &mut Context<Self>,
     ) {
         let wakeable = self.wakeable(session, stanzas);
+        let now = tokio::time::Instant::now();
+        let length = self.cfg.push_batch_window;
         let Some(link) = self.sessions.get_mut(&session) else {
             return;
         };
-        let now = tokio::time::Instant::now();
-        let length = self.cfg.push_batch_window;
-        let admitted: Vec<Candidate> = wakeable
+        let admitted: Vec<(&QueuedStanza, bool)> = wakeable
             .into_iter()
-            .filter(|(_, important, _)| link.window.admit(now, length, *important))
-            .map(|(seq, important, summary)| Candidate {
-                seq,
-                important,
-                summary,
-            })
+            .filter(|(_, important)| link.window.admit(now, length, *important))
             .collect();
-        self.publish_candidates(session, admitted, ctx);
+        let candidates = admitted
+            .into_iter()
+            .map(|(qs, important)| self.candidate(qs, important))
+            .collect();
+        self.publish_candidates(session, candidates, ctx);
     }
 
     /// Publishes for the session's registration and marks each stanza pushed (D13); an
@@ -1060,6 +1067,13 @@ impl Handler<GetUserStats> for UserPush {
                 .filter(|l| l.hibernation.is_some())
                 .count(),
             pending_publishes: self.outstanding.len(),
+            open_batch_windows: {
+                let now = tokio::time::Instant::now();
+                self.sessions
+                    .values()
+                    .filter(|l| l.window.is_open(now))
+                    .count()
+            },
         })
     }
 }
