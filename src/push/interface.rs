@@ -195,6 +195,9 @@ pub struct UserStats {
     pub linked_sessions: usize,
     pub hibernations_held: usize,
     pub pending_publishes: usize,
+    /// Sessions inside a D20 batch window: their next stanza would not publish unless it
+    /// upgrades an unimportant notification.
+    pub open_batch_windows: usize,
 }
 
 /// Unload every user, writing their ledger changes to the store. Answered when those

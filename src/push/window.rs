@@ -51,6 +51,11 @@ impl Window {
         }
     }
 
+    /// Whether a window is open at `now`: a stanza now would not start a new one.
+    pub fn is_open(&self, now: Instant) -> bool {
+        self.open.is_some_and(|o| now < o.until)
+    }
+
     /// Forgets the window: after a resume (D12) or a new hibernation, the next stanza
     /// publishes at once.
     pub fn reset(&mut self) {
@@ -218,9 +223,12 @@ mod tests {
     fn reset_opens_a_new_window() {
         let base = Instant::now();
         let mut w = Window::default();
+        assert!(!w.is_open(base));
         assert!(w.admit(base, W, true));
+        assert!(w.is_open(base) && !w.is_open(base + W));
         assert!(!w.admit(base, W, true));
         w.reset();
+        assert!(!w.is_open(base));
         assert!(w.admit(base, W, true));
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use client::{Client, Component, connect_client, plain_client};
 use cloud_notify::config::{ComponentConfig, Config};
+use cloud_notify::push::{GetUserStats, UserStats};
 use cloud_notify::store::{admin, open_database};
 use cloud_notify::xmpp::server::Server;
 use xmpp_parsers::minidom::Element;
@@ -918,8 +919,10 @@ async fn b47_wire_messages_in_separate_windows_give_two_publishes() {
             ))
             .await;
         assert_eq!(body_of(&app.next().await).as_deref(), Some(b));
-        // The window opened before the publish reached the app server.
-        tokio::time::sleep(window).await;
+        until_user_stats(&t, "juliet", "the batch window to close", |s| {
+            s.open_batch_windows == 0
+        })
+        .await;
     }
 }
 
@@ -1024,20 +1027,14 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
 /// place of its own.
 #[actix_rt::test]
 async fn a_hibernated_session_holds_no_connection_place() {
-    let t = TestServer::start(|c| c.c2s_max_connections = 1).await;
+    let t = TestServer::start(|c| c.c2s_max_connections = 2).await;
     let mut app = Component::connect(&t).await;
     let previd = sleeping_phone(&t, "n1").await;
-    // The server frees the place when it notices the socket is gone.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut romeo = loop {
-        match client::try_login(&t, "romeo", "romeo-pw", "desk").await {
-            Ok(c) => break c,
-            Err(e) => assert!(
-                std::time::Instant::now() < deadline,
-                "no place for a new connection while juliet hibernates: {e}"
-            ),
-        }
-    };
+    until_user_stats(&t, "juliet", "juliet's session to hibernate", |s| {
+        s.hibernations_held == 1
+    })
+    .await;
+    let mut romeo = t.login("romeo", "desk").await;
     romeo
         .send("<message type='chat' to='juliet@localhost' id='w'><body>wake</body></message>")
         .await;
@@ -1048,17 +1045,10 @@ async fn a_hibernated_session_holds_no_connection_place() {
         "juliet's session lives on"
     );
     app.answer_result(&p).await;
-    romeo.close().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut phone = loop {
-        match client::authenticate(&t, "juliet", "juliet-pw").await {
-            Ok(c) => break c,
-            Err(e) => assert!(
-                std::time::Instant::now() < deadline,
-                "no place for the resuming phone: {e}"
-            ),
-        }
-    };
+    // The second place: the hibernated session left it free for the resuming socket.
+    let mut phone = client::authenticate(&t, "juliet", "juliet-pw")
+        .await
+        .expect("a place for the resuming phone");
     phone
         .send_nonza(&format!(
             "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='2'/>"
@@ -1067,4 +1057,39 @@ async fn a_hibernated_session_holds_no_connection_place() {
     phone.until("resumed").await;
     let (m, _) = phone.until("message").await;
     assert_eq!(m.attr("id"), Some("w"));
+    // Both places are taken by live sockets, the resumed one included.
+    let reply = raw(
+        &t,
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    )
+    .await;
+    assert!(reply.is_empty(), "closed without a stream: {reply}");
+    drop(romeo);
+}
+
+/// Polls the push module's view of a user until `pred` holds, failing at the deadline:
+/// for state that only a timer or a lost socket changes, which nothing reports.
+async fn until_user_stats(
+    t: &TestServer,
+    user: &str,
+    what: &str,
+    pred: impl Fn(&UserStats) -> bool,
+) {
+    let hub = t.server.as_ref().expect("server running").hub.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        let stats = hub
+            .send(GetUserStats { user: user.into() })
+            .await
+            .expect("push module answers");
+        if stats.as_ref().is_some_and(&pred) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {stats:?}"
+        );
+        tick.tick().await;
+    }
 }

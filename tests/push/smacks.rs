@@ -71,10 +71,7 @@ fn long_window(cfg: Config) -> Config {
 /// B45 as amended by D20: the first stanza publishes at once (Prosody: 1 s later).
 #[actix_rt::test]
 async fn b45_d20_queued_stanza_publishes_at_once() {
-    let mut h = Harness::start(long_window(config())).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(long_window(config())).await;
     h.queue(&mut phone, &chat("hi"));
     let p = h.next_publish().await;
     assert_eq!(p.body().as_deref(), Some("New Message!"));
@@ -82,10 +79,7 @@ async fn b45_d20_queued_stanza_publishes_at_once() {
 
 #[actix_rt::test]
 async fn b46_burst_within_the_window_gives_one_publish() {
-    let mut h = Harness::start(with_body()).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(with_body()).await;
     for b in ["m1", "m2", "m3", "m4", "m5"] {
         h.queue(&mut phone, &chat(b));
     }
@@ -97,16 +91,16 @@ async fn b46_burst_within_the_window_gives_one_publish() {
 /// B47: a stanza after the window of the first opens a new one and publishes at once.
 #[actix_rt::test]
 async fn b47_messages_in_separate_windows_give_two_publishes() {
-    let mut h = Harness::start(with_body()).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(with_body()).await;
     h.queue(&mut phone, &chat("first"));
-    let first = h.next_publish().await;
-    assert_eq!(first.body().as_deref(), Some("first"));
-    // The window is measured from the first publish's stanza, which the module handled
-    // before the app server saw the publish.
-    tokio::time::sleep_until((first.at + h.cfg.push_batch_window).into()).await;
+    assert_eq!(h.next_publish().await.body().as_deref(), Some("first"));
+    assert_eq!(h.user_stats().await.map(|s| s.open_batch_windows), Some(1));
+    wait_until("the first window to close", || async {
+        h.user_stats()
+            .await
+            .is_some_and(|s| s.open_batch_windows == 0)
+    })
+    .await;
     h.queue(&mut phone, &chat("second"));
     assert_eq!(h.next_publish().await.body().as_deref(), Some("second"));
 }
@@ -115,10 +109,7 @@ async fn b47_messages_in_separate_windows_give_two_publishes() {
 /// once (the upgrade), and only once.
 #[actix_rt::test]
 async fn d20_important_after_unimportant_upgrades_once_within_the_window() {
-    let mut h = Harness::start(long_window(with_body())).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(long_window(with_body())).await;
     h.queue(&mut phone, &presence());
     assert_eq!(h.next_publish().await.body(), None);
     h.queue(&mut phone, &presence());
@@ -132,10 +123,7 @@ async fn d20_important_after_unimportant_upgrades_once_within_the_window() {
 /// D20: after an important publish nothing else publishes within the window.
 #[actix_rt::test]
 async fn d20_nothing_follows_an_important_publish_within_the_window() {
-    let mut h = Harness::start(long_window(with_body())).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(long_window(with_body())).await;
     h.queue(&mut phone, &chat("first"));
     assert_eq!(h.next_publish().await.body().as_deref(), Some("first"));
     h.queue(&mut phone, &presence());
@@ -143,11 +131,17 @@ async fn d20_nothing_follows_an_important_publish_within_the_window() {
     assert!(h.settled_publishes().await.is_empty());
 }
 
-async fn one_queued(cfg: Config, xml: &str) -> Publish {
+/// A harness with one phone, push enabled for node n1, hibernated with an empty queue.
+async fn hibernated_phone(cfg: Config) -> (Harness, TestSession) {
     let mut h = Harness::start(cfg).await;
     let mut phone = h.session("phone");
     h.enable_ok(&phone, "n1").await;
     h.hibernate(&mut phone, &[]).await;
+    (h, phone)
+}
+
+async fn one_queued(cfg: Config, xml: &str) -> Publish {
+    let (mut h, mut phone) = hibernated_phone(cfg).await;
     h.queue(&mut phone, xml);
     let p = h.next_publish().await;
     assert!(h.settled_publishes().await.is_empty());
@@ -213,10 +207,7 @@ async fn b53_headline_publishes_without_body() {
 /// window, the next hibernation's first stanza publishes at once.
 #[actix_rt::test]
 async fn b54_d12_resume_within_the_window_ends_it() {
-    let mut h = Harness::start(long_window(with_body())).await;
-    let mut phone = h.session("phone");
-    h.enable_ok(&phone, "n1").await;
-    h.hibernate(&mut phone, &[]).await;
+    let (mut h, mut phone) = hibernated_phone(long_window(with_body())).await;
     h.queue(&mut phone, &chat("before resume"));
     assert_eq!(
         h.next_publish().await.body().as_deref(),
