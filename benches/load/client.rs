@@ -298,13 +298,7 @@ pub async fn connect(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let (_, xml) =
-        xmlstream::initiate_stream(BufStream::new(tcp), "jabber:client", header(), timeouts())
-            .await
-            .map_err(|e| e.to_string())?
-            .recv_features::<Element>()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+    let xml = open_stream(tcp).await?;
     let Some(connector) = tls else {
         return Ok(AnySession::Plain(Box::new(
             login(xml, user, resource).await?,
@@ -324,14 +318,22 @@ pub async fn connect(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
+    let xml = open_stream(tls).await?;
+    Ok(AnySession::Tls(Box::new(login(xml, user, resource).await?)))
+}
+
+/// Sends the stream header and reads the features.
+async fn open_stream<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    io: S,
+) -> Result<XmlStream<BufStream<S>, Element>, String> {
     let (_, xml) =
-        xmlstream::initiate_stream(BufStream::new(tls), "jabber:client", header(), timeouts())
+        xmlstream::initiate_stream(BufStream::new(io), "jabber:client", header(), timeouts())
             .await
             .map_err(|e| e.to_string())?
             .recv_features::<Element>()
             .await
             .map_err(|e| format!("{e:?}"))?;
-    Ok(AnySession::Tls(Box::new(login(xml, user, resource).await?)))
+    Ok(xml)
 }
 
 /// Trusts the certificate the server generated in its data dir.
