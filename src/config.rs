@@ -94,6 +94,17 @@ pub struct Config {
     /// Largest stanza a client may send, in bytes; past it the stream ends with
     /// `policy-violation`.
     pub c2s_stanza_size_limit: usize,
+    /// Nesting levels inside one stanza (the stanza is level 1), on every stream; past
+    /// it the stream ends with `policy-violation` before the stanza is built.
+    pub xml_max_depth: usize,
+    /// Attributes on one element, on every stream.
+    pub xml_max_attributes: usize,
+    /// Bytes in one attribute value (or element or attribute name), on every stream.
+    pub xml_max_attribute_size: usize,
+    /// Client sockets from one IP address at once (authenticated or not).
+    pub c2s_max_connections_per_ip: usize,
+    /// Client sockets that have not bound a resource yet, in total.
+    pub c2s_max_unauthenticated: usize,
     /// Client sockets open at once; past it new connections are closed at once. A
     /// hibernated session holds none.
     pub c2s_max_connections: usize,
@@ -126,6 +137,17 @@ pub struct ComponentConfig {
     pub secret: String,
 }
 
+impl Config {
+    /// The stream reader's limits, the same on every kind of stream.
+    pub fn xml_limits(&self) -> crate::xmpp::xml::Limits {
+        crate::xmpp::xml::Limits {
+            max_depth: self.xml_max_depth,
+            max_attributes: self.xml_max_attributes,
+            max_attribute_size: self.xml_max_attribute_size,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -156,6 +178,11 @@ impl Default for Config {
             c2s_require_encryption: true,
             allow_unencrypted_plain_auth: false,
             c2s_stanza_size_limit: 256 * 1024,
+            xml_max_depth: 32,
+            xml_max_attributes: 64,
+            xml_max_attribute_size: 8192,
+            c2s_max_connections_per_ip: 20,
+            c2s_max_unauthenticated: 100,
             c2s_max_connections: 1000,
             c2s_auth_timeout: Duration::from_secs(30),
             offline_max_messages: 1000,
@@ -199,6 +226,11 @@ pub const KEYS: &[&str] = &[
     "c2s_require_encryption",
     "allow_unencrypted_plain_auth",
     "c2s_stanza_size_limit",
+    "xml_max_depth",
+    "xml_max_attributes",
+    "xml_max_attribute_size",
+    "c2s_max_connections_per_ip",
+    "c2s_max_unauthenticated",
     "c2s_max_connections",
     "c2s_auth_timeout",
     "offline_max_messages",
@@ -301,6 +333,17 @@ impl Config {
                     cfg.c2s_stanza_size_limit = v.int(10 * 1024, 16 * 1024 * 1024)? as usize
                 }
                 "c2s_max_connections" => cfg.c2s_max_connections = v.int(1, 1_000_000)? as usize,
+                "xml_max_depth" => cfg.xml_max_depth = v.int(8, 256)? as usize,
+                "xml_max_attributes" => cfg.xml_max_attributes = v.int(8, 4096)? as usize,
+                "xml_max_attribute_size" => {
+                    cfg.xml_max_attribute_size = v.int(1024, 1024 * 1024)? as usize
+                }
+                "c2s_max_connections_per_ip" => {
+                    cfg.c2s_max_connections_per_ip = v.int(1, 1_000_000)? as usize
+                }
+                "c2s_max_unauthenticated" => {
+                    cfg.c2s_max_unauthenticated = v.int(1, 1_000_000)? as usize
+                }
                 "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
                 "offline_max_messages" => cfg.offline_max_messages = v.int(1, 1_000_000)? as usize,
                 "roster_max_items" => cfg.roster_max_items = v.int(1, 100_000)? as usize,
@@ -550,6 +593,23 @@ impl fmt::Display for Config {
         )?;
         writeln!(f, "c2s_stanza_size_limit = {}", self.c2s_stanza_size_limit)?;
         writeln!(f, "c2s_max_connections = {}", self.c2s_max_connections)?;
+        writeln!(f, "xml_max_depth = {}", self.xml_max_depth)?;
+        writeln!(f, "xml_max_attributes = {}", self.xml_max_attributes)?;
+        writeln!(
+            f,
+            "xml_max_attribute_size = {}",
+            self.xml_max_attribute_size
+        )?;
+        writeln!(
+            f,
+            "c2s_max_connections_per_ip = {}",
+            self.c2s_max_connections_per_ip
+        )?;
+        writeln!(
+            f,
+            "c2s_max_unauthenticated = {}",
+            self.c2s_max_unauthenticated
+        )?;
         writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
         writeln!(f, "offline_max_messages = {}", self.offline_max_messages)?;
         writeln!(f, "roster_max_items = {}", self.roster_max_items)?;

@@ -13,24 +13,21 @@ use std::time::Duration;
 use actix::Addr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_xmpp::xmlstream::{self, AcceptedStream, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::io::{self, Io, SizeGuard, Transport};
+use super::io::{self, SizeGuard, Transport};
 use super::router::{Bind, FindResumable, Router, SESSION_CHANNEL, ToSession};
 use super::sasl::{self, SaslOutcome};
 use super::stanza::{self, CLIENT_NS};
+use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
 use crate::push::{PushHub, SessionId};
 use crate::store::Store;
 
-const STREAMS_NS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
@@ -46,24 +43,10 @@ pub struct Shared {
     pub decoy_secret: [u8; 32],
 }
 
-pub(super) type Xml = XmlStream<Io, Element>;
-
-fn timeouts() -> Timeouts {
-    Timeouts {
-        read_timeout: Duration::from_secs(300),
-        response_timeout: Duration::from_secs(60),
-    }
-}
-
-fn stream_error(condition: &str) -> Element {
-    Element::builder("error", STREAM_NS)
-        .append(Element::builder(condition, STREAMS_NS))
-        .build()
-}
+pub(super) type Xml = XmlStream;
 
 pub(super) async fn close_with(xml: &mut Xml, condition: &str) {
-    let _ = xml.send(&stream_error(condition)).await;
-    let _ = xml.shutdown().await;
+    xml.close_with(condition).await;
 }
 
 pub(super) fn random_id() -> String {
@@ -72,38 +55,45 @@ pub(super) fn random_id() -> String {
     B64.encode(b).replace(['+', '/'], "x")
 }
 
-fn features(
-    cfg: &Config,
-    tls: bool,
-    authenticated: bool,
-) -> xmpp_parsers::stream_features::StreamFeatures {
-    let mut f = xmpp_parsers::stream_features::StreamFeatures::default();
+/// Our stream features (RFC 6120 §4.3.2), built here so that they say exactly what is
+/// offered: no `<mechanisms/>` when no mechanism is (an empty one stops xmpp.js), bind,
+/// the optional session and stream management only after authentication.
+fn features(cfg: &Config, tls: bool, authenticated: bool) -> Element {
+    let mut f = Element::builder("features", xml::STREAM_NS);
     if authenticated {
-        f.others.push(Element::builder("bind", BIND_NS).build());
-        f.others.push(
-            Element::builder("session", SESSION_NS)
-                .append(Element::builder("optional", SESSION_NS))
-                .build(),
-        );
-        f.others
-            .push(Element::builder("sm", super::session::SM_NS).build());
-        return f;
+        return f
+            .append(Element::builder("bind", BIND_NS))
+            .append(
+                Element::builder("session", SESSION_NS)
+                    .append(Element::builder("optional", SESSION_NS)),
+            )
+            .append(Element::builder("sm", super::session::SM_NS))
+            .build();
     }
     if !tls {
         let mut starttls = Element::builder("starttls", TLS_NS);
         if cfg.c2s_require_encryption {
             starttls = starttls.append(Element::builder("required", TLS_NS));
         }
-        f.others.push(starttls.build());
+        f = f.append(starttls);
     }
+    let mut mechanisms = Vec::new();
     if tls || !cfg.c2s_require_encryption {
-        f.sasl_mechanisms.insert("SCRAM-SHA-256".into());
-        f.sasl_mechanisms.insert("SCRAM-SHA-1".into());
+        mechanisms.extend(["SCRAM-SHA-256", "SCRAM-SHA-1"]);
         if tls || cfg.allow_unencrypted_plain_auth {
-            f.sasl_mechanisms.insert("PLAIN".into());
+            mechanisms.push("PLAIN");
         }
     }
-    f
+    if !mechanisms.is_empty() {
+        f = f.append(
+            Element::builder("mechanisms", ns::SASL).append_all(
+                mechanisms
+                    .into_iter()
+                    .map(|m| Element::builder("mechanism", ns::SASL).append(m)),
+            ),
+        );
+    }
+    f.build()
 }
 
 /// Serves one client connection to its end.
@@ -189,54 +179,84 @@ pub(super) enum Next {
 
 pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
     match xml.next().await {
-        Some(Ok(el)) => {
+        Read::Element(el) => {
             guard.reset();
             Next::Element(el)
         }
-        Some(Err(ReadError::SoftTimeout)) => Next::Idle,
-        Some(Err(ReadError::ParseError(e))) => {
-            tracing::debug!(error = %e, "invalid element");
-            close_with(xml, "invalid-xml").await;
-            Next::Closed
-        }
-        Some(Err(ReadError::HardError(e))) => {
-            if guard.saw_eof() {
-                tracing::debug!(error = %e, "connection ended without closing the stream");
-                Next::Lost
-            } else if guard.exceeded() {
-                tracing::info!("stanza size limit exceeded");
-                close_with(xml, "policy-violation").await;
-                Next::Closed
-            } else if e.kind() == std::io::ErrorKind::InvalidData {
-                close_with(xml, "not-well-formed").await;
-                Next::Closed
-            } else {
-                tracing::debug!(error = %e, "connection lost");
-                Next::Lost
-            }
-        }
-        Some(Err(ReadError::StreamFooterReceived)) => {
+        Read::Idle => Next::Idle,
+        Read::Footer => {
+            tracing::debug!("client closed the stream");
             let _ = xml.shutdown().await;
             Next::Closed
         }
-        None => Next::Lost,
+        Read::Eof => {
+            tracing::debug!("connection ended without closing the stream");
+            Next::Lost
+        }
+        Read::Header(_) => {
+            tracing::info!("stream closed: a second stream header without a restart");
+            close_with(xml, "not-well-formed").await;
+            Next::Closed
+        }
+        Read::Invalid(e) => {
+            tracing::info!(error = %e, condition = e.condition(), "stream closed: bad XML");
+            close_with(xml, e.condition()).await;
+            Next::Closed
+        }
+        Read::Io(e) if guard.exceeded() => {
+            tracing::info!(error = %e, "stream closed: stanza size limit exceeded");
+            close_with(xml, "policy-violation").await;
+            Next::Closed
+        }
+        Read::Io(e) => {
+            tracing::debug!(error = %e, "connection lost");
+            Next::Lost
+        }
     }
 }
 
-/// Opens a stream on a fresh transport: reads the header, checks the host.
+/// Opens a stream on a fresh transport: reads the client's header.
 async fn open(
     transport: Transport,
     permit: Option<OwnedSemaphorePermit>,
     shared: &Shared,
-) -> Option<(AcceptedStream<Io>, SizeGuard)> {
+) -> Option<(Xml, SizeGuard, Header)> {
     let (mut io, guard) = io::wrap(transport, shared.cfg.c2s_stanza_size_limit);
     io::hold(&mut io, permit);
-    match xmlstream::accept_stream(io, CLIENT_NS, timeouts()).await {
-        Ok(a) => Some((a, guard)),
-        Err(e) => {
-            tracing::debug!(error = %e, "no valid stream header");
-            None
+    let mut xml = XmlStream::new(io, CLIENT_NS, shared.cfg.xml_limits());
+    let header = read_header(&mut xml, &shared.cfg.domain).await?;
+    guard.reset();
+    Some((xml, guard, header))
+}
+
+/// The client's stream header; without one the stream ends, with the error it
+/// deserved after a header of ours (RFC 6120 §4.9.1.1).
+pub(super) async fn read_header(xml: &mut Xml, domain: &str) -> Option<Header> {
+    let condition = match xml.read_header().await {
+        Ok(h) => return Some(h),
+        Err(Read::Invalid(e)) => {
+            tracing::debug!(error = %e, "stream closed: no valid stream header");
+            e.condition()
         }
+        Err(Read::Io(e)) => {
+            tracing::debug!(error = %e, "connection ended before a stream header");
+            return None;
+        }
+        Err(other) => {
+            tracing::debug!(got = ?std::mem::discriminant(&other), "no stream header");
+            return None;
+        }
+    };
+    let _ = xml.feed_header(our_header(domain, &random_id()));
+    close_with(xml, condition).await;
+    None
+}
+
+fn our_header<'a>(domain: &'a str, id: &'a str) -> OurHeader<'a> {
+    OurHeader {
+        from: Some(domain),
+        to: None,
+        id: Some(id),
     }
 }
 
@@ -277,37 +297,20 @@ async fn negotiate(
 ) -> Option<Bound> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
-    let (mut accepted, mut guard) = open(transport, Some(permit), shared).await?;
+    let (mut xml, mut guard, mut header) = open(transport, Some(permit), shared).await?;
     let mut user: Option<String> = None;
     let mut failures = 0;
     loop {
-        let to_ok = accepted
-            .header()
-            .to
-            .as_deref()
-            .map(|t| t.to_ascii_lowercase())
-            == Some(cfg.domain.clone());
-        let pending = accepted
-            .send_header(StreamHeader {
-                from: Some(cfg.domain.as_str().into()),
-                to: None,
-                id: Some(random_id().into()),
-            })
-            .await
+        let to_ok =
+            header.to.as_deref().map(|t| t.to_ascii_lowercase()) == Some(cfg.domain.clone());
+        xml.feed_header(our_header(&cfg.domain, &random_id()))
             .ok()?;
         if !to_ok {
-            let error = xmpp_parsers::stream_error::StreamError {
-                condition: xmpp_parsers::stream_error::DefinedCondition::HostUnknown,
-                texts: Default::default(),
-                application_specific: Vec::new(),
-            };
-            let _ = pending.send_error(&error).await;
+            tracing::debug!(to = ?header.to, "stream closed: host-unknown");
+            close_with(&mut xml, "host-unknown").await;
             return None;
         }
-        let mut xml: Xml = pending
-            .send_features(&features(cfg, tls, user.is_some()))
-            .await
-            .ok()?;
+        xml.send(&features(cfg, tls, user.is_some())).await.ok()?;
         loop {
             let el = next_before(&mut xml, &guard, deadline).await?;
             if el.is("starttls", TLS_NS) && !tls && user.is_none() {
@@ -322,7 +325,8 @@ async fn negotiate(
                     .await
                     .ok()?;
                 tls = true;
-                (accepted, guard) = open(Transport::Tls(Box::new(stream)), permit, shared).await?;
+                (xml, guard, header) =
+                    open(Transport::Tls(Box::new(stream)), permit, shared).await?;
                 break;
             }
             if el.has_ns(ns::SASL) && user.is_none() {
@@ -333,7 +337,13 @@ async fn negotiate(
                 match sasl::exchange(&mut xml, &guard, el, shared, tls, deadline).await? {
                     SaslOutcome::Success { username, success } => {
                         user = Some(username);
-                        accepted = xml.accept_reset(&success).await.ok()?;
+                        // The restart point is right after <success/>: whatever the
+                        // client sent after its last element (a newline, say) belongs
+                        // to the old stream and is skipped by the reader.
+                        xml.restart();
+                        xml.send(&success).await.ok()?;
+                        header = read_header(&mut xml, &cfg.domain).await?;
+                        guard.reset();
                         break;
                     }
                     SaslOutcome::Failed => {

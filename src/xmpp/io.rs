@@ -1,11 +1,12 @@
 //! The transport under an XML stream: plain TCP or TLS, with a byte counter that lets the
-//! session enforce `c2s_stanza_size_limit` (tokio-xmpp's parser has no total size cap).
+//! session enforce `c2s_stanza_size_limit`, and the connection's place under
+//! `c2s_max_connections`.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
@@ -29,45 +30,13 @@ impl Transport {
 /// stream with `policy-violation`.
 pub struct Limited {
     inner: Transport,
-    /// Bytes read ahead (a component's stream header) to hand out before the transport's.
-    replay: Vec<u8>,
     read_since_reset: Arc<AtomicUsize>,
     eof: Arc<std::sync::atomic::AtomicBool>,
     limit: usize,
-    outbox: Option<Outbox>,
     /// The client connection's place under `c2s_max_connections`. It lives with the
     /// socket: a hibernated session (no socket) holds none, and a resumption's socket
     /// brings its own.
     permit: Option<OwnedSemaphorePermit>,
-}
-
-/// Serialized stanzas to write into the stream as they are (publishes, which the push
-/// module hands over as text). The XML writer above this transport cannot take text, so
-/// the transport writes the outbox itself: at every flush, and before any bytes the
-/// writer hands it later. Pushing only after a completed flush (when the writer holds no
-/// partial element) keeps every stanza whole and in order.
-#[derive(Clone, Default)]
-pub struct Outbox(Arc<Mutex<OutboxBytes>>);
-
-#[derive(Default)]
-struct OutboxBytes {
-    bytes: Vec<u8>,
-    written: usize,
-}
-
-/// What the outbox keeps allocated once drained: a burst's buffer is given back.
-const OUTBOX_KEEP: usize = 64 * 1024;
-
-impl Outbox {
-    pub fn push(&self, text: &str) {
-        self.bytes().bytes.extend_from_slice(text.as_bytes());
-    }
-
-    fn bytes(&self) -> MutexGuard<'_, OutboxBytes> {
-        // Only ever locked for a copy or a write, never across a panic that matters: a
-        // poisoned lock still holds whole stanzas.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 fn poll_write_transport(
@@ -79,37 +48,6 @@ fn poll_write_transport(
         Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
         Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
     }
-}
-
-impl Limited {
-    /// Writes whatever the outbox holds.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Limited { inner, outbox, .. } = self;
-        let Some(outbox) = outbox else {
-            return Poll::Ready(Ok(()));
-        };
-        let mut out = outbox.bytes();
-        while out.written < out.bytes.len() {
-            let from = out.written;
-            let n = ready!(poll_write_transport(inner, cx, &out.bytes[from..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            out.written += n;
-        }
-        out.bytes.clear();
-        out.written = 0;
-        out.bytes.shrink_to(OUTBOX_KEEP);
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Gives the transport under `io` an outbox (a component's stream, before it is wrapped
-/// in the XML stream).
-pub fn outbox(io: &mut Io) -> Outbox {
-    let outbox = Outbox::default();
-    io.get_mut().outbox = Some(outbox.clone());
-    outbox
 }
 
 /// The session's handle on the counter.
@@ -151,23 +89,13 @@ pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
     (
         BufStream::new(Limited {
             inner,
-            replay: Vec::new(),
             read_since_reset: count,
             eof,
             limit,
-            outbox: None,
             permit: None,
         }),
         guard,
     )
-}
-
-/// Like [`wrap`], with bytes already read from the transport put back in front.
-pub fn wrap_with_replay(inner: Transport, replay: Vec<u8>, limit: usize) -> (Io, SizeGuard) {
-    let (io, guard) = wrap(inner, limit);
-    let mut limited = io.into_inner();
-    limited.replay = replay;
-    (BufStream::new(limited), guard)
 }
 
 /// Takes the transport back out (for the TLS upgrade), with its connection permit.
@@ -196,13 +124,6 @@ impl AsyncRead for Limited {
                 "stanza size limit exceeded",
             )));
         }
-        if !this.replay.is_empty() {
-            let n = this.replay.len().min(buf.remaining());
-            buf.put_slice(&this.replay[..n]);
-            this.replay.drain(..n);
-            this.read_since_reset.fetch_add(n, Ordering::Relaxed);
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
         let res = match &mut this.inner {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -223,24 +144,18 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        poll_write_transport(&mut this.inner, cx, data)
+        poll_write_transport(&mut self.get_mut().inner, cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        match &mut this.inner {
+        match &mut self.get_mut().inner {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        match &mut this.inner {
+        match &mut self.get_mut().inner {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
@@ -253,10 +168,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// Text pushed to the outbox after a flush lands between the writer's stanzas, in
-    /// order, and the permit lives exactly as long as the transport.
+    /// The permit lives exactly as long as the transport.
     #[tokio::test]
-    async fn outbox_text_goes_out_between_whole_writes_in_order() {
+    async fn the_connection_permit_goes_with_the_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
@@ -269,14 +183,7 @@ mod tests {
         let (mut io, _guard) = wrap(Transport::Plain(server), 1024);
         let limit = Arc::new(tokio::sync::Semaphore::new(1));
         hold(&mut io, Some(limit.clone().try_acquire_owned().unwrap()));
-        let outbox = outbox(&mut io);
         io.write_all(b"<a/>").await.unwrap();
-        io.flush().await.unwrap();
-        outbox.push("<b/>");
-        outbox.push("<c/>");
-        io.write_all(b"<d/>").await.unwrap();
-        io.flush().await.unwrap();
-        outbox.push("<e/>");
         io.flush().await.unwrap();
         assert_eq!(limit.available_permits(), 0);
         io.shutdown().await.unwrap();
@@ -286,6 +193,6 @@ mod tests {
             1,
             "the permit went with the socket"
         );
-        assert_eq!(client.await.unwrap(), "<a/><b/><c/><d/><e/>");
+        assert_eq!(client.await.unwrap(), "<a/>");
     }
 }

@@ -1,9 +1,10 @@
 //! The XMPP host: what a push server needs of an XMPP server.
 //!
-//! Built so far: client streams with STARTTLS, SASL (SCRAM, PLAIN) and bind (`c2s`,
-//! `sasl`, `scram`, `tls`, `io`), routing between local sessions and components
-//! (`router`, `component`), and the server that starts them (`server`). Still to come:
-//! stream management, offline storage, roster and presence subscriptions.
+//! Client streams with STARTTLS, SASL (SCRAM, PLAIN) and bind (`c2s`, `sasl`, `scram`,
+//! `tls`, `io`, over the XML streams of `xml`), the bound session with stream management
+//! (`session`, `sm`), rosters (`roster`), routing between local sessions and components
+//! with offline storage (`router`, `component`), and the server that starts them
+//! (`server`).
 
 #[cfg(unix)]
 pub mod admin;
@@ -19,3 +20,4 @@ pub mod session;
 pub mod sm;
 pub mod stanza;
 pub mod tls;
+pub mod xml;

@@ -305,6 +305,19 @@ impl Router {
                     let _ = Self::send_to(&e.tx, stanza.clone());
                 }
             }
+            // A local contact approved the user's request: its server (this one) sends
+            // the contact's current presence right after the approval (RFC 6121
+            // §3.1.5), so the user sees the contact online without waiting for the
+            // contact's next presence change.
+            if changed && kind == "subscribed" {
+                let domain = act.cfg.domain.clone();
+                if let Some(local) = contact
+                    .strip_suffix(domain.as_str())
+                    .and_then(|c| c.strip_suffix('@'))
+                {
+                    act.send_presences(local, &format!("{user}@{domain}"), ctx);
+                }
+            }
         }));
     }
 
@@ -320,24 +333,28 @@ impl Router {
         let load = self.store.send(LoadRoster { user: user.clone() });
         ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
             let allowed = matches!(&res, Ok(Ok(r)) if r.iter().any(|(c, i)| *c == contact && i.subscription.from()));
-            if !allowed {
-                return;
-            }
-            let answers: Vec<Element> = act
-                .users
-                .get(&user)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.presence.as_deref()?.parse::<Element>().ok())
-                .map(|mut p| {
-                    stanza::set_attr(&mut p, "to", &from);
-                    p
-                })
-                .collect();
-            for p in answers {
-                act.deliver(p, ctx);
+            if allowed {
+                act.send_presences(&user, &from, ctx);
             }
         }));
+    }
+
+    /// The current presence of each of the user's available sessions, to `to`.
+    fn send_presences(&self, user: &str, to: &str, ctx: &mut Context<Self>) {
+        let presences: Vec<Element> = self
+            .users
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.presence.as_deref()?.parse::<Element>().ok())
+            .map(|mut p| {
+                stanza::set_attr(&mut p, "to", to);
+                p
+            })
+            .collect();
+        for p in presences {
+            self.deliver(p, ctx);
+        }
     }
 
     /// RFC 6121 §2.1.6: every session of the user learns of a roster change.

@@ -2,14 +2,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use futures::SinkExt;
-use tokio_xmpp::xmlstream::XmlStream;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::c2s::{Shared, next_before};
-use super::io::{Io, SizeGuard};
+use super::c2s::{Shared, Xml, next_before};
+use super::io::SizeGuard;
 use super::scram::{self, Hash, ScramCredential, ServerExchange};
 use crate::store::{Account, LoadAccount};
 
@@ -72,7 +70,7 @@ fn decode(el: &Element) -> Option<Vec<u8>> {
 
 /// Runs one SASL exchange that starts with `auth`. `None`: the stream was closed.
 pub async fn exchange(
-    xml: &mut XmlStream<Io, Element>,
+    xml: &mut Xml,
     guard: &SizeGuard,
     auth: Element,
     shared: &Shared,
@@ -152,7 +150,7 @@ async fn plain(initial: &[u8], domain: &str, shared: &Shared) -> Auth {
 }
 
 async fn scram_exchange(
-    xml: &mut XmlStream<Io, Element>,
+    xml: &mut Xml,
     guard: &SizeGuard,
     hash: Hash,
     initial: &[u8],

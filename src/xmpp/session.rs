@@ -3,7 +3,6 @@
 //! (hibernation) until it is resumed, or until its timeout ends it (the push module's,
 //! for push-linked sessions, D14).
 
-use futures::SinkExt;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::minidom::Element;

@@ -3,6 +3,9 @@
 
 mod checklist;
 mod client;
+mod client_bugs;
+mod hostile;
+mod raw;
 
 use std::time::Duration;
 
@@ -644,9 +647,13 @@ async fn subscription_then_presence_flows() {
     romeo
         .send("<presence type='subscribed' to='juliet@localhost'/>")
         .await;
-    // Juliet now sees Romeo: the approval, then his presence on his next broadcast.
+    // Juliet now sees Romeo: the approval, then at once his current presence (RFC 6121
+    // §3.1.5), not only at his next broadcast.
     let (answer, _) = juliet.until("presence").await;
     assert_eq!(answer.attr("type"), Some("subscribed"));
+    let (current, _) = juliet.until("presence").await;
+    assert_eq!(current.attr("from"), Some("romeo@localhost/desk"));
+    assert!(current.attr("type").is_none(), "{}", String::from(&current));
     let roster = juliet
         .iq("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
         .await;

@@ -1,0 +1,82 @@
+//! What broke clients nobody here wrote, replayed with the exact bytes each one sends.
+
+use super::raw::Raw;
+use super::{DOMAIN, TestServer};
+
+/// xmpp.js (`@xmpp/client` 0.14) opens its stream like this, with double quotes.
+const XMPPJS_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream version=\"1.0\" xmlns=\"jabber:client\" xmlns:stream=\"http://etherx.jabber.org/streams\" to=\"localhost\" xml:lang=\"en\">";
+
+/// go-xmpp (behind go-sendxmpp) opens its stream like this, newline included.
+const GOXMPP_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>\n";
+
+/// go-xmpp's PLAIN auth for juliet, with the newline it writes after every element.
+const GOXMPP_PLAIN_AUTH: &[u8] =
+    b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABqdWxpZXQtcHc=</auth>\n";
+
+fn plaintext_allowed(t: &mut cloud_notify::config::Config) {
+    t.c2s_require_encryption = false;
+    t.allow_unencrypted_plain_auth = true;
+}
+
+/// Before TLS, with encryption required, no mechanism is offered, and xmpp.js gives up
+/// on an empty `<mechanisms/>` ("SASL: No compatible mechanism available").
+#[actix_rt::test]
+async fn no_empty_mechanisms_next_to_required_starttls() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = Raw::connect(t.c2s()).await;
+    c.write(XMPPJS_HEADER).await;
+    let features = c.until("</stream:features>").await;
+    assert!(features.contains("<required/>"), "{features}");
+    assert!(!features.contains("mechanisms"), "{features}");
+}
+
+/// After SASL the features are bind, session and sm: no `<mechanisms/>` either.
+#[actix_rt::test]
+async fn no_mechanisms_after_authentication() {
+    let t = TestServer::start(plaintext_allowed).await;
+    let mut c = Raw::connect(t.c2s()).await;
+    c.write(XMPPJS_HEADER).await;
+    let features = c.until("</stream:features>").await;
+    assert!(
+        features.contains("<mechanism>PLAIN</mechanism>"),
+        "{features}"
+    );
+    c.write(b"<auth xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\" mechanism=\"PLAIN\">AGp1bGlldABqdWxpZXQtcHc=</auth>").await;
+    c.until("<success").await;
+    c.write(XMPPJS_HEADER).await;
+    let features = c.until("</stream:features>").await;
+    assert!(
+        features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "{features}"
+    );
+    assert!(features.contains("urn:xmpp:sm:3"), "{features}");
+    assert!(!features.contains("mechanisms"), "{features}");
+}
+
+/// go-xmpp writes `</auth>\n`: the newline belongs to the old stream, and the restarted
+/// stream after `<success/>` must go on (it used to end with a bare EOF).
+#[actix_rt::test]
+async fn whitespace_after_auth_does_not_end_the_connection() {
+    let t = TestServer::start(plaintext_allowed).await;
+    let mut c = Raw::connect(t.c2s()).await;
+    c.write(GOXMPP_HEADER).await;
+    c.until("</stream:features>").await;
+    c.write(GOXMPP_PLAIN_AUTH).await;
+    c.until("<success").await;
+    c.write(GOXMPP_HEADER).await;
+    let features = c.until("</stream:features>").await;
+    assert!(
+        features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "{features}"
+    );
+    c.write(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>go</resource></bind></iq>\n")
+        .await;
+    let bound = c.until("</iq>").await;
+    assert!(bound.contains(&format!("juliet@{DOMAIN}/go")), "{bound}");
+    // Whitespace keepalives between stanzas are fine too.
+    c.write(b"\n \n<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>\n")
+        .await;
+    c.until("id='p'").await;
+    let pong = c.until(">").await;
+    assert!(pong.contains("type='result'"), "{pong}");
+}

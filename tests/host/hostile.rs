@@ -1,0 +1,113 @@
+//! Hostile peers (issue "under attack"): each test replays an attack that once hurt the
+//! server and checks that only the attacker's stream ends, with the right error, while
+//! an honest user goes on.
+
+use super::raw::Raw;
+use super::{TestServer, client};
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+const COMPONENT_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='push.localhost'>";
+
+fn nested(levels: usize) -> String {
+    let mut s = String::with_capacity(levels * 7);
+    for _ in 0..levels {
+        s.push_str("<a>");
+    }
+    for _ in 0..levels {
+        s.push_str("</a>");
+    }
+    s
+}
+
+async fn still_serves(t: &TestServer, user: &str) {
+    let mut c = t.login(user, "check").await;
+    let pong = c
+        .iq("<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+/// 20,000 nested elements in one packet before authentication used to overflow the
+/// stack and abort the process. Now the stream ends at `xml_max_depth`.
+#[actix_rt::test]
+async fn deep_nesting_before_auth_ends_that_stream_only() {
+    let t = TestServer::start(|c| c.c2s_require_encryption = false).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let mut attacker = Raw::connect(t.c2s()).await;
+    attacker.write(HEADER.as_bytes()).await;
+    attacker.until("</stream:features>").await;
+    attacker.write(nested(20_000).as_bytes()).await;
+    let reply = attacker.rest_until_closed().await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    let pong = juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    still_serves(&t, "romeo").await;
+}
+
+/// The same on the component port, before the handshake.
+#[actix_rt::test]
+async fn deep_nesting_on_the_component_port_ends_that_stream_only() {
+    let t = TestServer::start(|_| {}).await;
+    let mut attacker = Raw::connect(t.component()).await;
+    attacker.write(COMPONENT_HEADER.as_bytes()).await;
+    attacker.until("id=").await;
+    attacker.write(nested(20_000).as_bytes()).await;
+    let reply = attacker.rest_until_closed().await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    let mut app = client::Component::connect(&t).await;
+    still_serves(&t, "juliet").await;
+    app.expect_nothing_before_ping(&t).await;
+}
+
+/// An authenticated user's stanza one level past the limit ends its stream with
+/// `policy-violation`; at the limit it is routed.
+#[actix_rt::test]
+async fn depth_limit_applies_after_auth_and_the_limit_itself_passes() {
+    let t = TestServer::start(|c| c.xml_max_depth = 8).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo.send("<presence/>").await;
+    let mut juliet = t.login("juliet", "phone").await;
+    // message (1) > body-less payload levels 2..=8.
+    let at_limit = format!(
+        "<message to='romeo@localhost' id='ok'><x xmlns='urn:example'>{}</x></message>",
+        nested(6)
+    );
+    juliet.send(&at_limit).await;
+    let (m, _) = romeo.until("message").await;
+    assert_eq!(m.attr("id"), Some("ok"));
+    let past = format!(
+        "<message to='romeo@localhost' id='deep'><x xmlns='urn:example'>{}</x></message>",
+        nested(7)
+    );
+    juliet.send(&past).await;
+    let err = juliet.next_or_error().await;
+    assert!(err.contains("policy-violation"), "{err}");
+    let pong = romeo
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+/// Too many attributes, or one too long, end the stream before the element is built.
+#[actix_rt::test]
+async fn attribute_floods_end_the_stream() {
+    let t = TestServer::start(|c| c.c2s_require_encryption = false).await;
+    let many: String = (0..1000).map(|i| format!(" a{i}='x'")).collect();
+    let mut attacker = Raw::connect(t.c2s()).await;
+    attacker
+        .write(format!("{HEADER}<message{many}/>").as_bytes())
+        .await;
+    let reply = attacker.rest_until_closed().await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    let mut attacker = Raw::connect(t.c2s()).await;
+    let long = "x".repeat(9000);
+    attacker
+        .write(format!("{HEADER}<message id='{long}'/>").as_bytes())
+        .await;
+    let reply = attacker.rest_until_closed().await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    still_serves(&t, "juliet").await;
+}
