@@ -14,11 +14,11 @@ use actix::Addr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
+use super::admission::{Negotiating, Place};
 use super::io::{self, SizeGuard, Transport};
 use super::router::{Bind, FindResumable, Router, SESSION_CHANNEL, ToSession};
 use super::sasl::{self, SaslOutcome};
@@ -96,18 +96,20 @@ fn features(cfg: &Config, tls: bool, authenticated: bool) -> Element {
     f.build()
 }
 
-/// Serves one client connection to its end.
-/// One client connection, from accept to the end of its session. `permit` is its place
-/// under `c2s_max_connections`; it stays with the socket (see [`io::hold`]).
+/// One client connection, from accept to the end of its session. `place` is its place
+/// under the connection limits; it stays with the socket (see [`io::hold`]).
+/// `negotiating` is its place among the connections not yet bound.
 pub async fn serve(
     tcp: TcpStream,
     shared: Rc<Shared>,
     direct_tls: bool,
-    permit: OwnedSemaphorePermit,
+    place: Place,
+    negotiating: Negotiating,
 ) {
     // Boxed, like the session's phases: the task's future keeps the size of its largest
     // state for the session's whole life, and the TLS handshake's state is large.
-    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls, permit)).await else {
+    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls, place, negotiating)).await
+    else {
         return;
     };
     // Every log line of the session carries its JID.
@@ -116,41 +118,43 @@ pub async fn serve(
     tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
 }
 
-/// TLS (for direct TLS), then the negotiation up to a bound resource, within
-/// `c2s_auth_timeout`.
+/// TLS (for direct TLS), then the negotiation up to a bound resource, all within
+/// `c2s_auth_timeout`. The negotiating place is given back when this returns.
 async fn establish(
     tcp: TcpStream,
     shared: &Rc<Shared>,
     direct_tls: bool,
-    permit: OwnedSemaphorePermit,
+    place: Place,
+    _negotiating: Negotiating,
 ) -> Option<Bound> {
     let peer = tcp.peer_addr().ok();
-    let transport = if direct_tls {
-        match tokio_rustls::TlsAcceptor::from(shared.tls.clone())
-            .accept(tcp)
-            .await
-        {
-            Ok(s) => Transport::Tls(Box::new(s)),
-            Err(e) => {
-                tracing::debug!(?peer, error = %e, "TLS handshake failed");
-                return None;
-            }
-        }
-    } else {
-        Transport::Plain(tcp)
-    };
-    // The inner reads send `connection-timeout` themselves; this outer bound covers what
-    // happens before a stream exists (TLS handshake, header).
     let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
-    match tokio::time::timeout_at(
-        deadline + Duration::from_secs(1),
-        negotiate(transport, shared, deadline, permit),
-    )
-    .await
-    {
+    let stages = async {
+        let transport = if direct_tls {
+            match tokio_rustls::TlsAcceptor::from(shared.tls.clone())
+                .accept(tcp)
+                .await
+            {
+                Ok(s) => Transport::Tls(Box::new(s)),
+                Err(e) => {
+                    tracing::debug!(?peer, error = %e, "negotiation ended: TLS handshake failed");
+                    return None;
+                }
+            }
+        } else {
+            Transport::Plain(tcp)
+        };
+        negotiate(transport, shared, deadline, place).await
+    };
+    // The reads inside send `connection-timeout` themselves at the deadline; this outer
+    // bound covers what has no stream to send it on (the TLS handshake, the header).
+    match tokio::time::timeout_at(deadline + Duration::from_secs(1), stages).await {
         Ok(bound) => bound,
         Err(_) => {
-            tracing::debug!(?peer, "client did not authenticate in time");
+            tracing::debug!(
+                ?peer,
+                "negotiation ended: client did not authenticate in time"
+            );
             None
         }
     }
@@ -218,11 +222,11 @@ pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
 /// Opens a stream on a fresh transport: reads the client's header.
 async fn open(
     transport: Transport,
-    permit: Option<OwnedSemaphorePermit>,
+    place: Option<Place>,
     shared: &Shared,
 ) -> Option<(Xml, SizeGuard, Header)> {
     let (mut io, guard) = io::wrap(transport, shared.cfg.c2s_stanza_size_limit);
-    io::hold(&mut io, permit);
+    io::hold(&mut io, place);
     let mut xml = XmlStream::new(io, CLIENT_NS, shared.cfg.xml_limits());
     let header = read_header(&mut xml, &shared.cfg.domain).await?;
     guard.reset();
@@ -293,11 +297,11 @@ async fn negotiate(
     transport: Transport,
     shared: &Shared,
     deadline: tokio::time::Instant,
-    permit: OwnedSemaphorePermit,
+    place: Place,
 ) -> Option<Bound> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
-    let (mut xml, mut guard, mut header) = open(transport, Some(permit), shared).await?;
+    let (mut xml, mut guard, mut header) = open(transport, Some(place), shared).await?;
     let mut user: Option<String> = None;
     let mut failures = 0;
     loop {
@@ -317,7 +321,7 @@ async fn negotiate(
                 xml.send(&Element::builder("proceed", TLS_NS).build())
                     .await
                     .ok()?;
-                let (Transport::Plain(tcp), permit) = io::unwrap(xml.into_inner()) else {
+                let (Transport::Plain(tcp), place) = io::unwrap(xml.into_inner()) else {
                     return None;
                 };
                 let stream = tokio_rustls::TlsAcceptor::from(shared.tls.clone())
@@ -326,7 +330,7 @@ async fn negotiate(
                     .ok()?;
                 tls = true;
                 (xml, guard, header) =
-                    open(Transport::Tls(Box::new(stream)), permit, shared).await?;
+                    open(Transport::Tls(Box::new(stream)), place, shared).await?;
                 break;
             }
             if el.has_ns(ns::SASL) && user.is_none() {

@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
+
+use super::admission::Place;
 
 /// Plain or TLS; the session's type does not change at STARTTLS, only this.
 pub enum Transport {
@@ -36,7 +37,7 @@ pub struct Limited {
     /// The client connection's place under `c2s_max_connections`. It lives with the
     /// socket: a hibernated session (no socket) holds none, and a resumption's socket
     /// brings its own.
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Place>,
 }
 
 fn poll_write_transport(
@@ -101,13 +102,13 @@ pub fn wrap(inner: Transport, limit: usize) -> (Io, SizeGuard) {
 /// Takes the transport back out (for the TLS upgrade), with its connection permit.
 /// Buffered unread bytes are lost, which is correct at STARTTLS: a client must not send
 /// before the handshake.
-pub fn unwrap(io: Io) -> (Transport, Option<OwnedSemaphorePermit>) {
+pub fn unwrap(io: Io) -> (Transport, Option<Place>) {
     let limited = io.into_inner();
     (limited.inner, limited.permit)
 }
 
 /// Ties a connection permit to the transport under `io`.
-pub fn hold(io: &mut Io, permit: Option<OwnedSemaphorePermit>) {
+pub fn hold(io: &mut Io, permit: Option<Place>) {
     io.get_mut().permit = permit;
 }
 
@@ -181,18 +182,16 @@ mod tests {
         });
         let (server, _) = listener.accept().await.unwrap();
         let (mut io, _guard) = wrap(Transport::Plain(server), 1024);
-        let limit = Arc::new(tokio::sync::Semaphore::new(1));
-        hold(&mut io, Some(limit.clone().try_acquire_owned().unwrap()));
+        let admission = super::super::admission::Admission::new(&crate::config::Config::default());
+        let (place, negotiating) = admission.admit(addr.ip()).unwrap();
+        drop(negotiating);
+        hold(&mut io, Some(place));
         io.write_all(b"<a/>").await.unwrap();
         io.flush().await.unwrap();
-        assert_eq!(limit.available_permits(), 0);
+        assert_eq!(admission.open(), 1);
         io.shutdown().await.unwrap();
         drop(io);
-        assert_eq!(
-            limit.available_permits(),
-            1,
-            "the permit went with the socket"
-        );
+        assert_eq!(admission.open(), 0, "the place went with the socket");
         assert_eq!(client.await.unwrap(), "<a/>");
     }
 }

@@ -8,6 +8,7 @@
 
 #[cfg(unix)]
 pub mod admin;
+pub mod admission;
 pub mod c2s;
 pub mod component;
 pub mod io;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
+use super::admission::Admission;
 use super::router::Router;
 use super::{c2s, component, tls};
 use crate::config::Config;
@@ -91,7 +92,7 @@ impl Server {
             store: store.clone(),
             decoy_secret: secret,
         });
-        let limit = Arc::new(Semaphore::new(cfg.c2s_max_connections));
+        let admission = Admission::new(&cfg);
         let c2s_addr = c2s_l.local_addr().map_err(|source| StartError::Listen {
             addr: cfg.c2s_listen,
             source,
@@ -105,7 +106,7 @@ impl Server {
             c2s_l,
             c2s_shared.clone(),
             false,
-            limit.clone(),
+            admission.clone(),
             stopped.clone(),
         );
         if let Some(l) = direct_l {
@@ -117,7 +118,7 @@ impl Server {
                 store: store.clone(),
                 decoy_secret: secret,
             });
-            accept_clients(l, shared, true, limit, stopped.clone());
+            accept_clients(l, shared, true, admission, stopped.clone());
         }
         let comp_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -192,21 +193,25 @@ fn accept_clients(
     listener: TcpListener,
     shared: Rc<c2s::Shared>,
     direct_tls: bool,
-    limit: Arc<Semaphore>,
+    admission: Admission,
     mut stopped: watch::Receiver<bool>,
 ) {
     actix::spawn(async move {
+        let mut refusals = RefusalLog::default();
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((tcp, peer)) => {
-                        let Ok(permit) = limit.clone().try_acquire_owned() else {
-                            tracing::warn!(%peer, "c2s_max_connections reached: connection closed");
-                            continue;
+                        let (place, negotiating) = match admission.admit(peer.ip()) {
+                            Ok(p) => p,
+                            Err(refusal) => {
+                                refusals.note(peer, refusal);
+                                continue;
+                            }
                         };
                         let _ = tcp.set_nodelay(true);
                         let shared = shared.clone();
-                        actix::spawn(c2s::serve(tcp, shared, direct_tls, permit));
+                        actix::spawn(c2s::serve(tcp, shared, direct_tls, place, negotiating));
                     }
                     Err(e) => {
                         // Out of file descriptors, typically: back off instead of spinning.
@@ -218,4 +223,33 @@ fn accept_clients(
             }
         }
     });
+}
+
+/// Logs refused connections without letting a flood write a line per connection to the
+/// SD card: the first refusal, then at most one summary line per second.
+#[derive(Default)]
+struct RefusalLog {
+    since: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, peer: std::net::SocketAddr, refusal: super::admission::Refusal) {
+        let now = tokio::time::Instant::now();
+        match self.since {
+            Some(t) if now.duration_since(t) < std::time::Duration::from_secs(1) => {
+                self.suppressed += 1;
+            }
+            _ => {
+                tracing::warn!(
+                    %peer,
+                    limit = refusal.option(),
+                    refused_before = self.suppressed,
+                    "connection limit reached: connection closed"
+                );
+                self.since = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
 }

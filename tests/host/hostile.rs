@@ -111,3 +111,68 @@ async fn attribute_floods_end_the_stream() {
     assert!(reply.contains("policy-violation"), "{reply}");
     still_serves(&t, "juliet").await;
 }
+
+async fn connect_from(t: &TestServer, local: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(t.c2s()).await.unwrap()
+}
+
+/// Idle connections from one address used to fill `c2s_max_connections` and lock every
+/// real login out. Now that address has its quota, and others get in.
+#[actix_rt::test]
+async fn one_address_cannot_take_every_connection() {
+    let t = TestServer::start(|c| {
+        c.c2s_require_encryption = false;
+        c.c2s_max_connections_per_ip = 3;
+    })
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        let mut c = Raw::connect(t.c2s()).await;
+        c.write(HEADER.as_bytes()).await;
+        c.until("</stream:features>").await;
+        flood.push(c);
+    }
+    let mut refused = Raw::connect(t.c2s()).await;
+    assert_eq!(refused.rest_until_closed().await, "", "closed at accept");
+    // Another address is served while the first is at its quota.
+    let mut other = Raw::over(connect_from(&t, "127.0.0.2").await);
+    other.write(HEADER.as_bytes()).await;
+    let features = other.until("</stream:features>").await;
+    assert!(features.contains("mechanism"), "{features}");
+    // A place comes back when its socket goes.
+    if let Some(c) = flood.pop() {
+        c.close().await;
+    }
+    still_serves(&t, "juliet").await;
+}
+
+/// Connections still negotiating have a quota of their own: bound sessions keep
+/// working and a new login gets in once one of them goes.
+#[actix_rt::test]
+async fn unauthenticated_connections_have_their_own_quota() {
+    let t = TestServer::start(|c| {
+        c.c2s_require_encryption = false;
+        c.c2s_max_unauthenticated = 2;
+    })
+    .await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let mut idle = Vec::new();
+    for n in 2..4 {
+        let mut c = Raw::over(connect_from(&t, &format!("127.0.0.{n}")).await);
+        c.write(HEADER.as_bytes()).await;
+        c.until("</stream:features>").await;
+        idle.push(c);
+    }
+    let mut refused = Raw::over(connect_from(&t, "127.0.0.4").await);
+    assert_eq!(refused.rest_until_closed().await, "", "closed at accept");
+    let pong = juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    if let Some(c) = idle.pop() {
+        c.close().await;
+    }
+    still_serves(&t, "romeo").await;
+}

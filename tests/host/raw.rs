@@ -17,10 +17,21 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: std::net::SocketAddr) -> Raw {
+        Raw::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn over(tcp: TcpStream) -> Raw {
         Raw {
-            tcp: TcpStream::connect(addr).await.unwrap(),
+            tcp,
             pending: String::new(),
         }
+    }
+
+    /// Closes our stream and waits for the server to close the connection: its place
+    /// is free once this returns.
+    pub async fn close(mut self) {
+        self.write(b"</stream:stream>").await;
+        self.rest_until_closed().await;
     }
 
     pub async fn write(&mut self, bytes: &[u8]) {
