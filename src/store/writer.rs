@@ -138,7 +138,15 @@ impl Writer {
         })?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            results.push(Ok(self.apply(&txn, op)?));
+            match self.apply(&txn, op) {
+                Ok(reply) => results.push(Ok(reply)),
+                // A refusal (offline storage full, no such user) is decided before the
+                // request changes anything: it answers its own request and the batch
+                // goes on. Failing the batch would retry every request in a commit of
+                // its own, an fsync each, just when a flood fills someone's storage.
+                Err(e @ (StoreError::Full | StoreError::NoSuchUser)) => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
         }
         if self.faults.writes_fail() {
             // Dropping an uncommitted transaction aborts it.

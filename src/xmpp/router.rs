@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use xmpp_parsers::jid::{FullJid, Jid};
@@ -32,17 +33,32 @@ pub enum ToSession {
     Expire,
     /// A new connection resumes this session (XEP-0198).
     Resume(Box<super::session::Takeover>),
+    /// The server stops: end with `system-shutdown`, unacked messages to offline storage.
+    Shutdown,
 }
 
-/// Room in each session's inbound channel; past it stanzas are bounced with
-/// `resource-constraint` instead of queued without bound.
+/// Room in each session's inbound channel; past it a chat or normal message goes to
+/// offline storage, a bounce waits (bounded), anything else is bounced with
+/// `resource-constraint` (D22).
 pub const SESSION_CHANNEL: usize = 256;
+
+/// Bounces waiting for room in their recipient's channel, server-wide; past it they are
+/// dropped with a log line.
+const WAITING_BOUNCES: usize = 4096;
 
 /// Resources per user; past it a bind is refused with `resource-constraint`.
 pub const MAX_RESOURCES: usize = 32;
 
+struct OldSession {
+    id: String,
+    user: String,
+    h: u32,
+}
+
 struct Entry {
     id: SessionId,
+    /// Since when the session has no connection (XEP-0198 hibernation).
+    hibernated_since: Option<std::time::Instant>,
     resource: String,
     tx: flume::Sender<ToSession>,
     /// The session's last available presence (answers probes); `None`: not available.
@@ -60,10 +76,15 @@ impl Entry {
 pub struct Router {
     /// Resumable sessions by XEP-0198 id.
     resumable: HashMap<String, (String, SessionId)>,
-    /// Ended sessions' ids and final `h`, for `<failed h=…/>` (smacks_max_old_sessions).
-    old_sessions: std::collections::VecDeque<(String, u32)>,
+    /// Ended sessions' ids, users and final `h`, for `<failed h=…/>`
+    /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
+    old_sessions: std::collections::VecDeque<OldSession>,
     cfg: Arc<Config>,
     hub: Addr<PushHub>,
+    /// Who waits for the last session to end (orderly shutdown).
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Bounces waiting for room in a session's channel (bounded by WAITING_BOUNCES).
+    waiting_bounces: Arc<AtomicUsize>,
     store: Addr<Store>,
     users: HashMap<String, Vec<Entry>>,
     components: HashMap<String, flume::Sender<ToComponent>>,
@@ -81,6 +102,8 @@ impl Router {
             users: HashMap::new(),
             components: HashMap::new(),
             next_id: 1,
+            drained: Vec::new(),
+            waiting_bounces: Arc::default(),
         }
     }
 
@@ -93,6 +116,50 @@ impl Router {
         }
     }
 
+    /// A stanza for a session that cannot take it (its channel is full, or it just
+    /// ended): a chat or normal message goes to offline storage, which bounces only
+    /// when it is full (D22); anything else is bounced.
+    fn undeliverable(
+        &self,
+        user: &str,
+        tx: &flume::Sender<ToSession>,
+        stanza: Element,
+        ctx: &mut Context<Self>,
+    ) {
+        let kind = stanza.attr("type").unwrap_or("normal");
+        if stanza.name() == "message" && matches!(kind, "chat" | "normal") {
+            tracing::debug!(%user, "session cannot take a message: stored offline");
+            self.store_offline(user.to_string(), stanza, ctx);
+        } else if kind == "error" && !tx.is_disconnected() {
+            // A bounce cannot be bounced: it waits for room in the session's channel
+            // (a burst of bounces comes from one commit), within a bound of its own.
+            self.wait_for_room(user, tx, stanza);
+        } else {
+            self.bounce(&stanza, "resource-constraint", ctx);
+        }
+    }
+
+    fn wait_for_room(&self, user: &str, tx: &flume::Sender<ToSession>, stanza: Element) {
+        let waiting = self.waiting_bounces.clone();
+        if waiting.load(Ordering::Relaxed) >= WAITING_BOUNCES {
+            tracing::warn!(%user, "session too slow to take its bounces: one dropped");
+            return;
+        }
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let tx = tx.clone();
+        let user = user.to_string();
+        actix::spawn(async move {
+            if tx
+                .send_async(ToSession::Stanza(Box::new(stanza)))
+                .await
+                .is_err()
+            {
+                tracing::info!(%user, "session ended before it could take a bounce");
+            }
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
     fn bounce(&self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
         let error_type =
             if condition == "resource-constraint" || condition == "internal-server-error" {
@@ -101,6 +168,8 @@ impl Router {
                 "cancel"
             };
         let Some(reply) = stanza::error_reply(stanza, error_type, condition) else {
+            // An error is never answered with an error (RFC 6120 §8.3.1).
+            tracing::debug!(condition, "undeliverable error stanza dropped");
             return;
         };
         // The bounce goes back to where the stanza came from, through the same rules.
@@ -195,7 +264,7 @@ impl Router {
             && let Some(e) = sessions.and_then(|s| s.iter().find(|e| e.resource == res.as_str()))
         {
             if let Err(s) = Self::send_to(&e.tx, stanza) {
-                self.bounce(&s, "resource-constraint", ctx);
+                self.undeliverable(&user, &e.tx, s, ctx);
             }
             return;
         }
@@ -234,10 +303,13 @@ impl Router {
                 }
                 return;
             }
-            for e in available {
-                if let Err(s) = Self::send_to(&e.tx, stanza.clone()) {
-                    self.bounce(&s, "resource-constraint", ctx);
-                }
+            // Delivered when any session took it; stored (once) when none could.
+            let mut taken = false;
+            for e in &available {
+                taken |= Self::send_to(&e.tx, stanza.clone()).is_ok();
+            }
+            if !taken && let Some(e) = available.first() {
+                self.undeliverable(&user, &e.tx, stanza, ctx);
             }
             return;
         }
@@ -420,15 +492,60 @@ impl Handler<Bind> for Router {
             let _ = old.tx.try_send(ToSession::Conflict);
         }
         if entries.len() >= MAX_RESOURCES {
-            return Err("resource-constraint");
+            // A client that logs in anew instead of resuming leaves hibernated sessions
+            // behind; with push they are held for days. The oldest of them makes room
+            // (its unacked messages go to offline storage as it ends) before a login is
+            // refused.
+            let Some(i) = oldest_hibernated(entries) else {
+                return Err("resource-constraint");
+            };
+            let old = entries.remove(i);
+            tracing::info!(
+                user = %jid.node().map(|n| n.as_str()).unwrap_or_default(),
+                "session limit reached: the oldest hibernated session ends"
+            );
+            let _ = old.tx.try_send(ToSession::Conflict);
         }
         entries.push(Entry {
             id,
+            hibernated_since: None,
             resource: jid.resource().to_string(),
             tx: msg.tx,
             presence: None,
         });
         Ok((id, jid))
+    }
+}
+
+fn oldest_hibernated(entries: &[Entry]) -> Option<usize> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.hibernated_since.map(|t| (t, i)))
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// A session lost its connection (`true`) or was resumed (`false`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetHibernated {
+    pub user: String,
+    pub id: SessionId,
+    pub hibernated: bool,
+}
+
+impl Handler<SetHibernated> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetHibernated, _: &mut Context<Self>) {
+        if let Some(e) = self
+            .users
+            .get_mut(&msg.user)
+            .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
+        {
+            e.hibernated_since = msg.hibernated.then(std::time::Instant::now);
+        }
     }
 }
 
@@ -450,6 +567,43 @@ impl Handler<Unbind> for Router {
                 self.users.remove(&msg.user);
             }
         }
+        if self.users.is_empty() {
+            for done in self.drained.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The server stops: every session ends (connected ones with `system-shutdown`), and
+/// each hands its unacknowledged messages to offline storage (D23). Answered once every
+/// session is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndAllSessions;
+
+impl Handler<EndAllSessions> for Router {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: EndAllSessions, _: &mut Context<Self>) -> Self::Result {
+        for e in self.users.values().flatten() {
+            // A full channel still ends: the session reads its channel to the end.
+            if e.tx.try_send(ToSession::Shutdown).is_err() {
+                let tx = e.tx.clone();
+                actix::spawn(async move {
+                    let _ = tx.send_async(ToSession::Shutdown).await;
+                });
+            }
+        }
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.users.is_empty() {
+            let _ = done.send(());
+        } else {
+            self.drained.push(done);
+        }
+        Box::pin(async move {
+            let _ = wait.await;
+        })
     }
 }
 
@@ -590,6 +744,7 @@ impl Handler<SmRegister> for Router {
 #[rtype(result = "()")]
 pub struct SmForget {
     pub id: String,
+    pub user: String,
     pub h: u32,
 }
 
@@ -598,7 +753,11 @@ impl Handler<SmForget> for Router {
 
     fn handle(&mut self, msg: SmForget, _: &mut Context<Self>) {
         self.resumable.remove(&msg.id);
-        self.old_sessions.push_back((msg.id, msg.h));
+        self.old_sessions.push_back(OldSession {
+            id: msg.id,
+            user: msg.user,
+            h: msg.h,
+        });
         while self.old_sessions.len() > self.cfg.smacks_max_old_sessions {
             self.old_sessions.pop_front();
         }
@@ -628,11 +787,13 @@ impl Handler<FindResumable> for Router {
                     .and_then(|v| v.iter().find(|e| e.id == *id))
                     .map(|e| e.tx.clone())
             });
+        // Another account's ended session is "not found" like any unknown id: its
+        // `h` would tell how many stanzas that user had received.
         found.ok_or_else(|| {
             self.old_sessions
                 .iter()
-                .find(|(id, _)| *id == msg.previd)
-                .map(|(_, h)| *h)
+                .find(|o| o.id == msg.previd && o.user == msg.user)
+                .map(|o| o.h)
         })
     }
 }

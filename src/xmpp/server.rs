@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admission::Admission;
-use super::router::Router;
+use super::router::{EndAllSessions, Router};
 use super::{c2s, component, tls};
 use crate::config::Config;
 use crate::push::{self, PushHub, Shutdown};
@@ -183,11 +183,22 @@ impl Server {
         let _ = self.stop.send(true);
         #[cfg(unix)]
         let _ = std::fs::remove_file(super::admin::socket_path(&self.data_dir));
+        // Sessions first: their unacked messages go to offline storage (and to the push
+        // module) while both still run. Bounded: a stuck disk must not hold the stop.
+        if tokio::time::timeout(SESSIONS_END, self.router.send(EndAllSessions))
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions did not all end in time; stopping anyway");
+        }
         let _ = self.hub.send(Shutdown).await;
         let _ = self.store.send(Close).await;
         tracing::info!("stopped");
     }
 }
+
+/// How long an orderly stop waits for sessions to hand over their messages.
+const SESSIONS_END: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn accept_clients(
     listener: TcpListener,

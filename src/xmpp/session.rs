@@ -11,7 +11,9 @@ use xmpp_parsers::ns;
 use super::c2s::{Bound, Next, Shared, Xml, close_with, random_id, read};
 use super::io::SizeGuard;
 use super::roster;
-use super::router::{Route, SaveRosterItem, SetAvailable, SmForget, SmRegister, ToSession, Unbind};
+use super::router::{
+    Route, SaveRosterItem, SetAvailable, SetHibernated, SmForget, SmRegister, ToSession, Unbind,
+};
 use super::sm::SmState;
 use super::stanza::{self, CLIENT_NS};
 use crate::push::{
@@ -51,6 +53,9 @@ struct State {
     /// When the last unanswered `<r/>` must be answered by.
     ack_deadline: Option<Instant>,
     ack_overdue_sent: bool,
+    /// Stanzas that arrived past `smacks_max_queue_size`: the session ends, and they
+    /// take the unacked stanzas' way out after them (D22).
+    spill: Vec<Element>,
 }
 
 /// How a connected phase ended.
@@ -87,6 +92,7 @@ pub(super) async fn run(b: Bound, shared: &Shared) {
         sm: None,
         ack_deadline: None,
         ack_overdue_sent: false,
+        spill: Vec::new(),
     };
     drop(tx);
     let mut live = Some((xml, guard));
@@ -153,6 +159,10 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
                     return Ended::Closed;
                 }
                 Some(ToSession::Resume(t)) => return Ended::Replaced(t),
+                Some(ToSession::Shutdown) => {
+                    close_with(xml, "system-shutdown").await;
+                    return Ended::Closed;
+                }
                 Some(ToSession::Expire) => {}
                 None => return Ended::Closed,
             },
@@ -218,6 +228,7 @@ async fn send_stanza(xml: &mut Xml, st: &mut State, s: Element, shared: &Shared)
     if let Some(sm) = &mut st.sm {
         if sm.on_sent(&s).is_none() {
             tracing::info!("smacks_max_queue_size reached: session closed");
+            st.spill.push(s);
             close_with(xml, "resource-constraint").await;
             return false;
         }
@@ -313,6 +324,11 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
         return None;
     }
     st.ack_deadline = None;
+    shared.router.do_send(SetHibernated {
+        user: st.user.clone(),
+        id: st.id,
+        hibernated: true,
+    });
     let owner = shared
         .hub
         .send(SessionHibernated {
@@ -333,6 +349,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
                     let Some(sm) = &mut st.sm else { return None };
                     let Some(seq) = sm.on_sent(&s) else {
                         tracing::info!("smacks_max_queue_size reached while hibernated: session ends");
+                        st.spill.push(*s);
                         return None;
                     };
                     shared.hub.do_send(StanzaQueued {
@@ -349,7 +366,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
                     return None;
                 }
                 Some(ToSession::Expire) => {}
-                Some(ToSession::Conflict) | None => return None,
+                Some(ToSession::Conflict | ToSession::Shutdown) | None => return None,
             },
             _ = sleep_until(host_deadline) => {
                 tracing::info!("hibernation timed out");
@@ -368,6 +385,11 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Box<Xml
         let _ = xml.shutdown().await;
         return None;
     }
+    shared.router.do_send(SetHibernated {
+        user: st.user.clone(),
+        id: st.id,
+        hibernated: false,
+    });
     let mut resumed = Element::builder("resumed", SM_NS).build();
     stanza::set_attr(&mut resumed, "previd", &sm.id);
     stanza::set_attr(&mut resumed, "h", &sm.h().to_string());
@@ -398,6 +420,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
     let (_, closed) = flume::bounded(0);
     let rx = std::mem::replace(&mut st.rx, closed);
     let mut leftovers = st.sm.as_mut().map(SmState::drain).unwrap_or_default();
+    leftovers.extend(st.spill.drain(..).map(|s| (0, s)));
     // Stanzas delivered to the channel but never written count as unacked too.
     for item in rx.drain() {
         if let ToSession::Stanza(s) = item {
@@ -405,6 +428,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
         }
     }
     drop(rx);
+    let mut to_store = Vec::new();
     for (seq, s) in leftovers {
         let kind = s.attr("type").unwrap_or("normal");
         let is_message = s.name() == "message";
@@ -413,11 +437,28 @@ async fn destroy(st: &mut State, shared: &Shared) {
                 session: st.id,
                 seq,
             });
-            offline_fallback(st, s, key, shared).await;
+            to_store.push((s, key));
         } else if !(is_message && matches!(kind, "groupchat" | "headline"))
             && let Some(bounce) = stanza::error_reply(&s, "cancel", "recipient-unavailable")
         {
             shared.router.do_send(Route(bounce));
+        }
+    }
+    // Stored in chunks asked for at once, in order: they share the store's group
+    // commits instead of waiting for an fsync each.
+    while !to_store.is_empty() {
+        let rest = to_store.split_off(to_store.len().min(OFFLINE_CHUNK));
+        let chunk = std::mem::replace(&mut to_store, rest);
+        let requests = chunk.iter().map(|(s, _)| {
+            shared.store.send(PushOffline {
+                user: st.user.clone(),
+                stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
+                max: shared.cfg.offline_max_messages,
+            })
+        });
+        let results = futures::future::join_all(requests).await;
+        for ((s, key), stored) in chunk.into_iter().zip(results) {
+            after_offline(st, s, key, stored.unwrap_or(Err(StoreError::Closed)), shared);
         }
     }
     shared.router.do_send(Unbind {
@@ -429,6 +470,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
     {
         shared.router.do_send(SmForget {
             id: sm.id.clone(),
+            user: st.user.clone(),
             h: sm.h(),
         });
     }
@@ -446,10 +488,15 @@ async fn destroy(st: &mut State, shared: &Shared) {
     tracing::info!(jid = %st.jid, "session ended");
 }
 
-async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, shared: &Shared) {
+/// Unacked messages asked to be stored at once when a session ends (well within the
+/// store's mailbox, so they keep their order).
+const OFFLINE_CHUNK: usize = 64;
+
+/// A copy of `s` with the XEP-0203 delay stamp of now, as offline storage keeps it.
+fn delay_stamped(s: &Element, domain: &str) -> Element {
     let mut stamped = s.clone();
     let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
-    stanza::set_attr(&mut delay, "from", &shared.cfg.domain);
+    stanza::set_attr(&mut delay, "from", domain);
     stanza::set_attr(
         &mut delay,
         "stamp",
@@ -458,15 +505,18 @@ async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, sh
             .to_string(),
     );
     stamped.append_child(delay);
-    let stored = shared
-        .store
-        .send(PushOffline {
-            user: st.user.clone(),
-            stanza: String::from(&stamped),
-            max: shared.cfg.offline_max_messages,
-        })
-        .await
-        .unwrap_or(Err(StoreError::Closed));
+    stamped
+}
+
+/// What becomes of an unacked message offered to offline storage: stored (and the push
+/// module hears of it, keyed, D13), or bounced to its sender (D22).
+fn after_offline(
+    st: &State,
+    mut s: Element,
+    key: Option<StanzaKey>,
+    stored: Result<u64, StoreError>,
+    shared: &Shared,
+) {
     match stored {
         Ok(_) => {
             // The bare JID, as a message to an absent resource is stored for the user.
@@ -478,8 +528,14 @@ async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, sh
             });
         }
         Err(e) => {
-            tracing::warn!(error = %e, "unacked message not stored offline: bounced");
-            if let Some(b) = stanza::error_reply(&s, "wait", "recipient-unavailable") {
+            // D22: past offline storage's limit the sender learns it, like any full store.
+            let (kind, condition) = match e {
+                StoreError::Full => ("wait", "resource-constraint"),
+                StoreError::NoSuchUser => ("cancel", "service-unavailable"),
+                _ => ("wait", "internal-server-error"),
+            };
+            tracing::info!(error = %e, condition, "unacked message not stored offline: bounced");
+            if let Some(b) = stanza::error_reply(&s, kind, condition) {
                 shared.router.do_send(Route(b));
             }
         }

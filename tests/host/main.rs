@@ -4,6 +4,7 @@
 mod checklist;
 mod client;
 mod client_bugs;
+mod fates;
 mod hostile;
 mod raw;
 
@@ -28,6 +29,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        // RUST_LOG=cloud_notify=debug shows the server's log for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config {
             domain: DOMAIN.into(),

@@ -70,3 +70,81 @@ impl Raw {
         all
     }
 }
+
+/// PLAIN for `user` with password `{user}-pw` (the test server's accounts).
+fn plain(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{user}-pw"))
+}
+
+const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+impl Raw {
+    /// Logs in over plaintext with PLAIN (the server must allow it) and binds
+    /// `resource`.
+    pub async fn login(addr: std::net::SocketAddr, user: &str, resource: &str) -> Raw {
+        let mut c = Raw::connect(addr).await;
+        c.write(HEADER).await;
+        c.until("</stream:features>").await;
+        let auth = format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            plain(user)
+        );
+        c.write(auth.as_bytes()).await;
+        c.until("<success").await;
+        c.until("/>").await;
+        c.write(HEADER).await;
+        c.until("</stream:features>").await;
+        let bind = format!(
+            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        );
+        c.write(bind.as_bytes()).await;
+        c.until("</iq>").await;
+        c
+    }
+
+    /// Splits into a reader task that parses what arrives into elements, and the
+    /// socket's write half.
+    pub fn split(
+        self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<Element>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        let (mut rd, wr) = self.tcp.into_split();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut reader = Reader::new(Limits::default());
+        // The stream's header was read as text already; the reader gets one to
+        // start from, then what was left unread.
+        let mut bytes = Vec::from(HEADER);
+        bytes.extend_from_slice(self.pending.as_bytes());
+        actix::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let mut input = &bytes[..];
+                loop {
+                    match reader.next(&mut input, false) {
+                        Ok(Some(Item::Element(el))) => {
+                            if tx.send(el).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Item::Header(_))) => {}
+                        Ok(Some(Item::Footer)) | Err(_) => return,
+                        Ok(None) => break,
+                    }
+                }
+                let used = bytes.len() - input.len();
+                bytes.drain(..used);
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        (rx, wr)
+    }
+}
+
+use cloud_notify::xmpp::xml::reader::{Item, Limits, Reader};
+use xmpp_parsers::minidom::Element;
