@@ -358,6 +358,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--c2s-port", type=int, required=True)
+    ap.add_argument("--tls-port", type=int, help="the direct-TLS (XEP-0368) client port")
     ap.add_argument("--component-port", type=int, required=True)
     ap.add_argument("--ca-cert", help="the server's self-signed certificate (PEM); "
                                       "without it, certificate verification is off")
