@@ -6,6 +6,7 @@
 #   slixmpp       PyPI, in a virtualenv          -> CLOUD_NOTIFY_PYTHON
 #   xmpp.js       npm (@xmpp/client, @xmpp/component, from
 #                 tests/interop/xmppjs/package-lock.json) -> CLOUD_NOTIFY_XMPPJS, _NODE
+#   go-sendxmpp   Debian package                 -> CLOUD_NOTIFY_GO_SENDXMPP
 #
 # Idempotent: what is already there at the pinned version is reused without a word (no
 # registry is asked then). Only the export lines go to stdout; everything else goes to
@@ -88,6 +89,28 @@ if ! xmppjs_ready; then
     "@xmpp/component $("$node" -p "require('$xmppjs/node_modules/@xmpp/component/package.json').version")"
 fi
 
+# -- go-sendxmpp (Debian) ----------------------------------------------------------------
+# Debian 12's package (go-xmpp inside). A machine with another version installed keeps
+# it; a machine without the package gets this one.
+gosendxmpp_version="0.5.6+git20221206.bbc83969-1+b6"
+have="$(dpkg-query -W -f='${Version}' go-sendxmpp 2>/dev/null || true)"
+if [ -z "$have" ] || ! command -v go-sendxmpp >/dev/null; then
+  say "installing go-sendxmpp=$gosendxmpp_version (apt)"
+  if [ "$(id -u)" != 0 ]; then
+    say "root is needed to install go-sendxmpp (apt-get install go-sendxmpp)"
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "go-sendxmpp=$gosendxmpp_version" >&2 ||
+    apt-get install -y -qq --no-install-recommends go-sendxmpp >&2
+  have="$(dpkg-query -W -f='${Version}' go-sendxmpp)"
+  say "go-sendxmpp $have"
+elif [ "$have" != "$gosendxmpp_version" ]; then
+  say "go-sendxmpp $have is installed (pinned: $gosendxmpp_version); using it"
+fi
+
 printf 'export CLOUD_NOTIFY_PYTHON=%q\n' "$venv/bin/python"
 printf 'export CLOUD_NOTIFY_XMPPJS=%q\n' "$xmppjs"
 printf 'export CLOUD_NOTIFY_NODE=%q\n' "$node"
+printf 'export CLOUD_NOTIFY_GO_SENDXMPP=%q\n' "$(command -v go-sendxmpp)"

@@ -8,9 +8,11 @@
 //!   logins, roster and subscriptions, messages, offline storage, XEP-0198 resumption
 //!   through a proxy that cuts the connection, XEP-0357 publish:
 //!   `tests/interop/xmppjs/xmppjs_push.mjs`;
+//! - go-sendxmpp (Debian's package, go-xmpp inside): sending over STARTTLS and direct
+//!   TLS, its listen mode, with a slixmpp peer: `tests/interop/go_sendxmpp.py`.
 //!
 //! The tools come from `eval "$(bash .ci/interop-setup.sh)"`, which exports
-//! `CLOUD_NOTIFY_PYTHON` and `CLOUD_NOTIFY_XMPPJS`. A test
+//! `CLOUD_NOTIFY_PYTHON`, `CLOUD_NOTIFY_XMPPJS` and `CLOUD_NOTIFY_GO_SENDXMPP`. A test
 //! whose tool is not set is skipped with a notice, except under CI (`CI` set), where it
 //! fails: CI must run them all.
 //!
@@ -260,4 +262,34 @@ async fn xmppjs_logins_roster_messages_offline_smacks_and_push() {
     let r = run(cmd, Duration::from_secs(150)).await;
     h.server.shutdown().await;
     judge("xmpp.js", r);
+}
+
+// -- go-sendxmpp ------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn go_sendxmpp_send_over_starttls_and_direct_tls_and_listen() {
+    let Some(gosend) = tool("CLOUD_NOTIFY_GO_SENDXMPP", "go-sendxmpp") else {
+        return;
+    };
+    // The peer that sends to and receives from go-sendxmpp is slixmpp.
+    let Some(python) = tool("CLOUD_NOTIFY_PYTHON", "go-sendxmpp (its slixmpp peer)") else {
+        return;
+    };
+    let h = Harness::start(true).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/go_sendxmpp.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .args(["--host", "127.0.0.1"])
+        .args(["--c2s-port", &h.c2s_port()])
+        .args(["--tls-port", &h.direct_tls_port()])
+        .arg("--ca-cert")
+        .arg(&h.cert)
+        .arg("--go-sendxmpp")
+        .arg(&gosend)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    // The script gives itself 90 s; this is the backstop if it hangs anyway.
+    let r = run(cmd, Duration::from_secs(120)).await;
+    h.server.shutdown().await;
+    judge("go-sendxmpp", r);
 }
