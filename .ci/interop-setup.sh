@@ -7,6 +7,7 @@
 #   xmpp.js       npm (@xmpp/client, @xmpp/component, from
 #                 tests/interop/xmppjs/package-lock.json) -> CLOUD_NOTIFY_XMPPJS, _NODE
 #   go-sendxmpp   Debian package                 -> CLOUD_NOTIFY_GO_SENDXMPP
+#   profanity     Debian package, with tmux      -> CLOUD_NOTIFY_PROFANITY, _TMUX
 #
 # Idempotent: what is already there at the pinned version is reused without a word (no
 # registry is asked then). Only the export lines go to stdout; everything else goes to
@@ -89,28 +90,41 @@ if ! xmppjs_ready; then
     "@xmpp/component $("$node" -p "require('$xmppjs/node_modules/@xmpp/component/package.json').version")"
 fi
 
-# -- go-sendxmpp (Debian) ----------------------------------------------------------------
-# Debian 12's package (go-xmpp inside). A machine with another version installed keeps
-# it; a machine without the package gets this one.
-gosendxmpp_version="0.5.6+git20221206.bbc83969-1+b6"
-have="$(dpkg-query -W -f='${Version}' go-sendxmpp 2>/dev/null || true)"
-if [ -z "$have" ] || ! command -v go-sendxmpp >/dev/null; then
-  say "installing go-sendxmpp=$gosendxmpp_version (apt)"
+# -- Debian packages: go-sendxmpp; profanity driven through tmux ------------------------
+# Debian 12's versions. A machine with another version installed keeps it (said on
+# stderr); a machine without a package gets the pinned one. apt-get update runs only
+# when something is to be installed.
+debs=(go-sendxmpp=0.5.6+git20221206.bbc83969-1+b6 profanity=0.13.1-2 tmux=3.3a-3)
+need=()
+for pv in "${debs[@]}"; do
+  pkg="${pv%%=*}" ver="${pv#*=}"
+  have="$(dpkg-query -W -f='${Status} ${Version}' "$pkg" 2>/dev/null || true)"
+  if [[ $have != "install ok installed "* ]] || ! command -v "$pkg" >/dev/null; then
+    need+=("$pv")
+  elif [ "${have##* }" != "$ver" ]; then
+    say "$pkg ${have##* } is installed (pinned: $ver); using it"
+  fi
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  say "installing ${need[*]} (apt)"
   if [ "$(id -u)" != 0 ]; then
-    say "root is needed to install go-sendxmpp (apt-get install go-sendxmpp)"
+    say "root is needed to install ${need[*]} (apt-get install)"
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "go-sendxmpp=$gosendxmpp_version" >&2 ||
-    apt-get install -y -qq --no-install-recommends go-sendxmpp >&2
-  have="$(dpkg-query -W -f='${Version}' go-sendxmpp)"
-  say "go-sendxmpp $have"
-elif [ "$have" != "$gosendxmpp_version" ]; then
-  say "go-sendxmpp $have is installed (pinned: $gosendxmpp_version); using it"
+  if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >&2; then
+    # The pinned version may have left the archive (a point release): take the current.
+    apt-get install -y -qq --no-install-recommends "${need[@]%%=*}" >&2
+  fi
+  for pv in "${need[@]}"; do
+    say "${pv%%=*} $(dpkg-query -W -f='${Version}' "${pv%%=*}")"
+  done
 fi
 
 printf 'export CLOUD_NOTIFY_PYTHON=%q\n' "$venv/bin/python"
 printf 'export CLOUD_NOTIFY_XMPPJS=%q\n' "$xmppjs"
 printf 'export CLOUD_NOTIFY_NODE=%q\n' "$node"
 printf 'export CLOUD_NOTIFY_GO_SENDXMPP=%q\n' "$(command -v go-sendxmpp)"
+printf 'export CLOUD_NOTIFY_PROFANITY=%q\n' "$(command -v profanity)"
+printf 'export CLOUD_NOTIFY_TMUX=%q\n' "$(command -v tmux)"

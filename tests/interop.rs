@@ -9,10 +9,14 @@
 //!   through a proxy that cuts the connection, XEP-0357 publish:
 //!   `tests/interop/xmppjs/xmppjs_push.mjs`;
 //! - go-sendxmpp (Debian's package, go-xmpp inside): sending over STARTTLS and direct
-//!   TLS, its listen mode, with a slixmpp peer: `tests/interop/go_sendxmpp.py`.
+//!   TLS, its listen mode, with a slixmpp peer: `tests/interop/go_sendxmpp.py`;
+//! - profanity (Debian's package, libstrophe inside), a console client driven through
+//!   tmux: logins, messages both ways, and what it asks for at login that the server
+//!   refuses: `tests/interop/profanity.py`.
 //!
 //! The tools come from `eval "$(bash .ci/interop-setup.sh)"`, which exports
-//! `CLOUD_NOTIFY_PYTHON`, `CLOUD_NOTIFY_XMPPJS` and `CLOUD_NOTIFY_GO_SENDXMPP`. A test
+//! `CLOUD_NOTIFY_PYTHON`, `CLOUD_NOTIFY_XMPPJS` (and `CLOUD_NOTIFY_NODE`),
+//! `CLOUD_NOTIFY_GO_SENDXMPP`, `CLOUD_NOTIFY_PROFANITY` and `CLOUD_NOTIFY_TMUX`. A test
 //! whose tool is not set is skipped with a notice, except under CI (`CI` set), where it
 //! fails: CI must run them all.
 //!
@@ -292,4 +296,39 @@ async fn go_sendxmpp_send_over_starttls_and_direct_tls_and_listen() {
     let r = run(cmd, Duration::from_secs(120)).await;
     h.server.shutdown().await;
     judge("go-sendxmpp", r);
+}
+
+// -- profanity --------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn profanity_logins_messages_and_what_it_asks_for_at_login() {
+    let Some(profanity) = tool("CLOUD_NOTIFY_PROFANITY", "profanity") else {
+        return;
+    };
+    let Some(tmux) = tool("CLOUD_NOTIFY_TMUX", "profanity (tmux drives it)") else {
+        return;
+    };
+    // The peer is slixmpp.
+    let Some(python) = tool("CLOUD_NOTIFY_PYTHON", "profanity (its slixmpp peer)") else {
+        return;
+    };
+    let h = Harness::start(true).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/profanity.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .args(["--host", "127.0.0.1"])
+        .args(["--c2s-port", &h.c2s_port()])
+        .args(["--tls-port", &h.direct_tls_port()])
+        .arg("--ca-cert")
+        .arg(&h.cert)
+        .arg("--profanity")
+        .arg(&profanity)
+        .arg("--tmux")
+        .arg(&tmux)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    // The script gives itself 100 s; this is the backstop if it hangs anyway.
+    let r = run(cmd, Duration::from_secs(130)).await;
+    h.server.shutdown().await;
+    judge("profanity", r);
 }
