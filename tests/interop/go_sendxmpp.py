@@ -108,12 +108,17 @@ class Peer:
             raise Fail(f"slixmpp peer {self.x.boundjid} did not log in")
         self.x.send_presence()
 
-    async def wait(self, what, pred, timeout=STEP_TIMEOUT):
+    async def wait(self, what, pred, timeout=STEP_TIMEOUT, abort=None):
+        """The first message or presence `pred` accepts; `abort()` returning a reason
+        ends the wait early (checked whenever something changes)."""
         deadline = time.monotonic() + timeout
         while True:
             for item in list(self.messages) + list(self.presences):
                 if pred(item):
                     return item
+            why = abort() if abort else None
+            if why:
+                raise Fail(f"{what}: {why}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Fail(f"{what}: nothing within {timeout:.0f} s")
@@ -181,7 +186,13 @@ class Listener:
         self.name, self.proc = name, proc
         self.out = ""
         self.changed = asyncio.Event()
+        self.on_change = None  # another waiter's event to set as well
         self.reader = asyncio.ensure_future(self._read())
+
+    def _wake(self):
+        self.changed.set()
+        if self.on_change is not None:
+            self.on_change.set()
 
     async def _read(self):
         while True:
@@ -189,13 +200,14 @@ class Listener:
             if not chunk:
                 break
             self.out += chunk.decode(errors="replace")
-            self.changed.set()
-        self.changed.set()
+            self._wake()
+        await self.proc.wait()
+        self._wake()
 
     async def wait_for(self, what, text, timeout=STEP_TIMEOUT):
         deadline = time.monotonic() + timeout
         while text not in self.out:
-            if self.proc.returncode is not None or self.reader.done():
+            if self.reader.done():  # output read to its end and the process reaped
                 raise Fail(f"{what}: go-sendxmpp exited ({self.proc.returncode}) first; output: {tail(self.out)}")
             left = deadline - time.monotonic()
             if left <= 0:
@@ -273,10 +285,18 @@ async def scenario(args):
     async def listen_live():
         listener = await gs.start("listen", gs.argv("juliet", args.c2s_port, "--listen"))
         try:
+            def exited():
+                # go-sendxmpp quitting first (a failed login) ends the wait at once.
+                if listener.reader.done():
+                    return f"go-sendxmpp exited ({listener.proc.returncode}) first; output: {tail(listener.out)}"
+                return None
+
+            listener.on_change = watch.changed  # its output and exit wake the waiter too
             pres = await watch.wait(
                 "go-sendxmpp's presence at juliet's other resource",
                 lambda p: p.name == "presence" and str(p["from"]).startswith(f"juliet@{DOMAIN}/")
-                and str(p["from"]) != f"juliet@{DOMAIN}/watch" and p["type"] in ("available", ""))
+                and str(p["from"]) != f"juliet@{DOMAIN}/watch" and p["type"] in ("available", ""),
+                abort=exited)
             full = str(pres["from"])
             body = f"to go-sendxmpp {uuid.uuid4().hex[:8]}"
             romeo.x.send_message(mto=full, mbody=body, mtype="chat")
