@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -250,7 +251,13 @@ def note_missing(text):
 
 async def scenario(args):
     home = tempfile.mkdtemp(prefix="go-sendxmpp-home-")
-    gs = GoSendxmpp(args, home)
+    try:
+        await run_steps(args, GoSendxmpp(args, home))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def run_steps(args, gs):
     _, version = await gs.run("version", [args.go_sendxmpp, "--version"], timeout=10)
     say(f"go-sendxmpp {version.strip().splitlines()[0] if version.strip() else '?'}")
 
