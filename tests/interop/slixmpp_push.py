@@ -9,7 +9,11 @@ Scenario (XEP-0198 + XEP-0357, Prosody's mod_cloud_notify behaviour):
    then drops the socket without closing the stream;
 3. romeo (SCRAM-SHA-1) sends juliet a chat message;
 4. the app server receives exactly one publish in Prosody's shape and answers it;
-5. juliet reconnects, resumes the stream (slixmpp's xep_0198) and receives the message.
+5. juliet reconnects, resumes the stream (slixmpp's xep_0198) and receives the message;
+6. with --tls-port, romeo logs in once more over direct TLS (XEP-0368).
+
+Each stage is reported as `STEP <name>: PASS|FAIL|SKIP <detail>` for tests/interop.rs;
+the first one that fails is FAIL, the ones after it SKIP.
 
 Exit 0 on success; 1 with a "FAIL: ..." line (and slixmpp's XML trace) otherwise.
 Every wait has a deadline. slixmpp ships no XEP-0357 plugin (none up to 1.17), so the
@@ -56,6 +60,25 @@ QUIET_PERIOD = 1.5  # no second publish may arrive within this after the message
 
 class Fail(Exception):
     pass
+
+
+STEPS = [
+    "component connects as push.localhost (XEP-0114)",
+    "login: STARTTLS + SCRAM-SHA-256, XEP-0198 enabled with resumption",
+    "XEP-0357 <enable/> with publish-options",
+    "login: STARTTLS + SCRAM-SHA-1",
+    "push: one publish in Prosody's shape while hibernated",
+    "XEP-0198 resumption after a dropped socket, message delivered",
+    "exactly one publish, no duplicate message",
+    "login: direct TLS (XEP-0368)",
+]
+passed_steps = {}
+
+
+def passed(name, detail=""):
+    assert name in STEPS, name
+    passed_steps[name] = detail
+    print(f"STEP {name}: PASS{(' ' + detail) if detail else ''}", flush=True)
 
 
 class PushEnable(ElementBase):
@@ -229,6 +252,7 @@ async def scenario(args, say):
                        hint=" (the server closed the XEP-0114 stream before answering <handshake/>; "
                             "slixmpp's header has no version attribute, as in XEP-0114's examples)")
     say("component push.localhost connected")
+    passed(STEPS[0])
 
     # -- juliet: STARTTLS, SCRAM-SHA-256, stream management, push ----------------------
     juliet = make_client(f"juliet@{DOMAIN}/phone", "juliet-pw", "SCRAM-SHA-256", args.ca_cert)
@@ -265,6 +289,7 @@ async def scenario(args, say):
     if not sm.sm_id or not enabled["resume"]:
         raise Fail(f"<enabled/> without resumption: {enabled}")
     say(f"juliet bound as {juliet.boundjid}, TLS + {mech.name}, SM id {sm.sm_id!r}")
+    passed(STEPS[1], f"{juliet.boundjid}")
 
     juliet.send_presence()  # available: messages to the bare JID reach this session
     iq = juliet.make_iq_set()
@@ -282,6 +307,7 @@ async def scenario(args, say):
     except IqTimeout:
         raise Fail("push <enable/>: no answer")
     say("push enabled")
+    passed(STEPS[2])
 
     # Everything acknowledged both ways, as a client does before its radio sleeps: the
     # server holds nothing unacked but what comes after the drop. The echo of juliet's
@@ -308,6 +334,7 @@ async def scenario(args, say):
             "ssl_invalid_chain", "disconnected")
     romeo.connect(host, args.c2s_port)
     await rr.wait("romeo session start", lambda: rr.count("session_start"), fail_on=auth_failures)
+    passed(STEPS[3], f"{romeo.boundjid}")
     text = f"interop {uuid.uuid4().hex[:8]}"
     romeo.send_message(mto=f"juliet@{DOMAIN}", mbody=text, mtype="chat")
     say(f"romeo sent {text!r}")
@@ -317,6 +344,7 @@ async def scenario(args, say):
                        fail_on=("unexpected_iq", "disconnected", "stream_error"))
     check_publish(publishes[0])
     say("one publish in Prosody's shape, with the publish-options secret")
+    passed(STEPS[4])
 
     # -- juliet resumes and gets the message ------------------------------------------
     juliet.connect(host, args.c2s_port)
@@ -333,6 +361,7 @@ async def scenario(args, say):
     if body != text or not sender.startswith(f"romeo@{DOMAIN}"):
         raise Fail(f"juliet received {body!r} from {sender}, expected {text!r} from romeo")
     say(f"juliet received {body!r} from {sender}")
+    passed(STEPS[5])
 
     # Nothing more may reach the app server: not for the resumption, not twice.
     quiet_until = time.monotonic() + QUIET_PERIOD
@@ -346,6 +375,7 @@ async def scenario(args, say):
     if len(bodies) != 1:
         raise Fail(f"juliet received {len(bodies)} messages: {bodies}")
     say("exactly one publish; no duplicate message")
+    passed(STEPS[6])
 
     # Clean ends for everyone.
     for x, rec in ((juliet, jr), (romeo, rr), (app, app_rec)):
@@ -353,11 +383,31 @@ async def scenario(args, say):
         x.disconnect(wait=2.0)
         await rec.wait("clean disconnect", lambda: rec.count("disconnected") > n, timeout=5)
 
+    # -- direct TLS (XEP-0368) --------------------------------------------------------
+    if args.tls_port is None:
+        return
+    direct = make_client(f"romeo@{DOMAIN}/direct", "romeo-pw", "SCRAM-SHA-256", args.ca_cert)
+    direct.enable_direct_tls = True
+    direct.enable_starttls = False
+    dr = Recorder()
+    dr.hook(direct, "session_start", "failed_auth", "failed_all_auth", "stream_error",
+            "ssl_invalid_chain", "connection_failed", "disconnected")
+    direct.connect(host, args.tls_port)
+    await dr.wait("romeo over direct TLS", lambda: dr.count("session_start"),
+                  fail_on=auth_failures + ("connection_failed",))
+    if "starttls" in direct.features:
+        raise Fail("STARTTLS negotiated inside direct TLS")
+    passed(STEPS[7], f"{direct.boundjid}")
+    n = dr.count("disconnected")
+    direct.disconnect(wait=2.0)
+    await dr.wait("clean disconnect", lambda: dr.count("disconnected") > n, timeout=5)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--c2s-port", type=int, required=True)
+    ap.add_argument("--tls-port", type=int, help="the direct-TLS (XEP-0368) client port")
     ap.add_argument("--component-port", type=int, required=True)
     ap.add_argument("--ca-cert", help="the server's self-signed certificate (PEM); "
                                       "without it, certificate verification is off")
@@ -390,6 +440,13 @@ def main():
 
         failure = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
     if failure:
+        first = True
+        for name in STEPS:
+            if name in passed_steps or (name == STEPS[7] and args.tls_port is None):
+                continue
+            status = "FAIL " + " ".join(failure.split())[:2000] if first else "SKIP (an earlier step failed)"
+            print(f"STEP {name}: {status}", flush=True)
+            first = False
         if not args.verbose:
             sys.stderr.write("---- slixmpp trace ----\n")
             sys.stderr.write(trace.getvalue()[-60000:])
@@ -397,7 +454,9 @@ def main():
         print(f"FAIL: {failure}", flush=True)
         sys.stderr.write(f"FAIL: {failure}\n")
         sys.exit(1)
-    say("PASS: slixmpp interop (STARTTLS, SCRAM, XEP-0198 resume, XEP-0357 publish)")
+    print("MISSING slixmpp: nothing (with xep_0030, xep_0198 and xep_0199 it asks for no more than "
+          "bind and stream management)", flush=True)
+    say("PASS: slixmpp interop (STARTTLS, direct TLS, SCRAM, XEP-0198 resume, XEP-0357 publish)")
     sys.exit(0)
 
 
