@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod faults;
+mod guard;
 mod ops;
 mod record;
 pub mod schema;
@@ -18,10 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use redb::backends::FileBackend;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 pub use faults::StoreFaults;
+pub use guard::panic_is_contained;
 pub use ops::{Change, StoreError, StoreOp, StoreReply};
 pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
 use writer::{DbSlot, ExecBatch, Writer};
@@ -50,20 +53,128 @@ pub enum OpenError {
 }
 
 /// Opens (or creates) the database file. Blocking; call before the actors start.
-pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<Database, OpenError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
-        path: data_dir.to_path_buf(),
-        source,
-    })?;
-    let path = data_dir.join(DB_FILE);
-    let db = Database::builder()
-        .set_cache_size(cache_size)
-        .create(&path)
-        .map_err(|source| OpenError::Database {
-            path: path.clone(),
+pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<StoreFile, OpenError> {
+    StoreFile::open(data_dir, cache_size, None)
+}
+
+/// [`open_database`], with the file behind a backend that the `disk_full` and `io_errors`
+/// switches of [`StoreFile::faults`] can make fail (tests).
+pub fn open_database_with_faults(
+    data_dir: &Path,
+    cache_size: usize,
+) -> Result<StoreFile, OpenError> {
+    StoreFile::open(data_dir, cache_size, Some(Arc::new(StoreFaults::default())))
+}
+
+/// An open database, and what the store needs to open it again after an I/O error
+/// (redb refuses every write after one until the database is reopened). Dereferences to
+/// the redb [`Database`] for direct use (the `user` commands, tests).
+pub struct StoreFile {
+    db: Database,
+    reopen: Option<Reopen>,
+    faults: Arc<StoreFaults>,
+}
+
+/// How to open the same file again.
+#[derive(Clone)]
+pub(crate) struct Reopen {
+    pub(crate) path: PathBuf,
+    cache_size: usize,
+    faults: Option<Arc<StoreFaults>>,
+}
+
+impl Reopen {
+    pub(crate) fn open(&self) -> Result<Database, OpenError> {
+        open_file(&self.path, self.cache_size, self.faults.as_ref())
+    }
+}
+
+impl StoreFile {
+    fn open(
+        data_dir: &Path,
+        cache_size: usize,
+        faults: Option<Arc<StoreFaults>>,
+    ) -> Result<StoreFile, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+            path: data_dir.to_path_buf(),
             source,
         })?;
-    schema::check_or_init(&db).map_err(|source| OpenError::Schema { path, source })?;
+        let reopen = Reopen {
+            path: data_dir.join(DB_FILE),
+            cache_size,
+            faults: faults.clone(),
+        };
+        let db = reopen.open()?;
+        Ok(StoreFile {
+            db,
+            reopen: Some(reopen),
+            faults: faults.unwrap_or_default(),
+        })
+    }
+
+    /// The fault switches; `disk_full` and `io_errors` act only on a file opened with
+    /// [`open_database_with_faults`].
+    pub fn faults(&self) -> Arc<StoreFaults> {
+        self.faults.clone()
+    }
+
+    /// The redb database alone; the store can then not reopen it after an I/O error.
+    pub fn into_database(self) -> Database {
+        self.db
+    }
+}
+
+impl std::ops::Deref for StoreFile {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// A database opened elsewhere (say on another backend) can be run by the store, which
+/// then has no way to reopen it: after an I/O error it stays unavailable.
+impl From<Database> for StoreFile {
+    fn from(db: Database) -> Self {
+        StoreFile {
+            db,
+            reopen: None,
+            faults: Arc::default(),
+        }
+    }
+}
+
+fn open_file(
+    path: &Path,
+    cache_size: usize,
+    faults: Option<&Arc<StoreFaults>>,
+) -> Result<Database, OpenError> {
+    let db_err = |source: redb::DatabaseError| OpenError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| db_err(e.into()))?;
+    let backend = FileBackend::new(file).map_err(db_err)?;
+    let mut builder = Database::builder();
+    builder.set_cache_size(cache_size);
+    let db = match faults {
+        Some(f) => builder.create_with_backend(faults::FaultyBackend {
+            inner: backend,
+            faults: f.clone(),
+        }),
+        None => builder.create_with_backend(backend),
+    }
+    .map_err(db_err)?;
+    schema::check_or_init(&db).map_err(|source| OpenError::Schema {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(db)
 }
 
@@ -150,13 +261,15 @@ pub struct Store {
 impl Store {
     /// Starts the writer thread and the front actor around an open database.
     /// Must run inside an actix `System`.
-    pub fn start(db: Database, max_pending: usize) -> Addr<Store> {
+    pub fn start(file: impl Into<StoreFile>, max_pending: usize) -> Addr<Store> {
+        let StoreFile { db, reopen, faults } = file.into();
         let slot: DbSlot = Arc::new(Mutex::new(Some(db)));
-        let faults = Arc::new(StoreFaults::default());
         let (s, f) = (slot.clone(), faults.clone());
         let writer = SyncArbiter::start(1, move || Writer {
             db: s.clone(),
             faults: f.clone(),
+            reopen: reopen.clone(),
+            health: Default::default(),
         });
         Store {
             writer,
