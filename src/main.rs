@@ -334,7 +334,20 @@ fn serve(cfg: Config) -> Result<String, String> {
     })
 }
 
+/// A panic the store catches is reported by the store as an error (for `check` and the
+/// `user` commands, the damaged-file message); Rust's default report of it would only be
+/// noise in front of that message.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !cloud_notify::store::panic_is_contained() {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_contained_panics();
     let cli = Cli::parse();
     let cfg = match load_config(cli.config.as_ref()) {
         Ok(cfg) => cfg,

@@ -370,6 +370,10 @@ fn cloud_notify(s: &Setup) -> Command {
     c
 }
 
+fn run(s: &Setup, args: &[&str]) -> Output {
+    cloud_notify(s).args(args).output().unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -442,6 +446,39 @@ impl Drop for Running {
             let _ = c.wait();
         }
     }
+}
+
+fn assert_damage_reported(o: &Output, file: &Path, what: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "{what}: must fail; stderr:\n{err}");
+    assert!(
+        !err.contains("panicked"),
+        "{what}: a message, not a panic:\n{err}"
+    );
+    assert!(
+        err.contains(&file.display().to_string()),
+        "{what}: names the file:\n{err}"
+    );
+    assert!(
+        err.contains("damaged") && err.contains("backup"),
+        "{what}: says what happened and what to do:\n{err}"
+    );
+}
+
+/// A damaged page is found when the server starts (or `check` runs), not at the first
+/// login: a clear message naming the file and the remedy, and a failure exit.
+#[test]
+fn a_damaged_file_is_refused_at_start_with_a_message() {
+    let s = setup("");
+    let path = database_with_offline_messages(&s.data);
+    damage_offline_pages(&path);
+
+    let o = run(&s, &["check"]);
+    assert_damage_reported(&o, &path, "check");
+
+    let child = cloud_notify(&s).arg("serve").spawn().unwrap();
+    let o = wait_for_exit(child);
+    assert_damage_reported(&o, &path, "serve");
 }
 
 /// Damage that appears while the server runs fails the request that meets it, is logged

@@ -50,6 +50,14 @@ pub enum OpenError {
         path: PathBuf,
         source: schema::SchemaError,
     },
+    /// The integrity check at open found pages that are not what was written.
+    #[error(
+        "the database {path} is damaged ({detail}). cloud-notify will not run on it: stop \
+         the service, then restore this file from a backup, or move it aside to start with \
+         an empty database (accounts and push registrations are then lost). \
+         `cloud-notify check` tests the file again."
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 /// Opens (or creates) the database file. Blocking; call before the actors start.
@@ -84,8 +92,9 @@ pub(crate) struct Reopen {
 }
 
 impl Reopen {
-    pub(crate) fn open(&self) -> Result<Database, OpenError> {
-        open_file(&self.path, self.cache_size, self.faults.as_ref())
+    /// Opens the file; `check` reads every page first (see [`open_file`]).
+    pub(crate) fn open(&self, check: bool) -> Result<Database, OpenError> {
+        open_file(&self.path, self.cache_size, check, self.faults.as_ref())
     }
 }
 
@@ -104,7 +113,7 @@ impl StoreFile {
             cache_size,
             faults: faults.clone(),
         };
-        let db = reopen.open()?;
+        let db = reopen.open(true)?;
         Ok(StoreFile {
             db,
             reopen: Some(reopen),
@@ -144,14 +153,55 @@ impl From<Database> for StoreFile {
     }
 }
 
+/// Opens (creating it if needed) the database file.
+///
+/// With `check`, redb reads every page of the file and verifies its checksum before it
+/// is used: a plain open trusts the pages, and a damaged one then panics or misleads at
+/// the first request that reads it, perhaps weeks later. The check costs a read of the
+/// whole file (a fraction of a second for a few MB), so it runs at start and for the
+/// `user` commands, not when the writer reopens the file after an I/O error (that file
+/// was checked at start, and redb recovers an unclean one itself).
 fn open_file(
     path: &Path,
     cache_size: usize,
+    check: bool,
     faults: Option<&Arc<StoreFaults>>,
 ) -> Result<Database, OpenError> {
-    let db_err = |source: redb::DatabaseError| OpenError::Database {
-        path: path.to_path_buf(),
-        source,
+    match guard::contain(|| open_file_unguarded(path, cache_size, check, faults)) {
+        Ok(result) => result,
+        // redb can panic on a damaged page it was asked to trust.
+        Err(panic) => Err(OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail: panic,
+        }),
+    }
+}
+
+fn open_file_unguarded(
+    path: &Path,
+    cache_size: usize,
+    check: bool,
+    faults: Option<&Arc<StoreFaults>>,
+) -> Result<Database, OpenError> {
+    let db_err = |source: redb::DatabaseError| match source {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        },
+        // What redb answers when the file's header is not one of its own: the first page
+        // was overwritten (or the file is something else under our name).
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Damaged {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        }
+        source => OpenError::Database {
+            path: path.to_path_buf(),
+            source,
+        },
     };
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -162,7 +212,9 @@ fn open_file(
         .map_err(|e| db_err(e.into()))?;
     let backend = FileBackend::new(file).map_err(db_err)?;
     let mut builder = Database::builder();
-    builder.set_cache_size(cache_size);
+    builder
+        .set_cache_size(cache_size)
+        .set_check_integrity_on_open(check);
     let db = match faults {
         Some(f) => builder.create_with_backend(faults::FaultyBackend {
             inner: backend,
@@ -171,9 +223,15 @@ fn open_file(
         None => builder.create_with_backend(backend),
     }
     .map_err(db_err)?;
-    schema::check_or_init(&db).map_err(|source| OpenError::Schema {
-        path: path.to_path_buf(),
-        source,
+    schema::check_or_init(&db).map_err(|source| match source {
+        schema::SchemaError::Db(redb::Error::Corrupted(detail)) => OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        },
+        source => OpenError::Schema {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     Ok(db)
 }

@@ -225,7 +225,7 @@ impl Writer {
         {
             tracing::warn!(file = %self.file(), %panic, "closing the failed database handle");
         }
-        let error = match guard::contain(|| reopen.open()) {
+        let error = match guard::contain(|| reopen.open(false)) {
             Ok(Ok(db)) => {
                 *guard = Some(db);
                 self.health.reopen_at = None;
