@@ -510,3 +510,27 @@ fn damage_found_while_serving_does_not_stop_the_server() {
         "the log names the file:\n{err}"
     );
 }
+
+/// The data directory is the service's alone: created 0700, and the database, the
+/// generated TLS key and certificate and the admin socket are 0600.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let s = setup("");
+    let mut server = Running::start(&s);
+    assert_eq!(mode(&s.data), 0o700, "data directory");
+    for f in [store::DB_FILE, "tls-cert.pem", "tls-key.pem", "admin.sock"] {
+        assert_eq!(mode(&s.data.join(f)), 0o600, "{f}");
+    }
+    let o = server.stop();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // `check` on a fresh directory creates it the same way.
+    let s = setup("");
+    let o = run(&s, &["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode(&s.data), 0o700);
+    assert_eq!(mode(&s.data.join(store::DB_FILE)), 0o600);
+}

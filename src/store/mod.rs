@@ -104,10 +104,7 @@ impl StoreFile {
         cache_size: usize,
         faults: Option<Arc<StoreFaults>>,
     ) -> Result<StoreFile, OpenError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        create_data_dir(data_dir)?;
         let reopen = Reopen {
             path: data_dir.join(DB_FILE),
             cache_size,
@@ -153,7 +150,39 @@ impl From<Database> for StoreFile {
     }
 }
 
-/// Opens (creating it if needed) the database file.
+/// Creates the data directory, readable by the service user alone (it holds the
+/// accounts' credentials and the TLS key). A directory that already exists keeps its mode
+/// (the admin or the package chose it); one that others can enter gets a warning.
+fn create_data_dir(data_dir: &Path) -> Result<(), OpenError> {
+    let err = |source| OpenError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(data_dir).map_err(err)?;
+        let mode = std::fs::metadata(data_dir)
+            .map_err(err)?
+            .permissions()
+            .mode();
+        if mode & 0o007 != 0 {
+            tracing::warn!(
+                dir = %data_dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is open to every user; it holds credentials: chmod 700 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(data_dir).map_err(err)?;
+    Ok(())
+}
+
+/// Opens (creating it if needed, mode 0600) the database file.
 ///
 /// With `check`, redb reads every page of the file and verifies its checksum before it
 /// is used: a plain open trusts the pages, and a damaged one then panics or misleads at
@@ -203,13 +232,14 @@ fn open_file_unguarded(
             source,
         },
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| db_err(e.into()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(|e| db_err(e.into()))?;
     let backend = FileBackend::new(file).map_err(db_err)?;
     let mut builder = Database::builder();
     builder
