@@ -66,6 +66,7 @@ fn push_offline(user: &str, stanza: String) -> PushOffline {
         user: user.into(),
         stanza,
         max: 1000,
+        max_bytes: 1 << 30,
     }
 }
 

@@ -286,7 +286,10 @@ pub struct LoadAccount {
 pub struct PushOffline {
     pub user: String,
     pub stanza: String,
+    /// `offline_max_messages`: refused (`Full`) when this many are waiting.
     pub max: usize,
+    /// `offline_max_bytes`: refused (`Full`) when the waiting ones and this would be more.
+    pub max_bytes: usize,
 }
 
 /// The user's offline messages, oldest first.
@@ -472,6 +475,7 @@ impl Handler<PushOffline> for Store {
             user: msg.user,
             stanza: msg.stanza,
             max: msg.max,
+            max_bytes: msg.max_bytes,
         };
         let rx = self.enqueue(op, ctx);
         Box::pin(async move {

@@ -41,11 +41,13 @@ pub enum StoreOp {
     /// One account, if it exists.
     LoadAccount { user: String },
     /// Store a message for a user with no available session; refused when the user does
-    /// not exist or already has `max` messages waiting.
+    /// not exist, already has `max` messages waiting, or would then have more than
+    /// `max_bytes` of them.
     PushOffline {
         user: String,
         stanza: String,
         max: usize,
+        max_bytes: usize,
     },
     /// The user's offline messages, oldest first, with their sequence numbers.
     LoadOffline { user: String },

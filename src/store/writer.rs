@@ -380,18 +380,27 @@ impl Writer {
                 reads_fail()?;
                 list_accounts(&accounts)
             }
-            StoreOp::PushOffline { user, stanza, max } => {
+            StoreOp::PushOffline {
+                user,
+                stanza,
+                max,
+                max_bytes,
+            } => {
                 if accounts.get(user.as_str())?.is_none() {
                     return Err(StoreError::NoSuchUser);
                 }
                 let mut count = 0;
+                let mut bytes = stanza.len();
                 let mut last = 0;
                 for e in offline.range((user.as_str(), 0)..=(user.as_str(), u64::MAX))? {
-                    let (k, _) = e?;
+                    let (k, v) = e?;
                     count += 1;
+                    bytes = bytes.saturating_add(v.value().len());
                     last = k.value().1;
                 }
-                if count >= *max {
+                // Counted in stored bytes (the stanza with its delay stamp), which is what
+                // the file grows by; a count alone let a few large messages fill the disk.
+                if count >= *max || bytes > *max_bytes {
                     return Err(StoreError::Full);
                 }
                 let seq = last + 1;

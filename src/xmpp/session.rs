@@ -464,6 +464,7 @@ async fn offline_fallback(st: &State, mut s: Element, key: Option<StanzaKey>, sh
             user: st.user.clone(),
             stanza: String::from(&stamped),
             max: shared.cfg.offline_max_messages,
+            max_bytes: shared.cfg.offline_max_bytes,
         })
         .await
         .unwrap_or(Err(StoreError::Closed));

@@ -6,6 +6,7 @@ mod client;
 mod client_bugs;
 mod hostile;
 mod raw;
+mod storage;
 
 use std::time::Duration;
 
