@@ -560,3 +560,18 @@ fn list_accounts(
     }
     Ok(StoreReply::Accounts(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_backoff_starts_at_once_doubles_and_is_capped() {
+        let ms = |n| backoff(n).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(3), ms(4)], [0, 0, 100, 200, 400]);
+        assert_eq!(ms(10), 25_600);
+        assert_eq!(backoff(11), MAX_BACKOFF);
+        assert_eq!(backoff(40), MAX_BACKOFF, "no overflow past 32 doublings");
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}
