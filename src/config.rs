@@ -113,6 +113,9 @@ pub struct Config {
     /// Messages kept per user while they have no available session (XEP-0160); past it
     /// the sender gets `resource-constraint`.
     pub offline_max_messages: usize,
+    /// Bytes of messages kept per user while they have no available session; past it the
+    /// sender gets `resource-constraint`, as past `offline_max_messages`.
+    pub offline_max_bytes: usize,
     /// Roster items per user; past it new contacts (and strangers' subscription
     /// requests) are refused.
     pub roster_max_items: usize,
@@ -186,6 +189,7 @@ impl Default for Config {
             c2s_max_connections: 1000,
             c2s_auth_timeout: Duration::from_secs(30),
             offline_max_messages: 1000,
+            offline_max_bytes: 10 * 1024 * 1024,
             roster_max_items: 1000,
             smacks_hibernation_time: Duration::from_secs(600),
             smacks_max_queue_size: 500,
@@ -234,6 +238,7 @@ pub const KEYS: &[&str] = &[
     "c2s_max_connections",
     "c2s_auth_timeout",
     "offline_max_messages",
+    "offline_max_bytes",
     "roster_max_items",
     "smacks_hibernation_time",
     "smacks_max_queue_size",
@@ -346,6 +351,7 @@ impl Config {
                 }
                 "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
                 "offline_max_messages" => cfg.offline_max_messages = v.int(1, 1_000_000)? as usize,
+                "offline_max_bytes" => cfg.offline_max_bytes = v.int(1024, 1 << 30)? as usize,
                 "roster_max_items" => cfg.roster_max_items = v.int(1, 100_000)? as usize,
                 "smacks_hibernation_time" => {
                     cfg.smacks_hibernation_time = v.seconds(1.0, 604_800.0)?
@@ -612,6 +618,7 @@ impl fmt::Display for Config {
         )?;
         writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
         writeln!(f, "offline_max_messages = {}", self.offline_max_messages)?;
+        writeln!(f, "offline_max_bytes = {}", self.offline_max_bytes)?;
         writeln!(f, "roster_max_items = {}", self.roster_max_items)?;
         writeln!(
             f,

@@ -60,7 +60,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
 }
 
 fn open(cfg: &Config) -> Result<redb::Database, String> {
-    cloud_notify::store::open_database(&cfg.data_dir, cfg.store_cache_size).map_err(|e| {
+    let file = cloud_notify::store::open_database(&cfg.data_dir, cfg.store_cache_size);
+    file.map_err(|e| {
         let msg = e.to_string();
         if msg.contains("already open") || msg.contains("DatabaseAlreadyOpen") {
             format!(
@@ -71,6 +72,7 @@ fn open(cfg: &Config) -> Result<redb::Database, String> {
             msg
         }
     })
+    .map(cloud_notify::store::StoreFile::into_database)
 }
 
 /// The local part of a JID of our domain (or a bare local part).
@@ -301,9 +303,16 @@ async fn stop_signal() {
 /// leave, say, the store's writer thread dead while the server looks alive. Log it and
 /// stop the process with a failure code so the service manager restarts it. Everything
 /// acknowledged is already durable; only unsynced ledger fields can be lost.
+///
+/// A panic the store catches (redb on a damaged page) is the exception: the store turns it
+/// into a failed request and logs what to do, so the hook only records where it was.
 fn exit_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if cloud_notify::store::panic_is_contained() {
+            tracing::warn!(panic = %info, "the store caught an internal error");
+            return;
+        }
         tracing::error!(panic = %info, "internal error: stopping so the service restarts");
         default(info);
         std::process::exit(70);
@@ -325,7 +334,20 @@ fn serve(cfg: Config) -> Result<String, String> {
     })
 }
 
+/// A panic the store catches is reported by the store as an error (for `check` and the
+/// `user` commands, the damaged-file message); Rust's default report of it would only be
+/// noise in front of that message.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !cloud_notify::store::panic_is_contained() {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_contained_panics();
     let cli = Cli::parse();
     let cfg = match load_config(cli.config.as_ref()) {
         Ok(cfg) => cfg,

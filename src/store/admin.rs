@@ -203,7 +203,7 @@ mod tests {
     fn db() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
-        (dir, db)
+        (dir, db.into_database())
     }
 
     fn stored(db: &Database, user: &str) -> Account {

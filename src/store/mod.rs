@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod faults;
+mod guard;
 mod ops;
 mod record;
 pub mod schema;
@@ -18,10 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use redb::backends::FileBackend;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 pub use faults::StoreFaults;
+pub use guard::panic_is_contained;
 pub use ops::{Change, StoreError, StoreOp, StoreReply};
 pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
 use writer::{DbSlot, ExecBatch, Writer};
@@ -47,23 +50,219 @@ pub enum OpenError {
         path: PathBuf,
         source: schema::SchemaError,
     },
+    /// The integrity check at open found pages that are not what was written.
+    #[error(
+        "the database {path} is damaged ({detail}). cloud-notify will not run on it: stop \
+         the service, then restore this file from a backup, or move it aside to start with \
+         an empty database (accounts and push registrations are then lost). \
+         `cloud-notify check` tests the file again."
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 /// Opens (or creates) the database file. Blocking; call before the actors start.
-pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<Database, OpenError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+pub fn open_database(data_dir: &Path, cache_size: usize) -> Result<StoreFile, OpenError> {
+    StoreFile::open(data_dir, cache_size, None)
+}
+
+/// [`open_database`], with the file behind a backend that the `disk_full` and `io_errors`
+/// switches of [`StoreFile::faults`] can make fail (tests).
+pub fn open_database_with_faults(
+    data_dir: &Path,
+    cache_size: usize,
+) -> Result<StoreFile, OpenError> {
+    StoreFile::open(data_dir, cache_size, Some(Arc::new(StoreFaults::default())))
+}
+
+/// An open database, and what the store needs to open it again after an I/O error
+/// (redb refuses every write after one until the database is reopened). Dereferences to
+/// the redb [`Database`] for direct use (the `user` commands, tests).
+pub struct StoreFile {
+    db: Database,
+    reopen: Option<Reopen>,
+    faults: Arc<StoreFaults>,
+}
+
+/// How to open the same file again.
+#[derive(Clone)]
+pub(crate) struct Reopen {
+    pub(crate) path: PathBuf,
+    cache_size: usize,
+    faults: Option<Arc<StoreFaults>>,
+}
+
+impl Reopen {
+    /// Opens the file; `check` reads every page first (see [`open_file`]).
+    pub(crate) fn open(&self, check: bool) -> Result<Database, OpenError> {
+        open_file(&self.path, self.cache_size, check, self.faults.as_ref())
+    }
+}
+
+impl StoreFile {
+    fn open(
+        data_dir: &Path,
+        cache_size: usize,
+        faults: Option<Arc<StoreFaults>>,
+    ) -> Result<StoreFile, OpenError> {
+        create_data_dir(data_dir)?;
+        let reopen = Reopen {
+            path: data_dir.join(DB_FILE),
+            cache_size,
+            faults: faults.clone(),
+        };
+        let db = reopen.open(true)?;
+        Ok(StoreFile {
+            db,
+            reopen: Some(reopen),
+            faults: faults.unwrap_or_default(),
+        })
+    }
+
+    /// The fault switches; `disk_full` and `io_errors` act only on a file opened with
+    /// [`open_database_with_faults`].
+    pub fn faults(&self) -> Arc<StoreFaults> {
+        self.faults.clone()
+    }
+
+    /// The redb database alone; the store can then not reopen it after an I/O error.
+    pub fn into_database(self) -> Database {
+        self.db
+    }
+}
+
+impl std::ops::Deref for StoreFile {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// A database opened elsewhere (say on another backend) can be run by the store, which
+/// then has no way to reopen it: after an I/O error it stays unavailable.
+impl From<Database> for StoreFile {
+    fn from(db: Database) -> Self {
+        StoreFile {
+            db,
+            reopen: None,
+            faults: Arc::default(),
+        }
+    }
+}
+
+/// Creates the data directory, readable by the service user alone (it holds the
+/// accounts' credentials and the TLS key). A directory that already exists keeps its mode
+/// (the admin or the package chose it); one that others can enter gets a warning.
+fn create_data_dir(data_dir: &Path) -> Result<(), OpenError> {
+    let err = |source| OpenError::DataDir {
         path: data_dir.to_path_buf(),
         source,
-    })?;
-    let path = data_dir.join(DB_FILE);
-    let db = Database::builder()
-        .set_cache_size(cache_size)
-        .create(&path)
-        .map_err(|source| OpenError::Database {
-            path: path.clone(),
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(data_dir).map_err(err)?;
+        let mode = std::fs::metadata(data_dir)
+            .map_err(err)?
+            .permissions()
+            .mode();
+        if mode & 0o007 != 0 {
+            tracing::warn!(
+                dir = %data_dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is open to every user; it holds credentials: chmod 700 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(data_dir).map_err(err)?;
+    Ok(())
+}
+
+/// Opens (creating it if needed, mode 0600) the database file.
+///
+/// With `check`, redb reads every page of the file and verifies its checksum before it
+/// is used: a plain open trusts the pages, and a damaged one then panics or misleads at
+/// the first request that reads it, perhaps weeks later. The check costs a read of the
+/// whole file (a fraction of a second for a few MB), so it runs at start and for the
+/// `user` commands, not when the writer reopens the file after an I/O error (that file
+/// was checked at start, and redb recovers an unclean one itself).
+fn open_file(
+    path: &Path,
+    cache_size: usize,
+    check: bool,
+    faults: Option<&Arc<StoreFaults>>,
+) -> Result<Database, OpenError> {
+    match guard::contain(|| open_file_unguarded(path, cache_size, check, faults)) {
+        Ok(result) => result,
+        // redb can panic on a damaged page it was asked to trust.
+        Err(panic) => Err(OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail: panic,
+        }),
+    }
+}
+
+fn open_file_unguarded(
+    path: &Path,
+    cache_size: usize,
+    check: bool,
+    faults: Option<&Arc<StoreFaults>>,
+) -> Result<Database, OpenError> {
+    let db_err = |source: redb::DatabaseError| match source {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        },
+        // What redb answers when the file's header is not one of its own: the first page
+        // was overwritten (or the file is something else under our name).
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Damaged {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        }
+        source => OpenError::Database {
+            path: path.to_path_buf(),
             source,
-        })?;
-    schema::check_or_init(&db).map_err(|source| OpenError::Schema { path, source })?;
+        },
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(|e| db_err(e.into()))?;
+    let backend = FileBackend::new(file).map_err(db_err)?;
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(cache_size)
+        .set_check_integrity_on_open(check);
+    let db = match faults {
+        Some(f) => builder.create_with_backend(faults::FaultyBackend {
+            inner: backend,
+            faults: f.clone(),
+        }),
+        None => builder.create_with_backend(backend),
+    }
+    .map_err(db_err)?;
+    schema::check_or_init(&db).map_err(|source| match source {
+        schema::SchemaError::Db(redb::Error::Corrupted(detail)) => OpenError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        },
+        source => OpenError::Schema {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
     Ok(db)
 }
 
@@ -87,7 +286,10 @@ pub struct LoadAccount {
 pub struct PushOffline {
     pub user: String,
     pub stanza: String,
+    /// `offline_max_messages`: refused (`Full`) when this many are waiting.
     pub max: usize,
+    /// `offline_max_bytes`: refused (`Full`) when the waiting ones and this would be more.
+    pub max_bytes: usize,
 }
 
 /// The user's offline messages, oldest first.
@@ -150,13 +352,15 @@ pub struct Store {
 impl Store {
     /// Starts the writer thread and the front actor around an open database.
     /// Must run inside an actix `System`.
-    pub fn start(db: Database, max_pending: usize) -> Addr<Store> {
+    pub fn start(file: impl Into<StoreFile>, max_pending: usize) -> Addr<Store> {
+        let StoreFile { db, reopen, faults } = file.into();
         let slot: DbSlot = Arc::new(Mutex::new(Some(db)));
-        let faults = Arc::new(StoreFaults::default());
         let (s, f) = (slot.clone(), faults.clone());
         let writer = SyncArbiter::start(1, move || Writer {
             db: s.clone(),
             faults: f.clone(),
+            reopen: reopen.clone(),
+            health: Default::default(),
         });
         Store {
             writer,
@@ -271,6 +475,7 @@ impl Handler<PushOffline> for Store {
             user: msg.user,
             stanza: msg.stanza,
             max: msg.max,
+            max_bytes: msg.max_bytes,
         };
         let rx = self.enqueue(op, ctx);
         Box::pin(async move {

@@ -41,11 +41,13 @@ pub enum StoreOp {
     /// One account, if it exists.
     LoadAccount { user: String },
     /// Store a message for a user with no available session; refused when the user does
-    /// not exist or already has `max` messages waiting.
+    /// not exist, already has `max` messages waiting, or would then have more than
+    /// `max_bytes` of them.
     PushOffline {
         user: String,
         stanza: String,
         max: usize,
+        max_bytes: usize,
     },
     /// The user's offline messages, oldest first, with their sequence numbers.
     LoadOffline { user: String },
@@ -92,8 +94,14 @@ pub enum StoreReply {
 pub enum StoreError {
     #[error("storage failed: {0}")]
     Failed(String),
-    #[error("stored data could not be decoded: {0}")]
+    /// The file holds something that is not what was written: a damaged page, or a
+    /// record that does not decode. Only a backup repairs it.
+    #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// The disk refused a read or write (full, or failing). The store reopens the database
+    /// on its own once writes succeed again; until then requests fail with this.
+    #[error("storage I/O failed: {0}")]
+    Io(String),
     #[error("too many storage requests waiting (store_max_pending)")]
     Busy,
     #[error("the store is closed")]
@@ -106,7 +114,20 @@ pub enum StoreError {
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        StoreError::Failed(e.to_string())
+        match e {
+            redb::Error::Corrupted(_) => StoreError::Corrupt(e.to_string()),
+            // After an I/O error redb refuses every write until the database is reopened,
+            // which the writer does; say so rather than repeat redb's advice to the caller.
+            redb::Error::PreviousIo => StoreError::Io(
+                "writes are stopped after an earlier I/O error until the database is reopened"
+                    .into(),
+            ),
+            redb::Error::Io(_)
+            | redb::Error::Backend(_)
+            | redb::Error::LockPoisoned(_)
+            | redb::Error::DatabaseClosed => StoreError::Io(e.to_string()),
+            _ => StoreError::Failed(e.to_string()),
+        }
     }
 }
 

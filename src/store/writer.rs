@@ -3,24 +3,66 @@
 //! It runs on a `SyncArbiter` so a commit (an fsync on an SD card can take tens of
 //! milliseconds) never stalls the actor thread. It executes whole batches handed to it by
 //! the `Store` actor: one write transaction and one commit for all writes of a batch.
+//!
+//! It also keeps the store alive through a bad disk. After an I/O error (a full disk, a
+//! failing card) redb refuses every later write until the database is reopened, so the
+//! writer drops the handle and opens the file again, at once and then with a growing
+//! pause while that fails; in between, requests fail at once with `StoreError::Io`.
+//! Only committed (for durable writes: synced) data was ever acknowledged, and a reopen
+//! finds exactly that. Every call into redb runs under [`guard::contain`], so a damaged
+//! page that makes redb panic fails the request, not the thread.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Handler, Message, SyncContext};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::Reopen;
 use super::faults::StoreFaults;
+use super::guard;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
 use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, ROSTER};
 
-/// The open database, or `None` once closed. A slot rather than a bare `Arc<Database>`
-/// so that closing drops the database (and its file lock) at a known moment.
+/// The open database, or `None` once closed (or while a reopen fails). A slot rather than a
+/// bare `Arc<Database>` so that closing drops the database (and its file lock) at a known
+/// moment.
 pub type DbSlot = Arc<Mutex<Option<Database>>>;
+
+/// Longest pause between two attempts to reopen the database.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct Writer {
     pub(super) db: DbSlot,
     pub(super) faults: Arc<StoreFaults>,
+    /// How to open the file again; `None` for a database the store did not open.
+    pub(super) reopen: Option<Reopen>,
+    pub(super) health: Health,
+}
+
+/// What the writer knows about the disk, between batches.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    /// After `Close`: requests fail with `Closed` for good.
+    closed: bool,
+    /// I/O failures in a row (a failed commit, a failed reopen): sets the pause before the
+    /// next reopen. Cleared by the first write that commits.
+    failures: u32,
+    /// Set while redb refuses writes after an I/O error: when to reopen the database.
+    reopen_at: Option<Instant>,
+}
+
+/// The pause before reopening after `failures` I/O failures in a row: none after the
+/// first (a passing glitch costs nothing), then 100 ms doubling up to [`MAX_BACKOFF`], so
+/// a disk that stays full costs a reopen (and a log line) every 30 s, not a busy loop.
+fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(100)
+            .saturating_mul(1u32.checked_shl(n - 2).unwrap_or(u32::MAX))
+            .min(MAX_BACKOFF),
+    }
 }
 
 impl Actor for Writer {
@@ -53,46 +95,178 @@ impl Handler<ExecBatch> for Writer {
 }
 
 impl Writer {
+    /// The file's name, for log lines an admin acts on.
+    fn file(&self) -> String {
+        self.reopen
+            .as_ref()
+            .map_or_else(|| "the database".into(), |r| r.path.display().to_string())
+    }
+
     fn execute(&mut self, ops: Vec<StoreOp>) -> Vec<Result<StoreReply, StoreError>> {
-        let guard = match self.db.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let Some(db) = guard.as_ref() else {
+        if self.health.closed {
             return ops.iter().map(|_| Err(StoreError::Closed)).collect();
+        }
+        self.reopen_if_due();
+        let results = {
+            let guard = match self.db.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let Some(db) = guard.as_ref() else {
+                let e = StoreError::Io(
+                    "the database is unavailable after an I/O error; reopening it is retried"
+                        .into(),
+                );
+                return ops.iter().map(|_| Err(e.clone())).collect();
+            };
+            self.run(db, &ops)
         };
+        self.observe(&ops, &results);
+        results
+    }
+
+    fn run(&self, db: &Database, ops: &[StoreOp]) -> Vec<Result<StoreReply, StoreError>> {
         if !ops.iter().any(StoreOp::is_write) {
             return ops.iter().map(|op| self.read_only(db, op)).collect();
         }
-        match self.in_one_transaction(db, &ops) {
+        match self.in_one_transaction(db, ops) {
             Ok(results) => results,
             // One bad request must not fail its neighbours: retry each on its own, so only
-            // the requests that really fail report an error.
+            // the requests that really fail report an error. Reads go alone too: after an
+            // I/O error redb refuses writes but can still answer them.
             Err(_) if ops.len() > 1 => ops
                 .iter()
                 .map(|op| {
-                    self.in_one_transaction(db, std::slice::from_ref(op))
-                        .and_then(|mut r| r.pop().unwrap_or(Err(StoreError::Closed)))
+                    if op.is_write() {
+                        self.in_one_transaction(db, std::slice::from_ref(op))
+                            .and_then(|mut r| r.pop().unwrap_or(Err(StoreError::Closed)))
+                    } else {
+                        self.read_only(db, op)
+                    }
                 })
                 .collect(),
             Err(e) => vec![Err(e)],
         }
     }
+
+    /// Learns from a batch's results: an I/O error schedules a reopen, a committed write
+    /// ends a failure streak, damage is logged for the admin.
+    fn observe(&mut self, ops: &[StoreOp], results: &[Result<StoreReply, StoreError>]) {
+        if let Some(e) = results.iter().find_map(|r| match r {
+            Err(StoreError::Corrupt(e)) => Some(e),
+            _ => None,
+        }) {
+            tracing::error!(
+                file = %self.file(),
+                error = %e,
+                "the database file is damaged: the request failed; stop the server and \
+                 restore the file from a backup (`cloud-notify check` confirms the damage)"
+            );
+        }
+        if let Some(e) = results.iter().find_map(|r| match r {
+            Err(StoreError::Io(e)) => Some(e.clone()),
+            _ => None,
+        }) {
+            self.latch(&e);
+        } else if self.health.failures > 0
+            && ops
+                .iter()
+                .zip(results)
+                .any(|(op, r)| op.is_write() && r.is_ok())
+        {
+            tracing::info!(file = %self.file(), "database writes succeed again");
+            self.health.failures = 0;
+        }
+    }
+
+    /// An I/O error: redb now refuses writes until the database is reopened.
+    fn latch(&mut self, error: &str) {
+        if self.health.reopen_at.is_some() {
+            // Already waiting to reopen; this is the same failure seen again.
+            return;
+        }
+        self.health.failures += 1;
+        if self.reopen.is_none() {
+            tracing::error!(
+                file = %self.file(),
+                %error,
+                "database I/O failed (disk full or failing?); this store cannot reopen it"
+            );
+            return;
+        }
+        let delay = backoff(self.health.failures);
+        self.health.reopen_at = Some(Instant::now() + delay);
+        tracing::error!(
+            file = %self.file(),
+            %error,
+            retry_in_ms = delay.as_millis() as u64,
+            "database I/O failed (disk full or failing?): nothing of the failed requests \
+             was acknowledged; writes fail until the database is reopened"
+        );
+    }
+
+    /// Drops the database and opens the file again, when the pause after an I/O error is
+    /// over. Failing, it tries again after a longer pause; meanwhile requests fail.
+    fn reopen_if_due(&mut self) {
+        let (Some(at), Some(reopen)) = (self.health.reopen_at, self.reopen.clone()) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        let mut guard = match self.db.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // The old handle goes first: it holds the file's lock. Closing it writes nothing
+        // after an I/O error; the next open recovers the file to its last commit.
+        if let Some(old) = guard.take()
+            && let Err(panic) = guard::contain(move || drop(old))
+        {
+            tracing::warn!(file = %self.file(), %panic, "closing the failed database handle");
+        }
+        let error = match guard::contain(|| reopen.open(false)) {
+            Ok(Ok(db)) => {
+                *guard = Some(db);
+                self.health.reopen_at = None;
+                tracing::info!(file = %self.file(), "database reopened after an I/O error");
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic,
+        };
+        self.health.failures += 1;
+        let delay = backoff(self.health.failures);
+        self.health.reopen_at = Some(Instant::now() + delay);
+        tracing::warn!(
+            file = %self.file(),
+            %error,
+            retry_in_ms = delay.as_millis() as u64,
+            "cannot reopen the database yet; requests fail meanwhile"
+        );
+    }
 }
 
 impl Writer {
     fn close(&mut self) {
+        self.health.closed = true;
         let mut guard = match self.db.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
         // Make the non-durable ledger writes durable before the file is let go.
-        if let Some(db) = guard.as_ref()
-            && let Err(e) = durable_empty_commit(db)
-        {
-            tracing::error!(error = %e, "final flush of the store failed");
+        if let Some(db) = guard.as_ref() {
+            match guard::contain(|| durable_empty_commit(db)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "final flush of the store failed"),
+                Err(panic) => tracing::error!(%panic, "final flush of the store failed"),
+            }
         }
-        *guard = None;
+        if let Some(db) = guard.take()
+            && let Err(panic) = guard::contain(move || drop(db))
+        {
+            tracing::error!(%panic, "closing the store failed");
+        }
     }
 }
 
@@ -102,8 +276,18 @@ fn durable_empty_commit(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a panic inside redb becomes: the request fails as if the page were unreadable.
+fn contained_panic(panic: String) -> StoreError {
+    StoreError::Corrupt(format!("reading the database failed ({panic})"))
+}
+
 impl Writer {
     fn read_only(&self, db: &Database, op: &StoreOp) -> Result<StoreReply, StoreError> {
+        guard::contain(|| self.read_only_unguarded(db, op))
+            .unwrap_or_else(|p| Err(contained_panic(p)))
+    }
+
+    fn read_only_unguarded(&self, db: &Database, op: &StoreOp) -> Result<StoreReply, StoreError> {
         if self.faults.reads_fail() {
             return Err(StoreError::Failed("injected read failure".into()));
         }
@@ -125,6 +309,17 @@ impl Writer {
     /// Runs all ops in one write transaction. `Err` means nothing was committed; `Ok` holds
     /// the per-op results of a committed transaction.
     fn in_one_transaction(
+        &self,
+        db: &Database,
+        ops: &[StoreOp],
+    ) -> Result<Vec<Result<StoreReply, StoreError>>, StoreError> {
+        // A panic leaves the transaction uncommitted: redb drops it unwinding, and the
+        // handle stays usable (it repairs the leaked pages at the next open).
+        guard::contain(|| self.in_one_transaction_unguarded(db, ops))
+            .unwrap_or_else(|p| Err(contained_panic(p)))
+    }
+
+    fn in_one_transaction_unguarded(
         &self,
         db: &Database,
         ops: &[StoreOp],
@@ -193,18 +388,27 @@ impl Writer {
                 reads_fail()?;
                 list_accounts(&accounts)
             }
-            StoreOp::PushOffline { user, stanza, max } => {
+            StoreOp::PushOffline {
+                user,
+                stanza,
+                max,
+                max_bytes,
+            } => {
                 if accounts.get(user.as_str())?.is_none() {
                     return Err(StoreError::NoSuchUser);
                 }
                 let mut count = 0;
+                let mut bytes = stanza.len();
                 let mut last = 0;
                 for e in offline.range((user.as_str(), 0)..=(user.as_str(), u64::MAX))? {
-                    let (k, _) = e?;
+                    let (k, v) = e?;
                     count += 1;
+                    bytes = bytes.saturating_add(v.value().len());
                     last = k.value().1;
                 }
-                if count >= *max {
+                // Counted in stored bytes (the stanza with its delay stamp), which is what
+                // the file grows by; a count alone let a few large messages fill the disk.
+                if count >= *max || bytes > *max_bytes {
                     return Err(StoreError::Full);
                 }
                 let seq = last + 1;
@@ -363,4 +567,19 @@ fn list_accounts(
         out.push(e?.0.value().to_string());
     }
     Ok(StoreReply::Accounts(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_backoff_starts_at_once_doubles_and_is_capped() {
+        let ms = |n| backoff(n).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(3), ms(4)], [0, 0, 100, 200, 400]);
+        assert_eq!(ms(10), 25_600);
+        assert_eq!(backoff(11), MAX_BACKOFF);
+        assert_eq!(backoff(40), MAX_BACKOFF, "no overflow past 32 doublings");
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
 }

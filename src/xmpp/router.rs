@@ -192,6 +192,7 @@ impl Router {
             user: user.clone(),
             stanza: String::from(&stamped),
             max: self.cfg.offline_max_messages,
+            max_bytes: self.cfg.offline_max_bytes,
         });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res.unwrap_or(Err(StoreError::Closed)) {

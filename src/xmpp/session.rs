@@ -454,6 +454,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
                 user: st.user.clone(),
                 stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
                 max: shared.cfg.offline_max_messages,
+                max_bytes: shared.cfg.offline_max_bytes,
             })
         });
         let results = futures::future::join_all(requests).await;

@@ -52,7 +52,8 @@ fn generate(domain: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
             .map_err(err)
     };
     write(key, ck.signing_key.serialize_pem(), true)?;
-    write(cert, ck.cert.pem(), false)?;
+    // 0600 too: nothing in the data directory is for other users (issue 8).
+    write(cert, ck.cert.pem(), true)?;
     tracing::info!(cert = %cert.display(), %domain, "generated a self-signed TLS certificate");
     Ok(())
 }

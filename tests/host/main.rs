@@ -7,6 +7,7 @@ mod client_bugs;
 mod fates;
 mod hostile;
 mod raw;
+mod storage;
 
 use std::time::Duration;
 
