@@ -207,5 +207,28 @@ fn enables(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, classify, build_publish, enables);
+/// PLAIN costs the same for a known and an unknown user (one PBKDF2 each, at the
+/// configured 10,000 iterations), so a failed login does not tell who exists.
+fn plain_login(c: &mut Criterion) {
+    use cloud_notify::store::Account;
+    use cloud_notify::xmpp::sasl::plain_credential;
+    use cloud_notify::xmpp::scram::Hash;
+    let iterations = Config::default().scram_iterations;
+    let account = Account::from_password("juliet-pw", iterations).unwrap();
+    let secret = [7u8; 32];
+    c.bench_function("plain/known_user_wrong_password", |b| {
+        b.iter(|| {
+            plain_credential(Some(&account), "juliet", iterations, &secret)
+                .verify_password(Hash::Sha256, black_box("nope"))
+        })
+    });
+    c.bench_function("plain/unknown_user", |b| {
+        b.iter(|| {
+            plain_credential(None, "nobody", iterations, &secret)
+                .verify_password(Hash::Sha256, black_box("nope"))
+        })
+    });
+}
+
+criterion_group!(benches, classify, build_publish, enables, plain_login);
 criterion_main!(benches);

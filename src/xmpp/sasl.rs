@@ -138,14 +138,39 @@ async fn plain(initial: &[u8], domain: &str, shared: &Shared) -> Auth {
     let account = load(shared, &user)
         .await
         .map_err(|_| "temporary-auth-failure")?;
+    let credential = plain_credential(
+        account.as_ref(),
+        &user,
+        shared.cfg.scram_iterations,
+        &shared.decoy_secret,
+    );
+    let password = password.to_string();
+    // PBKDF2 takes milliseconds: off the actor thread, so a stream of PLAIN attempts
+    // cannot stall every session.
+    let matches = tokio::task::spawn_blocking(move || {
+        credential.verify_password(Hash::Sha256, &password)
+    })
+    .await
+    .unwrap_or(false);
+    if matches && account.is_some() {
+        Ok((user, None))
+    } else {
+        Err("not-authorized")
+    }
+}
+
+/// The credential a PLAIN password is checked against: the account's, or for an
+/// unknown user a decoy with the configured iteration count, so that both cost one
+/// PBKDF2 and a failed login does not tell whether the user exists.
+pub fn plain_credential(
+    account: Option<&Account>,
+    user: &str,
+    iterations: u32,
+    decoy_secret: &[u8],
+) -> ScramCredential {
     match account {
-        Some(a)
-            if a.credential(Hash::Sha256)
-                .verify_password(Hash::Sha256, password) =>
-        {
-            Ok((user, None))
-        }
-        _ => Err("not-authorized"),
+        Some(a) => a.credential(Hash::Sha256).clone(),
+        None => ScramCredential::decoy(Hash::Sha256, user, iterations, decoy_secret),
     }
 }
 
@@ -202,5 +227,23 @@ async fn scram_exchange(
         Ok(v) if account.is_some() => Some(Ok((user, Some(v)))),
         Ok(_) | Err(scram::ScramError::NotAuthorized) => Some(Err("not-authorized")),
         Err(_) => Some(Err("malformed-request")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown user's decoy has the configured iteration count (the cost of the
+    /// check) and never matches; a known user's is the account's own.
+    #[test]
+    fn plain_checks_unknown_users_against_an_equal_cost_decoy() {
+        let account = Account::from_password("pw", 4096).unwrap();
+        let known = plain_credential(Some(&account), "juliet", 4096, &[1; 32]);
+        assert!(known.verify_password(Hash::Sha256, "pw"));
+        let decoy = plain_credential(None, "nobody", 4096, &[1; 32]);
+        assert_eq!(decoy.iterations, known.iterations);
+        assert!(!decoy.verify_password(Hash::Sha256, "pw"));
+        assert!(!decoy.verify_password(Hash::Sha256, ""));
     }
 }
