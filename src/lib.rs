@@ -1,11 +1,13 @@
 //! cloud-notify: XEP-0357 push notifications, server side.
 //!
 //! - [`config`]: the configuration file.
+//! - [`logging`]: the log format (every value escaped).
 //! - [`store`]: persistent state in redb, written with group commit.
 //! - [`push`]: the push module (Prosody's `mod_cloud_notify`, improved), which talks to
 //!   its host only through the messages in [`push::interface`].
 
 pub mod config;
+pub mod logging;
 pub mod push;
 pub mod store;
 pub mod xmpp;

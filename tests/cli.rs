@@ -201,3 +201,98 @@ fn user_commands_work_while_the_server_runs() {
     let o = run(&b, &["user", "list"], None);
     assert_eq!(stdout(&o).trim(), "juliet@example.com");
 }
+
+/// Reads from a blocking socket until `marker` (10 s at most).
+fn read_until(s: &mut std::net::TcpStream, marker: &str) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while !got.contains(marker) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "no {marker:?}; got {got:?}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    got
+}
+
+/// A newline in a value a peer controls (here a push node) is escaped in the log: it
+/// cannot start a forged line for fail2ban or the admin to read.
+#[cfg(unix)]
+#[test]
+fn a_newline_from_a_peer_cannot_forge_a_log_line() {
+    let b = setup(
+        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
+         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
+    );
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut server = cloud_notify()
+        .arg("--config")
+        .arg(&b.config)
+        .arg("serve")
+        .env("CLOUD_NOTIFY_LOG", "debug")
+        .current_dir(b.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let err = server.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let c2s = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the server logs that it serves");
+        log.push(line.clone());
+        if let Some(addr) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("c2s_addr="))
+        {
+            break addr.to_string();
+        }
+    };
+    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
+    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+    s.write_all(header).unwrap();
+    read_until(&mut s, "</stream:features>");
+    // \0juliet\0pw
+    s.write_all(
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwdw==</auth>",
+    )
+    .unwrap();
+    read_until(&mut s, "<success");
+    s.write_all(header).unwrap();
+    read_until(&mut s, "</stream:features>");
+    s.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .unwrap();
+    read_until(&mut s, "</iq>");
+    s.write_all(b"<iq type='set' id='e'><enable xmlns='urn:xmpp:push:0' jid='push.example.com' node='n1&#10;2026-01-01T00:00:00Z  WARN forged: admin logged in'/></iq>")
+        .unwrap();
+    let answer = read_until(&mut s, "id='e'");
+    assert!(!answer.contains("error"), "{answer}");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let _ = reader.join();
+    log.extend(lines.try_iter());
+    let all = log.join("\n");
+    assert!(
+        log.iter().any(|l| l.contains("n1\\n2026-01-01")),
+        "the node is logged, escaped:\n{all}"
+    );
+    assert!(
+        !log.iter().any(|l| l.starts_with("2026-01-01")),
+        "a forged line:\n{all}"
+    );
+}
