@@ -51,10 +51,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_text_is_kept() {
         let mut out = String::new();
+        let tail = "end";
         write!(
             Escaping(&mut out),
-            "node=a\nINFO forged line\r\u{1b}[31m ünïcode\t{}",
-            "end"
+            "node=a\nINFO forged line\r\u{1b}[31m ünïcode\t{tail}"
         )
         .unwrap();
         assert_eq!(out, "node=a\\nINFO forged line\\r\\u{1b}[31m ünïcode\\tend");
