@@ -309,6 +309,18 @@ async fn negotiate(
             header.to.as_deref().map(|t| t.to_ascii_lowercase()) == Some(cfg.domain.clone());
         xml.feed_header(our_header(&cfg.domain, &random_id()))
             .ok()?;
+        // RFC 6120 §4.7.5: we speak 1.0; a higher major version cannot be served. (No
+        // version means a pre-1.0 client; it is offered the 1.0 features all the same.)
+        if header
+            .version
+            .as_deref()
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+            .is_some_and(|major| major > 1)
+        {
+            tracing::debug!(version = ?header.version, "stream closed: unsupported-version");
+            close_with(&mut xml, "unsupported-version").await;
+            return None;
+        }
         if !to_ok {
             tracing::debug!(to = ?header.to, "stream closed: host-unknown");
             close_with(&mut xml, "host-unknown").await;

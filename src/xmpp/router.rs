@@ -300,7 +300,9 @@ impl Router {
                         });
                         self.bounce(&stanza, "service-unavailable", ctx);
                     }
-                    _ => {}
+                    // RFC 6121 §8.5.2.2: headlines and errors to a user with no
+                    // available session are not stored.
+                    _ => tracing::debug!(%user, kind, "message for an absent user dropped"),
                 }
                 return;
             }

@@ -25,6 +25,7 @@ use crate::store::{Change, LoadOffline, LoadRoster, PushOffline, RosterItem, Sto
 pub const SM_NS: &str = "urn:xmpp:sm:3";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 const PING_NS: &str = "urn:xmpp:ping";
 
 /// A new connection taking over a session (`<resume/>`).
@@ -151,7 +152,10 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
             out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
                     if !send_stanza(xml, st, *s, shared).await {
-                        return Ended::Lost;
+                        // Past smacks_max_queue_size the session ends for good (its
+                        // stream was closed with resource-constraint); otherwise the
+                        // write failed: the connection is lost.
+                        return if st.spill.is_empty() { Ended::Lost } else { Ended::Closed };
                     }
                 }
                 Some(ToSession::Conflict) => {
@@ -438,10 +442,17 @@ async fn destroy(st: &mut State, shared: &Shared) {
                 seq,
             });
             to_store.push((s, key));
-        } else if !(is_message && matches!(kind, "groupchat" | "headline"))
-            && let Some(bounce) = stanza::error_reply(&s, "cancel", "recipient-unavailable")
-        {
+        } else if is_message && matches!(kind, "groupchat" | "headline") {
+            // Neither is stored or bounced (RFC 6121 §8.5.2: a room re-sends history,
+            // a headline is of the moment).
+            tracing::debug!(
+                kind,
+                "unacked groupchat or headline dropped with the session"
+            );
+        } else if let Some(bounce) = stanza::error_reply(&s, "cancel", "recipient-unavailable") {
             shared.router.do_send(Route(bounce));
+        } else {
+            tracing::debug!("unacked error stanza dropped with the session");
         }
     }
     // Stored in chunks asked for at once, in order: they share the store's group
@@ -459,7 +470,13 @@ async fn destroy(st: &mut State, shared: &Shared) {
         });
         let results = futures::future::join_all(requests).await;
         for ((s, key), stored) in chunk.into_iter().zip(results) {
-            after_offline(st, s, key, stored.unwrap_or(Err(StoreError::Closed)), shared);
+            after_offline(
+                st,
+                s,
+                key,
+                stored.unwrap_or(Err(StoreError::Closed)),
+                shared,
+            );
         }
     }
     shared.router.do_send(Unbind {
@@ -850,8 +867,33 @@ async fn server_iq(
         Some(p) if p.is("query", DISCO_INFO) && t == Some("get") && p.attr("node").is_none() => {
             Some(stanza::iq_result(iq, Some(disco_info(to_server))))
         }
+        // XEP-0030: the server's items are its components (the push app servers); an
+        // account has none to list.
+        Some(p) if p.is("query", DISCO_ITEMS) && t == Some("get") && p.attr("node").is_none() => {
+            Some(stanza::iq_result(
+                iq,
+                Some(disco_items(to_server, &shared.cfg)),
+            ))
+        }
+        Some(p) if p.is("query", DISCO_INFO) || p.is("query", DISCO_ITEMS) => {
+            stanza::error_reply(iq, "cancel", "item-not-found")
+        }
+        // Everything else (carbons until they exist, private XML storage and bookmarks,
+        // vCards, version, blocking): RFC 6120 §8.4, not implemented.
         _ => stanza::error_reply(iq, "cancel", "service-unavailable"),
     }
+}
+
+fn disco_items(server: bool, cfg: &crate::config::Config) -> Element {
+    let mut q = Element::builder("query", DISCO_ITEMS).build();
+    if server {
+        for c in &cfg.components {
+            let mut item = Element::builder("item", DISCO_ITEMS).build();
+            stanza::set_attr(&mut item, "jid", &c.jid);
+            q.append_child(item);
+        }
+    }
+    q
 }
 
 /// B01/B02: the push feature is the account's, not the server's.
@@ -871,6 +913,7 @@ fn disco_info(server: bool) -> Element {
     if server {
         q.append_child(identity("server", "im"));
         q.append_child(feature(DISCO_INFO));
+        q.append_child(feature(DISCO_ITEMS));
         q.append_child(feature(PING_NS));
         q.append_child(feature(SM_NS));
     } else {

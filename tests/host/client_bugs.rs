@@ -80,3 +80,90 @@ async fn whitespace_after_auth_does_not_end_the_connection() {
     let pong = c.until(">").await;
     assert!(pong.contains("type='result'"), "{pong}");
 }
+
+/// What clients ask for at login that is not built is answered `service-unavailable`
+/// (profanity asks for carbons, bookmarks in private storage and the blocking list;
+/// others ask for vCards and the server version), never left unanswered.
+#[actix_rt::test]
+async fn unsupported_requests_are_service_unavailable() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.login("juliet", "laptop").await;
+    for (id, payload) in [
+        ("carbons", "<enable xmlns='urn:xmpp:carbons:2'/>"),
+        (
+            "private",
+            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+        ),
+        ("vcard", "<vCard xmlns='vcard-temp'/>"),
+        ("blocking", "<blocklist xmlns='urn:xmpp:blocking'/>"),
+        ("version", "<query xmlns='jabber:iq:version'/>"),
+    ] {
+        let kind = if id == "carbons" { "set" } else { "get" };
+        let r = c
+            .iq(&format!("<iq type='{kind}' id='{id}'>{payload}</iq>"))
+            .await;
+        assert_eq!(r.attr("type"), Some("error"), "{id}: {}", String::from(&r));
+        assert!(
+            String::from(&r).contains("service-unavailable"),
+            "{id}: {}",
+            String::from(&r)
+        );
+    }
+}
+
+/// disco#items on the server lists its components (the push app servers); on the
+/// account it is empty; disco#info advertises items, ping and no more.
+#[actix_rt::test]
+async fn disco_items_lists_components_and_info_matches_what_is_built() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = t.login("juliet", "laptop").await;
+    let items = c
+        .iq(&format!(
+            "<iq type='get' id='i' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ))
+        .await;
+    assert_eq!(items.attr("type"), Some("result"));
+    assert!(
+        String::from(&items).contains(&format!("jid='{}'", super::APP)),
+        "{}",
+        String::from(&items)
+    );
+    let own = c
+        .iq("<iq type='get' id='o' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    assert_eq!(own.attr("type"), Some("result"));
+    assert!(
+        !String::from(&own).contains("<item"),
+        "{}",
+        String::from(&own)
+    );
+    let info = c
+        .iq(&format!(
+            "<iq type='get' id='f' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await;
+    let text = String::from(&info);
+    for var in [
+        "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/disco#items",
+        "urn:xmpp:ping",
+    ] {
+        assert!(text.contains(var), "{var}: {text}");
+    }
+    assert!(!text.contains("urn:xmpp:carbons"), "{text}");
+    assert!(!text.contains("urn:xmpp:mam"), "{text}");
+}
+
+/// A stream of a later major version is refused with `unsupported-version`.
+#[actix_rt::test]
+async fn a_stream_of_version_2_is_unsupported() {
+    let t = TestServer::start(|_| {}).await;
+    let mut c = Raw::connect(t.c2s()).await;
+    c.write(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='2.0'>").await;
+    let reply = c.rest_until_closed().await;
+    assert!(reply.contains("unsupported-version"), "{reply}");
+    assert!(
+        reply.contains("version='1.0'"),
+        "our header says 1.0: {reply}"
+    );
+}

@@ -285,3 +285,43 @@ async fn d23_orderly_shutdown_keeps_hibernated_messages_and_says_system_shutdown
     assert_eq!(m.attr("id"), Some("queued"));
     assert!(m.get_child("delay", "urn:xmpp:delay").is_some());
 }
+
+/// A connected client that never acknowledges: past `smacks_max_queue_size` its stream
+/// ends with `resource-constraint` and the session ends for good (no hibernation); what
+/// it had not acknowledged, and the message that did not fit, wait in offline storage.
+#[actix_rt::test]
+async fn a_connected_queue_overflow_ends_the_session_and_keeps_its_messages() {
+    let t = TestServer::start(|c| c.smacks_max_queue_size = 5).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let previd = enable_sm(&mut juliet).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for i in 0..6 {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost/phone' id='m{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    // The enable's answer is unacked too: 4 messages fit, the 5th overflows.
+    let mut got = Vec::new();
+    let closed = loop {
+        match juliet.next_or_error().await {
+            e if !e.starts_with('<') => break e,
+            text => got.push(text),
+        }
+    };
+    assert!(closed.contains("resource-constraint"), "{closed}");
+    ended(&t, &previd).await;
+    let mut again = t.login("juliet", "laptop").await;
+    again.send("<presence/>").await;
+    let mut ids = Vec::new();
+    while ids.len() < 6 {
+        let (m, _) = again.until("message").await;
+        ids.push(m.attr("id").unwrap_or_default().to_string());
+    }
+    // m5 came after the session ended and was stored on its own; the session's own
+    // messages keep their order.
+    let queued: Vec<&String> = ids.iter().filter(|i| *i != "m5").collect();
+    assert_eq!(queued, ["m0", "m1", "m2", "m3", "m4"], "{ids:?}");
+    assert!(ids.contains(&"m5".to_string()), "{ids:?}");
+}
