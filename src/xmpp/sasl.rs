@@ -147,11 +147,10 @@ async fn plain(initial: &[u8], domain: &str, shared: &Shared) -> Auth {
     let password = password.to_string();
     // PBKDF2 takes milliseconds: off the actor thread, so a stream of PLAIN attempts
     // cannot stall every session.
-    let matches = tokio::task::spawn_blocking(move || {
-        credential.verify_password(Hash::Sha256, &password)
-    })
-    .await
-    .unwrap_or(false);
+    let matches =
+        tokio::task::spawn_blocking(move || credential.verify_password(Hash::Sha256, &password))
+            .await
+            .unwrap_or(false);
     if matches && account.is_some() {
         Ok((user, None))
     } else {
