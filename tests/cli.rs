@@ -232,37 +232,7 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut server = cloud_notify()
-        .arg("--config")
-        .arg(&b.config)
-        .arg("serve")
-        .env("CLOUD_NOTIFY_LOG", "debug")
-        .current_dir(b.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let err = server.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let c2s = loop {
-        let line = lines
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("the server logs that it serves");
-        log.push(line.clone());
-        if let Some(addr) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("c2s_addr="))
-        {
-            break addr.to_string();
-        }
-    };
+    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
     let mut s = std::net::TcpStream::connect(&c2s).unwrap();
     let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
     s.write_all(header).unwrap();
@@ -295,4 +265,101 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
         !log.iter().any(|l| l.starts_with("2026-01-01")),
         "a forged line:\n{all}"
     );
+}
+
+/// Starts `serve` with a debug log on loopback ports; returns the child, the c2s
+/// address and the log lines so far (the rest arrive on the receiver).
+#[cfg(unix)]
+fn serve_logged(
+    b: &Box,
+) -> (
+    std::process::Child,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut server = cloud_notify()
+        .arg("--config")
+        .arg(&b.config)
+        .arg("serve")
+        .env("CLOUD_NOTIFY_LOG", "debug")
+        .current_dir(b.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let err = server.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let c2s = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the server logs that it serves");
+        log.push(line.clone());
+        if let Some(addr) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("c2s_addr="))
+        {
+            break addr.to_string();
+        }
+    };
+    (server, c2s, log, lines, reader)
+}
+
+/// A failed login is logged with the user tried and the client's address, in a line
+/// the shipped fail2ban filter matches, with `<HOST>` the client's address.
+#[cfg(unix)]
+#[test]
+fn failed_logins_are_logged_for_fail2ban() {
+    let b = setup(
+        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
+         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
+    );
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
+    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
+    s.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>")
+        .unwrap();
+    read_until(&mut s, "</stream:features>");
+    // \0juliet\0wrong
+    s.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldAB3cm9uZw==</auth>")
+        .unwrap();
+    read_until(&mut s, "not-authorized");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let _ = reader.join();
+    log.extend(lines.try_iter());
+    let filter = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging/fail2ban/cloud-notify.conf"),
+    )
+    .unwrap();
+    let failregex = filter
+        .lines()
+        .find_map(|l| l.strip_prefix("failregex = "))
+        .expect("a failregex")
+        .replace("<HOST>", r"(?P<host>[0-9A-Fa-f:.]+)");
+    let re = regex::Regex::new(&failregex).unwrap();
+    let hits: Vec<&String> = log.iter().filter(|l| re.is_match(l)).collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "one failed login, one match:\n{}",
+        log.join("\n")
+    );
+    let host = &re.captures(hits[0]).unwrap()["host"];
+    assert_eq!(host, "127.0.0.1");
+    assert!(hits[0].contains("user=\"juliet\""), "{}", hits[0]);
 }

@@ -128,6 +128,7 @@ async fn establish(
     _negotiating: Negotiating,
 ) -> Option<Bound> {
     let peer = tcp.peer_addr().ok();
+    let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
     let stages = async {
         let transport = if direct_tls {
@@ -148,6 +149,8 @@ async fn establish(
     };
     // The reads inside send `connection-timeout` themselves at the deadline; this outer
     // bound covers what has no stream to send it on (the TLS handshake, the header).
+    // Every line of the negotiation names the client's address.
+    let stages = tracing::Instrument::instrument(stages, tracing::info_span!("c2s", %ip));
     match tokio::time::timeout_at(deadline + Duration::from_secs(1), stages).await {
         Ok(bound) => bound,
         Err(_) => {

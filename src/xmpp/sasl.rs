@@ -87,13 +87,27 @@ pub async fn exchange(
         return Some(SaslOutcome::Failed);
     };
     let domain = shared.cfg.domain.as_str();
+    // The user name the client tried, for the failed-login line (fail2ban matches it).
+    let mut tried = None;
     let result = match mechanism.as_str() {
         "PLAIN" if tls || shared.cfg.allow_unencrypted_plain_auth => {
-            plain(&initial, domain, shared).await
+            plain(&initial, domain, shared, &mut tried).await
         }
-        "SCRAM-SHA-1" => scram_exchange(xml, guard, Hash::Sha1, &initial, shared, deadline).await?,
+        "SCRAM-SHA-1" => {
+            let scram = Scram {
+                hash: Hash::Sha1,
+                initial: &initial,
+                deadline,
+            };
+            scram_exchange(xml, guard, scram, shared, &mut tried).await?
+        }
         "SCRAM-SHA-256" => {
-            scram_exchange(xml, guard, Hash::Sha256, &initial, shared, deadline).await?
+            let scram = Scram {
+                hash: Hash::Sha256,
+                initial: &initial,
+                deadline,
+            };
+            scram_exchange(xml, guard, scram, shared, &mut tried).await?
         }
         _ => Err("invalid-mechanism"),
     };
@@ -106,7 +120,14 @@ pub async fn exchange(
             })
         }
         Err(condition) => {
-            tracing::info!(%mechanism, %condition, "authentication failed");
+            // One line per failure with the user tried; the session span carries the
+            // client's address (`ip=`), so fail2ban's filter can act on both.
+            tracing::warn!(
+                user = tried.as_deref().unwrap_or("-"),
+                %mechanism,
+                %condition,
+                "authentication failed"
+            );
             xml.send(&failure(condition)).await.ok()?;
             Some(SaslOutcome::Failed)
         }
@@ -115,7 +136,7 @@ pub async fn exchange(
 
 type Auth = Result<(String, Option<String>), &'static str>;
 
-async fn plain(initial: &[u8], domain: &str, shared: &Shared) -> Auth {
+async fn plain(initial: &[u8], domain: &str, shared: &Shared, tried: &mut Option<String>) -> Auth {
     let mut parts = initial.split(|b| *b == 0);
     let (Some(authzid), Some(authcid), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -129,6 +150,7 @@ async fn plain(initial: &[u8], domain: &str, shared: &Shared) -> Auth {
     ) else {
         return Err("malformed-request");
     };
+    *tried = Some(authcid.to_string());
     let user = normalise(authcid, domain).ok_or("not-authorized")?;
     if !authzid.is_empty()
         && normalise(authzid.split('@').next().unwrap_or(""), domain).as_deref() != Some(&user)
@@ -173,19 +195,31 @@ pub fn plain_credential(
     }
 }
 
+/// A SCRAM exchange about to start.
+struct Scram<'a> {
+    hash: Hash,
+    initial: &'a [u8],
+    deadline: tokio::time::Instant,
+}
+
 async fn scram_exchange(
     xml: &mut Xml,
     guard: &SizeGuard,
-    hash: Hash,
-    initial: &[u8],
+    scram: Scram<'_>,
     shared: &Shared,
-    deadline: tokio::time::Instant,
+    tried: &mut Option<String>,
 ) -> Option<Auth> {
+    let Scram {
+        hash,
+        initial,
+        deadline,
+    } = scram;
     let first = match scram::parse_client_first(initial) {
         Ok(f) => f,
         Err(scram::ScramError::InvalidAuthzid) => return Some(Err("invalid-authzid")),
         Err(_) => return Some(Err("malformed-request")),
     };
+    *tried = Some(first.username.clone());
     let Some(user) = normalise(&first.username, &shared.cfg.domain) else {
         return Some(Err("not-authorized"));
     };
