@@ -9,6 +9,7 @@
 pub mod admin;
 mod faults;
 mod guard;
+pub mod ledger;
 mod ops;
 mod record;
 pub mod schema;
@@ -311,6 +312,24 @@ pub struct LoadRoster {
 #[rtype(result = "Result<Vec<String>, StoreError>")]
 pub struct ListAccounts;
 
+/// The user's removal log of the last 30 days, newest first (`ledger`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<ledger::Removal>, StoreError>")]
+pub struct LoadRemovals {
+    pub user: String,
+}
+
+/// How many accounts and push registrations are stored (read from the tables' headers).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<StoredCounts, StoreError>")]
+pub struct Counts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoredCounts {
+    pub accounts: u64,
+    pub registrations: u64,
+}
+
 /// Apply changes atomically; answered once they are durable (or, for `durable: false`,
 /// committed without an fsync of their own).
 #[derive(Message, Debug, Clone)]
@@ -529,6 +548,44 @@ impl Handler<ListAccounts> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Accounts(a))) => Ok(a),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadRemovals> for Store {
+    type Result = ResponseFuture<Result<Vec<ledger::Removal>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadRemovals, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadRemovals { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Removals(r))) => Ok(r),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<Counts> for Store {
+    type Result = ResponseFuture<Result<StoredCounts, StoreError>>;
+
+    fn handle(&mut self, _: Counts, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::Counts, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::Counts {
+                    accounts,
+                    registrations,
+                })) => Ok(StoredCounts {
+                    accounts,
+                    registrations,
+                }),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

@@ -1,6 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
+use super::ledger::{Removal, RemovalRecord};
 use super::record::{Account, RegistrationRecord, RosterItem};
 
 /// One change inside a write. All changes of one request commit together or not at all.
@@ -29,8 +30,16 @@ pub enum Change {
     DeleteRosterItem { user: String, contact: String },
     /// Remove offline messages up to and including `up_to` (they were delivered).
     DeleteOffline { user: String, up_to: u64 },
-    /// Remove everything stored for a user: account, registrations, offline messages (D7).
+    /// Remove everything stored for a user: account, registrations, offline messages,
+    /// roster, removal log (D7).
     DeleteUser { user: String },
+    /// Note a removed registration in the user's removal log (`ledger`), at `at_us`
+    /// (microseconds since the epoch); old entries past the log's bounds go.
+    LogRemoval {
+        user: String,
+        at_us: u64,
+        record: RemovalRecord,
+    },
 }
 
 /// A unit of work for the writer thread.
@@ -55,6 +64,10 @@ pub enum StoreOp {
     LoadRoster { user: String },
     /// Every account's user name.
     ListAccounts,
+    /// The user's removal log of the last 30 days, newest first.
+    LoadRemovals { user: String },
+    /// How many accounts and registrations are stored.
+    Counts,
     /// Commit everything before it, flush, and close the file.
     Close,
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
@@ -85,6 +98,11 @@ pub enum StoreReply {
     OfflineMessages(Vec<(u64, String)>),
     Roster(Vec<(String, RosterItem)>),
     Accounts(Vec<String>),
+    Removals(Vec<Removal>),
+    Counts {
+        accounts: u64,
+        registrations: u64,
+    },
     Written,
 }
 

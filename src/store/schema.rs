@@ -4,7 +4,9 @@ use redb::{ReadableDatabase, TableDefinition};
 
 /// The version of the table layout this binary writes. An older file is migrated at open;
 /// a newer file is refused, because an older binary cannot know what it would destroy.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// 2: `push_removals` added (version 1 files get the empty table at open).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -22,6 +24,11 @@ pub const OFFLINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("o
 
 /// `(username, contact bare JID)` → postcard `RosterItem`.
 pub const ROSTER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster");
+
+/// `(username, removed at µs)` → postcard `RemovalRecord`: registrations removed in the
+/// last 30 days, at most 32 per user (`ledger`).
+pub const PUSH_REMOVALS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("push_removals");
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -54,7 +61,8 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
     match found {
         Some(v) if v > SCHEMA_VERSION => Err(SchemaError::TooNew { found: v }),
         Some(v) if v == SCHEMA_VERSION => Ok(()),
-        // A fresh file, or (in future) an older one: create the tables and stamp it.
+        // A fresh file, or an older one: create the missing tables and stamp it. Every
+        // change so far only added tables.
         _ => {
             let txn = db.begin_write().map_err(redb::Error::from)?;
             {
@@ -66,6 +74,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(ACCOUNTS).map_err(redb::Error::from)?;
                 txn.open_table(OFFLINE).map_err(redb::Error::from)?;
                 txn.open_table(ROSTER).map_err(redb::Error::from)?;
+                txn.open_table(PUSH_REMOVALS).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())

@@ -16,14 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Handler, Message, SyncContext};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
 
 use super::Reopen;
 use super::faults::StoreFaults;
 use super::guard;
+use super::ledger;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
-use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, ROSTER};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER};
 
 /// The open database, or `None` once closed (or while a reopen fails). A slot rather than a
 /// bare `Arc<Database>` so that closing drops the database (and its file lock) at a known
@@ -300,6 +303,11 @@ impl Writer {
             StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
             StoreOp::LoadRoster { user } => load_roster(&txn.open_table(ROSTER)?, user),
             StoreOp::ListAccounts => list_accounts(&txn.open_table(ACCOUNTS)?),
+            StoreOp::LoadRemovals { user } => load_removals(&txn.open_table(PUSH_REMOVALS)?, user),
+            StoreOp::Counts => counts(
+                &txn.open_table(ACCOUNTS)?,
+                &txn.open_table(PUSH_REGISTRATIONS)?,
+            ),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -388,6 +396,14 @@ impl Writer {
                 reads_fail()?;
                 list_accounts(&accounts)
             }
+            StoreOp::LoadRemovals { user } => {
+                reads_fail()?;
+                load_removals(&txn.open_table(PUSH_REMOVALS)?, user)
+            }
+            StoreOp::Counts => {
+                reads_fail()?;
+                counts(&accounts, &table)
+            }
             StoreOp::PushOffline {
                 user,
                 stanza,
@@ -473,6 +489,22 @@ impl Writer {
                             for id in keys {
                                 table.remove((user.as_str(), id.as_str()))?;
                             }
+                            ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
+                        }
+                        Change::LogRemoval {
+                            user,
+                            at_us,
+                            record,
+                        } => {
+                            let bytes = record
+                                .encode()
+                                .map_err(|e| StoreError::Failed(e.to_string()))?;
+                            ledger::log_removal(
+                                &mut txn.open_table(PUSH_REMOVALS)?,
+                                user,
+                                *at_us,
+                                &bytes,
+                            )?;
                         }
                     }
                 }
@@ -557,6 +589,27 @@ fn load_roster(
         out.push((contact.to_string(), item));
     }
     Ok(StoreReply::Roster(out))
+}
+
+fn load_removals(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    user: &str,
+) -> Result<StoreReply, StoreError> {
+    match ledger::load_removals(table, user, ledger::now_us())? {
+        Ok(removals) => Ok(StoreReply::Removals(removals)),
+        Err(damage) => Err(StoreError::Corrupt(damage)),
+    }
+}
+
+fn counts(
+    accounts: &impl ReadableTableMetadata,
+    registrations: &impl ReadableTableMetadata,
+) -> Result<StoreReply, StoreError> {
+    // Kept in each table's header: no scan.
+    Ok(StoreReply::Counts {
+        accounts: accounts.len()?,
+        registrations: registrations.len()?,
+    })
 }
 
 fn list_accounts(
