@@ -3,11 +3,13 @@
 //! - [`config`]: the configuration file.
 //! - [`logging`]: the log format (every value escaped).
 //! - [`store`]: persistent state in redb, written with group commit.
+//! - [`metrics`]: what the server counts, for `status` and the OpenMetrics endpoint.
 //! - [`push`]: the push module (Prosody's `mod_cloud_notify`, improved), which talks to
 //!   its host only through the messages in [`push::interface`].
 
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod push;
 pub mod store;
 pub mod xmpp;

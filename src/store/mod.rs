@@ -366,12 +366,22 @@ pub struct Store {
     max_pending: usize,
     /// Commits (batches) executed so far: how much group commit saved shows in benchmarks.
     batches: u64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Store {
     /// Starts the writer thread and the front actor around an open database.
     /// Must run inside an actix `System`.
     pub fn start(file: impl Into<StoreFile>, max_pending: usize) -> Addr<Store> {
+        Self::start_with_metrics(file, max_pending, Arc::default())
+    }
+
+    /// [`start`](Self::start), timing batches into the server's `metrics`.
+    pub fn start_with_metrics(
+        file: impl Into<StoreFile>,
+        max_pending: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Addr<Store> {
         let StoreFile { db, reopen, faults } = file.into();
         let slot: DbSlot = Arc::new(Mutex::new(Some(db)));
         let (s, f) = (slot.clone(), faults.clone());
@@ -389,6 +399,7 @@ impl Store {
             in_flight: false,
             max_pending,
             batches: 0,
+            metrics,
         }
         .start()
     }
@@ -409,6 +420,7 @@ impl Store {
         }
         self.pending.push_back(Pending { op, reply: tx });
         self.kick(ctx);
+        self.metrics.store_pending(self.pending.len());
         rx
     }
 
@@ -421,11 +433,15 @@ impl Store {
         self.in_flight = true;
         self.batches += 1;
         let batch: Vec<Pending> = self.pending.drain(..).collect();
-        let ops = batch.iter().map(|p| p.op.clone()).collect();
+        let ops: Vec<StoreOp> = batch.iter().map(|p| p.op.clone()).collect();
+        let writes = ops.iter().any(StoreOp::is_write);
         tracing::trace!(size = batch.len(), "store batch");
         let fut = self.writer.send(ExecBatch(ops));
+        let started = std::time::Instant::now();
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight = false;
+            act.metrics
+                .store_batch(batch.len(), writes.then(|| started.elapsed()));
             match res {
                 Ok(results) => {
                     for (p, r) in batch.into_iter().zip(results) {
@@ -440,6 +456,7 @@ impl Store {
                 }
             }
             act.kick(ctx);
+            act.metrics.store_pending(act.pending.len());
         }));
     }
 }
