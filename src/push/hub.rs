@@ -16,7 +16,10 @@ use super::publish;
 use super::rules::{self, Path};
 use super::user::{Command, RoutedResponse, Stop, UserPush};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Change, StoreClient, StoreError, Write};
+
+mod admin;
 
 struct Entry {
     addr: Addr<UserPush>,
@@ -31,6 +34,7 @@ pub struct PushHub {
     router: Recipient<RoutePublish>,
     users: HashMap<String, Entry>,
     routes: HashMap<u64, String>,
+    metrics: Arc<Metrics>,
 }
 
 /// A user actor found itself idle after handling `handled` messages.
@@ -80,7 +84,14 @@ impl PushHub {
             router,
             users: HashMap::new(),
             routes: HashMap::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts publishes into `metrics` (the server's) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn entry(&mut self, user: &str, spawn: bool, ctx: &mut Context<Self>) -> Option<&mut Entry> {
@@ -117,6 +128,7 @@ impl PushHub {
             self.router.clone(),
             ctx.address(),
             route,
+            self.metrics.clone(),
         )
         .start();
         self.routes.insert(route, user.to_string());

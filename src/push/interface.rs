@@ -33,7 +33,10 @@ use actix::{Message, Recipient};
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
+use serde::{Deserialize, Serialize};
+
 use crate::store::StoreError;
+pub use crate::store::ledger::{RegistrationView, SelectError, Selector};
 
 /// One c2s session, for the life of the process. Assigned by the host, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,6 +167,76 @@ pub struct AppServerResponse {
 #[rtype(result = "usize")]
 pub struct PingUser {
     pub user: String,
+}
+
+/// The admin's view of a user's registrations (`cloud-notify push list`): the records as
+/// the module holds them (their ledger fields can be newer than the store's), with the
+/// sessions linked to each; read from the store when the user's state is not in memory.
+/// Oldest enabled first.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<RegistrationView>, AdminPushError>")]
+pub struct ListRegistrations {
+    pub user: String,
+}
+
+/// The admin removes the registration `selector` names (`cloud-notify push remove`); a
+/// node that several app servers share must come with the JID. Like a `<disable/>`, every
+/// session linked to it loses its link (D8). Logged in the removal log; answered once
+/// durable, with what was removed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<RegistrationView>, AdminPushError>")]
+pub struct RemoveRegistrations {
+    pub user: String,
+    pub selector: Selector,
+}
+
+/// A test push (`cloud-notify push test`): the ping publish of [`PingUser`] to every
+/// registration `selector` names, answered with each app server's answer, or its
+/// absence, once every publish has ended (at most `push_response_timeout`). The answers
+/// count in the registrations' health ledger like any other.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<TestPushResult>, AdminPushError>")]
+pub struct TestPush {
+    pub user: String,
+    pub selector: Selector,
+}
+
+/// How one test publish ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestPushResult {
+    pub jid: String,
+    pub node: Option<String>,
+    pub client: String,
+    pub outcome: TestOutcome,
+    /// From the publish to the answer, in microseconds (`None` without an answer).
+    pub round_trip_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestOutcome {
+    Success,
+    Error {
+        error_type: String,
+        condition: String,
+        text: Option<String>,
+    },
+    /// No answer within `push_response_timeout`.
+    Timeout,
+    /// The publish could not be handed to the host (its queue was full).
+    NotSent,
+    /// The registration was removed (or the user deleted) before an answer came.
+    Gone,
+}
+
+/// Why an admin request about a user's registrations failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminPushError {
+    #[error("{0}")]
+    Select(#[from] SelectError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("push state for too many users in memory (push_max_active_users); try again")]
+    Busy,
 }
 
 /// The account was deleted: drop its registrations (D7). Answered once durable.

@@ -29,6 +29,7 @@ pub use hub::{GetHubStats, HubStats, PushHub};
 pub use interface::*;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::StoreClient;
 
 /// Starts the push module. `router` receives every publish to route to an app server.
@@ -38,4 +39,16 @@ pub fn start(
     router: Recipient<RoutePublish>,
 ) -> Addr<PushHub> {
     PushHub::new(cfg, store, router).start()
+}
+
+/// [`start`], counting publishes into the server's `metrics`.
+pub fn start_with_metrics(
+    cfg: Arc<Config>,
+    store: StoreClient,
+    router: Recipient<RoutePublish>,
+    metrics: Arc<Metrics>,
+) -> Addr<PushHub> {
+    PushHub::new(cfg, store, router)
+        .with_metrics(metrics)
+        .start()
 }

@@ -24,7 +24,11 @@ use super::registration::{self, Registration, RegistrationSet};
 use super::rules::{self, Path};
 use super::window::Window;
 use crate::config::Config;
+use crate::metrics::{Metrics, PublishOutcome};
+use crate::store::ledger::{RemovalReason, RemovalRecord};
 use crate::store::{Change, ErrorNote, RegistrationRecord, StoreClient, StoreError, Write};
+
+mod admin;
 
 /// Sessions of one user that may be linked at once. A user has a handful of devices; the
 /// bound stops a misbehaving client from growing the map with endless resources.
@@ -75,6 +79,9 @@ struct Link {
 struct Outstanding {
     identifier: String,
     timer: SpawnHandle,
+    sent_at: tokio::time::Instant,
+    /// A test push (`TestPush`) waits for this publish's end.
+    waiter: Option<tokio::sync::oneshot::Sender<(TestOutcome, Option<Duration>)>>,
 }
 
 pub struct UserPush {
@@ -85,6 +92,7 @@ pub struct UserPush {
     router: Recipient<RoutePublish>,
     hub: Addr<PushHub>,
     route: u64,
+    metrics: Arc<Metrics>,
     state: State,
     sessions: HashMap<SessionId, Link>,
     outstanding: HashMap<String, Outstanding>,
@@ -122,6 +130,7 @@ impl UserPush {
         router: Recipient<RoutePublish>,
         hub: Addr<PushHub>,
         route: u64,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let span = tracing::info_span!("push_user", user = %user_jid);
         UserPush {
@@ -132,6 +141,7 @@ impl UserPush {
             router,
             hub,
             route,
+            metrics,
             state: State::Loading,
             sessions: HashMap::new(),
             outstanding: HashMap::new(),
@@ -231,6 +241,15 @@ impl UserPush {
         }
     }
 
+    /// The removal log's entry for a registration going now (written with its delete).
+    fn log_removal(&self, record: &RegistrationRecord, reason: RemovalReason) -> Change {
+        Change::LogRemoval {
+            user: self.user.clone(),
+            at_us: now_us(),
+            record: RemovalRecord::new(record, reason),
+        }
+    }
+
     // ------------------------------------------------------------------ enable / disable
 
     fn error(id: &str, session: &FullJid, t: ErrorType, c: DefinedCondition) -> Element {
@@ -289,15 +308,16 @@ impl UserPush {
         };
         let evicted = set
             .would_evict(&identifier, self.cfg.push_max_devices)
-            .map(|r| r.identifier.clone());
+            .map(|r| (r.identifier.clone(), r.record.clone()));
         // Pending ledger writes go first, so the new record and the eviction win.
         let mut changes = self.record_changes();
         changes.push(self.put(&reg));
-        if let Some(old) = &evicted {
+        if let Some((old, record)) = evicted {
             changes.push(Change::DeleteRegistration {
                 user: self.user.clone(),
-                identifier: old.clone(),
+                identifier: old,
             });
+            changes.push(self.log_removal(&record, RemovalReason::Evicted));
         }
         let write = self.store.write.send(Write {
             changes,
@@ -352,21 +372,24 @@ impl UserPush {
                 DefinedCondition::InternalServerError,
             )));
         };
-        let doomed: Vec<String> = set
+        let doomed: Vec<(String, RegistrationRecord)> = set
             .iter()
             .filter(|r| r.jid == req.jid && req.node.matches(r.node()))
-            .map(|r| r.identifier.clone())
+            .map(|r| (r.identifier.clone(), r.record.clone()))
             .collect();
         if doomed.is_empty() {
             return Box::pin(fut::ready(protocol::result_reply(&id, &session.jid)));
         }
-        let changes = doomed
-            .iter()
-            .map(|identifier| Change::DeleteRegistration {
+        let by = session.jid.resource().to_string();
+        let mut changes = Vec::with_capacity(2 * doomed.len());
+        for (identifier, record) in &doomed {
+            changes.push(Change::DeleteRegistration {
                 user: self.user.clone(),
                 identifier: identifier.clone(),
-            })
-            .collect();
+            });
+            changes.push(self.log_removal(record, RemovalReason::Disabled { by: by.clone() }));
+        }
+        let doomed: Vec<String> = doomed.into_iter().map(|(id, _)| id).collect();
         let write = self.store.write.send(Write {
             changes,
             durable: true,
@@ -408,7 +431,9 @@ impl UserPush {
             .collect();
         for id in stale {
             if let Some(o) = self.outstanding.remove(&id) {
+                // A waiting test push hears `Gone` as its sender drops.
                 ctx.cancel_future(o.timer);
+                self.metrics.pending_publishes_add(-1);
             }
         }
         let linked: Vec<SessionId> = self
@@ -437,9 +462,17 @@ impl UserPush {
 
     /// Sends one publish to one registration. `false` when nothing was sent.
     fn publish(&mut self, identifier: &str, summary: &Summary, ctx: &mut Context<Self>) -> bool {
-        let Some(reg) = self.registrations().and_then(|s| s.get(identifier)) else {
-            return false;
-        };
+        self.publish_id(identifier, summary, ctx).is_some()
+    }
+
+    /// [`publish`](Self::publish), returning the publish's id.
+    fn publish_id(
+        &mut self,
+        identifier: &str,
+        summary: &Summary,
+        ctx: &mut Context<Self>,
+    ) -> Option<String> {
+        let reg = self.registrations().and_then(|s| s.get(identifier))?;
         let id = publish::new_publish_id(self.route);
         let xml = publish::publish_xml(&self.cfg.domain, reg, summary, &id);
         let to = reg.jid.clone();
@@ -448,7 +481,7 @@ impl UserPush {
             xml,
         }) {
             tracing::warn!(user = %self.user, registration = %identifier, error = %e, "publish not routed: host queue unavailable");
-            return false;
+            return None;
         }
         tracing::debug!(user = %self.user, registration = %identifier, %to, id = %id, with_body = summary.body.is_some(), "publish sent");
         if self.outstanding.len() >= self.cfg.push_max_pending_publishes {
@@ -470,15 +503,25 @@ impl UserPush {
             Outstanding {
                 identifier: identifier.to_string(),
                 timer,
+                sent_at: tokio::time::Instant::now(),
+                waiter: None,
             },
         );
-        self.outstanding_order.push_back(id);
+        self.metrics.pending_publishes_add(1);
+        self.outstanding_order.push_back(id.clone());
         // The order list may hold ids already answered; keep it from outgrowing the map.
         if self.outstanding_order.len() > 2 * self.cfg.push_max_pending_publishes {
             let live = &self.outstanding;
             self.outstanding_order.retain(|id| live.contains_key(id));
         }
-        true
+        Some(id)
+    }
+
+    /// The app server's domain of a registration, for the metrics.
+    fn app_server_of(&self, identifier: &str) -> Option<String> {
+        self.registrations()
+            .and_then(|s| s.get(identifier))
+            .map(|r| r.jid.domain().to_string())
     }
 
     fn response_timed_out(&mut self, id: String, ctx: &mut Context<Self>) {
@@ -486,6 +529,14 @@ impl UserPush {
             return;
         };
         ctx.cancel_future(o.timer);
+        self.metrics.pending_publishes_add(-1);
+        if let Some(domain) = self.app_server_of(&o.identifier) {
+            self.metrics
+                .publish_ended(&domain, PublishOutcome::Timeout, None);
+        }
+        if let Some(w) = o.waiter {
+            let _ = w.send((TestOutcome::Timeout, None));
+        }
         tracing::debug!(user = %self.user, registration = %o.identifier, id = %id, "publish unanswered within push_response_timeout");
         if let State::Loaded(set) = &mut self.state
             && let Some(reg) = set.get_mut(&o.identifier)
@@ -515,6 +566,28 @@ impl UserPush {
         }
         if let Some(o) = self.outstanding.remove(&resp.id) {
             ctx.cancel_future(o.timer);
+            self.metrics.pending_publishes_add(-1);
+            let latency = o.sent_at.elapsed();
+            let (kind, test) = match &resp.outcome {
+                Outcome::Success => (PublishOutcome::Success, TestOutcome::Success),
+                Outcome::Error {
+                    error_type,
+                    condition,
+                    text,
+                } => (
+                    PublishOutcome::Error,
+                    TestOutcome::Error {
+                        error_type: error_type.clone(),
+                        condition: condition.clone(),
+                        text: text.clone(),
+                    },
+                ),
+            };
+            self.metrics
+                .publish_ended(reg.jid.domain().as_str(), kind, Some(latency));
+            if let Some(w) = o.waiter {
+                let _ = w.send((test, Some(latency)));
+            }
         }
         match resp.outcome {
             Outcome::Success => {
@@ -555,12 +628,19 @@ impl UserPush {
                 reg.record.error_count += 1;
                 if reg.record.error_count >= max_errors {
                     tracing::info!(user = %self.user, registration = %identifier, errors = reg.record.error_count, "push_max_errors reached: registration removed");
-                    let change = Change::DeleteRegistration {
-                        user: self.user.clone(),
-                        identifier: identifier.clone(),
+                    let reason = RemovalReason::Errors {
+                        count: reg.record.error_count,
                     };
+                    let record = reg.record.clone();
+                    let changes = vec![
+                        Change::DeleteRegistration {
+                            user: self.user.clone(),
+                            identifier: identifier.clone(),
+                        },
+                        self.log_removal(&record, reason),
+                    ];
                     self.forget_registration(&identifier, ctx);
-                    self.write_in_background(vec![change], true, ctx);
+                    self.write_in_background(changes, true, ctx);
                 } else {
                     let change = Change::PutRegistration {
                         user: self.user.clone(),
@@ -918,13 +998,14 @@ impl Actor for UserPush {
             act.state = State::Loaded(set);
             if !extra.is_empty() {
                 tracing::info!(user = %act.user, count = extra.len(), "more registrations stored than push_max_devices: oldest evicted");
-                let changes = extra
-                    .iter()
-                    .map(|r| Change::DeleteRegistration {
+                let mut changes = Vec::with_capacity(2 * extra.len());
+                for r in &extra {
+                    changes.push(Change::DeleteRegistration {
                         user: act.user.clone(),
                         identifier: r.identifier.clone(),
-                    })
-                    .collect();
+                    });
+                    changes.push(act.log_removal(&r.record, RemovalReason::Evicted));
+                }
                 act.write_in_background(changes, true, ctx);
             }
         }));
@@ -933,6 +1014,10 @@ impl Actor for UserPush {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // Publishes still awaited are forgotten with the actor (a waiting test push
+        // hears `Gone`).
+        self.metrics
+            .pending_publishes_add(-(self.outstanding.len() as i64));
         self.hub.do_send(UserGone {
             user: self.user.clone(),
             route: self.route,
@@ -1084,8 +1169,17 @@ impl Handler<PingUser> for UserPush {
     fn handle(&mut self, _: PingUser, ctx: &mut Context<Self>) -> usize {
         let _span = self.touch(ctx);
         let ids = self.all_identifiers();
-        ids.iter()
-            .filter(|id| self.publish(id, &Summary::default(), ctx))
-            .count()
+        self.ping(&ids, ctx).iter().filter(|p| p.is_some()).count()
+    }
+}
+
+impl UserPush {
+    /// The ping notification (§6.2: a summary with no sender and no body) to each of
+    /// these registrations; the publish id of each, `None` where nothing was sent.
+    fn ping(&mut self, identifiers: &[String], ctx: &mut Context<Self>) -> Vec<Option<String>> {
+        identifiers
+            .iter()
+            .map(|id| self.publish_id(id, &Summary::default(), ctx))
+            .collect()
     }
 }
