@@ -303,7 +303,13 @@ impl Writer {
             StoreOp::LoadOffline { user } => load_offline(&txn.open_table(OFFLINE)?, user),
             StoreOp::LoadRoster { user } => load_roster(&txn.open_table(ROSTER)?, user),
             StoreOp::ListAccounts => list_accounts(&txn.open_table(ACCOUNTS)?),
-            StoreOp::LoadRemovals { user } => load_removals(&txn.open_table(PUSH_REMOVALS)?, user),
+            // A file stamped by a binary that had no removal log yet has no table: no
+            // removals (the first write creates it).
+            StoreOp::LoadRemovals { user } => match txn.open_table(PUSH_REMOVALS) {
+                Ok(t) => load_removals(&t, user),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(StoreReply::Removals(Vec::new())),
+                Err(e) => Err(e.into()),
+            },
             StoreOp::Counts => counts(
                 &txn.open_table(ACCOUNTS)?,
                 &txn.open_table(PUSH_REGISTRATIONS)?,
