@@ -131,6 +131,8 @@ pub struct Config {
     pub smacks_max_old_sessions: usize,
     /// Components allowed to connect.
     pub components: Vec<ComponentConfig>,
+    /// The OpenMetrics endpoint (`GET /metrics`), on a loopback address; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One `[[component]]` entry.
@@ -197,6 +199,7 @@ impl Default for Config {
             smacks_max_unacked_stanzas: 0,
             smacks_max_old_sessions: 10,
             components: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -245,6 +248,7 @@ pub const KEYS: &[&str] = &[
     "smacks_max_ack_delay",
     "smacks_max_unacked_stanzas",
     "smacks_max_old_sessions",
+    "metrics_listen",
     "component",
 ];
 
@@ -363,6 +367,18 @@ impl Config {
                 }
                 "smacks_max_old_sessions" => {
                     cfg.smacks_max_old_sessions = v.int(0, 100_000)? as usize
+                }
+                "metrics_listen" => {
+                    let addr = v.socket()?;
+                    // The figures name no user, but they tell who is busy when; an
+                    // endpoint reachable from the network is a reverse proxy's job.
+                    if !addr.ip().is_loopback() {
+                        return Err(v.out_of_range(
+                            "a loopback address such as \"127.0.0.1:9540\" (for scrapes from \
+                             elsewhere put a reverse proxy with TLS and authentication in front)",
+                        ));
+                    }
+                    cfg.metrics_listen = Some(addr);
                 }
                 "component" => cfg.components = v.components()?,
                 _ => return Err(ConfigError::UnknownKey { key: key.clone() }),
@@ -641,6 +657,9 @@ impl fmt::Display for Config {
             "smacks_max_old_sessions = {}",
             self.smacks_max_old_sessions
         )?;
+        if let Some(a) = self.metrics_listen {
+            writeln!(f, "metrics_listen = {}", quote(&a.to_string()))?;
+        }
         for c in &self.components {
             // The secret is a password: never printed.
             writeln!(
@@ -677,6 +696,7 @@ mod tests {
     fn every_key_is_printed() {
         let cfg = Config {
             c2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9540))),
             tls_certificate: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             components: vec![ComponentConfig {
@@ -752,6 +772,17 @@ mod tests {
                 .push_max_devices,
             16
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_loopback_only() {
+        assert_eq!(Config::default().metrics_listen, None);
+        let cfg = Config::parse("metrics_listen = \"127.0.0.1:9540\"").unwrap();
+        assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9540".parse().unwrap()));
+        assert!(Config::parse("metrics_listen = \"[::1]:9540\"").is_ok());
+        let e = Config::parse("metrics_listen = \"0.0.0.0:9540\"").unwrap_err();
+        assert!(e.to_string().contains("a loopback address"), "{e}");
+        assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! server, and it takes the configured component domains and `other`, so a client that
 //! enables registrations with made-up app-server JIDs cannot grow the output.
 
+pub mod http;
+pub mod snapshot;
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -5,7 +5,8 @@
 //! One request per line, one answer line each (`ok …` or `err …`):
 //! `exists U`, `add U CRED`, `set U CRED`, `del U`, `list`. `CRED` is the base64 of the
 //! account's encoded SCRAM credentials, derived by the command line tool: the password
-//! never reaches the server.
+//! never reaches the server. The `push` commands and `status` have their own requests
+//! ([`ops`]).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -29,9 +30,13 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
 
+pub mod ops;
+
 pub struct Shared {
     pub store: Addr<Store>,
     pub hub: Addr<PushHub>,
+    /// For `status`.
+    pub sources: crate::metrics::snapshot::Sources,
 }
 
 /// Binds the socket (replacing a stale one from a crashed run) with mode 0600.
@@ -97,6 +102,12 @@ async fn write(changes: Vec<Change>, shared: &Shared) -> Result<(), String> {
 }
 
 async fn handle(line: &str, shared: &Shared) -> String {
+    if let Some(result) = ops::handle(line, shared).await {
+        return match result {
+            Ok(s) => format!("ok {s}"),
+            Err(e) => format!("err {e}"),
+        };
+    }
     let mut parts = line.split(' ');
     let verb = parts.next().unwrap_or_default();
     let user = parts.next().unwrap_or_default().to_string();

@@ -15,11 +15,14 @@ use xmpp_parsers::minidom::Element;
 
 use super::roster;
 use super::stanza;
+
+mod stats;
 use crate::config::Config;
 use crate::push::{
     OfflineMessage, PushHub, RoutePublish, SessionAction, SessionControl, SessionId,
 };
 use crate::store::{Change, LoadRoster, PushOffline, RosterItem, Store, StoreError, Write};
+pub use stats::{GetRouterStats, RouterStats};
 
 /// What a session's task receives. Every variant is at most a pointer, so a session's
 /// queued stanzas cost their own size and no more (an inline `Element` is about 100

@@ -13,6 +13,8 @@ use super::admission::Admission;
 use super::router::{EndAllSessions, Router};
 use super::{c2s, component, tls};
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::metrics::snapshot::Sources;
 use crate::push::{self, PushHub, Shutdown};
 use crate::store::{self, Close, Store};
 
@@ -39,6 +41,10 @@ pub struct Server {
     pub c2s_addr: SocketAddr,
     pub direct_tls_addr: Option<SocketAddr>,
     pub component_addr: SocketAddr,
+    /// The OpenMetrics endpoint, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// What the server counts (for `status` and the metrics endpoint).
+    pub metrics: Arc<Metrics>,
     pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
     pub router: Addr<Router>,
@@ -56,8 +62,14 @@ impl Server {
     /// Starts everything; must run inside an actix `System`.
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let cfg = Arc::new(cfg);
+        let started_at = std::time::SystemTime::now();
+        // Publishes are counted per app server only for the configured components.
+        let metrics = Arc::new(Metrics::new(cfg.components.iter().map(|c| {
+            xmpp_parsers::jid::BareJid::new(&c.jid)
+                .map_or_else(|_| c.jid.clone(), |j| j.to_string())
+        })));
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
-        let store = Store::start(db, cfg.store_max_pending);
+        let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
         let tls = tls::server_config(&cfg, None)?;
         let direct_tls = tls::server_config(&cfg, Some(b"xmpp-client"))?;
         let (c2s_l, comp_l) = (
@@ -68,13 +80,19 @@ impl Server {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let metrics_l = match cfg.metrics_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         let client = Store::client(&store);
         let router_cfg = cfg.clone();
         let hub_cfg = cfg.clone();
         let mut hub_slot = None;
         let router_store = store.clone();
+        let hub_metrics = metrics.clone();
         let router = Router::create(|ctx| {
-            let hub = push::start(hub_cfg, client, ctx.address().recipient());
+            let hub =
+                push::start_with_metrics(hub_cfg, client, ctx.address().recipient(), hub_metrics);
             hub_slot = Some(hub.clone());
             Router::new(router_cfg, hub, router_store)
         });
@@ -84,6 +102,21 @@ impl Server {
         let mut secret = [0u8; 32];
         let _ = getrandom::fill(&mut secret);
         let (stop, stopped) = watch::channel(false);
+        let sources = Sources {
+            store: store.clone(),
+            hub: hub.clone(),
+            router: router.clone(),
+            metrics: metrics.clone(),
+            started_at,
+        };
+        let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(l) = metrics_l {
+            actix::spawn(crate::metrics::http::serve(
+                l,
+                sources.clone(),
+                stopped.clone(),
+            ));
+        }
         let c2s_shared = Rc::new(c2s::Shared {
             cfg: cfg.clone(),
             tls,
@@ -149,6 +182,7 @@ impl Server {
             let shared = Rc::new(super::admin::Shared {
                 store: store.clone(),
                 hub: hub.clone(),
+                sources,
             });
             let mut stopped = stop.subscribe();
             actix::spawn(async move {
@@ -166,10 +200,15 @@ impl Server {
             });
         }
         tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
+        if let Some(metrics_addr) = metrics_addr {
+            tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");
+        }
         Ok(Server {
             c2s_addr,
             direct_tls_addr,
             component_addr,
+            metrics_addr,
+            metrics,
             hub,
             store,
             router,
