@@ -1,6 +1,7 @@
 //! cloud-notify: XEP-0357 push notifications, server side.
 //!
 //! - [`config`]: the configuration file.
+//! - `console`: the `push` and `status` commands (Unix: they use the admin socket).
 //! - [`logging`]: the log format (every value escaped).
 //! - [`store`]: persistent state in redb, written with group commit.
 //! - [`metrics`]: what the server counts, for `status` and the OpenMetrics endpoint.
@@ -8,6 +9,8 @@
 //!   its host only through the messages in [`push::interface`].
 
 pub mod config;
+#[cfg(unix)]
+pub mod console;
 pub mod logging;
 pub mod metrics;
 pub mod push;

@@ -32,6 +32,14 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// A user's push registrations: their health, removal, a test push.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Push(cloud_notify::console::PushCommand),
+    /// Whether the server runs: uptime, sessions, registrations, publishes, memory.
+    /// Exit code 3 when it does not run.
+    #[cfg(unix)]
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -366,6 +374,10 @@ fn main() -> ExitCode {
         None | Some(Command::Serve) => serve(cfg),
         Some(Command::Check) => check(&cfg, &source),
         Some(Command::User(cmd)) => user(cmd, &cfg),
+        #[cfg(unix)]
+        Some(Command::Push(cmd)) => return cloud_notify::console::push(cmd, &cfg),
+        #[cfg(unix)]
+        Some(Command::Status) => return cloud_notify::console::status(&cfg),
     };
     match result {
         Ok(text) if text.is_empty() => ExitCode::SUCCESS,
