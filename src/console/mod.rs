@@ -30,30 +30,51 @@ pub const NOT_RUNNING: u8 = 3;
 struct Outcome {
     text: String,
     code: u8,
+    /// An answer (stdout) rather than an error message (stderr).
+    answer: bool,
 }
 
 impl Outcome {
     fn ok(text: String) -> Self {
-        Outcome { text, code: 0 }
+        Outcome {
+            text,
+            code: 0,
+            answer: true,
+        }
+    }
+
+    /// A report printed as an answer whose exit code says something went wrong (a test
+    /// push that was not answered with success).
+    fn failed_answer(text: String) -> Self {
+        Outcome {
+            text,
+            code: 1,
+            answer: true,
+        }
     }
 
     fn fail(text: String) -> Self {
-        Outcome { text, code: 1 }
+        Outcome {
+            text,
+            code: 1,
+            answer: false,
+        }
     }
 
+    /// "Not running" is an answer (stdout), with exit code 3.
     fn not_running(text: String) -> Self {
         Outcome {
             text,
             code: NOT_RUNNING,
+            answer: true,
         }
     }
 
-    /// Prints (on stdout for success and for "not running", which is an answer, on
-    /// stderr for errors) and gives the exit code.
+    /// Prints (answers on stdout, errors on stderr) and gives the exit code.
     fn finish(self) -> ExitCode {
         use std::io::Write;
         let text = self.text.trim_end();
-        if self.code == 0 || self.code == NOT_RUNNING {
+        if self.answer {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout().lock(), "{text}");
         } else {

@@ -130,7 +130,7 @@ fn run(cmd: PushCommand, cfg: &Config) -> Result<Outcome, String> {
             Ok(if all_answered {
                 Outcome::ok(text)
             } else {
-                Outcome::fail(text)
+                Outcome::failed_answer(text)
             })
         }
     }
