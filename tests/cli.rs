@@ -363,3 +363,261 @@ fn failed_logins_are_logged_for_fail2ban() {
     assert_eq!(host, "127.0.0.1");
     assert!(hits[0].contains("user=\"juliet\""), "{}", hits[0]);
 }
+
+// ------------------------------------------------------------------ push and status
+
+const FORM: &str = "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='secret'><value>the-secret</value></field></x>";
+
+/// Writes registrations for `user` straight into the file (no server may hold it):
+/// `(app server JID, node, client)`, enabled in this order.
+fn seed_registrations(b: &Box, user: &str, regs: &[(&str, Option<&str>, &str)]) {
+    use cloud_notify::store::{ErrorNote, RegistrationRecord, schema};
+    let data = b.dir.path().join("data");
+    let db = cloud_notify::store::open_database(&data, 1 << 20).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(schema::PUSH_REGISTRATIONS).unwrap();
+        for (i, (jid, node, client)) in regs.iter().enumerate() {
+            let record = RegistrationRecord {
+                jid: jid.to_string(),
+                node: node.map(str::to_string),
+                publish_options: Some(FORM.into()),
+                enabled_at_us: 1_700_000_000_000_000 + i as u64,
+                client: client.to_string(),
+                language: None,
+                error_count: 2,
+                last_success: Some(1_700_000_100),
+                // An app server's text with a newline and a terminal escape.
+                last_error: Some(ErrorNote {
+                    at: 1_700_000_200,
+                    error_type: "wait".into(),
+                    condition: "resource-constraint".into(),
+                    text: Some("slow\n\u{1b}[2Jdown".into()),
+                }),
+                last_timeout: None,
+            };
+            let id = format!("{jid}<{}", node.unwrap_or(""));
+            t.insert((user, id.as_str()), record.encode().unwrap().as_slice())
+                .unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+fn add_juliet_with_registrations(b: &Box) {
+    let o = run(
+        b,
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    seed_registrations(
+        b,
+        "juliet",
+        &[
+            ("push.example.com", Some("n1"), "phone"),
+            ("push.example.net", Some("n1"), "tablet"),
+            ("push.example.com", None, "laptop"),
+        ],
+    );
+}
+
+/// What `push list` and `push remove` print, the same with and without a server.
+fn list_and_remove(b: &Box) {
+    let o = run(b, &["push", "list", "juliet@example.com"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("juliet@example.com: 3 push registrations (push_max_devices 5)\n"),
+        "{out}"
+    );
+    assert!(out.contains("\npush.example.com node 'n1'\n"), "{out}");
+    assert!(out.contains("\npush.example.com (no node)\n"), "{out}");
+    assert!(
+        out.contains("  enabled:          2023-11-14 22:13:20 UTC ("),
+        "{out}"
+    );
+    assert!(out.contains(" by 'tablet'\n"), "{out}");
+    assert!(
+        out.contains("  last success:     2023-11-14 22:15:00 UTC ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("  last error:       2023-11-14 22:16:40 UTC (",),
+        "{out}"
+    );
+    assert!(
+        out.contains("wait/resource-constraint 'slow\\n\\u{1b}[2Jdown'"),
+        "peer text escaped: {out}"
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "no raw escape reaches the terminal"
+    );
+    assert!(out.contains("  errors in a row:  2 (removed at push_max_errors, 16)"));
+    assert!(out.contains("bytes (not shown)") && !out.contains("the-secret"));
+    assert!(out.contains("removed in the last 30 days: none"), "{out}");
+    // The node alone is ambiguous: refused, naming the app servers.
+    let o = run(b, &["push", "remove", "juliet", "n1"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("(push.example.com, push.example.net): name one with --jid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        b,
+        &[
+            "push",
+            "remove",
+            "juliet",
+            "n1",
+            "--jid",
+            "push.example.net",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "removed push.example.net node 'n1' of juliet@example.com"
+    );
+    // "" names the registration without a node.
+    let o = run(
+        b,
+        &["push", "remove", "juliet", "", "--jid", "push.example.com"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "removed push.example.com (no node) of juliet@example.com"
+    );
+    let o = run(b, &["push", "remove", "juliet", "gone"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no push registration matches"));
+    let o = run(b, &["push", "list", "romeo@example.com"], None);
+    assert!(stderr(&o).contains("no such user: romeo@example.com"));
+    let o = run(b, &["push", "list", "juliet"], None);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("juliet@example.com: 1 push registration "),
+        "{out}"
+    );
+    assert!(
+        out.contains("removed in the last 30 days: 2 (newest first)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("push.example.com (no node)\n  why:              removed by the admin\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("push.example.net node 'n1'\n  why:              removed by the admin\n"),
+        "{out}"
+    );
+    // The removal keeps the health it had.
+    assert!(out.contains("  errors in a row:  2\n"), "{out}");
+}
+
+#[cfg(unix)]
+#[test]
+fn push_list_and_remove_without_a_server_and_what_needs_one() {
+    let b = setup("");
+    add_juliet_with_registrations(&b);
+    list_and_remove(&b);
+    let o = run(&b, &["push", "test", "juliet"], None);
+    assert_eq!(o.status.code(), Some(3), "not running: exit 3");
+    assert!(
+        stdout(&o).starts_with("cloud-notify is not running"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&b, &["status"], None);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stdout(&o).starts_with("cloud-notify is not running (no server answers on "),
+        "{}",
+        stdout(&o)
+    );
+    // D7: the removal log goes with the account.
+    let o = run(&b, &["user", "del", "juliet"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "add", "juliet", "--password", "pw"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["push", "list", "juliet"], None);
+    let out = stdout(&o);
+    assert!(out.contains(": 0 push registrations"), "{out}");
+    assert!(out.contains("removed in the last 30 days: none"), "{out}");
+}
+
+/// Starts `serve` and waits for its admin socket.
+#[cfg(unix)]
+fn serve(b: &Box) -> std::process::Child {
+    let server = cloud_notify()
+        .arg("--config")
+        .arg(&b.config)
+        .arg("serve")
+        .current_dir(b.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = b.dir.path().join("data/admin.sock");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server
+}
+
+#[cfg(unix)]
+#[test]
+fn push_list_remove_and_status_while_the_server_runs() {
+    let b = setup("c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"");
+    add_juliet_with_registrations(&b);
+    let mut server = serve(&b);
+    list_and_remove(&b);
+    let o = run(&b, &["status"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "cloud-notify {} is running (pid {})",
+            env!("CARGO_PKG_VERSION"),
+            server.id()
+        )),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("started:        "), "{out}");
+    assert_eq!(lines[2], "sessions:       0 connected, 0 hibernated");
+    assert!(
+        lines[3].starts_with("registrations:  1 (accounts: 1; users with push state in memory: "),
+        "{out}"
+    );
+    assert_eq!(
+        lines[4],
+        "publishes, last hour: 0 success, 0 error, 0 timeout"
+    );
+    assert!(
+        lines[5].starts_with("memory:         ") && lines[5].contains(" MiB resident (VmRSS; "),
+        "{out}"
+    );
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    assert!(server.wait().unwrap().success());
+    let o = run(&b, &["status"], None);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    // What the server removed is in the file for the next direct use.
+    let o = run(&b, &["push", "list", "juliet"], None);
+    assert!(
+        stdout(&o).contains("removed in the last 30 days: 2 (newest first)"),
+        "{}",
+        stdout(&o)
+    );
+}

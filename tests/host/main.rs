@@ -6,6 +6,7 @@ mod client;
 mod client_bugs;
 mod fates;
 mod hostile;
+mod operate;
 mod raw;
 mod storage;
 
