@@ -84,9 +84,32 @@ impl Outcome {
     }
 }
 
-/// The running server's admin socket, or `None` when no server answers on it.
-fn server(cfg: &Config) -> Option<AdminClient> {
-    AdminClient::connect(&cfg.data_dir).ok()
+/// The running server's admin socket, or `None` when no server answers on it. A
+/// request waits at most `timeout` for its answer.
+fn server(cfg: &Config, timeout: std::time::Duration) -> Option<AdminClient> {
+    let c = AdminClient::connect(&cfg.data_dir).ok()?;
+    // Without a timeout a hung server would hang the command; failing to set one
+    // leaves the wait unbounded, which is still a working command.
+    let _ = c.set_timeout(Some(timeout));
+    Some(c)
+}
+
+/// How long a request other than a test push may take: a status asks the store, which
+/// waits behind the commits (an fsync on an SD card can take a while).
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a timed-out or broken request reads as.
+fn request(c: &mut AdminClient, line: &str) -> Result<String, String> {
+    c.request(line).map_err(|e| {
+        if e.contains("timed out") || e.contains("temporarily unavailable") {
+            format!(
+                "the server did not answer in time ({e}); is it stuck? `journalctl -u \
+                 cloud-notify` (or its log) may say why"
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// The database file, when no server holds it.

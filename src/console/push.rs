@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use xmpp_parsers::jid::Jid;
 
-use super::{Outcome, decode, encode, now_secs, open, quoted, server, user_of, when};
+use super::{
+    ANSWER_TIMEOUT, Outcome, decode, encode, now_secs, open, quoted, request, server, user_of, when,
+};
 use crate::config::Config;
 use crate::push::{TestOutcome, TestPushResult};
 use crate::store::ErrorNote;
@@ -61,8 +63,8 @@ fn run(cmd: PushCommand, cfg: &Config) -> Result<Outcome, String> {
     match cmd {
         PushCommand::List { user } => {
             let user = user_of(&user, cfg)?;
-            let ledger = match server(cfg) {
-                Some(mut c) => match c.request(&format!("push-list {user}")) {
+            let ledger = match server(cfg, ANSWER_TIMEOUT) {
+                Some(mut c) => match request(&mut c, &format!("push-list {user}")) {
                     Ok(answer) => decode::<PushLedger>(&answer)?,
                     Err(e) if e == "missing" => return Err(no_such_user(&user)),
                     Err(e) => return Err(e),
@@ -83,12 +85,14 @@ fn run(cmd: PushCommand, cfg: &Config) -> Result<Outcome, String> {
         PushCommand::Remove { user, node, jid } => {
             let user = user_of(&user, cfg)?;
             let sel = selector(Some(node), jid)?;
-            let removed: Vec<RegistrationView> = match server(cfg) {
-                Some(mut c) => match c.request(&format!("push-remove {user} {}", encode(&sel)?)) {
-                    Ok(answer) => decode(&answer)?,
-                    Err(e) if e == "missing" => return Err(no_such_user(&user)),
-                    Err(e) => return Err(e),
-                },
+            let removed: Vec<RegistrationView> = match server(cfg, ANSWER_TIMEOUT) {
+                Some(mut c) => {
+                    match request(&mut c, &format!("push-remove {user} {}", encode(&sel)?)) {
+                        Ok(answer) => decode(&answer)?,
+                        Err(e) if e == "missing" => return Err(no_such_user(&user)),
+                        Err(e) => return Err(e),
+                    }
+                }
                 None => match ledger::remove_registrations(&open(cfg)?, &user, &sel) {
                     Ok(r) => r,
                     Err(AdminError::Missing(_)) => return Err(no_such_user(&user)),
@@ -110,7 +114,9 @@ fn run(cmd: PushCommand, cfg: &Config) -> Result<Outcome, String> {
         PushCommand::Test { user, node, jid } => {
             let user = user_of(&user, cfg)?;
             let sel = selector(node, jid)?;
-            let Some(mut c) = server(cfg) else {
+            // The server answers once every publish ended: at most push_response_timeout
+            // (this configuration's value, which should be the server's).
+            let Some(mut c) = server(cfg, cfg.push_response_timeout + ANSWER_TIMEOUT) else {
                 return Ok(Outcome::not_running(format!(
                     "cloud-notify is not running (no server answers on {}): a test push \
                      goes out through the running server; start it first",
@@ -118,7 +124,7 @@ fn run(cmd: PushCommand, cfg: &Config) -> Result<Outcome, String> {
                 )));
             };
             let results: Vec<TestPushResult> =
-                match c.request(&format!("push-test {user} {}", encode(&sel)?)) {
+                match request(&mut c, &format!("push-test {user} {}", encode(&sel)?)) {
                     Ok(answer) => decode(&answer)?,
                     Err(e) if e == "missing" => return Err(no_such_user(&user)),
                     Err(e) => return Err(e),

@@ -3,21 +3,21 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{Outcome, decode, server, span, stamp};
+use super::{ANSWER_TIMEOUT, Outcome, decode, request, server, span, stamp};
 use crate::config::Config;
 use crate::metrics::snapshot::ServerStatus;
 
 /// Asks the running server how it is; exit code 3 when none runs.
 pub fn status(cfg: &Config) -> ExitCode {
     let socket = crate::xmpp::admin::socket_path(&cfg.data_dir);
-    let Some(mut c) = server(cfg) else {
+    let Some(mut c) = server(cfg, ANSWER_TIMEOUT) else {
         return Outcome::not_running(format!(
             "cloud-notify is not running (no server answers on {})",
             socket.display()
         ))
         .finish();
     };
-    match c.request("status").and_then(|a| decode::<ServerStatus>(&a)) {
+    match request(&mut c, "status").and_then(|a| decode::<ServerStatus>(&a)) {
         Ok(s) => Outcome::ok(format_status(&s)),
         Err(e) => Outcome::fail(format!("the server on {} answered: {e}", socket.display())),
     }

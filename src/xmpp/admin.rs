@@ -187,6 +187,11 @@ pub mod client {
             })
         }
 
+        /// How long [`request`](Self::request) waits for an answer (`None`: for ever).
+        pub fn set_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.writer.set_read_timeout(timeout)
+        }
+
         /// Sends one request; `Ok` carries the text after `ok`, `Err` the text after `err`.
         pub fn request(&mut self, line: &str) -> Result<String, String> {
             writeln!(self.writer, "{line}").map_err(|e| e.to_string())?;
