@@ -38,7 +38,10 @@ pub enum RemovalReason {
 impl std::fmt::Display for RemovalReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RemovalReason::Disabled { by } => write!(f, "disabled by the client ({by})"),
+            // A resource (resourceprep forbids control characters; escaped all the same).
+            RemovalReason::Disabled { by } => {
+                write!(f, "disabled by the client ({})", by.escape_debug())
+            }
             RemovalReason::Evicted => write!(f, "evicted: push_max_devices reached"),
             RemovalReason::Errors { count } => {
                 write!(f, "{count} error answers in a row (push_max_errors)")

@@ -191,6 +191,15 @@ async fn push_test_through_the_command_line_is_answered_by_the_app_server() {
         ),
         "{out}"
     );
+    // D7: the removal log goes with the account, on a running server too.
+    juliet.close().await;
+    let run = cli(&t, &["user", "del", "juliet"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let run = cli(&t, &["user", "add", "juliet", "--password", "pw"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let run = cli(&t, &["push", "list", "juliet"]).await;
+    let out = text(&run.stdout);
+    assert!(out.contains("removed in the last 30 days: none"), "{out}");
 }
 
 /// One scrape: the status line and the body.
