@@ -255,6 +255,12 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("configuration is not valid TOML: {0}")]
     Syntax(String),
+    #[error(
+        "`{key}` is inside a [[component]] table, where only jid and secret belong: a \
+         [[component]] table takes every key below it, so put top-level keys above the \
+         first [[component]]"
+    )]
+    KeyInComponent { key: String },
     #[error("unknown configuration key `{key}`; known keys: {}", KEYS.join(", "))]
     UnknownKey { key: String },
     #[error("`{key} = {value}` has the wrong type: expected {expected}")]
@@ -271,6 +277,18 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error with its line and column, and the key it is about when it names one.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let source = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!("line {line}, column {column}: {} (`{source}`)", e.message())
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -285,7 +303,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(syntax_error(text, &e)))?;
         let mut cfg = Config::default();
         for (key, value) in &table {
             let v = Value { key, value };
@@ -461,9 +479,7 @@ impl Value<'_> {
                 .as_table()
                 .ok_or_else(|| self.wrong_type("[[component]] tables with jid and secret"))?;
             if let Some(k) = table.keys().find(|k| *k != "jid" && *k != "secret") {
-                return Err(ConfigError::UnknownKey {
-                    key: format!("component.{k}"),
-                });
+                return Err(ConfigError::KeyInComponent { key: k.clone() });
             }
             let field = |name: &str| {
                 table
@@ -701,6 +717,36 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Config::parse("domain = \"example.org\"\n\npush_max_errors = = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("push_max_errors = = 3"), "{err}");
+    }
+
+    /// The example file's [[component]] entry, uncommented as the README says, keeps
+    /// every other key where it was: the table is the file's last part.
+    #[test]
+    fn uncommenting_the_component_example_is_safe() {
+        let text = include_str!("../config/cloud-notify.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.trim_start() {
+                "# [[component]]" => "[[component]]".to_string(),
+                t if t.starts_with("# jid = ") || t.starts_with("# secret = ") => {
+                    t.trim_start_matches("# ").to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg = Config::parse(&uncommented).expect("valid with the component");
+        assert_eq!(cfg.components.len(), 1);
+        assert_eq!(cfg.components[0].jid, "push.localhost");
+    }
+
+    #[test]
     fn components_are_checked() {
         let cfg =
             Config::parse("[[component]]\njid = \"push.example.org\"\nsecret = \"x\"").unwrap();
@@ -709,7 +755,10 @@ mod tests {
         assert!(Config::parse("[[component]]\njid = \"a@b\"\nsecret = \"x\"").is_err());
         let err = Config::parse("[[component]]\njid = \"p.example\"\nsecret = \"x\"\nport = 1")
             .unwrap_err();
-        assert!(err.to_string().contains("component.port"), "{err}");
+        assert!(
+            err.to_string().contains("`port` is inside a [[component]]"),
+            "{err}"
+        );
         assert!(Config::parse("c2s_listen = \"nonsense\"").is_err());
         assert!(
             Config::parse("tls_certificate = \"c.pem\"").is_err(),

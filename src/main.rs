@@ -36,20 +36,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create an account (the password is prompted for when not given).
+    /// Create an account. The password: --password, else prompted for on a terminal,
+    /// else the first line of standard input.
     Add {
         jid: String,
         #[arg(long)]
         password: Option<String>,
+        /// Create the data directory and database if there are none yet.
+        #[arg(long)]
+        create: bool,
     },
-    /// Change an account's password (prompted for).
-    Passwd { jid: String },
+    /// Change an account's password (given, prompted for, or read as for `add`).
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// Delete an account with its push registrations.
     Del { jid: String },
     /// List the accounts.
     List,
     /// Create accounts from `jid password` lines on standard input.
-    Import,
+    Import {
+        /// Create the data directory and database if there are none yet.
+        #[arg(long)]
+        create: bool,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -94,6 +106,32 @@ fn local_part(jid: &str, cfg: &Config) -> Result<String, String> {
         .ok_or_else(|| format!("{jid} has no user part"))
 }
 
+/// The password for `add` and `passwd`: given, else prompted for on a terminal, else the
+/// first line of standard input (for scripts).
+fn password(given: Option<String>) -> Result<String, String> {
+    use std::io::IsTerminal;
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt_password(true);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let p = line.trim_end_matches(['\r', '\n']);
+    if p.is_empty() {
+        return Err(
+            "a password is needed: give --password, type it at a terminal, or write it as \
+             the first line of standard input"
+                .into(),
+        );
+    }
+    Ok(p.to_string())
+}
+
 fn prompt_password(confirm: bool) -> Result<String, String> {
     let p = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
     if confirm {
@@ -117,10 +155,21 @@ enum Accounts {
 }
 
 impl Accounts {
-    fn open(cfg: &Config) -> Result<Self, String> {
+    /// `create`: a missing database may be created; otherwise a missing one is an error
+    /// (a `user list` run from the wrong directory must not make an empty database).
+    fn open(cfg: &Config, create: bool) -> Result<Self, String> {
         #[cfg(unix)]
         if let Ok(c) = cloud_notify::xmpp::admin::client::AdminClient::connect(&cfg.data_dir) {
             return Ok(Accounts::Server(c));
+        }
+        let file = cfg.data_dir.join(cloud_notify::store::DB_FILE);
+        if !create && !file.exists() {
+            return Err(format!(
+                "no database at {} and no server running there: is the configuration \
+                 (--config) the server's? To start a new one, use `user add --create` or \
+                 start the server",
+                file.display()
+            ));
         }
         open(cfg).map(Accounts::Direct)
     }
@@ -198,28 +247,29 @@ impl Accounts {
 }
 
 fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
-    let mut accounts = Accounts::open(cfg)?;
+    let create = matches!(
+        cmd,
+        UserCommand::Add { create: true, .. } | UserCommand::Import { create: true }
+    );
+    let mut accounts = Accounts::open(cfg, create)?;
     let iterations = cfg.scram_iterations;
     let derive = |p: &str| admin::derive(p, iterations).map_err(|e| e.to_string());
     match cmd {
-        UserCommand::Add { jid, password } => {
+        UserCommand::Add { jid, password, .. } => {
             let user = local_part(&jid, cfg)?;
             if accounts.exists(&user)? {
                 return Err(format!("user {user} already exists"));
             }
-            let password = match password {
-                Some(p) => p,
-                None => prompt_password(true)?,
-            };
+            let password = self::password(password)?;
             accounts.put(&user, &derive(&password)?, false)?;
             Ok(format!("added {user}@{}", cfg.domain))
         }
-        UserCommand::Passwd { jid } => {
+        UserCommand::Passwd { jid, password } => {
             let user = local_part(&jid, cfg)?;
             if !accounts.exists(&user)? {
                 return Err(format!("no such user: {user}"));
             }
-            let password = prompt_password(true)?;
+            let password = self::password(password)?;
             accounts.put(&user, &derive(&password)?, true)?;
             Ok(format!("password of {user}@{} changed", cfg.domain))
         }
@@ -234,7 +284,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
             .map(|u| format!("{u}@{}", cfg.domain))
             .collect::<Vec<_>>()
             .join("\n")),
-        UserCommand::Import => {
+        UserCommand::Import { .. } => {
             let mut users = Vec::new();
             for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let line = line.map_err(|e| e.to_string())?;

@@ -100,7 +100,14 @@ fn user_add_list_passwd_del() {
     let b = setup("");
     let o = run(
         &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -130,7 +137,7 @@ fn user_import_reads_jid_password_lines() {
     for i in 0..200 {
         input.push_str(&format!("user{i}@example.com pass{i}\n"));
     }
-    let o = run(&b, &["user", "import"], Some(&input));
+    let o = run(&b, &["user", "import", "--create"], Some(&input));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("imported 200 accounts"));
     let o = run(&b, &["user", "list"], None);
@@ -228,7 +235,14 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
     );
     let o = run(
         &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -324,7 +338,14 @@ fn failed_logins_are_logged_for_fail2ban() {
     );
     let o = run(
         &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -362,4 +383,98 @@ fn failed_logins_are_logged_for_fail2ban() {
     let host = &re.captures(hits[0]).unwrap()["host"];
     assert_eq!(host, "127.0.0.1");
     assert!(hits[0].contains("user=\"juliet\""), "{}", hits[0]);
+}
+
+/// Scripts set passwords with --password or on standard input; without a terminal and
+/// without either, the command says what it needs (it used to fail with "No such device
+/// or address").
+#[test]
+fn passwords_from_the_command_line_or_standard_input() {
+    let b = setup("");
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--create"],
+        Some("pw1\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "add", "romeo@example.com"], None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("a password is needed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &b,
+        &["user", "passwd", "juliet@example.com", "--password", "pw2"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "passwd", "juliet@example.com"], Some("pw3\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("password of juliet@example.com changed"));
+}
+
+/// Run from another directory (a relative data_dir that is not there), the user
+/// commands refuse instead of creating an empty database and printing nothing.
+#[test]
+fn user_commands_refuse_a_missing_database() {
+    let b = setup("");
+    let data = b.dir.path().join("data");
+    for args in [
+        &["user", "list"][..],
+        &["user", "del", "juliet@example.com"],
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+    ] {
+        let o = run(&b, args, None);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("no database at"), "{}", stderr(&o));
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
+/// `user del` on a logged-in account ends its sessions at once: the deleted account
+/// cannot go on sending.
+#[cfg(unix)]
+#[test]
+fn deleting_an_account_ends_its_sessions() {
+    let b = setup(
+        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
+         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
+    );
+    let o = run(
+        &b,
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (mut server, c2s, _log, _lines, reader) = serve_logged(&b);
+    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
+    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+    s.write_all(header).unwrap();
+    read_until(&mut s, "</stream:features>");
+    s.write_all(
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwdw==</auth>",
+    )
+    .unwrap();
+    read_until(&mut s, "<success");
+    s.write_all(header).unwrap();
+    read_until(&mut s, "</stream:features>");
+    s.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .unwrap();
+    read_until(&mut s, "</iq>");
+    let o = run(&b, &["user", "del", "juliet@example.com"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rest = read_until(&mut s, "</stream:stream>");
+    assert!(rest.contains("not-authorized"), "{rest}");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let _ = reader.join();
 }

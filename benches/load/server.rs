@@ -87,7 +87,7 @@ pub fn import(setup: &Setup, users: usize, senders: usize) -> Result<(), String>
     let mut child = Command::new(binary())
         .arg("--config")
         .arg(setup.config_path())
-        .args(["user", "import"])
+        .args(["user", "import", "--create"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

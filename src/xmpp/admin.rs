@@ -32,6 +32,7 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 pub struct Shared {
     pub store: Addr<Store>,
     pub hub: Addr<PushHub>,
+    pub router: Addr<super::router::Router>,
 }
 
 /// Binds the socket (replacing a stale one from a crashed run) with mode 0600.
@@ -137,6 +138,11 @@ async fn handle(line: &str, shared: &Shared) -> String {
                     Ok(Err(StoreError::Closed)) | Err(_) => return Err("store closed".into()),
                     Ok(Err(e)) => return Err(e.to_string()),
                 }
+                // Its sessions end now: a deleted account must not go on sending.
+                let _ = shared
+                    .router
+                    .send(super::router::EndUserSessions { user: user.clone() })
+                    .await;
                 tracing::info!(%user, "account deleted");
                 Ok(String::new())
             }

@@ -149,6 +149,7 @@ impl Server {
             let shared = Rc::new(super::admin::Shared {
                 store: store.clone(),
                 hub: hub.clone(),
+                router: router.clone(),
             });
             let mut stopped = stop.subscribe();
             actix::spawn(async move {
