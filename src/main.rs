@@ -315,10 +315,29 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
     }
 }
 
+/// The read-only preflight: every finding is printed, and any problem fails the check.
 fn check(cfg: &Config, source: &str) -> Result<String, String> {
-    open(cfg)?;
+    use cloud_notify::xmpp::preflight;
+    let running = preflight::server_running(&cfg.data_dir);
+    let now = chrono::Utc::now().timestamp();
+    let findings: Vec<preflight::Finding> = preflight::tls(cfg, now)
+        .into_iter()
+        .chain(preflight::listeners(cfg, running))
+        .chain(preflight::data(cfg, running))
+        .collect();
+    let report: String = findings
+        .iter()
+        .map(|f| format!("# {} {}\n", if f.ok { "ok:  " } else { "FAIL:" }, f.what))
+        .collect();
+    let failed = findings.iter().filter(|f| !f.ok).count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} problem(s) found ({source}):\n{}",
+            report.trim_end()
+        ));
+    }
     Ok(format!(
-        "# cloud-notify {}: configuration OK ({source})\n{cfg}",
+        "# cloud-notify {}: configuration OK ({source})\n{report}{cfg}",
         env!("CARGO_PKG_VERSION")
     ))
 }

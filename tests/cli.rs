@@ -3,6 +3,10 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+/// Listeners on ports the system picks, so that `check`'s bind test never meets a
+/// server someone runs on the default ports of this machine.
+const EPHEMERAL_PORTS: &str = "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"";
+
 struct Box {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
@@ -71,12 +75,91 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn check_prints_the_effective_configuration() {
-    let b = setup("push_max_devices = 3");
+    let b = setup(&format!("push_max_devices = 3\n{EPHEMERAL_PORTS}"));
     let o = run(&b, &["check"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("push_max_devices = 3"));
     assert!(stdout(&o).contains("domain = \"example.com\""));
-    assert!(b.dir.path().join("data/cloud-notify.redb").exists());
+    assert!(
+        !b.dir.path().join("data").exists(),
+        "check changes nothing: no data directory"
+    );
+}
+
+/// Writes a certificate for `names` valid until `not_after` and its key.
+fn certificate(dir: &std::path::Path, stem: &str, names: &[&str], days: i64) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(400);
+    params.not_after = now + time::Duration::days(days);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+/// `check` catches what would stop `serve`, or hurt its clients, before it runs.
+#[test]
+fn check_catches_certificate_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good_c, good_k) = certificate(tmp.path(), "good", &["example.com"], 90);
+    let (_, other_k) = certificate(tmp.path(), "other", &["example.com"], 90);
+    let (wrong_c, wrong_k) = certificate(tmp.path(), "wrong", &["elsewhere.org"], 90);
+    let (old_c, old_k) = certificate(tmp.path(), "old", &["example.com"], -3);
+    let (soon_c, soon_k) = certificate(tmp.path(), "soon", &["*.com", "example.com"], 5);
+    let empty = tmp.path().join("empty.pem");
+    std::fs::write(&empty, "nothing here\n").unwrap();
+    let empty = empty.display().to_string();
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "/nonexistent/cert.pem",
+            good_k.as_str(),
+            "/nonexistent/cert.pem",
+        ),
+        (empty.as_str(), good_k.as_str(), "no certificate"),
+        (
+            good_c.as_str(),
+            other_k.as_str(),
+            "TLS configuration refused",
+        ),
+        (
+            wrong_c.as_str(),
+            wrong_k.as_str(),
+            "but the domain is example.com",
+        ),
+        (old_c.as_str(), old_k.as_str(), "expired"),
+        (soon_c.as_str(), soon_k.as_str(), "renew it"),
+    ];
+    for (cert, key, expect) in cases {
+        let b = setup(&format!(
+            "tls_certificate = {cert:?}\ntls_key = {key:?}\n{EPHEMERAL_PORTS}"
+        ));
+        let o = run(&b, &["check"], None);
+        assert!(!o.status.success(), "{cert}: {}", stdout(&o));
+        assert!(stderr(&o).contains(expect), "{cert}: {}", stderr(&o));
+    }
+    let b = setup(&format!(
+        "tls_certificate = {good_c:?}\ntls_key = {good_k:?}"
+    ));
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("certificate is for example.com"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("certificate expires in"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -195,6 +278,10 @@ fn user_commands_work_while_the_server_runs() {
     assert!(stdout(&o).contains("imported 1 accounts"), "{}", stdout(&o));
     let o = run(&b, &["user", "list"], None);
     assert_eq!(stdout(&o).trim(), "juliet@example.com\nromeo@example.com");
+    // check works next to the running server (it used to fail: database already open).
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a server is running"), "{}", stdout(&o));
     let o = run(&b, &["user", "del", "romeo@example.com"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&b, &["user", "list"], None);
