@@ -38,6 +38,9 @@ impl NotifyOn {
 pub struct Config {
     /// The XMPP domain served; also the `from` of every publish.
     pub domain: String,
+    /// What the log shows (a tracing filter: `info`, `debug`, `cloud_notify=debug`);
+    /// the environment's `CLOUD_NOTIFY_LOG` overrides it. Reloaded on SIGHUP.
+    pub log_level: String,
     /// Put the real message body into notifications (privacy risk).
     pub push_notification_with_body: bool,
     /// Put the sender's full JID into notifications (privacy risk).
@@ -155,6 +158,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             domain: "localhost".into(),
+            log_level: "info".into(),
             push_notification_with_body: false,
             push_notification_with_sender: false,
             push_max_errors: 16,
@@ -204,6 +208,7 @@ impl Default for Config {
 /// Every key the file may hold, in the order `check` prints them.
 pub const KEYS: &[&str] = &[
     "domain",
+    "log_level",
     "push_notification_with_body",
     "push_notification_with_sender",
     "push_max_errors",
@@ -309,6 +314,15 @@ impl Config {
             let v = Value { key, value };
             match key.as_str() {
                 "domain" => cfg.domain = v.domain()?,
+                "log_level" => {
+                    let level = v.string(1024)?;
+                    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+                        return Err(v.out_of_range(
+                            "a log filter such as \"info\", \"debug\" or \"cloud_notify=debug\"",
+                        ));
+                    }
+                    cfg.log_level = level;
+                }
                 "push_notification_with_body" => cfg.push_notification_with_body = v.bool()?,
                 "push_notification_with_sender" => cfg.push_notification_with_sender = v.bool()?,
                 "push_max_errors" => cfg.push_max_errors = v.int(1, 1_000_000)? as u32,
@@ -532,6 +546,7 @@ impl fmt::Display for Config {
         };
         let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
         writeln!(f, "domain = {}", quote(&self.domain))?;
+        writeln!(f, "log_level = {}", quote(&self.log_level))?;
         writeln!(
             f,
             "push_notification_with_body = {}",

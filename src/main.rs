@@ -342,31 +342,90 @@ fn check(cfg: &Config, source: &str) -> Result<String, String> {
     ))
 }
 
-fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUD_NOTIFY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .fmt_fields(cloud_notify::logging::fields())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+type LogFilter =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The log filter: `CLOUD_NOTIFY_LOG` when set, else the configuration's `log_level`.
+fn log_filter(cfg: &Config) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("CLOUD_NOTIFY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
-async fn stop_signal() {
+/// Starts the log; the returned handle swaps its filter on SIGHUP.
+fn init_logging(cfg: &Config) -> LogFilter {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(cfg));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(cloud_notify::logging::fields())
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .try_init();
+    handle
+}
+
+/// What the process was asked to do.
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// Waits for SIGTERM or Ctrl-C (stop) or SIGHUP (reload).
+async fn next_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = term.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+            };
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    Signal::Stop
+}
+
+/// SIGHUP: the configuration file is read again; the certificate and the log filter
+/// take the new values at once, and whatever else changed is named (it applies at the
+/// next restart). A file that no longer parses changes nothing.
+fn reload(server: &cloud_notify::xmpp::server::Server, path: Option<&PathBuf>, log: &LogFilter) {
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+            return;
+        }
+    };
+    match log.reload(log_filter(&cfg)) {
+        Ok(()) => tracing::info!(filter = %cfg.log_level, "SIGHUP: log filter applied"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: log filter not applied"),
+    }
+    match server.reload(&cfg) {
+        Ok(pending) => {
+            tracing::info!("SIGHUP: certificate reloaded; used from the next TLS handshake");
+            let pending: Vec<String> = pending.into_iter().filter(|k| k != "log_level").collect();
+            if !pending.is_empty() {
+                tracing::warn!(
+                    keys = %pending.join(", "),
+                    "SIGHUP: changed settings take effect at the next restart"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: certificate not reloaded; the old one stays")
+        }
+    }
 }
 
 /// A panic in an actor would otherwise vanish quietly (the runtime swallows it) and may
@@ -389,15 +448,17 @@ fn exit_on_panic() {
     }));
 }
 
-fn serve(cfg: Config) -> Result<String, String> {
-    init_logging();
+fn serve(cfg: Config, path: Option<&PathBuf>) -> Result<String, String> {
+    let log = init_logging(&cfg);
     exit_on_panic();
     let system = actix::System::new();
     system.block_on(async move {
         let server = cloud_notify::xmpp::server::Server::start(cfg)
             .await
             .map_err(|e| e.to_string())?;
-        stop_signal().await;
+        while let Signal::Reload = next_signal().await {
+            reload(&server, path, &log);
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         Ok(String::new())
@@ -432,7 +493,7 @@ fn main() -> ExitCode {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".into());
     let result = match cli.command {
-        None | Some(Command::Serve) => serve(cfg),
+        None | Some(Command::Serve) => serve(cfg, cli.config.as_ref()),
         Some(Command::Check) => check(&cfg, &source),
         Some(Command::User(cmd)) => user(cmd, &cfg),
     };

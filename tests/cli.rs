@@ -565,3 +565,93 @@ fn deleting_an_account_ends_its_sessions() {
     let _ = server.wait();
     let _ = reader.join();
 }
+
+/// Whether a TLS handshake with the direct-TLS listener succeeds for a client that
+/// trusts only `cert_pem`.
+#[cfg(unix)]
+fn handshake_trusting(addr: &str, cert_pem: &str) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("example.com").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+    if tls.write_all(header).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    matches!(tls.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// SIGHUP reloads the certificate (used from the next handshake, nobody dropped) and
+/// names the settings that need a restart; it no longer kills the server.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
+    let b = setup("");
+    let (c1, k1) = certificate(b.dir.path(), "one", &["example.com"], 90);
+    let (_, _) = certificate(b.dir.path(), "two", &["example.com"], 90);
+    let base = format!(
+        "domain = \"example.com\"\ndata_dir = {:?}\nscram_iterations = 4096\n{EPHEMERAL_PORTS}\n\
+         c2s_direct_tls_listen = \"127.0.0.1:0\"\ntls_certificate = {c1:?}\ntls_key = {k1:?}\n",
+        b.dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&b.config, &base).unwrap();
+    let (mut server, _c2s, mut log, lines, reader) = serve_logged(&b);
+    let direct = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the direct TLS listener is logged");
+        log.push(line.clone());
+        if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("direct_tls_addr="))
+        {
+            break a.to_string();
+        }
+    };
+    let two = std::fs::read_to_string(b.dir.path().join("two.crt")).unwrap();
+    assert!(!handshake_trusting(&direct, &two), "serves certificate one");
+    // The files are replaced (a renewal), and a setting that needs a restart changes.
+    std::fs::copy(b.dir.path().join("two.crt"), b.dir.path().join("one.crt")).unwrap();
+    std::fs::copy(b.dir.path().join("two.key"), b.dir.path().join("one.key")).unwrap();
+    std::fs::write(&b.config, format!("{base}push_max_errors = 3\n")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status();
+    let mut saw_restart_note = false;
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the reload is logged");
+        saw_restart_note |= line.contains("next restart") && line.contains("push_max_errors");
+        if line.contains("SIGHUP: certificate reloaded") {
+            break;
+        }
+    }
+    assert!(handshake_trusting(&direct, &two), "serves certificate two");
+    let restart_note = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    assert!(
+        saw_restart_note || restart_note.contains("push_max_errors"),
+        "{restart_note}"
+    );
+    assert!(server.try_wait().unwrap().is_none(), "still running");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    assert!(server.wait().unwrap().success());
+    let _ = reader.join();
+}
