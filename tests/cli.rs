@@ -311,15 +311,11 @@ fn read_until(s: &mut std::net::TcpStream, marker: &str) -> String {
     got
 }
 
-/// A newline in a value a peer controls (here a push node) is escaped in the log: it
-/// cannot start a forged line for fail2ban or the admin to read.
-#[cfg(unix)]
-#[test]
-fn a_newline_from_a_peer_cannot_forge_a_log_line() {
-    let b = setup(
-        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
-         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
-    );
+/// A configuration serving plaintext PLAIN on loopback ports, with juliet's account.
+fn plaintext_server_with_juliet() -> Box {
+    let b = setup(&format!(
+        "{EPHEMERAL_PORTS}\nc2s_require_encryption = false\nallow_unencrypted_plain_auth = true"
+    ));
     let o = run(
         &b,
         &[
@@ -333,10 +329,15 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
-    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
-    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
-    s.write_all(header).unwrap();
+    b
+}
+
+const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+/// Juliet logged in (PLAIN, pw) and bound on a plaintext stream.
+fn juliet_bound(c2s: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(c2s).unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     // \0juliet\0pw
     s.write_all(
@@ -344,11 +345,22 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
     )
     .unwrap();
     read_until(&mut s, "<success");
-    s.write_all(header).unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     s.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
         .unwrap();
     read_until(&mut s, "</iq>");
+    s
+}
+
+/// A newline in a value a peer controls (here a push node) is escaped in the log: it
+/// cannot start a forged line for fail2ban or the admin to read.
+#[cfg(unix)]
+#[test]
+fn a_newline_from_a_peer_cannot_forge_a_log_line() {
+    let b = plaintext_server_with_juliet();
+    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
+    let mut s = juliet_bound(&c2s);
     s.write_all(b"<iq type='set' id='e'><enable xmlns='urn:xmpp:push:0' jid='push.example.com' node='n1&#10;2026-01-01T00:00:00Z  WARN forged: admin logged in'/></iq>")
         .unwrap();
     let answer = read_until(&mut s, "id='e'");
@@ -419,27 +431,10 @@ fn serve_logged(
 #[cfg(unix)]
 #[test]
 fn failed_logins_are_logged_for_fail2ban() {
-    let b = setup(
-        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
-         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
-    );
-    let o = run(
-        &b,
-        &[
-            "user",
-            "add",
-            "juliet@example.com",
-            "--password",
-            "pw",
-            "--create",
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let b = plaintext_server_with_juliet();
     let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
     let mut s = std::net::TcpStream::connect(&c2s).unwrap();
-    s.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>")
-        .unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     // \0juliet\0wrong
     s.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldAB3cm9uZw==</auth>")
@@ -525,38 +520,9 @@ fn user_commands_refuse_a_missing_database() {
 #[cfg(unix)]
 #[test]
 fn deleting_an_account_ends_its_sessions() {
-    let b = setup(
-        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
-         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
-    );
-    let o = run(
-        &b,
-        &[
-            "user",
-            "add",
-            "juliet@example.com",
-            "--password",
-            "pw",
-            "--create",
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let b = plaintext_server_with_juliet();
     let (mut server, c2s, _log, _lines, reader) = serve_logged(&b);
-    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
-    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
-    s.write_all(header).unwrap();
-    read_until(&mut s, "</stream:features>");
-    s.write_all(
-        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwdw==</auth>",
-    )
-    .unwrap();
-    read_until(&mut s, "<success");
-    s.write_all(header).unwrap();
-    read_until(&mut s, "</stream:features>");
-    s.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-        .unwrap();
-    read_until(&mut s, "</iq>");
+    let mut s = juliet_bound(&c2s);
     let o = run(&b, &["user", "del", "juliet@example.com"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let rest = read_until(&mut s, "</stream:stream>");
@@ -588,8 +554,7 @@ fn handshake_trusting(addr: &str, cert_pem: &str) -> bool {
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
-    if tls.write_all(header).is_err() {
+    if tls.write_all(HEADER).is_err() {
         return false;
     }
     let mut buf = [0u8; 512];
