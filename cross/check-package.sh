@@ -9,9 +9,7 @@ command -v cargo-deb >/dev/null || cargo install --quiet cargo-deb --locked --ve
 if ! command -v lintian >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian) >/dev/null
 fi
-mkdir -p target/deb
-sed 's|^data_dir = "data"|data_dir = "/var/lib/cloud-notify"|' config/cloud-notify.toml \
-  > target/deb/cloud-notify.toml
+bash packaging/packaged-config.sh
 cargo build --quiet --bin cloud-notify
 deb=$(cargo deb --no-build --no-strip --profile dev --fast --output target/deb/ 2>/dev/null | tail -1)
 info=$(dpkg-deb --info "$deb")
@@ -28,6 +26,10 @@ dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/cloud-notif
   || fail "the configuration is not a conffile"
 dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/cloud-notify/cloud-notify.toml \
   | grep -qx 'data_dir = "/var/lib/cloud-notify"' || fail "packaged data_dir"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/cloud-notify/cloud-notify.toml \
+  | grep -qx 'c2s_listen = "0.0.0.0:5222"' || fail "packaged server does not listen on the network"
+grep -q " ./usr/share/doc/cloud-notify/examples/fail2ban-filter.conf\$" <<<"$contents" \
+  || fail "missing the fail2ban filter"
 dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/systemd/system/cloud-notify.service \
   | grep -q '^ProtectSystem=strict' || fail "unit is not sandboxed"
 # Errors fail the check; warnings (an unstripped debug binary, for one) are shown.

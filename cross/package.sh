@@ -17,10 +17,7 @@ case $arch in
   *) echo "usage: cross/package.sh amd64|aarch64|armv7" >&2; exit 2 ;;
 esac
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
-mkdir -p target/deb
-sed 's|^data_dir = "data"|data_dir = "/var/lib/cloud-notify"|' config/cloud-notify.toml \
-  > target/deb/cloud-notify.toml
-grep -q '^data_dir = "/var/lib/cloud-notify"' target/deb/cloud-notify.toml
+bash packaging/packaged-config.sh
 if [[ -z $triple ]]; then
   cargo build --release --bin cloud-notify
   deb=$(cargo deb --no-build --no-strip --output target/deb/ | tail -1)

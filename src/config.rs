@@ -38,6 +38,9 @@ impl NotifyOn {
 pub struct Config {
     /// The XMPP domain served; also the `from` of every publish.
     pub domain: String,
+    /// What the log shows (a tracing filter: `info`, `debug`, `cloud_notify=debug`);
+    /// the environment's `CLOUD_NOTIFY_LOG` overrides it. Reloaded on SIGHUP.
+    pub log_level: String,
     /// Put the real message body into notifications (privacy risk).
     pub push_notification_with_body: bool,
     /// Put the sender's full JID into notifications (privacy risk).
@@ -157,6 +160,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             domain: "localhost".into(),
+            log_level: "info".into(),
             push_notification_with_body: false,
             push_notification_with_sender: false,
             push_max_errors: 16,
@@ -207,6 +211,7 @@ impl Default for Config {
 /// Every key the file may hold, in the order `check` prints them.
 pub const KEYS: &[&str] = &[
     "domain",
+    "log_level",
     "push_notification_with_body",
     "push_notification_with_sender",
     "push_max_errors",
@@ -259,6 +264,12 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("configuration is not valid TOML: {0}")]
     Syntax(String),
+    #[error(
+        "`{key}` is inside a [[component]] table, where only jid and secret belong: a \
+         [[component]] table takes every key below it, so put top-level keys above the \
+         first [[component]]"
+    )]
+    KeyInComponent { key: String },
     #[error("unknown configuration key `{key}`; known keys: {}", KEYS.join(", "))]
     UnknownKey { key: String },
     #[error("`{key} = {value}` has the wrong type: expected {expected}")]
@@ -275,6 +286,18 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error with its line and column, and the key it is about when it names one.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let source = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!("line {line}, column {column}: {} (`{source}`)", e.message())
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -289,12 +312,21 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(syntax_error(text, &e)))?;
         let mut cfg = Config::default();
         for (key, value) in &table {
             let v = Value { key, value };
             match key.as_str() {
                 "domain" => cfg.domain = v.domain()?,
+                "log_level" => {
+                    let level = v.string(1024)?;
+                    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+                        return Err(v.out_of_range(
+                            "a log filter such as \"info\", \"debug\" or \"cloud_notify=debug\"",
+                        ));
+                    }
+                    cfg.log_level = level;
+                }
                 "push_notification_with_body" => cfg.push_notification_with_body = v.bool()?,
                 "push_notification_with_sender" => cfg.push_notification_with_sender = v.bool()?,
                 "push_max_errors" => cfg.push_max_errors = v.int(1, 1_000_000)? as u32,
@@ -477,9 +509,7 @@ impl Value<'_> {
                 .as_table()
                 .ok_or_else(|| self.wrong_type("[[component]] tables with jid and secret"))?;
             if let Some(k) = table.keys().find(|k| *k != "jid" && *k != "secret") {
-                return Err(ConfigError::UnknownKey {
-                    key: format!("component.{k}"),
-                });
+                return Err(ConfigError::KeyInComponent { key: k.clone() });
             }
             let field = |name: &str| {
                 table
@@ -532,6 +562,7 @@ impl fmt::Display for Config {
         };
         let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
         writeln!(f, "domain = {}", quote(&self.domain))?;
+        writeln!(f, "log_level = {}", quote(&self.log_level))?;
         writeln!(
             f,
             "push_notification_with_body = {}",
@@ -721,6 +752,36 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Config::parse("domain = \"example.org\"\n\npush_max_errors = = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("push_max_errors = = 3"), "{err}");
+    }
+
+    /// The example file's [[component]] entry, uncommented as the README says, keeps
+    /// every other key where it was: the table is the file's last part.
+    #[test]
+    fn uncommenting_the_component_example_is_safe() {
+        let text = include_str!("../config/cloud-notify.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.trim_start() {
+                "# [[component]]" => "[[component]]".to_string(),
+                t if t.starts_with("# jid = ") || t.starts_with("# secret = ") => {
+                    t.trim_start_matches("# ").to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg = Config::parse(&uncommented).expect("valid with the component");
+        assert_eq!(cfg.components.len(), 1);
+        assert_eq!(cfg.components[0].jid, "push.localhost");
+    }
+
+    #[test]
     fn components_are_checked() {
         let cfg =
             Config::parse("[[component]]\njid = \"push.example.org\"\nsecret = \"x\"").unwrap();
@@ -729,7 +790,10 @@ mod tests {
         assert!(Config::parse("[[component]]\njid = \"a@b\"\nsecret = \"x\"").is_err());
         let err = Config::parse("[[component]]\njid = \"p.example\"\nsecret = \"x\"\nport = 1")
             .unwrap_err();
-        assert!(err.to_string().contains("component.port"), "{err}");
+        assert!(
+            err.to_string().contains("`port` is inside a [[component]]"),
+            "{err}"
+        );
         assert!(Config::parse("c2s_listen = \"nonsense\"").is_err());
         assert!(
             Config::parse("tls_certificate = \"c.pem\"").is_err(),

@@ -44,20 +44,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create an account (the password is prompted for when not given).
+    /// Create an account. The password: --password, else prompted for on a terminal,
+    /// else the first line of standard input.
     Add {
         jid: String,
         #[arg(long)]
         password: Option<String>,
+        /// Create the data directory and database if there are none yet.
+        #[arg(long)]
+        create: bool,
     },
-    /// Change an account's password (prompted for).
-    Passwd { jid: String },
+    /// Change an account's password (given, prompted for, or read as for `add`).
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// Delete an account with its push registrations.
     Del { jid: String },
     /// List the accounts.
     List,
     /// Create accounts from `jid password` lines on standard input.
-    Import,
+    Import {
+        /// Create the data directory and database if there are none yet.
+        #[arg(long)]
+        create: bool,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -102,6 +114,32 @@ fn local_part(jid: &str, cfg: &Config) -> Result<String, String> {
         .ok_or_else(|| format!("{jid} has no user part"))
 }
 
+/// The password for `add` and `passwd`: given, else prompted for on a terminal, else the
+/// first line of standard input (for scripts).
+fn password(given: Option<String>) -> Result<String, String> {
+    use std::io::IsTerminal;
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt_password(true);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let p = line.trim_end_matches(['\r', '\n']);
+    if p.is_empty() {
+        return Err(
+            "a password is needed: give --password, type it at a terminal, or write it as \
+             the first line of standard input"
+                .into(),
+        );
+    }
+    Ok(p.to_string())
+}
+
 fn prompt_password(confirm: bool) -> Result<String, String> {
     let p = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
     if confirm {
@@ -125,10 +163,21 @@ enum Accounts {
 }
 
 impl Accounts {
-    fn open(cfg: &Config) -> Result<Self, String> {
+    /// `create`: a missing database may be created; otherwise a missing one is an error
+    /// (a `user list` run from the wrong directory must not make an empty database).
+    fn open(cfg: &Config, create: bool) -> Result<Self, String> {
         #[cfg(unix)]
         if let Ok(c) = cloud_notify::xmpp::admin::client::AdminClient::connect(&cfg.data_dir) {
             return Ok(Accounts::Server(c));
+        }
+        let file = cfg.data_dir.join(cloud_notify::store::DB_FILE);
+        if !create && !file.exists() {
+            return Err(format!(
+                "no database at {} and no server running there: is the configuration \
+                 (--config) the server's? To start a new one, use `user add --create` or \
+                 start the server",
+                file.display()
+            ));
         }
         open(cfg).map(Accounts::Direct)
     }
@@ -206,28 +255,29 @@ impl Accounts {
 }
 
 fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
-    let mut accounts = Accounts::open(cfg)?;
+    let create = matches!(
+        cmd,
+        UserCommand::Add { create: true, .. } | UserCommand::Import { create: true }
+    );
+    let mut accounts = Accounts::open(cfg, create)?;
     let iterations = cfg.scram_iterations;
     let derive = |p: &str| admin::derive(p, iterations).map_err(|e| e.to_string());
     match cmd {
-        UserCommand::Add { jid, password } => {
+        UserCommand::Add { jid, password, .. } => {
             let user = local_part(&jid, cfg)?;
             if accounts.exists(&user)? {
                 return Err(format!("user {user} already exists"));
             }
-            let password = match password {
-                Some(p) => p,
-                None => prompt_password(true)?,
-            };
+            let password = self::password(password)?;
             accounts.put(&user, &derive(&password)?, false)?;
             Ok(format!("added {user}@{}", cfg.domain))
         }
-        UserCommand::Passwd { jid } => {
+        UserCommand::Passwd { jid, password } => {
             let user = local_part(&jid, cfg)?;
             if !accounts.exists(&user)? {
                 return Err(format!("no such user: {user}"));
             }
-            let password = prompt_password(true)?;
+            let password = self::password(password)?;
             accounts.put(&user, &derive(&password)?, true)?;
             Ok(format!("password of {user}@{} changed", cfg.domain))
         }
@@ -242,7 +292,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
             .map(|u| format!("{u}@{}", cfg.domain))
             .collect::<Vec<_>>()
             .join("\n")),
-        UserCommand::Import => {
+        UserCommand::Import { .. } => {
             let mut users = Vec::new();
             for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let line = line.map_err(|e| e.to_string())?;
@@ -273,39 +323,117 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
     }
 }
 
+/// The read-only preflight: every finding is printed, and any problem fails the check.
 fn check(cfg: &Config, source: &str) -> Result<String, String> {
-    open(cfg)?;
+    use cloud_notify::xmpp::preflight;
+    let running = preflight::server_running(&cfg.data_dir);
+    let now = chrono::Utc::now().timestamp();
+    let findings: Vec<preflight::Finding> = preflight::tls(cfg, now)
+        .into_iter()
+        .chain(preflight::listeners(cfg, running))
+        .chain(preflight::data(cfg, running))
+        .collect();
+    let report: String = findings
+        .iter()
+        .map(|f| format!("# {} {}\n", if f.ok { "ok:  " } else { "FAIL:" }, f.what))
+        .collect();
+    let failed = findings.iter().filter(|f| !f.ok).count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} problem(s) found ({source}):\n{}",
+            report.trim_end()
+        ));
+    }
     Ok(format!(
-        "# cloud-notify {}: configuration OK ({source})\n{cfg}",
+        "# cloud-notify {}: configuration OK ({source})\n{report}{cfg}",
         env!("CARGO_PKG_VERSION")
     ))
 }
 
-fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUD_NOTIFY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .fmt_fields(cloud_notify::logging::fields())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+type LogFilter =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The log filter: `CLOUD_NOTIFY_LOG` when set, else the configuration's `log_level`.
+fn log_filter(cfg: &Config) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("CLOUD_NOTIFY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
-async fn stop_signal() {
+/// Starts the log; the returned handle swaps its filter on SIGHUP.
+fn init_logging(cfg: &Config) -> LogFilter {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(cfg));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(cloud_notify::logging::fields())
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .try_init();
+    handle
+}
+
+/// What the process was asked to do.
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// Waits for SIGTERM or Ctrl-C (stop) or SIGHUP (reload).
+async fn next_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = term.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+            };
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    Signal::Stop
+}
+
+/// SIGHUP: the configuration file is read again; the certificate and the log filter
+/// take the new values at once, and whatever else changed is named (it applies at the
+/// next restart). A file that no longer parses changes nothing.
+fn reload(server: &cloud_notify::xmpp::server::Server, path: Option<&PathBuf>, log: &LogFilter) {
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+            return;
+        }
+    };
+    match log.reload(log_filter(&cfg)) {
+        Ok(()) => tracing::info!(filter = %cfg.log_level, "SIGHUP: log filter applied"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: log filter not applied"),
+    }
+    match server.reload(&cfg) {
+        Ok(pending) => {
+            tracing::info!("SIGHUP: certificate reloaded; used from the next TLS handshake");
+            let pending: Vec<String> = pending.into_iter().filter(|k| k != "log_level").collect();
+            if !pending.is_empty() {
+                tracing::warn!(
+                    keys = %pending.join(", "),
+                    "SIGHUP: changed settings take effect at the next restart"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: certificate not reloaded; the old one stays")
+        }
+    }
 }
 
 /// A panic in an actor would otherwise vanish quietly (the runtime swallows it) and may
@@ -328,15 +456,17 @@ fn exit_on_panic() {
     }));
 }
 
-fn serve(cfg: Config) -> Result<String, String> {
-    init_logging();
+fn serve(cfg: Config, path: Option<&PathBuf>) -> Result<String, String> {
+    let log = init_logging(&cfg);
     exit_on_panic();
     let system = actix::System::new();
     system.block_on(async move {
         let server = cloud_notify::xmpp::server::Server::start(cfg)
             .await
             .map_err(|e| e.to_string())?;
-        stop_signal().await;
+        while let Signal::Reload = next_signal().await {
+            reload(&server, path, &log);
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         Ok(String::new())
@@ -371,7 +501,7 @@ fn main() -> ExitCode {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".into());
     let result = match cli.command {
-        None | Some(Command::Serve) => serve(cfg),
+        None | Some(Command::Serve) => serve(cfg, cli.config.as_ref()),
         Some(Command::Check) => check(&cfg, &source),
         Some(Command::User(cmd)) => user(cmd, &cfg),
         #[cfg(unix)]

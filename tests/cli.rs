@@ -3,6 +3,10 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+/// Listeners on ports the system picks, so that `check`'s bind test never meets a
+/// server someone runs on the default ports of this machine.
+const EPHEMERAL_PORTS: &str = "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"";
+
 struct Box {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
@@ -71,12 +75,91 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn check_prints_the_effective_configuration() {
-    let b = setup("push_max_devices = 3");
+    let b = setup(&format!("push_max_devices = 3\n{EPHEMERAL_PORTS}"));
     let o = run(&b, &["check"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("push_max_devices = 3"));
     assert!(stdout(&o).contains("domain = \"example.com\""));
-    assert!(b.dir.path().join("data/cloud-notify.redb").exists());
+    assert!(
+        !b.dir.path().join("data").exists(),
+        "check changes nothing: no data directory"
+    );
+}
+
+/// Writes a certificate for `names` valid until `not_after` and its key.
+fn certificate(dir: &std::path::Path, stem: &str, names: &[&str], days: i64) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(400);
+    params.not_after = now + time::Duration::days(days);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+/// `check` catches what would stop `serve`, or hurt its clients, before it runs.
+#[test]
+fn check_catches_certificate_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good_c, good_k) = certificate(tmp.path(), "good", &["example.com"], 90);
+    let (_, other_k) = certificate(tmp.path(), "other", &["example.com"], 90);
+    let (wrong_c, wrong_k) = certificate(tmp.path(), "wrong", &["elsewhere.org"], 90);
+    let (old_c, old_k) = certificate(tmp.path(), "old", &["example.com"], -3);
+    let (soon_c, soon_k) = certificate(tmp.path(), "soon", &["*.com", "example.com"], 5);
+    let empty = tmp.path().join("empty.pem");
+    std::fs::write(&empty, "nothing here\n").unwrap();
+    let empty = empty.display().to_string();
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "/nonexistent/cert.pem",
+            good_k.as_str(),
+            "/nonexistent/cert.pem",
+        ),
+        (empty.as_str(), good_k.as_str(), "no certificate"),
+        (
+            good_c.as_str(),
+            other_k.as_str(),
+            "TLS configuration refused",
+        ),
+        (
+            wrong_c.as_str(),
+            wrong_k.as_str(),
+            "but the domain is example.com",
+        ),
+        (old_c.as_str(), old_k.as_str(), "expired"),
+        (soon_c.as_str(), soon_k.as_str(), "renew it"),
+    ];
+    for (cert, key, expect) in cases {
+        let b = setup(&format!(
+            "tls_certificate = {cert:?}\ntls_key = {key:?}\n{EPHEMERAL_PORTS}"
+        ));
+        let o = run(&b, &["check"], None);
+        assert!(!o.status.success(), "{cert}: {}", stdout(&o));
+        assert!(stderr(&o).contains(expect), "{cert}: {}", stderr(&o));
+    }
+    let b = setup(&format!(
+        "tls_certificate = {good_c:?}\ntls_key = {good_k:?}"
+    ));
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("certificate is for example.com"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("certificate expires in"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -100,7 +183,14 @@ fn user_add_list_passwd_del() {
     let b = setup("");
     let o = run(
         &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -130,7 +220,7 @@ fn user_import_reads_jid_password_lines() {
     for i in 0..200 {
         input.push_str(&format!("user{i}@example.com pass{i}\n"));
     }
-    let o = run(&b, &["user", "import"], Some(&input));
+    let o = run(&b, &["user", "import", "--create"], Some(&input));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("imported 200 accounts"));
     let o = run(&b, &["user", "list"], None);
@@ -188,6 +278,10 @@ fn user_commands_work_while_the_server_runs() {
     assert!(stdout(&o).contains("imported 1 accounts"), "{}", stdout(&o));
     let o = run(&b, &["user", "list"], None);
     assert_eq!(stdout(&o).trim(), "juliet@example.com\nromeo@example.com");
+    // check works next to the running server (it used to fail: database already open).
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a server is running"), "{}", stdout(&o));
     let o = run(&b, &["user", "del", "romeo@example.com"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&b, &["user", "list"], None);
@@ -217,25 +311,33 @@ fn read_until(s: &mut std::net::TcpStream, marker: &str) -> String {
     got
 }
 
-/// A newline in a value a peer controls (here a push node) is escaped in the log: it
-/// cannot start a forged line for fail2ban or the admin to read.
-#[cfg(unix)]
-#[test]
-fn a_newline_from_a_peer_cannot_forge_a_log_line() {
-    let b = setup(
-        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
-         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
-    );
+/// A configuration serving plaintext PLAIN on loopback ports, with juliet's account.
+fn plaintext_server_with_juliet() -> Box {
+    let b = setup(&format!(
+        "{EPHEMERAL_PORTS}\nc2s_require_encryption = false\nallow_unencrypted_plain_auth = true"
+    ));
     let o = run(
         &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
-    let mut s = std::net::TcpStream::connect(&c2s).unwrap();
-    let header = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
-    s.write_all(header).unwrap();
+    b
+}
+
+const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+/// Juliet logged in (PLAIN, pw) and bound on a plaintext stream.
+fn juliet_bound(c2s: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(c2s).unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     // \0juliet\0pw
     s.write_all(
@@ -243,11 +345,22 @@ fn a_newline_from_a_peer_cannot_forge_a_log_line() {
     )
     .unwrap();
     read_until(&mut s, "<success");
-    s.write_all(header).unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     s.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
         .unwrap();
     read_until(&mut s, "</iq>");
+    s
+}
+
+/// A newline in a value a peer controls (here a push node) is escaped in the log: it
+/// cannot start a forged line for fail2ban or the admin to read.
+#[cfg(unix)]
+#[test]
+fn a_newline_from_a_peer_cannot_forge_a_log_line() {
+    let b = plaintext_server_with_juliet();
+    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
+    let mut s = juliet_bound(&c2s);
     s.write_all(b"<iq type='set' id='e'><enable xmlns='urn:xmpp:push:0' jid='push.example.com' node='n1&#10;2026-01-01T00:00:00Z  WARN forged: admin logged in'/></iq>")
         .unwrap();
     let answer = read_until(&mut s, "id='e'");
@@ -318,20 +431,10 @@ fn serve_logged(
 #[cfg(unix)]
 #[test]
 fn failed_logins_are_logged_for_fail2ban() {
-    let b = setup(
-        "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"\n\
-         c2s_require_encryption = false\nallow_unencrypted_plain_auth = true",
-    );
-    let o = run(
-        &b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let b = plaintext_server_with_juliet();
     let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
     let mut s = std::net::TcpStream::connect(&c2s).unwrap();
-    s.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>")
-        .unwrap();
+    s.write_all(HEADER).unwrap();
     read_until(&mut s, "</stream:features>");
     // \0juliet\0wrong
     s.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldAB3cm9uZw==</auth>")
@@ -362,6 +465,160 @@ fn failed_logins_are_logged_for_fail2ban() {
     let host = &re.captures(hits[0]).unwrap()["host"];
     assert_eq!(host, "127.0.0.1");
     assert!(hits[0].contains("user=\"juliet\""), "{}", hits[0]);
+}
+
+/// Scripts set passwords with --password or on standard input; without a terminal and
+/// without either, the command says what it needs (it used to fail with "No such device
+/// or address").
+#[test]
+fn passwords_from_the_command_line_or_standard_input() {
+    let b = setup("");
+    let o = run(
+        &b,
+        &["user", "add", "juliet@example.com", "--create"],
+        Some("pw1\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "add", "romeo@example.com"], None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("a password is needed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &b,
+        &["user", "passwd", "juliet@example.com", "--password", "pw2"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&b, &["user", "passwd", "juliet@example.com"], Some("pw3\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("password of juliet@example.com changed"));
+}
+
+/// Run from another directory (a relative data_dir that is not there), the user
+/// commands refuse instead of creating an empty database and printing nothing.
+#[test]
+fn user_commands_refuse_a_missing_database() {
+    let b = setup("");
+    let data = b.dir.path().join("data");
+    for args in [
+        &["user", "list"][..],
+        &["user", "del", "juliet@example.com"],
+        &["user", "add", "juliet@example.com", "--password", "pw"],
+    ] {
+        let o = run(&b, args, None);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("no database at"), "{}", stderr(&o));
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
+/// `user del` on a logged-in account ends its sessions at once: the deleted account
+/// cannot go on sending.
+#[cfg(unix)]
+#[test]
+fn deleting_an_account_ends_its_sessions() {
+    let b = plaintext_server_with_juliet();
+    let (mut server, c2s, _log, _lines, reader) = serve_logged(&b);
+    let mut s = juliet_bound(&c2s);
+    let o = run(&b, &["user", "del", "juliet@example.com"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rest = read_until(&mut s, "</stream:stream>");
+    assert!(rest.contains("not-authorized"), "{rest}");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let _ = reader.join();
+}
+
+/// Whether a TLS handshake with the direct-TLS listener succeeds for a client that
+/// trusts only `cert_pem`.
+#[cfg(unix)]
+fn handshake_trusting(addr: &str, cert_pem: &str) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("example.com").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    if tls.write_all(HEADER).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    matches!(tls.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// SIGHUP reloads the certificate (used from the next handshake, nobody dropped) and
+/// names the settings that need a restart; it no longer kills the server.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
+    let b = setup("");
+    let (c1, k1) = certificate(b.dir.path(), "one", &["example.com"], 90);
+    let (_, _) = certificate(b.dir.path(), "two", &["example.com"], 90);
+    let base = format!(
+        "domain = \"example.com\"\ndata_dir = {:?}\nscram_iterations = 4096\n{EPHEMERAL_PORTS}\n\
+         c2s_direct_tls_listen = \"127.0.0.1:0\"\ntls_certificate = {c1:?}\ntls_key = {k1:?}\n",
+        b.dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&b.config, &base).unwrap();
+    let (mut server, _c2s, mut log, lines, reader) = serve_logged(&b);
+    let direct = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the direct TLS listener is logged");
+        log.push(line.clone());
+        if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("direct_tls_addr="))
+        {
+            break a.to_string();
+        }
+    };
+    let two = std::fs::read_to_string(b.dir.path().join("two.crt")).unwrap();
+    assert!(!handshake_trusting(&direct, &two), "serves certificate one");
+    // The files are replaced (a renewal), and a setting that needs a restart changes.
+    std::fs::copy(b.dir.path().join("two.crt"), b.dir.path().join("one.crt")).unwrap();
+    std::fs::copy(b.dir.path().join("two.key"), b.dir.path().join("one.key")).unwrap();
+    std::fs::write(&b.config, format!("{base}push_max_errors = 3\n")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status();
+    let mut saw_restart_note = false;
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the reload is logged");
+        saw_restart_note |= line.contains("next restart") && line.contains("push_max_errors");
+        if line.contains("SIGHUP: certificate reloaded") {
+            break;
+        }
+    }
+    assert!(handshake_trusting(&direct, &two), "serves certificate two");
+    let restart_note = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    assert!(
+        saw_restart_note || restart_note.contains("push_max_errors"),
+        "{restart_note}"
+    );
+    assert!(server.try_wait().unwrap().is_none(), "still running");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    assert!(server.wait().unwrap().success());
+    let _ = reader.join();
 }
 
 // ------------------------------------------------------------------ push and status
@@ -407,7 +664,14 @@ fn seed_registrations(b: &Box, user: &str, regs: &[(&str, Option<&str>, &str)]) 
 fn add_juliet_with_registrations(b: &Box) {
     let o = run(
         b,
-        &["user", "add", "juliet@example.com", "--password", "pw"],
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -524,6 +788,16 @@ fn list_and_remove(b: &Box) {
 #[test]
 fn push_list_and_remove_without_a_server_and_what_needs_one() {
     let b = setup("");
+    // Like the user commands: no database is created by a command run from elsewhere.
+    for args in [
+        &["push", "list", "juliet"][..],
+        &["push", "remove", "juliet", "n1"],
+    ] {
+        let o = run(&b, args, None);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains("no database at"), "{}", stderr(&o));
+        assert!(!b.dir.path().join("data").exists(), "{args:?}");
+    }
     add_juliet_with_registrations(&b);
     list_and_remove(&b);
     let o = run(&b, &["push", "test", "juliet"], None);

@@ -225,17 +225,8 @@ async fn slixmpp_starttls_scram_smacks_resume_and_push() {
         return;
     };
     let h = Harness::start(true).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/slixmpp_push.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .args(["--host", "127.0.0.1"])
-        .args(["--c2s-port", &h.c2s_port()])
-        .args(["--tls-port", &h.direct_tls_port()])
-        .args(["--component-port", &h.component_port()])
-        .arg("--ca-cert")
-        .arg(&h.cert)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let mut cmd = python_script(&python, "slixmpp_push.py", &h);
+    cmd.args(["--component-port", &h.component_port()]);
     // The script gives itself 60 s; this is the backstop if it hangs anyway.
     let r = run(cmd, Duration::from_secs(100)).await;
     h.server.shutdown().await;
@@ -268,6 +259,24 @@ async fn xmppjs_logins_roster_messages_offline_smacks_and_push() {
     judge("xmpp.js", r);
 }
 
+/// A Python interop script from tests/interop/ with the server's addresses and CA.
+fn python_script(python: &str, name: &str, h: &Harness) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/interop")
+            .join(name),
+    )
+    .args(["--host", "127.0.0.1"])
+    .args(["--c2s-port", &h.c2s_port()])
+    .args(["--tls-port", &h.direct_tls_port()])
+    .arg("--ca-cert")
+    .arg(&h.cert)
+    .env("PYTHONUNBUFFERED", "1")
+    .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
 // -- go-sendxmpp ------------------------------------------------------------------------
 
 #[actix_rt::test]
@@ -280,18 +289,8 @@ async fn go_sendxmpp_send_over_starttls_and_direct_tls_and_listen() {
         return;
     };
     let h = Harness::start(true).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/go_sendxmpp.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .args(["--host", "127.0.0.1"])
-        .args(["--c2s-port", &h.c2s_port()])
-        .args(["--tls-port", &h.direct_tls_port()])
-        .arg("--ca-cert")
-        .arg(&h.cert)
-        .arg("--go-sendxmpp")
-        .arg(&gosend)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let mut cmd = python_script(&python, "go_sendxmpp.py", &h);
+    cmd.arg("--go-sendxmpp").arg(&gosend);
     // The script gives itself 90 s; this is the backstop if it hangs anyway.
     let r = run(cmd, Duration::from_secs(120)).await;
     h.server.shutdown().await;
@@ -313,20 +312,11 @@ async fn profanity_logins_messages_and_what_it_asks_for_at_login() {
         return;
     };
     let h = Harness::start(true).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/profanity.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .args(["--host", "127.0.0.1"])
-        .args(["--c2s-port", &h.c2s_port()])
-        .args(["--tls-port", &h.direct_tls_port()])
-        .arg("--ca-cert")
-        .arg(&h.cert)
-        .arg("--profanity")
+    let mut cmd = python_script(&python, "profanity.py", &h);
+    cmd.arg("--profanity")
         .arg(&profanity)
         .arg("--tmux")
-        .arg(&tmux)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+        .arg(&tmux);
     // The script gives itself 100 s; this is the backstop if it hangs anyway.
     let r = run(cmd, Duration::from_secs(130)).await;
     h.server.shutdown().await;

@@ -112,8 +112,18 @@ fn request(c: &mut AdminClient, line: &str) -> Result<String, String> {
     })
 }
 
-/// The database file, when no server holds it.
+/// The database file, when no server holds it. A missing one is an error, as for the
+/// `user` commands: run from the wrong directory, a command must not create an empty
+/// database.
 fn open(cfg: &Config) -> Result<redb::Database, String> {
+    let file = cfg.data_dir.join(crate::store::DB_FILE);
+    if !file.exists() {
+        return Err(format!(
+            "no database at {} and no server running there: is the configuration \
+             (--config) the server's?",
+            file.display()
+        ));
+    }
     crate::store::open_database(&cfg.data_dir, cfg.store_cache_size)
         .map(crate::store::StoreFile::into_database)
         .map_err(|e| {

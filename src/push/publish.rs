@@ -47,6 +47,16 @@ impl Summary {
         };
         Summary { sender, body }
     }
+
+    /// What the body value is, for the log (never the text itself): `"message"` (the
+    /// real body, with `push_notification_with_body`), `"placeholder"` or `"none"`.
+    pub fn body_kind(&self, cfg: &Config) -> &'static str {
+        match (&self.body, cfg.push_notification_with_body) {
+            (None, _) => "none",
+            (Some(_), true) => "message",
+            (Some(_), false) => "placeholder",
+        }
+    }
 }
 
 /// Escapes text for an XML attribute value quoted with `'`, or for character data.
@@ -231,6 +241,29 @@ pub fn read_response(iq: &Element) -> Option<Response> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The publish log line used to say with_body=true for the placeholder.
+    #[test]
+    fn the_log_tells_a_placeholder_from_a_real_body() {
+        let msg: Element =
+            "<message xmlns='jabber:client' from='r@x/y'><body>secret text</body></message>"
+                .parse()
+                .unwrap();
+        let cfg = Config::default();
+        assert_eq!(
+            Summary::of(Some(&msg), true, &cfg).body_kind(&cfg),
+            "placeholder"
+        );
+        assert_eq!(Summary::of(Some(&msg), false, &cfg).body_kind(&cfg), "none");
+        let with_body = Config {
+            push_notification_with_body: true,
+            ..Config::default()
+        };
+        assert_eq!(
+            Summary::of(Some(&msg), true, &with_body).body_kind(&with_body),
+            "message"
+        );
+    }
     use super::*;
     use crate::store::RegistrationRecord;
 

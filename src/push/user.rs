@@ -483,7 +483,7 @@ impl UserPush {
             tracing::warn!(user = %self.user, registration = %identifier, error = %e, "publish not routed: host queue unavailable");
             return None;
         }
-        tracing::debug!(user = %self.user, registration = %identifier, %to, id = %id, with_body = summary.body.is_some(), "publish sent");
+        tracing::debug!(user = %self.user, registration = %identifier, %to, id = %id, body = summary.body_kind(&self.cfg), "publish sent");
         if self.outstanding.len() >= self.cfg.push_max_pending_publishes {
             // Past the bound the oldest publish is given up on, as at its timeout (D10).
             while let Some(oldest) = self.outstanding_order.pop_front() {

@@ -35,6 +35,7 @@ pub mod ops;
 pub struct Shared {
     pub store: Addr<Store>,
     pub hub: Addr<PushHub>,
+    pub router: Addr<super::router::Router>,
     /// For `status`.
     pub sources: crate::metrics::snapshot::Sources,
 }
@@ -148,6 +149,11 @@ async fn handle(line: &str, shared: &Shared) -> String {
                     Ok(Err(StoreError::Closed)) | Err(_) => return Err("store closed".into()),
                     Ok(Err(e)) => return Err(e.to_string()),
                 }
+                // Its sessions end now: a deleted account must not go on sending.
+                let _ = shared
+                    .router
+                    .send(super::router::EndUserSessions { user: user.clone() })
+                    .await;
                 tracing::info!(%user, "account deleted");
                 Ok(String::new())
             }

@@ -41,6 +41,9 @@ pub struct Shared {
     pub store: Addr<Store>,
     /// Keys the decoy SCRAM credentials of unknown users (random per process).
     pub decoy_secret: [u8; 32],
+    /// Becomes true when the server stops: negotiating streams end with
+    /// `system-shutdown` (bound sessions hear it from the router).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(super) type Xml = XmlStream;
@@ -279,16 +282,26 @@ async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
 }
 
 /// Reads the next element of a stream still negotiating; past `deadline` the stream ends
-/// with `connection-timeout`.
+/// with `connection-timeout`, and when the server stops, with `system-shutdown`.
 pub(super) async fn next_before(
     xml: &mut Xml,
     guard: &SizeGuard,
     deadline: tokio::time::Instant,
+    shared: &Shared,
 ) -> Option<Element> {
-    match tokio::time::timeout_at(deadline, read(xml, guard)).await {
+    let mut stopping = shared.stopping.clone();
+    let next = tokio::select! {
+        r = tokio::time::timeout_at(deadline, read(xml, guard)) => r,
+        _ = stopping.wait_for(|stop| *stop) => {
+            tracing::debug!("negotiation ended: the server stops");
+            close_with(xml, "system-shutdown").await;
+            return None;
+        }
+    };
+    match next {
         Ok(Next::Element(el)) => Some(el),
         Ok(Next::Idle) | Err(_) => {
-            tracing::debug!("client did not authenticate in time");
+            tracing::debug!("negotiation ended: client did not authenticate in time");
             close_with(xml, "connection-timeout").await;
             None
         }
@@ -331,7 +344,7 @@ async fn negotiate(
         }
         xml.send(&features(cfg, tls, user.is_some())).await.ok()?;
         loop {
-            let el = next_before(&mut xml, &guard, deadline).await?;
+            let el = next_before(&mut xml, &guard, deadline, shared).await?;
             if el.is("starttls", TLS_NS) && !tls && user.is_none() {
                 xml.send(&Element::builder("proceed", TLS_NS).build())
                     .await

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod c2s;
 pub mod component;
 pub mod io;
+pub mod preflight;
 pub mod roster;
 pub mod router;
 pub mod sasl;

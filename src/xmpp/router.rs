@@ -38,6 +38,8 @@ pub enum ToSession {
     Resume(Box<super::session::Takeover>),
     /// The server stops: end with `system-shutdown`, unacked messages to offline storage.
     Shutdown,
+    /// The account was deleted: end with `not-authorized`, no resumption.
+    Revoked,
 }
 
 /// Room in each session's inbound channel; past it a chat or normal message goes to
@@ -576,6 +578,32 @@ impl Handler<Unbind> for Router {
         if self.users.is_empty() {
             for done in self.drained.drain(..) {
                 let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// An account was deleted: each of its sessions ends at once (connected ones with
+/// `not-authorized`); what they held bounces, as the account is gone. Answered once
+/// they were told.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndUserSessions {
+    pub user: String,
+}
+
+impl Handler<EndUserSessions> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndUserSessions, _: &mut Context<Self>) {
+        let Some(entries) = self.users.remove(&msg.user) else {
+            return;
+        };
+        for e in entries {
+            if e.tx.try_send(ToSession::Revoked).is_err() {
+                actix::spawn(async move {
+                    let _ = e.tx.send_async(ToSession::Revoked).await;
+                });
             }
         }
     }

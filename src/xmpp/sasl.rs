@@ -246,7 +246,7 @@ async fn scram_exchange(
         .append(B64.encode(exchange.server_first()))
         .build();
     xml.send(&challenge).await.ok()?;
-    let response = next_before(xml, guard, deadline).await?;
+    let response = next_before(xml, guard, deadline, shared).await?;
     if response.is("abort", ns::SASL) {
         return Some(Err("aborted"));
     }

@@ -50,6 +50,9 @@ pub struct Server {
     pub router: Addr<Router>,
     stop: watch::Sender<bool>,
     data_dir: std::path::PathBuf,
+    /// What the running server was started with, for SIGHUP's comparison.
+    cfg: Arc<Config>,
+    certificates: Arc<tls::Certificates>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -70,8 +73,9 @@ impl Server {
         })));
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
         let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
-        let tls = tls::server_config(&cfg, None)?;
-        let direct_tls = tls::server_config(&cfg, Some(b"xmpp-client"))?;
+        let certificates = tls::Certificates::load(&cfg)?;
+        let tls = tls::server_config_with(certificates.clone(), None)?;
+        let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
         let (c2s_l, comp_l) = (
             bind(cfg.c2s_listen).await?,
             bind(cfg.component_listen).await?,
@@ -124,6 +128,7 @@ impl Server {
             hub: hub.clone(),
             store: store.clone(),
             decoy_secret: secret,
+            stopping: stopped.clone(),
         });
         let admission = Admission::new(&cfg);
         let c2s_addr = c2s_l.local_addr().map_err(|source| StartError::Listen {
@@ -150,6 +155,7 @@ impl Server {
                 hub: hub.clone(),
                 store: store.clone(),
                 decoy_secret: secret,
+                stopping: stopped.clone(),
             });
             accept_clients(l, shared, true, admission, stopped.clone());
         }
@@ -182,6 +188,7 @@ impl Server {
             let shared = Rc::new(super::admin::Shared {
                 store: store.clone(),
                 hub: hub.clone(),
+                router: router.clone(),
                 sources,
             });
             let mut stopped = stop.subscribe();
@@ -200,6 +207,9 @@ impl Server {
             });
         }
         tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
+        if let Some(direct_tls_addr) = direct_tls_addr {
+            tracing::info!(%direct_tls_addr, "serving direct TLS (XEP-0368)");
+        }
         if let Some(metrics_addr) = metrics_addr {
             tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");
         }
@@ -214,7 +224,17 @@ impl Server {
             router,
             stop,
             data_dir: cfg.data_dir.clone(),
+            cfg: cfg.clone(),
+            certificates,
         })
+    }
+
+    /// SIGHUP: the certificate is read again and used from the next TLS handshake on
+    /// (a failure keeps the one in use). Returns the other settings that differ from
+    /// what the server runs with; they take effect at the next restart.
+    pub fn reload(&self, new: &Config) -> Result<Vec<String>, tls::TlsError> {
+        self.certificates.reload(new)?;
+        Ok(changed_keys(&self.cfg, new))
     }
 
     /// Stops accepting, unloads the push module and closes the store (flushed).
@@ -301,5 +321,43 @@ impl RefusalLog {
                 self.suppressed = 0;
             }
         }
+    }
+}
+
+/// The keys whose value differs between two configurations (through their printed
+/// form, which hides component secrets: a changed secret shows as the component).
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    let lines = |c: &Config| -> Vec<String> { c.to_string().lines().map(str::to_string).collect() };
+    let (a, b) = (lines(old), lines(new));
+    let key = |l: &str| l.split(" = ").next().unwrap_or(l).trim().to_string();
+    let mut keys: Vec<String> = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .chain(b.iter().filter(|l| !a.contains(l)))
+        .map(|l| key(l))
+        .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_keys_names_what_differs() {
+        let old = Config::default();
+        let new = Config {
+            push_max_errors: 3,
+            c2s_max_connections: 7,
+            ..Config::default()
+        };
+        assert_eq!(
+            changed_keys(&old, &new),
+            ["c2s_max_connections", "push_max_errors"]
+        );
+        assert!(changed_keys(&old, &old.clone()).is_empty());
     }
 }

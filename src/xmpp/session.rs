@@ -167,6 +167,10 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
                     close_with(xml, "system-shutdown").await;
                     return Ended::Closed;
                 }
+                Some(ToSession::Revoked) => {
+                    close_with(xml, "not-authorized").await;
+                    return Ended::Closed;
+                }
                 Some(ToSession::Expire) => {}
                 None => return Ended::Closed,
             },
@@ -370,7 +374,9 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
                     return None;
                 }
                 Some(ToSession::Expire) => {}
-                Some(ToSession::Conflict | ToSession::Shutdown) | None => return None,
+                Some(ToSession::Conflict | ToSession::Shutdown | ToSession::Revoked) | None => {
+                    return None;
+                }
             },
             _ = sleep_until(host_deadline) => {
                 tracing::info!("hibernation timed out");

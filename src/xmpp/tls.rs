@@ -5,9 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::sync::RwLock;
+
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
 
@@ -58,9 +63,50 @@ fn generate(domain: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// Loads (or on first start creates) the certificate and builds the server config.
-/// `alpn` is set for the direct-TLS listener (XEP-0368: `xmpp-client`).
-pub fn server_config(cfg: &Config, alpn: Option<&[u8]>) -> Result<Arc<ServerConfig>, TlsError> {
+/// The certificate the listeners present, swapped in place on SIGHUP: every TLS
+/// handshake asks this resolver, so a renewed certificate is used from the next
+/// connection on, with no restart and no client dropped.
+#[derive(Debug)]
+pub struct Certificates {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    /// Loads (or on first start creates) the certificate and key of `cfg`.
+    pub fn load(cfg: &Config) -> Result<Arc<Certificates>, TlsError> {
+        Ok(Arc::new(Certificates {
+            current: RwLock::new(certified_key(cfg)?),
+        }))
+    }
+
+    /// Reads the files again; on any error the certificate in use stays.
+    pub fn reload(&self, cfg: &Config) -> Result<(), TlsError> {
+        let fresh = certified_key(cfg)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate chain and key of `cfg` (generating the self-signed pair on first
+/// start), checked to belong together.
+fn certified_key(cfg: &Config) -> Result<Arc<CertifiedKey>, TlsError> {
     let (cert_path, key_path) = match (&cfg.tls_certificate, &cfg.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -91,17 +137,31 @@ pub fn server_config(cfg: &Config, alpn: Option<&[u8]>) -> Result<Arc<ServerConf
     }
     let key =
         PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_err(&key_path, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let ck = CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    Ok(Arc::new(ck))
+}
+
+/// A listener's TLS configuration around the shared certificates. `alpn` is set for
+/// the direct-TLS listener (XEP-0368: `xmpp-client`).
+pub fn server_config_with(
+    certificates: Arc<Certificates>,
+    alpn: Option<&[u8]>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        .with_cert_resolver(certificates);
     if let Some(proto) = alpn {
         config.alpn_protocols = vec![proto.to_vec()];
     }
     Ok(Arc::new(config))
+}
+
+/// Loads (or on first start creates) the certificate and builds a server config.
+pub fn server_config(cfg: &Config, alpn: Option<&[u8]>) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(Certificates::load(cfg)?, alpn)
 }
 
 #[cfg(test)]

@@ -269,10 +269,16 @@ async fn d23_orderly_shutdown_keeps_hibernated_messages_and_says_system_shutdown
     romeo
         .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
+    // And a client still negotiating when the stop comes.
+    let mut negotiating = Raw::connect(t.c2s()).await;
+    negotiating.write(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>").await;
+    negotiating.until("</stream:features>").await;
     let server = t.server.take().expect("running");
     let stop = actix::spawn(server.shutdown());
     let err = romeo.next_or_error().await;
     assert!(err.contains("system-shutdown"), "{err}");
+    let rest = negotiating.rest_until_closed().await;
+    assert!(rest.contains("system-shutdown"), "{rest}");
     stop.await.unwrap();
     t.server = Some(
         cloud_notify::xmpp::server::Server::start(t.cfg.clone())
