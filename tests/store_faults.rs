@@ -528,9 +528,23 @@ fn the_data_directory_and_its_files_are_private() {
     let o = server.stop();
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // `check` on a fresh directory creates it the same way.
+    // A user command that creates a fresh directory makes it the same way; `check`
+    // creates nothing at all.
     let s = setup("");
     let o = run(&s, &["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!s.data.exists(), "check is read-only");
+    let o = run(
+        &s,
+        &[
+            "user",
+            "add",
+            "a@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(mode(&s.data), 0o700);
     assert_eq!(mode(&s.data.join(store::DB_FILE)), 0o600);
