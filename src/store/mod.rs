@@ -7,6 +7,7 @@
 //! holds its data returned, so nothing is acknowledged before it is durable.
 
 pub mod admin;
+mod offline_usage;
 mod faults;
 mod guard;
 pub mod ledger;

@@ -24,6 +24,7 @@ use super::Reopen;
 use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
+use super::offline_usage::OfflineUsage;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
 use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER};
@@ -346,8 +347,9 @@ impl Writer {
             Durability::None
         })?;
         let mut results = Vec::with_capacity(ops.len());
+        let mut usage = OfflineUsage::default();
         for op in ops {
-            match self.apply(&txn, op) {
+            match self.apply(&txn, op, &mut usage) {
                 Ok(reply) => results.push(Ok(reply)),
                 // A refusal (offline storage full, no such user) is decided before the
                 // request changes anything: it answers its own request and the batch
@@ -367,7 +369,12 @@ impl Writer {
         Ok(results)
     }
 
-    fn apply(&self, txn: &WriteTransaction, op: &StoreOp) -> Result<StoreReply, StoreError> {
+    fn apply(
+        &self,
+        txn: &WriteTransaction,
+        op: &StoreOp,
+        usage: &mut OfflineUsage,
+    ) -> Result<StoreReply, StoreError> {
         let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
         let mut accounts = txn.open_table(ACCOUNTS)?;
         let mut offline = txn.open_table(OFFLINE)?;
@@ -419,22 +426,17 @@ impl Writer {
                 if accounts.get(user.as_str())?.is_none() {
                     return Err(StoreError::NoSuchUser);
                 }
-                let mut count = 0;
-                let mut bytes = stanza.len();
-                let mut last = 0;
-                for e in offline.range((user.as_str(), 0)..=(user.as_str(), u64::MAX))? {
-                    let (k, v) = e?;
-                    count += 1;
-                    bytes = bytes.saturating_add(v.value().len());
-                    last = k.value().1;
-                }
+                let u = usage.get(&offline, user)?;
                 // Counted in stored bytes (the stanza with its delay stamp), which is what
                 // the file grows by; a count alone let a few large messages fill the disk.
-                if count >= *max || bytes > *max_bytes {
+                if u.count >= *max || u.bytes.saturating_add(stanza.len()) > *max_bytes {
                     return Err(StoreError::Full);
                 }
-                let seq = last + 1;
+                let seq = u.last + 1;
                 offline.insert((user.as_str(), seq), stanza.as_bytes())?;
+                u.count += 1;
+                u.bytes = u.bytes.saturating_add(stanza.len());
+                u.last = seq;
                 Ok(StoreReply::Stored(seq))
             }
             StoreOp::Write { changes, .. } => {
@@ -473,12 +475,14 @@ impl Writer {
                             roster.remove((user.as_str(), contact.as_str()))?;
                         }
                         Change::DeleteOffline { user, up_to } => {
+                            usage.forget(user);
                             offline.retain_in(
                                 (user.as_str(), 0)..=(user.as_str(), *up_to),
                                 |_, _| false,
                             )?;
                         }
                         Change::DeleteUser { user } => {
+                            usage.forget(user);
                             accounts.remove(user.as_str())?;
                             roster.retain_in(
                                 (user.as_str(), "")..(user.as_str(), "\u{10FFFF}"),
