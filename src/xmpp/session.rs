@@ -455,11 +455,18 @@ async fn destroy(st: &mut State, shared: &Shared) {
                 stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
                 max: shared.cfg.offline_max_messages,
                 max_bytes: shared.cfg.offline_max_bytes,
+                release: None,
             })
         });
         let results = futures::future::join_all(requests).await;
         for ((s, key), stored) in chunk.into_iter().zip(results) {
-            after_offline(st, s, key, stored.unwrap_or(Err(StoreError::Closed)), shared);
+            after_offline(
+                st,
+                s,
+                key,
+                stored.unwrap_or(Err(StoreError::Closed)),
+                shared,
+            );
         }
     }
     shared.router.do_send(Unbind {

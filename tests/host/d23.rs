@@ -87,7 +87,9 @@ async fn burst_to_a_hibernated_session(chunk: usize) -> u64 {
         .await;
     let mut laptop = t.login("juliet", "laptop").await;
     laptop.send("<presence/>").await;
-    laptop.send("<iq type='get' id='done'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    laptop
+        .send("<iq type='get' id='done'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     loop {
         let el = laptop.next().await;
         if el.attr("id") == Some("done") {
@@ -97,7 +99,11 @@ async fn burst_to_a_hibernated_session(chunk: usize) -> u64 {
             assert!(got.insert(el.attr("id").unwrap_or_default().to_string()));
         }
     }
-    assert_eq!(got.len(), BURST, "every message queued or stored offline, once");
+    assert_eq!(
+        got.len(),
+        BURST,
+        "every message queued or stored offline, once"
+    );
     let total = batches(&t).await - before;
     println!(
         "{BURST} messages to a hibernated session in chunks of {chunk}: {queued} queued, \
