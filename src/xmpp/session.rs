@@ -450,9 +450,12 @@ fn kept_offline(s: &Element) -> bool {
 /// D23: asks the store, at once and in one durable write, to keep copies of the queued
 /// messages among `stanzas` (delay-stamped, as offline storage keeps them), and returns
 /// the wait for its answer. Asked at once, the write joins the store's next group commit
-/// in order with every other request. The copies go as the client acknowledges them
-/// (a write that rides on the next commit: lost in a crash, they come back once as
-/// offline messages, a duplicate rather than a loss) or as the session ends.
+/// in order with every other request. The copies go as the client acknowledges them,
+/// or as the session ends. Their deletion is durable too, though nobody waits for it:
+/// it costs a commit per acknowledgement that lets copies go (about one per
+/// resumption), shared with whatever else commits then, and it keeps a crash from
+/// bringing back, as offline messages, what the client had acknowledged (a duplicate
+/// remains possible in the time of that commit).
 fn keep_queued<'a>(
     st: &mut State,
     stanzas: impl IntoIterator<Item = (u64, &'a Element)>,
@@ -485,7 +488,7 @@ fn keep_queued<'a>(
                     session: session.clone(),
                     up_to,
                 }],
-                durable: false,
+                durable: true,
             });
         })
     });
