@@ -67,6 +67,7 @@ fn push_offline(user: &str, stanza: String) -> PushOffline {
         stanza,
         max: 1000,
         max_bytes: 1 << 30,
+        release: None,
     }
 }
 

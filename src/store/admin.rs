@@ -4,7 +4,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::Account;
-use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER, SM_QUEUE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -148,6 +148,9 @@ pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
         txn.open_table(ROSTER)?
             .retain_in((user, "")..(user, "\u{10FFFF}"), |_, _| false)?;
         super::ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
+        // Resumption ids are ASCII: every one sorts below U+10FFFF.
+        txn.open_table(SM_QUEUE)?
+            .retain_in((user, "", 0)..=(user, "\u{10FFFF}", u64::MAX), |_, _| false)?;
     }
     txn.commit()?;
     Ok(())

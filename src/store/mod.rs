@@ -7,12 +7,13 @@
 //! holds its data returned, so nothing is acknowledged before it is durable.
 
 pub mod admin;
-mod offline_usage;
 mod faults;
 mod guard;
 pub mod ledger;
+mod offline_usage;
 mod ops;
 mod record;
+mod requeue;
 pub mod schema;
 mod writer;
 
@@ -27,8 +28,9 @@ use tokio::sync::oneshot;
 
 pub use faults::StoreFaults;
 pub use guard::panic_is_contained;
-pub use ops::{Change, StoreError, StoreOp, StoreReply};
+pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
+pub use requeue::{Requeued, requeue_hibernated};
 use writer::{DbSlot, ExecBatch, Writer};
 
 /// File name of the database inside `data_dir`.
@@ -292,6 +294,9 @@ pub struct PushOffline {
     pub max: usize,
     /// `offline_max_bytes`: refused (`Full`) when the waiting ones and this would be more.
     pub max_bytes: usize,
+    /// The message's copy in a hibernated session's queue, removed in the same commit
+    /// (D23).
+    pub release: Option<QueuedKey>,
 }
 
 /// The user's offline messages, oldest first.
@@ -513,6 +518,7 @@ impl Handler<PushOffline> for Store {
             stanza: msg.stanza,
             max: msg.max,
             max_bytes: msg.max_bytes,
+            release: msg.release,
         };
         let rx = self.enqueue(op, ctx);
         Box::pin(async move {

@@ -30,8 +30,24 @@ pub enum Change {
     DeleteRosterItem { user: String, contact: String },
     /// Remove offline messages up to and including `up_to` (they were delivered).
     DeleteOffline { user: String, up_to: u64 },
+    /// Keep a message waiting in a hibernated session's queue (D23): `session` is the
+    /// session's XEP-0198 resumption id, `seq` the message's place in its stream,
+    /// `stanza` the message as offline storage would keep it.
+    PutQueued {
+        user: String,
+        session: String,
+        seq: u64,
+        stanza: String,
+    },
+    /// Forget a session's queued messages up to and including `up_to` (acknowledged, or
+    /// the session ended).
+    DeleteQueued {
+        user: String,
+        session: String,
+        up_to: u64,
+    },
     /// Remove everything stored for a user: account, registrations, offline messages,
-    /// roster, removal log (D7).
+    /// roster, queued messages, removal log (D7).
     DeleteUser { user: String },
     /// Note a removed registration in the user's removal log (`ledger`), at `at_us`
     /// (microseconds since the epoch); old entries past the log's bounds go.
@@ -40,6 +56,14 @@ pub enum Change {
         at_us: u64,
         record: RemovalRecord,
     },
+}
+
+/// Where a queued message is kept (see [`Change::PutQueued`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedKey {
+    /// The session's XEP-0198 resumption id.
+    pub session: String,
+    pub seq: u64,
 }
 
 /// A unit of work for the writer thread.
@@ -51,12 +75,15 @@ pub enum StoreOp {
     LoadAccount { user: String },
     /// Store a message for a user with no available session; refused when the user does
     /// not exist, already has `max` messages waiting, or would then have more than
-    /// `max_bytes` of them.
+    /// `max_bytes` of them. `release` names the queued copy of the message (D23), removed
+    /// in the same transaction whether the message is stored or refused (then bounced):
+    /// a crash finds it in one place, never two.
     PushOffline {
         user: String,
         stanza: String,
         max: usize,
         max_bytes: usize,
+        release: Option<QueuedKey>,
     },
     /// The user's offline messages, oldest first, with their sequence numbers.
     LoadOffline { user: String },

@@ -5,7 +5,11 @@ use redb::{ReadableDatabase, TableDefinition};
 /// The version of the table layout this binary writes. An older file is migrated at open;
 /// a newer file is refused, because an older binary cannot know what it would destroy.
 ///
-/// 2: `push_removals` added (version 1 files get the empty table at open).
+/// 1. registrations, accounts, offline messages, rosters.
+/// 2. `sm_queue`: messages waiting in hibernated sessions' queues (D23), and
+///    `push_removals`: the registrations removed in the last 30 days. Migrating from 1
+///    creates both tables; nothing else changes. A version 1 binary refuses the file, as
+///    it would neither deliver the queued messages nor delete them with their account.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// `"schema_version"` → version.
@@ -29,6 +33,13 @@ pub const ROSTER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("r
 /// last 30 days, at most 32 per user (`ledger`).
 pub const PUSH_REMOVALS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("push_removals");
+
+/// `(username, XEP-0198 resumption id, sequence number)` → a chat or normal message
+/// waiting in a hibernated session's unacknowledged queue, serialized with its delay
+/// stamp, exactly as offline storage would keep it (D23). Rows leave when the client
+/// acknowledges the message, when it moves to offline storage as its session ends, and
+/// at the next start for whatever a crash left behind.
+pub const SM_QUEUE: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("sm_queue");
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -61,9 +72,11 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
     match found {
         Some(v) if v > SCHEMA_VERSION => Err(SchemaError::TooNew { found: v }),
         Some(v) if v == SCHEMA_VERSION => Ok(()),
-        // A fresh file, or an older one: create the missing tables and stamp it. Every
-        // change so far only added tables.
-        _ => {
+        // A fresh file, or an older one: create the tables it lacks and stamp it.
+        older => {
+            if let Some(v) = older {
+                tracing::info!(from = v, to = SCHEMA_VERSION, "database schema migrated");
+            }
             let txn = db.begin_write().map_err(redb::Error::from)?;
             {
                 let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
@@ -75,6 +88,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(OFFLINE).map_err(redb::Error::from)?;
                 txn.open_table(ROSTER).map_err(redb::Error::from)?;
                 txn.open_table(PUSH_REMOVALS).map_err(redb::Error::from)?;
+                txn.open_table(SM_QUEUE).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())
@@ -89,4 +103,42 @@ pub fn force_version(db: &redb::Database, version: u64) -> Result<(), redb::Erro
     txn.open_table(META)?.insert(VERSION_KEY, version)?;
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{ReadableTableMetadata, TableHandle};
+
+    fn version(db: &redb::Database) -> Option<u64> {
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        meta.get(VERSION_KEY).unwrap().map(|v| v.value())
+    }
+
+    /// A version 1 file (no `sm_queue`) is migrated at open: the table is created, the
+    /// rest kept, the version stamped.
+    #[test]
+    fn a_version_1_file_gets_the_queue_table() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+            crate::store::admin::add_user(&db, "juliet", "pw", 4096).unwrap();
+            let txn = db.begin_write().unwrap();
+            assert!(txn.delete_table(SM_QUEUE).unwrap());
+            txn.commit().unwrap();
+            force_version(&db, 1).unwrap();
+        }
+        let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        assert_eq!(version(&db), Some(SCHEMA_VERSION));
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(names.iter().any(|n| n == "sm_queue"), "{names:?}");
+        assert!(txn.open_table(SM_QUEUE).unwrap().is_empty().unwrap());
+        assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
+    }
 }

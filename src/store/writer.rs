@@ -27,7 +27,7 @@ use super::ledger;
 use super::offline_usage::OfflineUsage;
 use super::ops::{Change, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
-use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER};
+use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER, SM_QUEUE};
 
 /// The open database, or `None` once closed (or while a reopen fails). A slot rather than a
 /// bare `Arc<Database>` so that closing drops the database (and its file lock) at a known
@@ -352,8 +352,9 @@ impl Writer {
             match self.apply(&txn, op, &mut usage) {
                 Ok(reply) => results.push(Ok(reply)),
                 // A refusal (offline storage full, no such user) is decided before the
-                // request changes anything: it answers its own request and the batch
-                // goes on. Failing the batch would retry every request in a commit of
+                // request changes anything (but the release of the message's queued
+                // copy, which the refusal settles too): it answers its own request and
+                // the batch goes on. Failing the batch would retry every request in a commit of
                 // its own, an fsync each, just when a flood fills someone's storage.
                 Err(e @ (StoreError::Full | StoreError::NoSuchUser)) => results.push(Err(e)),
                 Err(e) => return Err(e),
@@ -379,6 +380,7 @@ impl Writer {
         let mut accounts = txn.open_table(ACCOUNTS)?;
         let mut offline = txn.open_table(OFFLINE)?;
         let mut roster = txn.open_table(ROSTER)?;
+        let mut queue = txn.open_table(SM_QUEUE)?;
         let reads_fail = || {
             if self.faults.reads_fail() {
                 Err(StoreError::Failed("injected read failure".into()))
@@ -422,7 +424,13 @@ impl Writer {
                 stanza,
                 max,
                 max_bytes,
+                release,
             } => {
+                // First, so that a refusal (the message is then bounced) lets the queued
+                // copy go too: its fate is decided either way.
+                if let Some(k) = release {
+                    queue.remove((user.as_str(), k.session.as_str(), k.seq))?;
+                }
                 if accounts.get(user.as_str())?.is_none() {
                     return Err(StoreError::NoSuchUser);
                 }
@@ -481,9 +489,35 @@ impl Writer {
                                 |_, _| false,
                             )?;
                         }
+                        Change::PutQueued {
+                            user,
+                            session,
+                            seq,
+                            stanza,
+                        } => {
+                            queue.insert(
+                                (user.as_str(), session.as_str(), *seq),
+                                stanza.as_bytes(),
+                            )?;
+                        }
+                        Change::DeleteQueued {
+                            user,
+                            session,
+                            up_to,
+                        } => {
+                            queue.retain_in(
+                                (user.as_str(), session.as_str(), 0)
+                                    ..=(user.as_str(), session.as_str(), *up_to),
+                                |_, _| false,
+                            )?;
+                        }
                         Change::DeleteUser { user } => {
                             usage.forget(user);
                             accounts.remove(user.as_str())?;
+                            queue.retain_in(
+                                (user.as_str(), "", 0)..=(user.as_str(), "\u{10FFFF}", u64::MAX),
+                                |_, _| false,
+                            )?;
                             roster.retain_in(
                                 (user.as_str(), "")..(user.as_str(), "\u{10FFFF}"),
                                 |_, _| false,

@@ -198,6 +198,7 @@ impl Router {
             stanza: String::from(&stamped),
             max: self.cfg.offline_max_messages,
             max_bytes: self.cfg.offline_max_bytes,
+            release: None,
         });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res.unwrap_or(Err(StoreError::Closed)) {

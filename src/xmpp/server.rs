@@ -72,6 +72,7 @@ impl Server {
                 .map_or_else(|_| c.jid.clone(), |j| j.to_string())
         })));
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
+        requeue_hibernated(&db, &cfg);
         let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
@@ -253,6 +254,44 @@ impl Server {
         let _ = self.hub.send(Shutdown).await;
         let _ = self.store.send(Close).await;
         tracing::info!("stopped");
+    }
+}
+
+/// D23: messages that waited for hibernated sessions when the last run ended without an
+/// orderly stop go to offline storage before any client connects (see
+/// `store::requeue_hibernated`, which also says why they are kept past the offline
+/// limits). A failure leaves them where they are for the next start; the server runs.
+fn requeue_hibernated(db: &redb::Database, cfg: &Config) {
+    match store::requeue_hibernated(db, cfg.offline_max_messages, cfg.offline_max_bytes) {
+        Ok(r) => {
+            if r.messages > 0 {
+                tracing::warn!(
+                    messages = r.messages,
+                    users = r.users,
+                    "the last run ended without an orderly stop: the messages that waited \
+                     for hibernated sessions are now offline messages"
+                );
+            }
+            for user in &r.over_limit {
+                tracing::warn!(
+                    %user,
+                    "offline storage past offline_max_messages or offline_max_bytes after \
+                     taking the hibernated sessions' messages: kept (nobody is left to bounce \
+                     them to)"
+                );
+            }
+            if r.no_such_user > 0 {
+                tracing::warn!(
+                    messages = r.no_such_user,
+                    "messages queued for deleted accounts dropped"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot move the hibernated sessions' messages to offline storage: they stay \
+             stored and are tried again at the next start"
+        ),
     }
 }
 

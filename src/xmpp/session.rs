@@ -3,6 +3,7 @@
 //! (hibernation) until it is resumed, or until its timeout ends it (the push module's,
 //! for push-linked sessions, D14).
 
+use futures::FutureExt;
 use tokio::time::Instant;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -20,7 +21,9 @@ use crate::push::{
     AckOverdue, OfflineMessage, PushRequest, QueuedStanza, Session, SessionClosed,
     SessionHibernated, SessionId, SessionResumed, StanzaKey, StanzaQueued, TimerOwner,
 };
-use crate::store::{Change, LoadOffline, LoadRoster, PushOffline, RosterItem, StoreError, Write};
+use crate::store::{
+    Change, LoadOffline, LoadRoster, PushOffline, QueuedKey, RosterItem, StoreError, Write,
+};
 
 pub const SM_NS: &str = "urn:xmpp:sm:3";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
@@ -326,6 +329,12 @@ async fn sm_nonza(el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -
 
 /// The connection is gone but the session stays: stanzas for it queue up until it is
 /// resumed or its timeout ends it.
+///
+/// D23: every chat or normal message waiting here has a stored copy, so a crash loses
+/// none of them (the next start moves the copies to offline storage). The copies are
+/// ordinary durable writes asked for as the messages arrive, so a burst shares the
+/// store's group commits. The push module hears of a message only once its copy is
+/// stored: a phone is never woken for a message a crash could still lose.
 async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
     let sm = st.sm.as_ref()?;
     if sm.id.is_empty() {
@@ -337,53 +346,180 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
         id: st.id,
         hibernated: true,
     });
+    // What the connection left unacknowledged, stored in one write before the module
+    // may publish for it.
+    let unacked = sm.unacked();
+    if let Some(write) = keep_queued(st, unacked.iter().map(|(seq, s)| (*seq, s)), shared) {
+        write.await;
+    }
     let owner = shared
         .hub
         .send(SessionHibernated {
             user: st.user.clone(),
             session: st.id,
             normal_timeout: shared.cfg.smacks_hibernation_time,
-            queue: queued(sm, st.id),
+            queue: unacked
+                .into_iter()
+                .map(|(seq, stanza)| QueuedStanza {
+                    key: StanzaKey {
+                        session: st.id,
+                        seq,
+                    },
+                    stanza,
+                })
+                .collect(),
         })
         .await
         .unwrap_or(TimerOwner::Host);
     tracing::info!(?owner, "connection lost: session hibernated");
     let host_deadline =
         (owner == TimerOwner::Host).then(|| Instant::now() + shared.cfg.smacks_hibernation_time);
-    loop {
+    let mut pending = Pending::new();
+    let takeover = loop {
         tokio::select! {
             out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
-                    let Some(sm) = &mut st.sm else { return None };
+                    let Some(sm) = &mut st.sm else { break None };
                     let Some(seq) = sm.on_sent(&s) else {
                         tracing::info!("smacks_max_queue_size reached while hibernated: session ends");
                         st.spill.push(*s);
-                        return None;
+                        break None;
                     };
-                    shared.hub.do_send(StanzaQueued {
-                        user: st.user.clone(),
-                        stanza: QueuedStanza {
-                            key: StanzaKey { session: st.id, seq },
-                            stanza: *s,
+                    let write = keep_queued(st, [(seq, &*s)], shared);
+                    pending.push_back((
+                        StanzaQueued {
+                            user: st.user.clone(),
+                            stanza: QueuedStanza {
+                                key: StanzaKey { session: st.id, seq },
+                                stanza: *s,
+                            },
                         },
-                    });
+                        write,
+                    ));
                 }
-                Some(ToSession::Resume(t)) => return Some(*t),
+                Some(ToSession::Resume(t)) => break Some(*t),
                 Some(ToSession::Expire) if owner == TimerOwner::Module => {
                     tracing::info!("hibernation ended by the push module");
-                    return None;
+                    break None;
                 }
                 Some(ToSession::Expire) => {}
                 Some(ToSession::Conflict | ToSession::Shutdown | ToSession::Revoked) | None => {
-                    return None;
+                    break None;
                 }
             },
+            () = oldest_written(&mut pending), if !pending.is_empty() => {
+                if let Some((queued, _)) = pending.pop_front() {
+                    shared.hub.do_send(queued);
+                }
+            }
             _ = sleep_until(host_deadline) => {
                 tracing::info!("hibernation timed out");
-                return None;
+                break None;
             }
         }
+    };
+    // Hibernation is over, without waiting for the store: the module hears of the
+    // stanzas whose copy is stored already, and need not hear of the rest as queued. A
+    // resumed client gets them at once; at the session's end they go to offline storage,
+    // which tells the module of them (keyed, so nothing is pushed twice, D13) once they
+    // are stored there. Waiting here would hold a resumption, or the closing of the
+    // session's channel, behind a busy disk.
+    while let Some((queued, write)) = pending.pop_front() {
+        if let Some(mut write) = write
+            && (&mut write).now_or_never().is_none()
+        {
+            break;
+        }
+        shared.hub.do_send(queued);
     }
+    takeover
+}
+
+/// Stanzas queued while hibernated, each with the write of its stored copy (if it has
+/// one) still to be answered.
+type Pending = std::collections::VecDeque<(StanzaQueued, Option<Written>)>;
+
+/// The answer to a write of stored copies, logged when it failed.
+type Written = futures::future::LocalBoxFuture<'static, ()>;
+
+/// Waits for the write of the oldest pending stanza. The store answers in the order it
+/// was asked, so the ones after it are answered with it or later.
+async fn oldest_written(pending: &mut Pending) {
+    if let Some((_, Some(write))) = pending.front_mut() {
+        write.await;
+    }
+}
+
+/// Whether offline storage takes this stanza when its session ends (see `destroy`): only
+/// those get a stored copy while they wait (D23). Other stanzas are bounced or dropped
+/// at the session's end, which after a crash has happened already.
+fn kept_offline(s: &Element) -> bool {
+    s.name() == "message" && matches!(s.attr("type").unwrap_or("normal"), "chat" | "normal")
+}
+
+/// D23: asks the store, at once and in one durable write, to keep copies of the queued
+/// messages among `stanzas` (delay-stamped, as offline storage keeps them), and returns
+/// the wait for its answer. Asked at once, the write joins the store's next group commit
+/// in order with every other request. The copies go as the client acknowledges them,
+/// or as the session ends. Their deletion is durable too, though nobody waits for it:
+/// it costs a commit per acknowledgement that lets copies go (about one per
+/// resumption), shared with whatever else commits then, and it keeps a crash from
+/// bringing back, as offline messages, what the client had acknowledged (a duplicate
+/// remains possible in the time of that commit).
+fn keep_queued<'a>(
+    st: &mut State,
+    stanzas: impl IntoIterator<Item = (u64, &'a Element)>,
+    shared: &Shared,
+) -> Option<Written> {
+    let sm = st.sm.as_mut()?;
+    let mut through = 0;
+    let changes: Vec<Change> = stanzas
+        .into_iter()
+        .filter(|(_, s)| kept_offline(s))
+        .map(|(seq, s)| {
+            through = through.max(seq);
+            Change::PutQueued {
+                user: st.user.clone(),
+                session: sm.id.clone(),
+                seq,
+                stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
+            }
+        })
+        .collect();
+    if changes.is_empty() {
+        return None;
+    }
+    let (store, user, session) = (shared.store.clone(), st.user.clone(), sm.id.clone());
+    sm.stored_through(through, move || {
+        Box::new(move |up_to| {
+            store.do_send(Write {
+                changes: vec![Change::DeleteQueued {
+                    user: user.clone(),
+                    session: session.clone(),
+                    up_to,
+                }],
+                durable: true,
+            });
+        })
+    });
+    // Through a clone of the address: a clone is never parked, so the request joins the
+    // store's queue now, behind everything asked before it, even past the mailbox's soft
+    // capacity (the store's own bound, `store_max_pending`, still holds). Through the
+    // shared address a full mailbox would hold it back until this future is polled, which
+    // is only when it is the oldest: one commit per message.
+    let write = shared.store.clone().send(Write {
+        changes,
+        durable: true,
+    });
+    Some(Box::pin(async move {
+        match write.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "queued message not stored: a crash would lose it")
+            }
+            Err(_) => tracing::error!("store gone: a queued message was not stored"),
+        }
+    }))
 }
 
 /// Moves the session onto a new connection: `<resumed/>`, then every unacked stanza again.
@@ -447,7 +583,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
                 session: st.id,
                 seq,
             });
-            to_store.push((s, key));
+            to_store.push((s, key, stored_copy(st, seq)));
         } else if is_message && matches!(kind, "groupchat" | "headline") {
             // Neither is stored or bounced (RFC 6121 §8.5.2: a room re-sends history,
             // a headline is of the moment).
@@ -462,28 +598,32 @@ async fn destroy(st: &mut State, shared: &Shared) {
         }
     }
     // Stored in chunks asked for at once, in order: they share the store's group
-    // commits instead of waiting for an fsync each.
+    // commits instead of waiting for an fsync each. A message's stored copy (D23) goes
+    // in the same commit that stores it offline (or refuses it: it is then bounced).
+    let mut unsettled = false;
     while !to_store.is_empty() {
         let rest = to_store.split_off(to_store.len().min(OFFLINE_CHUNK));
         let chunk = std::mem::replace(&mut to_store, rest);
-        let requests = chunk.iter().map(|(s, _)| {
+        let requests = chunk.iter().map(|(s, _, release)| {
             shared.store.send(PushOffline {
                 user: st.user.clone(),
                 stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
                 max: shared.cfg.offline_max_messages,
                 max_bytes: shared.cfg.offline_max_bytes,
+                release: release.clone(),
             })
         });
         let results = futures::future::join_all(requests).await;
-        for ((s, key), stored) in chunk.into_iter().zip(results) {
-            after_offline(
-                st,
-                s,
-                key,
-                stored.unwrap_or(Err(StoreError::Closed)),
-                shared,
-            );
+        for ((s, key, release), stored) in chunk.into_iter().zip(results) {
+            let stored = stored.unwrap_or(Err(StoreError::Closed));
+            unsettled |= release.is_some()
+                && matches!(&stored, Err(e) if !matches!(e, StoreError::Full | StoreError::NoSuchUser));
+            after_offline(st, s, key, stored, shared);
         }
+    }
+    if unsettled && let Some(sm) = &mut st.sm {
+        // A failed write left stored copies of messages that were bounced instead.
+        sm.release_rest();
     }
     shared.router.do_send(Unbind {
         user: st.user.clone(),
@@ -510,6 +650,15 @@ async fn destroy(st: &mut State, shared: &Shared) {
         session: st.id,
     });
     tracing::info!(jid = %st.jid, "session ended");
+}
+
+/// Where the stanza `seq` of the session has a stored copy (D23), if it may have one.
+fn stored_copy(st: &State, seq: u64) -> Option<QueuedKey> {
+    let sm = st.sm.as_ref()?;
+    (seq > 0 && sm.is_stored(seq)).then(|| QueuedKey {
+        session: sm.id.clone(),
+        seq,
+    })
 }
 
 /// Unacked messages asked to be stored at once when a session ends (well within the

@@ -15,6 +15,29 @@ pub enum AckError {
     TooHigh { acked: u64, sent: u64 },
 }
 
+/// Called with `up_to` when the client has acknowledged every stanza up to it: the
+/// stored copies of those (D23) can go.
+pub type Release = Box<dyn FnMut(u64)>;
+
+/// Which queued stanzas have a stored copy (D23), and how to let them go.
+struct Durable {
+    /// Highest sequence number stored (the stanzas at or below it that were stored).
+    through: u64,
+    /// Released up to here already.
+    released: u64,
+    release: Release,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Durable(through={}, released={})",
+            self.through, self.released
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct SmState {
     /// The resumption token (`previd`).
@@ -27,6 +50,8 @@ pub struct SmState {
     acked: u64,
     queue: VecDeque<(u64, Vec<u8>)>,
     max_queue: usize,
+    /// Set once some of the queue was stored (the session hibernated).
+    durable: Option<Durable>,
 }
 
 impl SmState {
@@ -38,7 +63,39 @@ impl SmState {
             acked: 0,
             queue: VecDeque::new(),
             max_queue,
+            durable: None,
         }
+    }
+
+    /// Stanzas up to `seq` have a stored copy where they should (D23). `release` is kept
+    /// from the first call: it is called as acknowledgements let them go.
+    pub fn stored_through(&mut self, seq: u64, release: impl FnOnce() -> Release) {
+        match &mut self.durable {
+            Some(d) => d.through = d.through.max(seq),
+            None => {
+                self.durable = Some(Durable {
+                    through: seq,
+                    released: self.acked,
+                    release: release(),
+                })
+            }
+        }
+    }
+
+    /// Lets every stored copy go, acknowledged or not (the session ended and its
+    /// messages went elsewhere).
+    pub fn release_rest(&mut self) {
+        if let Some(d) = &mut self.durable {
+            (d.release)(u64::MAX);
+            d.released = d.through;
+        }
+    }
+
+    /// Whether the stanza `seq` (still queued) may have a stored copy.
+    pub fn is_stored(&self, seq: u64) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| seq > d.released && seq <= d.through)
     }
 
     /// A stanza arrived from the client.
@@ -76,6 +133,13 @@ impl SmState {
         self.acked = acked;
         while self.queue.front().is_some_and(|(seq, _)| *seq <= acked) {
             self.queue.pop_front();
+        }
+        if let Some(d) = &mut self.durable {
+            let up_to = acked.min(d.through);
+            if up_to > d.released {
+                (d.release)(up_to);
+                d.released = up_to;
+            }
         }
         Ok(())
     }
@@ -149,6 +213,31 @@ mod tests {
         s.on_ack(1).unwrap();
         assert_eq!(s.acked(), u64::from(u32::MAX) + 2);
         assert_eq!(s.unacked_len(), 0);
+    }
+
+    #[test]
+    fn acks_release_stored_copies_once() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let released = Rc::new(RefCell::new(Vec::new()));
+        let mut s = SmState::new("x".into(), 10);
+        for i in 0..4 {
+            s.on_sent(&m(i));
+        }
+        // Nothing stored yet: an ack releases nothing.
+        s.on_ack(1).unwrap();
+        let r = released.clone();
+        s.stored_through(3, || Box::new(move |up_to| r.borrow_mut().push(up_to)));
+        assert!(!s.is_stored(1) && s.is_stored(2) && s.is_stored(3) && !s.is_stored(4));
+        s.on_ack(2).unwrap();
+        s.on_ack(2).unwrap();
+        // Acked past what was stored: released only up to what was.
+        s.on_ack(4).unwrap();
+        s.stored_through(6, || unreachable!("kept from the first call"));
+        s.on_sent(&m(5));
+        s.on_sent(&m(6));
+        s.on_ack(6).unwrap();
+        assert_eq!(*released.borrow(), [2, 3, 6]);
     }
 
     #[test]

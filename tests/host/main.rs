@@ -4,6 +4,7 @@
 mod checklist;
 mod client;
 mod client_bugs;
+mod d23;
 mod fates;
 mod hostile;
 mod operate;

@@ -42,21 +42,41 @@ impl Raw {
     /// including it. Panics at the deadline or when the server closes first, showing
     /// what it did send.
     pub async fn until(&mut self, marker: &str) -> String {
+        self.try_until(marker)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Raw::until`], failing instead of panicking (for peers of a server that may
+    /// die at any moment).
+    pub async fn try_until(&mut self, marker: &str) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             if let Some(at) = self.pending.find(marker) {
                 let rest = self.pending.split_off(at + marker.len());
-                return std::mem::replace(&mut self.pending, rest);
+                return Ok(std::mem::replace(&mut self.pending, rest));
             }
             let mut buf = [0u8; 4096];
             match tokio::time::timeout_at(deadline, self.tcp.read(&mut buf)).await {
-                Ok(Ok(0)) => panic!(
-                    "server closed before {marker:?}; it sent {:?}",
-                    self.pending
-                ),
+                Ok(Ok(0)) => {
+                    return Err(format!(
+                        "server closed before {marker:?}; it sent {:?}",
+                        self.pending
+                    ));
+                }
                 Ok(Ok(n)) => self.pending.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Ok(Err(e)) => panic!("read failed before {marker:?}: {e}; got {:?}", self.pending),
-                Err(_) => panic!("no {marker:?} within {DEADLINE:?}; got {:?}", self.pending),
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "read failed before {marker:?}: {e}; got {:?}",
+                        self.pending
+                    ));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "no {marker:?} within {DEADLINE:?}; got {:?}",
+                        self.pending
+                    ));
+                }
             }
         }
     }
@@ -83,24 +103,52 @@ impl Raw {
     /// Logs in over plaintext with PLAIN (the server must allow it) and binds
     /// `resource`.
     pub async fn login(addr: std::net::SocketAddr, user: &str, resource: &str) -> Raw {
-        let mut c = Raw::connect(addr).await;
-        c.write(HEADER).await;
-        c.until("</stream:features>").await;
+        Raw::try_login(addr, user, resource)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Raw::login`], failing instead of panicking.
+    pub async fn try_login(
+        addr: std::net::SocketAddr,
+        user: &str,
+        resource: &str,
+    ) -> Result<Raw, String> {
+        let mut c = Raw::try_authenticate(addr, user).await?;
+        let bind = format!(
+            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        );
+        c.try_write(bind.as_bytes()).await?;
+        c.try_until("</iq>").await?;
+        Ok(c)
+    }
+
+    /// Authenticates over plaintext with PLAIN and restarts the stream, up to its
+    /// features: what a client does before it binds or resumes (XEP-0198).
+    pub async fn try_authenticate(addr: std::net::SocketAddr, user: &str) -> Result<Raw, String> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut c = Raw::over(tcp);
+        c.try_write(HEADER).await?;
+        c.try_until("</stream:features>").await?;
         let auth = format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
             plain(user)
         );
-        c.write(auth.as_bytes()).await;
-        c.until("<success").await;
-        c.until("/>").await;
-        c.write(HEADER).await;
-        c.until("</stream:features>").await;
-        let bind = format!(
-            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
-        );
-        c.write(bind.as_bytes()).await;
-        c.until("</iq>").await;
-        c
+        c.try_write(auth.as_bytes()).await?;
+        c.try_until("<success").await?;
+        c.try_until("/>").await?;
+        c.try_write(HEADER).await?;
+        c.try_until("</stream:features>").await?;
+        Ok(c)
+    }
+
+    pub async fn try_write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.tcp
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("write: {e}"))
     }
 
     /// Splits into a reader task that parses what arrives into elements, and the

@@ -346,3 +346,90 @@ async fn close_flushes_and_releases_the_file() {
         "a non-durable write made durable by the close"
     );
 }
+
+/// D23: the queued copies of a hibernated session's messages, through the store: put,
+/// released by an acknowledgement, moved to offline storage in the same commit that
+/// stores (or refuses) each, and deleted with their account (D7).
+#[actix_rt::test]
+async fn queued_copies_are_put_released_moved_and_deleted() {
+    use redb::{ReadableDatabase, ReadableTable};
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::open_database(dir.path(), 1 << 20).unwrap();
+    for u in ["juliet", "romeo"] {
+        store::admin::add_user(&db, u, "pw", 4096).unwrap();
+    }
+    let store = Store::start(db, 64);
+    let put = |user: &str, session: &str, seq: u64| Change::PutQueued {
+        user: user.into(),
+        session: session.into(),
+        seq,
+        stanza: format!("<message id='{user}{seq}'/>"),
+    };
+    let write = |changes, durable| Write { changes, durable };
+    let changes = (1..=6).map(|seq| put("juliet", "s1", seq)).collect();
+    store.send(write(changes, true)).await.unwrap().unwrap();
+    let changes = vec![put("juliet", "s2", 1), put("romeo", "s3", 1)];
+    store.send(write(changes, true)).await.unwrap().unwrap();
+    // Acknowledged up to 2.
+    let release = Change::DeleteQueued {
+        user: "juliet".into(),
+        session: "s1".into(),
+        up_to: 2,
+    };
+    store
+        .send(write(vec![release], false))
+        .await
+        .unwrap()
+        .unwrap();
+    // 3 is stored offline, 4 refused (full): both leave the queue.
+    let offline = |seq, max| store::PushOffline {
+        user: "juliet".into(),
+        stanza: format!("<message id='juliet{seq}'/>"),
+        max,
+        max_bytes: 1 << 20,
+        release: Some(store::QueuedKey {
+            session: "s1".into(),
+            seq,
+        }),
+    };
+    assert_eq!(store.send(offline(3, 10)).await.unwrap(), Ok(1));
+    assert_eq!(
+        store.send(offline(4, 1)).await.unwrap(),
+        Err(StoreError::Full)
+    );
+    store.send(store::Close).await.unwrap();
+    let keys = |dir: &std::path::Path| {
+        let db = store::open_database(dir, 1 << 20).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(schema::SM_QUEUE).unwrap();
+        t.iter()
+            .unwrap()
+            .map(|e| {
+                let (k, _) = e.unwrap();
+                let (u, s, q) = k.value();
+                format!("{u}/{s}/{q}")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(dir.path()),
+        ["juliet/s1/5", "juliet/s1/6", "juliet/s2/1", "romeo/s3/1"]
+    );
+    let db = store::open_database(dir.path(), 1 << 20).unwrap();
+    let store = Store::start(db, 64);
+    let delete = Change::DeleteUser {
+        user: "juliet".into(),
+    };
+    store
+        .send(write(vec![delete], true))
+        .await
+        .unwrap()
+        .unwrap();
+    store.send(store::Close).await.unwrap();
+    assert_eq!(keys(dir.path()), ["romeo/s3/1"]);
+    // And the command line's way (no server running).
+    let db = store::open_database(dir.path(), 1 << 20).unwrap();
+    store::admin::delete_user(&db, "romeo").unwrap();
+    drop(db);
+    assert!(keys(dir.path()).is_empty());
+}
