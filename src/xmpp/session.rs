@@ -459,7 +459,13 @@ async fn destroy(st: &mut State, shared: &Shared) {
         });
         let results = futures::future::join_all(requests).await;
         for ((s, key), stored) in chunk.into_iter().zip(results) {
-            after_offline(st, s, key, stored.unwrap_or(Err(StoreError::Closed)), shared);
+            after_offline(
+                st,
+                s,
+                key,
+                stored.unwrap_or(Err(StoreError::Closed)),
+                shared,
+            );
         }
     }
     shared.router.do_send(Unbind {
