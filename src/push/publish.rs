@@ -68,6 +68,13 @@ fn escape(out: &mut String, s: &str) {
             '>' => out.push_str("&gt;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            // A parser turns a literal tab, newline or CR in an attribute value into a
+            // space, and a CR in text into a newline (XML 1.0 §3.3.3, §2.11); a client's
+            // node='&#9;…' would reach the app server as another node (found by fuzz/
+            // `enable`). Character references keep them.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
     }
@@ -326,6 +333,40 @@ mod tests {
             .collect();
         assert_eq!(values[2], "a'b@example.org/<x>");
         assert_eq!(values[3], "1 < 2 & \"3\" > 0");
+    }
+
+    /// fuzz/ `enable` found a node with a tab reaching the app server with a space.
+    #[test]
+    fn white_space_in_node_and_body_survives_the_wire() {
+        let node = "\tse-node-1 \r\n";
+        let summary = Summary {
+            sender: Some("a@b/\tr".into()),
+            body: Some("line 1\r\nline 2\r".into()),
+        };
+        let el = parse(&publish_xml(
+            "example.com",
+            &reg(Some(node), None),
+            &summary,
+            "i",
+        ));
+        let publish = el
+            .get_child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.get_child("publish", ns::PUBSUB))
+            .unwrap();
+        assert_eq!(publish.attr("node"), Some(node));
+        let values: Vec<String> = publish
+            .get_child("item", ns::PUBSUB)
+            .and_then(|i| i.get_child("notification", ns::PUSH))
+            .and_then(|n| n.get_child("x", ns::DATA_FORMS))
+            .unwrap()
+            .children()
+            .filter_map(|f| f.get_child("value", ns::DATA_FORMS).map(|v| v.text()))
+            .collect();
+        assert!(
+            values.contains(&"line 1\r\nline 2\r".to_string()),
+            "{values:?}"
+        );
+        assert!(values.contains(&"a@b/\tr".to_string()), "{values:?}");
     }
 
     #[test]

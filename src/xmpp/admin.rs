@@ -102,43 +102,80 @@ async fn write(changes: Vec<Change>, shared: &Shared) -> Result<(), String> {
     }
 }
 
+/// One request line, parsed. Kept apart from [`handle`] (which talks to the store) so
+/// the parsing of what arrives on the socket can be fuzzed on its own (fuzz/).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    List,
+    Exists {
+        user: String,
+    },
+    /// `add` (`replace: false`) or `set` (`replace: true`).
+    Put {
+        user: String,
+        account: Account,
+        replace: bool,
+    },
+    Del {
+        user: String,
+    },
+}
+
+/// Parses one request line (without its newline); `Err` is the text after `err`.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let mut parts = line.split(' ');
+    let verb = parts.next().unwrap_or_default();
+    let user = parts.next().unwrap_or_default().to_string();
+    match verb {
+        "list" => Ok(Request::List),
+        _ if user.is_empty() => Err("missing user".into()),
+        "exists" => Ok(Request::Exists { user }),
+        "add" | "set" => {
+            let account = parts
+                .next()
+                .and_then(|c| B64.decode(c).ok())
+                .and_then(|b| Account::decode(&b).ok())
+                .ok_or("malformed credentials")?;
+            Ok(Request::Put {
+                user,
+                account,
+                replace: verb == "set",
+            })
+        }
+        "del" => Ok(Request::Del { user }),
+        _ => Err(format!("unknown request {verb}")),
+    }
+}
+
 async fn handle(line: &str, shared: &Shared) -> String {
+    // The push and status requests have their own module.
     if let Some(result) = ops::handle(line, shared).await {
         return match result {
             Ok(s) => format!("ok {s}"),
             Err(e) => format!("err {e}"),
         };
     }
-    let mut parts = line.split(' ');
-    let verb = parts.next().unwrap_or_default();
-    let user = parts.next().unwrap_or_default().to_string();
     let result: Result<String, String> = async {
-        match verb {
-            "list" => match shared.store.send(ListAccounts).await {
+        match parse_request(line)? {
+            Request::List => match shared.store.send(ListAccounts).await {
                 Ok(Ok(users)) => Ok(users.join(" ")),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
             },
-            _ if user.is_empty() => Err("missing user".into()),
-            "exists" => exists(&user, shared).await.map(|e| if e { "yes" } else { "no" }.into()),
-            "add" | "set" => {
-                let account = parts
-                    .next()
-                    .and_then(|c| B64.decode(c).ok())
-                    .and_then(|b| Account::decode(&b).ok())
-                    .ok_or("malformed credentials")?;
+            Request::Exists { user } => exists(&user, shared).await.map(|e| if e { "yes" } else { "no" }.into()),
+            Request::Put { user, account, replace } => {
                 let present = exists(&user, shared).await?;
-                if verb == "add" && present {
+                if !replace && present {
                     return Err("exists".into());
                 }
-                if verb == "set" && !present {
+                if replace && !present {
                     return Err("missing".into());
                 }
                 write(vec![Change::PutAccount { user: user.clone(), account }], shared).await?;
-                tracing::info!(%user, "account {}", if verb == "add" { "added" } else { "password changed" });
+                tracing::info!(%user, "account {}", if replace { "password changed" } else { "added" });
                 Ok(String::new())
             }
-            "del" => {
+            Request::Del { user } => {
                 if !exists(&user, shared).await? {
                     return Err("missing".into());
                 }
@@ -157,7 +194,6 @@ async fn handle(line: &str, shared: &Shared) -> String {
                 tracing::info!(%user, "account deleted");
                 Ok(String::new())
             }
-            _ => Err(format!("unknown request {verb}")),
         }
     }
     .await;
@@ -221,5 +257,59 @@ pub mod client {
                 .map(|b| B64.encode(b))
                 .map_err(|e| e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xmpp::scram::{Hash, ScramCredential};
+
+    #[test]
+    fn requests_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_request("list"), Ok(Request::List));
+        assert_eq!(
+            parse_request("exists juliet"),
+            Ok(Request::Exists {
+                user: "juliet".into()
+            })
+        );
+        assert_eq!(
+            parse_request("del juliet"),
+            Ok(Request::Del {
+                user: "juliet".into()
+            })
+        );
+        let cred = |h| ScramCredential::with_salt(h, "pw", vec![1; 16], 4096);
+        let account = Account {
+            scram_sha1: cred(Hash::Sha1),
+            scram_sha256: cred(Hash::Sha256),
+        };
+        let line = format!(
+            "set juliet {}",
+            client::AdminClient::credentials(&account).unwrap()
+        );
+        assert_eq!(
+            parse_request(&line),
+            Ok(Request::Put {
+                user: "juliet".into(),
+                account,
+                replace: true
+            })
+        );
+        assert_eq!(parse_request("exists"), Err("missing user".into()));
+        assert_eq!(parse_request("bogus"), Err("missing user".into()));
+        assert_eq!(
+            parse_request("bogus u"),
+            Err("unknown request bogus".into())
+        );
+        assert_eq!(
+            parse_request("add juliet !!"),
+            Err("malformed credentials".into())
+        );
+        assert_eq!(
+            parse_request("add juliet"),
+            Err("malformed credentials".into())
+        );
     }
 }
