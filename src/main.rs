@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cloud_notify::config::Config;
 use cloud_notify::store::{Account, admin};
-use xmpp_parsers::jid::BareJid;
 
 #[derive(Parser)]
 #[command(
@@ -93,25 +92,6 @@ fn open(cfg: &Config) -> Result<redb::Database, String> {
         }
     })
     .map(cloud_notify::store::StoreFile::into_database)
-}
-
-/// The local part of a JID of our domain (or a bare local part).
-fn local_part(jid: &str, cfg: &Config) -> Result<String, String> {
-    let full = if jid.contains('@') {
-        jid.to_string()
-    } else {
-        format!("{jid}@{}", cfg.domain)
-    };
-    let bare = BareJid::new(&full).map_err(|e| format!("{jid} is not a valid JID: {e}"))?;
-    if bare.domain().as_str() != cfg.domain {
-        return Err(format!(
-            "{jid} is not on this server's domain ({})",
-            cfg.domain
-        ));
-    }
-    bare.node()
-        .map(|n| n.to_string())
-        .ok_or_else(|| format!("{jid} has no user part"))
 }
 
 /// The password for `add` and `passwd`: given, else prompted for on a terminal, else the
@@ -264,7 +244,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
     let derive = |p: &str| admin::derive(p, iterations).map_err(|e| e.to_string());
     match cmd {
         UserCommand::Add { jid, password, .. } => {
-            let user = local_part(&jid, cfg)?;
+            let user = cloud_notify::console::user_of(&jid, cfg)?;
             if accounts.exists(&user)? {
                 return Err(format!("user {user} already exists"));
             }
@@ -273,7 +253,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
             Ok(format!("added {user}@{}", cfg.domain))
         }
         UserCommand::Passwd { jid, password } => {
-            let user = local_part(&jid, cfg)?;
+            let user = cloud_notify::console::user_of(&jid, cfg)?;
             if !accounts.exists(&user)? {
                 return Err(format!("no such user: {user}"));
             }
@@ -282,7 +262,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
             Ok(format!("password of {user}@{} changed", cfg.domain))
         }
         UserCommand::Del { jid } => {
-            let user = local_part(&jid, cfg)?;
+            let user = cloud_notify::console::user_of(&jid, cfg)?;
             accounts.delete(&user)?;
             Ok(format!("deleted {user}@{}", cfg.domain))
         }
@@ -304,7 +284,8 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
                     return Err(format!("line {}: expected `jid password`", n + 1));
                 };
                 users.push((
-                    local_part(jid, cfg).map_err(|e| format!("line {}: {e}", n + 1))?,
+                    cloud_notify::console::user_of(jid, cfg)
+                        .map_err(|e| format!("line {}: {e}", n + 1))?,
                     password.trim().to_string(),
                 ));
             }

@@ -139,8 +139,9 @@ fn open(cfg: &Config) -> Result<redb::Database, String> {
         })
 }
 
-/// The local part of a JID of our domain (or a bare local part).
-fn user_of(jid: &str, cfg: &Config) -> Result<String, String> {
+/// The local part of a JID of our domain (or a bare local part), as every command
+/// that names a user takes it.
+pub fn user_of(jid: &str, cfg: &Config) -> Result<String, String> {
     let full = if jid.contains('@') {
         jid.to_string()
     } else {
