@@ -240,24 +240,8 @@ fn user_import_reads_jid_password_lines() {
 #[test]
 fn user_commands_work_while_the_server_runs() {
     let b = setup("c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"");
-    let mut server = cloud_notify()
-        .arg("--config")
-        .arg(&b.config)
-        .arg("serve")
-        .current_dir(b.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = serve(&b);
     let socket = b.dir.path().join("data/admin.sock");
-    let started = std::time::Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     let o = run(
         &b,
         &["user", "add", "juliet@example.com", "--password", "pw"],
@@ -825,28 +809,11 @@ fn push_list_and_remove_without_a_server_and_what_needs_one() {
     assert!(out.contains("removed in the last 30 days: none"), "{out}");
 }
 
-/// Starts `serve` and waits for its admin socket.
+/// Starts `serve` and waits until it serves (its admin socket is bound before it says
+/// so).
 #[cfg(unix)]
 fn serve(b: &Box) -> std::process::Child {
-    let server = cloud_notify()
-        .arg("--config")
-        .arg(&b.config)
-        .arg("serve")
-        .current_dir(b.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = b.dir.path().join("data/admin.sock");
-    let started = std::time::Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    server
+    serve_logged(b).0
 }
 
 #[cfg(unix)]
