@@ -381,21 +381,22 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Waits for the process to end by itself; kills it at the deadline.
-fn wait_for_exit(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+fn wait_for_exit(child: Child) -> Output {
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            let out = rx.recv().unwrap().unwrap();
             panic!(
                 "still running after {DEADLINE:?}; stderr:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -403,23 +404,40 @@ fn wait_for_exit(mut child: Child) -> Output {
 struct Running {
     child: Option<Child>,
     socket: PathBuf,
+    /// Its log so far, read by a thread that also says when it serves.
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Starts `serve` and waits for its "serving" line (its admin socket is bound
+    /// before it says so), or for it to end first.
     fn start(s: &Setup) -> Running {
-        let child = cloud_notify(s).arg("serve").spawn().unwrap();
-        let socket = s.data.join("admin.sock");
-        let start = Instant::now();
+        let mut child = cloud_notify(s).arg("serve").spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (serving_tx, serving) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains(" serving ") {
+                    let _ = serving_tx.send(());
+                }
+                let mut l = sink.lock().unwrap();
+                l.extend_from_slice(line.as_bytes());
+                l.push(b'\n');
+            }
+        });
+        let started = serving.recv_timeout(DEADLINE).is_ok();
         let mut r = Running {
             child: Some(child),
-            socket,
+            socket: s.data.join("admin.sock"),
+            log,
+            reader: Some(reader),
         };
-        while !r.socket.exists() {
-            if let Some(status) = r.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("server exited at start: {status}");
-            }
-            assert!(start.elapsed() < DEADLINE, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        if !started {
+            let o = r.stop();
+            panic!("server did not start ({}):\n{}", o.status, stderr(&o));
         }
         r
     }
@@ -434,10 +452,16 @@ impl Running {
         Ok(answer.trim_end().to_string())
     }
 
+    /// SIGTERM, then the exit status with the whole log as its stderr.
     fn stop(&mut self) -> Output {
         let child = self.child.take().expect("running");
         let _ = Command::new("kill").arg(child.id().to_string()).status();
-        wait_for_exit(child)
+        let mut out = wait_for_exit(child);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        out.stderr = std::mem::take(&mut *self.log.lock().unwrap());
+        out
     }
 }
 
