@@ -136,7 +136,7 @@ struct Run {
 
 /// Runs the script to its end or kills it at `deadline`, without blocking the actix
 /// runtime the server runs on. Output goes to files, not pipes: a full pipe cannot stall
-/// the script while we poll.
+/// the script while it runs.
 async fn run(mut cmd: Command, deadline: Duration) -> Run {
     let out = tempfile::tempdir().unwrap();
     let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
@@ -148,17 +148,20 @@ async fn run(mut cmd: Command, deadline: Duration) -> Run {
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let end = started + deadline;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= end => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("cannot wait for {program}: {e}"),
+    // The child is waited for on the blocking pool: its exit is the event, the deadline
+    // the bound.
+    let pid = child.id().to_string();
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait());
+    let status = match tokio::time::timeout(deadline, &mut waiting).await {
+        Ok(Ok(Ok(status))) => Some(status),
+        Ok(Ok(Err(e))) => panic!("cannot wait for {program}: {e}"),
+        Ok(Err(e)) => panic!("waiting for {program} failed: {e}"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            let _ = waiting.await;
+            None
         }
     };
     let read = |p: &Path| {
