@@ -8,17 +8,33 @@ use super::PushHub;
 use crate::push::interface::*;
 use crate::store::{LoadRegistrations, StoreError};
 
+/// The user actor's answer to an admin request; `None` (no actor could be had, the
+/// user limit is reached) is `Busy`.
+fn answer<M, T>(
+    pending: Option<actix::dev::Request<crate::push::user::UserPush, M>>,
+) -> ResponseFuture<Result<T, AdminPushError>>
+where
+    M: Message<Result = Result<T, AdminPushError>> + Send + 'static,
+    T: Send + 'static,
+    crate::push::user::UserPush: Handler<M>,
+{
+    match pending {
+        None => Box::pin(async { Err(AdminPushError::Busy) }),
+        Some(pending) => Box::pin(async move {
+            pending
+                .await
+                .map_err(|e| AdminPushError::Store(StoreError::Failed(e.to_string())))?
+        }),
+    }
+}
+
 impl Handler<ListRegistrations> for PushHub {
     type Result = ResponseFuture<Result<Vec<RegistrationView>, AdminPushError>>;
 
     fn handle(&mut self, msg: ListRegistrations, ctx: &mut Context<Self>) -> Self::Result {
         let user = msg.user.clone();
         if let Some(pending) = self.request(&user, msg, false, ctx) {
-            return Box::pin(async move {
-                pending
-                    .await
-                    .map_err(|e| AdminPushError::Store(StoreError::Failed(e.to_string())))?
-            });
+            return answer(Some(pending));
         }
         // Not in memory: no session is linked, and the store holds the whole ledger.
         let load = self.store.load.send(LoadRegistrations { user });
@@ -39,14 +55,7 @@ impl Handler<RemoveRegistrations> for PushHub {
 
     fn handle(&mut self, msg: RemoveRegistrations, ctx: &mut Context<Self>) -> Self::Result {
         let user = msg.user.clone();
-        match self.request(&user, msg, true, ctx) {
-            None => Box::pin(async { Err(AdminPushError::Busy) }),
-            Some(pending) => Box::pin(async move {
-                pending
-                    .await
-                    .map_err(|e| AdminPushError::Store(StoreError::Failed(e.to_string())))?
-            }),
-        }
+        answer(self.request(&user, msg, true, ctx))
     }
 }
 
@@ -55,13 +64,6 @@ impl Handler<TestPush> for PushHub {
 
     fn handle(&mut self, msg: TestPush, ctx: &mut Context<Self>) -> Self::Result {
         let user = msg.user.clone();
-        match self.request(&user, msg, true, ctx) {
-            None => Box::pin(async { Err(AdminPushError::Busy) }),
-            Some(pending) => Box::pin(async move {
-                pending
-                    .await
-                    .map_err(|e| AdminPushError::Store(StoreError::Failed(e.to_string())))?
-            }),
-        }
+        answer(self.request(&user, msg, true, ctx))
     }
 }
