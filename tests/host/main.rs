@@ -962,13 +962,15 @@ async fn b58_d14_wire_cut_back_then_expiry_hands_the_message_to_offline() {
     let started = std::time::Instant::now();
     sleeping_phone(&t, "n1").await;
     let mut romeo = t.login("romeo", "desk").await;
+    // The push, and the normal timeout it starts, follow this send: a lower bound that a
+    // late arrival of the publish at the test cannot move.
+    let pushed = std::time::Instant::now();
     romeo
         .send("<message type='chat' to='juliet@localhost'><body>wake</body></message>")
         .await;
     let first = app.next().await;
     assert_eq!(node_of(&first).as_deref(), Some("n1"));
     app.answer_result(&first).await;
-    let pushed = std::time::Instant::now();
     let second = app.next().await;
     assert_eq!(
         node_of(&second).as_deref(),
