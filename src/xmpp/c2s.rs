@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::net::TcpStream;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
@@ -20,9 +18,11 @@ use xmpp_parsers::ns;
 
 use super::admission::{Negotiating, Place};
 use super::io::{self, SizeGuard, Transport};
-use super::router::{Bind, FindResumable, Router, SESSION_CHANNEL, ToSession};
+use super::route::{SESSION_CHANNEL, Takeover, ToSession};
+use super::router::{BindSession, BoundSession, FindSession, Router};
 use super::sasl::{self, SaslOutcome};
 use super::stanza::{self, CLIENT_NS};
+use super::user::{Gauges, User};
 use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
 use crate::push::{PushHub, SessionId};
@@ -52,11 +52,7 @@ pub(super) async fn close_with(xml: &mut Xml, condition: &str) {
     xml.close_with(condition).await;
 }
 
-pub(super) fn random_id() -> String {
-    let mut b = [0u8; 12];
-    let _ = getrandom::fill(&mut b);
-    B64.encode(b).replace(['+', '/'], "x")
-}
+use super::stanza::random_id;
 
 /// Our stream features (RFC 6120 §4.3.2), built here so that they say exactly what is
 /// offered: no `<mechanisms/>` when no mechanism is (an empty one stops xmpp.js), bind,
@@ -174,6 +170,8 @@ pub(super) struct Bound {
     pub id: SessionId,
     pub rx: flume::Receiver<ToSession>,
     pub tx: flume::Sender<ToSession>,
+    pub owner: Addr<User>,
+    pub gauges: Arc<Gauges>,
 }
 
 /// What reading the stream gave.
@@ -394,7 +392,7 @@ async fn negotiate(
                 let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
                 let found = shared
                     .router
-                    .send(FindResumable {
+                    .send(FindSession {
                         user: username,
                         previd: previd.clone(),
                     })
@@ -402,7 +400,7 @@ async fn negotiate(
                     .ok()?;
                 match (found, h) {
                     (Ok(target), Some(h)) => {
-                        let takeover = super::session::Takeover {
+                        let takeover = Takeover {
                             xml: Box::new(xml),
                             guard,
                             h,
@@ -437,7 +435,7 @@ async fn negotiate(
                     let username = user.clone()?;
                     let res = shared
                         .router
-                        .send(Bind {
+                        .send(BindSession {
                             user: username,
                             resource,
                             tx: tx.clone(),
@@ -445,7 +443,12 @@ async fn negotiate(
                         .await
                         .ok()?;
                     match res {
-                        Ok((id, jid)) => {
+                        Ok(BoundSession {
+                            id,
+                            jid,
+                            owner,
+                            gauges,
+                        }) => {
                             let payload = Element::builder("bind", BIND_NS)
                                 .append(Element::builder("jid", BIND_NS).append(jid.to_string()))
                                 .build();
@@ -459,6 +462,8 @@ async fn negotiate(
                                 id,
                                 rx,
                                 tx,
+                                owner,
+                                gauges,
                             });
                         }
                         Err(condition) => {

@@ -9,14 +9,20 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::c2s::{Bound, Next, Shared, Xml, close_with, random_id, read};
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::c2s::{Bound, Next, Shared, Xml, close_with, read};
 use super::io::SizeGuard;
 use super::roster;
-use super::router::{
-    Route, SaveRosterItem, SetAvailable, SetHibernated, SmForget, SmRegister, ToSession, Unbind,
-};
+use super::route::{Route, Takeover, ToSession};
 use super::sm::SmState;
+use super::stanza::random_id;
 use super::stanza::{self, CLIENT_NS};
+use super::user::{
+    Gauges, SaveRosterItem, SetAvailable, SetHibernated, SmForget, SmRegister, Unbind, User,
+};
 use crate::push::{
     AckOverdue, OfflineMessage, PushRequest, QueuedStanza, Session, SessionClosed,
     SessionHibernated, SessionId, SessionResumed, StanzaKey, StanzaQueued, TimerOwner,
@@ -31,21 +37,10 @@ const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 const PING_NS: &str = "urn:xmpp:ping";
 
-/// A new connection taking over a session (`<resume/>`).
-pub struct Takeover {
-    /// Boxed so the session task reserves no stream-sized slot for a resumption.
-    pub xml: Box<Xml>,
-    pub guard: SizeGuard,
-    pub h: u32,
-}
-
-impl std::fmt::Debug for Takeover {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Takeover(h={})", self.h)
-    }
-}
-
 struct State {
+    /// The user's actor: the owner of what the rest of the server knows of the session.
+    owner: Addr<User>,
+    gauges: Arc<Gauges>,
     jid: FullJid,
     bare: BareJid,
     user: String,
@@ -80,6 +75,8 @@ pub(super) async fn run(b: Bound, shared: &Shared) {
         id,
         rx,
         tx,
+        owner,
+        gauges,
     } = b;
     let mut st = State {
         user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
@@ -87,8 +84,10 @@ pub(super) async fn run(b: Bound, shared: &Shared) {
         session: Session {
             id,
             jid: jid.clone(),
-            control: shared.router.clone().recipient(),
+            control: owner.clone().recipient(),
         },
+        owner,
+        gauges,
         jid,
         id,
         rx,
@@ -154,6 +153,7 @@ async fn connected(xml: &mut Xml, guard: &SizeGuard, st: &mut State, shared: &Sh
             },
             out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
+                    st.gauges.taken();
                     if !send_stanza(xml, st, *s, shared).await {
                         // Past smacks_max_queue_size the session ends for good (its
                         // stream was closed with resource-constraint); otherwise the
@@ -270,9 +270,8 @@ async fn sm_nonza(el: Element, xml: &mut Xml, st: &mut State, shared: &Shared) -
             st.sm = Some(SmState::new(id.clone(), shared.cfg.smacks_max_queue_size));
             let mut enabled = Element::builder("enabled", SM_NS).build();
             if resume {
-                shared.router.do_send(SmRegister {
+                st.owner.do_send(SmRegister {
                     id: id.clone(),
-                    user: st.user.clone(),
                     session: st.id,
                 });
                 stanza::set_attr(&mut enabled, "id", &id);
@@ -341,8 +340,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
         return None;
     }
     st.ack_deadline = None;
-    shared.router.do_send(SetHibernated {
-        user: st.user.clone(),
+    st.owner.do_send(SetHibernated {
         id: st.id,
         hibernated: true,
     });
@@ -379,6 +377,7 @@ async fn hibernate(st: &mut State, shared: &Shared) -> Option<Takeover> {
         tokio::select! {
             out = st.rx.recv_async() => match out.ok() {
                 Some(ToSession::Stanza(s)) => {
+                    st.gauges.taken();
                     let Some(sm) = &mut st.sm else { break None };
                     let Some(seq) = sm.on_sent(&s) else {
                         tracing::info!("smacks_max_queue_size reached while hibernated: session ends");
@@ -482,7 +481,7 @@ fn keep_queued<'a>(
                 user: st.user.clone(),
                 session: sm.id.clone(),
                 seq,
-                stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
+                stanza: String::from(&stanza::delay_stamped(s, &shared.cfg.domain)),
             }
         })
         .collect();
@@ -531,8 +530,7 @@ async fn resume(t: Takeover, st: &mut State, shared: &Shared) -> Option<(Box<Xml
         let _ = xml.shutdown().await;
         return None;
     }
-    shared.router.do_send(SetHibernated {
-        user: st.user.clone(),
+    st.owner.do_send(SetHibernated {
         id: st.id,
         hibernated: false,
     });
@@ -570,6 +568,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
     // Stanzas delivered to the channel but never written count as unacked too.
     for item in rx.drain() {
         if let ToSession::Stanza(s) = item {
+            st.gauges.taken();
             leftovers.push((0, *s));
         }
     }
@@ -607,7 +606,7 @@ async fn destroy(st: &mut State, shared: &Shared) {
         let requests = chunk.iter().map(|(s, _, release)| {
             shared.store.send(PushOffline {
                 user: st.user.clone(),
-                stanza: String::from(&delay_stamped(s, &shared.cfg.domain)),
+                stanza: String::from(&stanza::delay_stamped(s, &shared.cfg.domain)),
                 max: shared.cfg.offline_max_messages,
                 max_bytes: shared.cfg.offline_max_bytes,
                 release: release.clone(),
@@ -625,16 +624,13 @@ async fn destroy(st: &mut State, shared: &Shared) {
         // A failed write left stored copies of messages that were bounced instead.
         sm.release_rest();
     }
-    shared.router.do_send(Unbind {
-        user: st.user.clone(),
-        id: st.id,
-    });
+    st.owner.do_send(Unbind { id: st.id });
     if let Some(sm) = &st.sm
         && !sm.id.is_empty()
     {
-        shared.router.do_send(SmForget {
+        st.owner.do_send(SmForget {
             id: sm.id.clone(),
-            user: st.user.clone(),
+            session: st.id,
             h: sm.h(),
         });
     }
@@ -664,22 +660,6 @@ fn stored_copy(st: &State, seq: u64) -> Option<QueuedKey> {
 /// Unacked messages asked to be stored at once when a session ends (well within the
 /// store's mailbox, so they keep their order).
 const OFFLINE_CHUNK: usize = 64;
-
-/// A copy of `s` with the XEP-0203 delay stamp of now, as offline storage keeps it.
-fn delay_stamped(s: &Element, domain: &str) -> Element {
-    let mut stamped = s.clone();
-    let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
-    stanza::set_attr(&mut delay, "from", domain);
-    stanza::set_attr(
-        &mut delay,
-        "stamp",
-        &chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string(),
-    );
-    stamped.append_child(delay);
-    stamped
-}
 
 /// What becomes of an unacked message offered to offline storage: stored (and the push
 /// module hears of it, keyed, D13), or bounced to its sender (D22).
@@ -763,8 +743,7 @@ async fn handle_client(mut el: Element, xml: &mut Xml, st: &mut State, shared: &
             if t.is_none() || t == Some("unavailable") {
                 let initial = now_available && !st.available;
                 st.available = now_available;
-                shared.router.do_send(SetAvailable {
-                    user: st.user.clone(),
+                st.owner.do_send(SetAvailable {
                     id: st.id,
                     presence: now_available.then(|| el.clone()),
                 });
@@ -864,10 +843,9 @@ async fn subscribe_out(mut el: Element, contact: BareJid, st: &State, shared: &S
     }
     let mut item = existing.unwrap_or_default();
     if roster::outbound(&mut item, &kind) {
-        let _ = shared
-            .router
+        let _ = st
+            .owner
             .send(SaveRosterItem {
-                user: st.user.clone(),
                 contact: contact.clone(),
                 item: Some(item),
             })
@@ -938,13 +916,9 @@ async fn roster_iq(iq: &Element, st: &State, shared: &Shared) -> Option<Element>
                     (contact, None)
                 }
             };
-            let saved = shared
-                .router
-                .send(SaveRosterItem {
-                    user: st.user.clone(),
-                    contact,
-                    item,
-                })
+            let saved = st
+                .owner
+                .send(SaveRosterItem { contact, item })
                 .await
                 .unwrap_or(false);
             if saved {

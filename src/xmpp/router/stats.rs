@@ -1,5 +1,5 @@
-//! How many sessions the router holds and how full their queues are, for `status` and
-//! the metrics endpoint. Counted when asked: a walk over the sessions, no upkeep.
+//! How many sessions there are and how full their queues are, for `status` and the
+//! metrics endpoint: read from counters the user actors keep, with no walk over users.
 
 use actix::prelude::*;
 
@@ -22,21 +22,22 @@ pub struct RouterStats {
     pub components: u64,
     /// Stanzas and publishes waiting for components to read them.
     pub component_queued: u64,
+    /// Users with live state (a running user actor).
+    pub users: u64,
 }
 
 impl Handler<GetRouterStats> for Router {
     type Result = MessageResult<GetRouterStats>;
 
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
-        let mut s = RouterStats::default();
-        for e in self.users.values().flatten() {
-            if e.hibernated_since.is_some() {
-                s.hibernated += 1;
-            } else {
-                s.connected += 1;
-            }
-            s.session_queued += e.tx.len() as u64;
-        }
+        let (connected, hibernated, session_queued) = self.gauges.read();
+        let mut s = RouterStats {
+            connected,
+            hibernated,
+            session_queued,
+            users: self.users.len() as u64,
+            ..RouterStats::default()
+        };
         for tx in self.components.values().filter(|tx| !tx.is_disconnected()) {
             s.components += 1;
             s.component_queued += tx.len() as u64;
