@@ -365,24 +365,50 @@ enum Signal {
     Reload,
 }
 
-/// Waits for SIGTERM or Ctrl-C (stop) or SIGHUP (reload).
-async fn next_signal() -> Signal {
+/// SIGTERM or Ctrl-C (stop) and SIGHUP (reload), listened for from before the server
+/// starts: "serving" is logged inside the start, and a SIGTERM sent as soon as it appears
+/// must already find our handler, not the default one that kills the process uncleanly.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Must run inside the runtime.
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => {
+                    tracing::warn!(
+                        "cannot listen for SIGTERM and SIGHUP: only Ctrl-C stops the server"
+                    );
+                    None
+                }
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        if let Some((term, hup)) = &mut self.unix {
             return tokio::select! {
                 _ = tokio::signal::ctrl_c() => Signal::Stop,
                 _ = term.recv() => Signal::Stop,
                 _ = hup.recv() => Signal::Reload,
             };
         }
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
-    let _ = tokio::signal::ctrl_c().await;
-    Signal::Stop
 }
 
 /// SIGHUP: the configuration file is read again; the certificate and the log filter
@@ -442,10 +468,11 @@ fn serve(cfg: Config, path: Option<&PathBuf>) -> Result<String, String> {
     exit_on_panic();
     let system = actix::System::new();
     system.block_on(async move {
+        let mut signals = Signals::listen();
         let server = cloud_notify::xmpp::server::Server::start(cfg)
             .await
             .map_err(|e| e.to_string())?;
-        while let Signal::Reload = next_signal().await {
+        while let Signal::Reload = signals.next().await {
             reload(&server, path, &log);
         }
         tracing::info!("shutting down");
