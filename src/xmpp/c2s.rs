@@ -12,20 +12,19 @@ use std::time::Duration;
 
 use actix::Addr;
 use tokio::net::TcpStream;
-use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
 use super::admission::{Negotiating, Place};
 use super::io::{self, SizeGuard, Transport};
-use super::route::{SESSION_CHANNEL, Takeover, ToSession};
-use super::router::{BindSession, BoundSession, FindSession, Router};
+use super::router::{BindSession, BoundSession, ResumeFailed, ResumeSession, Router};
 use super::sasl::{self, SaslOutcome};
+use super::sm::SM_NS;
+use super::socket::{self, Start};
 use super::stanza::{self, CLIENT_NS};
-use super::user::{Gauges, User};
 use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
-use crate::push::{PushHub, SessionId};
+use crate::push::PushHub;
 use crate::store::Store;
 
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -66,7 +65,7 @@ fn features(cfg: &Config, tls: bool, authenticated: bool) -> Element {
                 Element::builder("session", SESSION_NS)
                     .append(Element::builder("optional", SESSION_NS)),
             )
-            .append(Element::builder("sm", super::session::SM_NS))
+            .append(Element::builder("sm", SM_NS))
             .build();
     }
     if !tls {
@@ -107,14 +106,14 @@ pub async fn serve(
 ) {
     // Boxed, like the session's phases: the task's future keeps the size of its largest
     // state for the session's whole life, and the TLS handshake's state is large.
-    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls, place, negotiating)).await
+    let Some(start) = Box::pin(establish(tcp, &shared, direct_tls, place, negotiating)).await
     else {
         return;
     };
     // Every log line of the session carries its JID.
-    let span = tracing::info_span!("c2s", jid = %bound.jid);
+    let span = tracing::info_span!("c2s", jid = %start.jid);
     span.in_scope(|| tracing::info!("session bound"));
-    tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
+    tracing::Instrument::instrument(Box::pin(socket::run(start, shared)), span).await;
 }
 
 /// TLS (for direct TLS), then the negotiation up to a bound resource, all within
@@ -125,7 +124,7 @@ async fn establish(
     direct_tls: bool,
     place: Place,
     _negotiating: Negotiating,
-) -> Option<Bound> {
+) -> Option<Start> {
     let peer = tcp.peer_addr().ok();
     let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
@@ -160,18 +159,6 @@ async fn establish(
             None
         }
     }
-}
-
-pub(super) struct Bound {
-    /// Boxed: a hibernated session keeps none of the stream's space (see session::run).
-    pub xml: Box<Xml>,
-    pub guard: SizeGuard,
-    pub jid: FullJid,
-    pub id: SessionId,
-    pub rx: flume::Receiver<ToSession>,
-    pub tx: flume::Sender<ToSession>,
-    pub owner: Addr<User>,
-    pub gauges: Arc<Gauges>,
 }
 
 /// What reading the stream gave.
@@ -270,7 +257,7 @@ fn our_header<'a>(domain: &'a str, id: &'a str) -> OurHeader<'a> {
 
 /// `<failed/>` for a session that cannot be resumed, with its last `h` when remembered.
 async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
-    let mut failed = Element::builder("failed", super::session::SM_NS)
+    let mut failed = Element::builder("failed", SM_NS)
         .append(Element::builder("item-not-found", stanza::STANZAS_NS))
         .build();
     if let Some(h) = h {
@@ -312,7 +299,7 @@ async fn negotiate(
     shared: &Shared,
     deadline: tokio::time::Instant,
     place: Place,
-) -> Option<Bound> {
+) -> Option<Start> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
     let (mut xml, mut guard, mut header) = open(transport, Some(place), shared).await?;
@@ -386,40 +373,44 @@ async fn negotiate(
                     }
                 }
             }
-            if el.is("resume", super::session::SM_NS) && user.is_some() {
+            if el.is("resume", SM_NS) && user.is_some() {
                 let username = user.clone()?;
                 let previd = el.attr("previd").unwrap_or_default().to_string();
-                let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+                let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+                    close_with(&mut xml, "undefined-condition").await;
+                    return None;
+                };
                 let found = shared
                     .router
-                    .send(FindSession {
+                    .send(ResumeSession {
                         user: username,
-                        previd: previd.clone(),
+                        previd,
+                        h,
                     })
                     .await
                     .ok()?;
-                match (found, h) {
-                    (Ok(target), Some(h)) => {
-                        let takeover = Takeover {
+                match found {
+                    Ok(s) => {
+                        return Some(Start {
                             xml: Box::new(xml),
                             guard,
-                            h,
-                        };
-                        if let Err(e) = target
-                            .send_async(ToSession::Resume(Box::new(takeover)))
-                            .await
-                            && let ToSession::Resume(t) = e.0
-                        {
-                            let mut xml = t.xml;
-                            fail_resume(&mut xml, None).await;
-                        }
+                            jid: s.jid,
+                            id: s.id,
+                            owner: s.owner,
+                            rx: s.rx,
+                            received: s.received,
+                            conn: s.conn,
+                            gauges: s.gauges,
+                            sm: true,
+                            first: s.first,
+                        });
+                    }
+                    Err(ResumeFailed::HandledCountTooHigh) => {
+                        let _ = xml.send(&super::user::handled_count_too_high()).await;
+                        let _ = xml.shutdown().await;
                         return None;
                     }
-                    (Ok(_), None) => {
-                        close_with(&mut xml, "undefined-condition").await;
-                        return None;
-                    }
-                    (Err(old_h), _) => {
+                    Err(ResumeFailed::Unknown(old_h)) => {
                         fail_resume(&mut xml, old_h).await;
                         continue;
                     }
@@ -431,39 +422,42 @@ async fn negotiate(
                     .filter(|_| el.attr("type") == Some("set"))
                 {
                     let resource = bind.get_child("resource", BIND_NS).map(|r| r.text());
-                    let (tx, rx) = flume::bounded(SESSION_CHANNEL);
                     let username = user.clone()?;
                     let res = shared
                         .router
                         .send(BindSession {
                             user: username,
                             resource,
-                            tx: tx.clone(),
                         })
                         .await
                         .ok()?;
                     match res {
                         Ok(BoundSession {
                             id,
-                            jid,
                             owner,
                             gauges,
+                            bound,
                         }) => {
                             let payload = Element::builder("bind", BIND_NS)
-                                .append(Element::builder("jid", BIND_NS).append(jid.to_string()))
+                                .append(
+                                    Element::builder("jid", BIND_NS).append(bound.jid.to_string()),
+                                )
                                 .build();
                             xml.send(&stanza::iq_result(&el, Some(payload)))
                                 .await
                                 .ok()?;
-                            return Some(Bound {
+                            return Some(Start {
                                 xml: Box::new(xml),
                                 guard,
-                                jid,
+                                jid: bound.jid,
                                 id,
-                                rx,
-                                tx,
                                 owner,
+                                rx: bound.rx,
+                                received: bound.received,
+                                conn: bound.conn,
                                 gauges,
+                                sm: false,
+                                first: Vec::new(),
                             });
                         }
                         Err(condition) => {

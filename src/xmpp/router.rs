@@ -13,11 +13,11 @@ use actix::prelude::*;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
-use super::route::{Route, ToSession};
+use super::route::{Route, ToSocket};
 use super::stanza;
 use super::user::{
-    self, Bind, Deliver, EndReason, EndSessions, EndedSession, FindResumable, Gauges, StopIfIdle,
-    User, UserIdle,
+    self, Bind, Bound, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
+    ResumeError, StopIfIdle, User, UserIdle,
 };
 use crate::config::Config;
 use crate::push::{PushHub, RoutePublish, SessionId};
@@ -219,13 +219,21 @@ impl Handler<UserIdle> for Router {
     }
 }
 
-/// A session binds a resource for `user`. Answered with its id and full JID.
+/// A session binds a resource for `user`.
 #[derive(Message)]
 #[rtype(result = "Result<BoundSession, &'static str>")]
 pub struct BindSession {
     pub user: String,
     pub resource: Option<String>,
-    pub tx: flume::Sender<ToSession>,
+}
+
+/// A bound session's place: its id, its user's actor, the session counters, and what
+/// its socket task needs.
+pub struct BoundSession {
+    pub id: SessionId,
+    pub owner: Addr<User>,
+    pub gauges: Arc<Gauges>,
+    pub bound: Bound,
 }
 
 impl Handler<BindSession> for Router {
@@ -234,22 +242,21 @@ impl Handler<BindSession> for Router {
     fn handle(&mut self, msg: BindSession, ctx: &mut Context<Self>) -> Self::Result {
         let id = SessionId(self.next_session);
         self.next_session += 1;
+        let gauges = self.gauges.clone();
         let running = self.user(&msg.user, ctx);
         running.sent += 1;
-        let addr = running.addr.clone();
-        let gauges = self.gauges.clone();
-        let bind = addr.send(Bind {
+        let owner = running.addr.clone();
+        let bind = owner.send(Bind {
             id,
             resource: msg.resource,
-            tx: msg.tx,
         });
         Box::pin(async move {
             match bind.await {
-                Ok(Ok(jid)) => Ok(BoundSession {
+                Ok(Ok(bound)) => Ok(BoundSession {
                     id,
-                    jid,
-                    owner: addr,
+                    owner,
                     gauges,
+                    bound,
                 }),
                 Ok(Err(condition)) => Err(condition),
                 Err(_) => Err("internal-server-error"),
@@ -258,50 +265,76 @@ impl Handler<BindSession> for Router {
     }
 }
 
-/// A bound session's place: its id and JID, its user's actor, the session counters.
-pub struct BoundSession {
+/// `<resume/>` of `user` for `previd`, with the client's `h`.
+#[derive(Message)]
+#[rtype(result = "Result<ResumedSession, ResumeFailed>")]
+pub struct ResumeSession {
+    pub user: String,
+    pub previd: String,
+    pub h: u32,
+}
+
+/// A resumed session, for its new socket task.
+pub struct ResumedSession {
     pub id: SessionId,
     pub jid: FullJid,
     pub owner: Addr<User>,
     pub gauges: Arc<Gauges>,
+    pub rx: flume::Receiver<ToSocket>,
+    pub received: Arc<std::sync::atomic::AtomicU32>,
+    pub conn: u64,
+    pub first: Vec<Element>,
 }
 
-/// Where to send a `<resume/>` of `user` for `previd`: the session's channel, or the
-/// `h` of an ended session (if remembered) for `<failed/>`.
-#[derive(Message)]
-#[rtype(result = "Result<flume::Sender<ToSession>, Option<u32>>")]
-pub struct FindSession {
-    pub user: String,
-    pub previd: String,
+pub enum ResumeFailed {
+    /// No such session: `<failed/>`, with the `h` of an ended one when remembered.
+    Unknown(Option<u32>),
+    /// The client acknowledged more than was sent; the session ended.
+    HandledCountTooHigh,
 }
 
-impl Handler<FindSession> for Router {
-    type Result = ResponseActFuture<Self, Result<flume::Sender<ToSession>, Option<u32>>>;
+impl Handler<ResumeSession> for Router {
+    type Result = ResponseActFuture<Self, Result<ResumedSession, ResumeFailed>>;
 
-    fn handle(&mut self, msg: FindSession, _: &mut Context<Self>) -> Self::Result {
-        let find = self.users.get_mut(&msg.user).map(|r| {
+    fn handle(&mut self, msg: ResumeSession, _: &mut Context<Self>) -> Self::Result {
+        let gauges = self.gauges.clone();
+        let resume = self.users.get_mut(&msg.user).map(|r| {
             r.sent += 1;
-            r.addr.send(FindResumable {
+            let owner = r.addr.clone();
+            let asked = r.addr.send(Resume {
                 previd: msg.previd.clone(),
-            })
+                h: msg.h,
+            });
+            (owner, asked)
         });
         Box::pin(
             async move {
-                match find {
-                    Some(f) => f.await.ok().flatten(),
-                    None => None,
-                }
+                let (owner, asked) = resume?;
+                Some((owner, asked.await.ok()?))
             }
             .into_actor(self)
-            .map(move |found, act, _| {
+            .map(move |answer, act, _| match answer {
+                Some((owner, Ok(r))) => Ok(ResumedSession {
+                    id: r.id,
+                    jid: r.jid,
+                    owner,
+                    gauges,
+                    rx: r.rx,
+                    received: r.received,
+                    conn: r.conn,
+                    first: r.first,
+                }),
+                Some((_, Err(ResumeError::HandledCountTooHigh))) => {
+                    Err(ResumeFailed::HandledCountTooHigh)
+                }
                 // Another account's ended session is "not found" like any unknown id:
                 // its `h` would tell how many stanzas that user had received.
-                found.ok_or_else(|| {
+                _ => Err(ResumeFailed::Unknown(
                     act.old_sessions
                         .iter()
                         .find(|o| o.id == msg.previd && o.user == msg.user)
-                        .map(|o| o.h)
-                })
+                        .map(|o| o.h),
+                )),
             }),
         )
     }

@@ -6,6 +6,9 @@
 
 use std::collections::VecDeque;
 
+/// The XEP-0198 namespace.
+pub const SM_NS: &str = "urn:xmpp:sm:3";
+
 use xmpp_parsers::minidom::Element;
 
 /// Why an ack was refused.

@@ -8,10 +8,10 @@ use actix::prelude::*;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
-use super::super::route::ToSession;
+use super::super::route::ToSocket;
 use super::super::stanza;
-use super::{Entry, User};
-use crate::push::OfflineMessage;
+use super::{Link, User};
+use crate::push::{OfflineMessage, SessionId};
 use crate::store::{PushOffline, StoreError};
 
 /// Bounces waiting for room in their recipient's channel, server-wide; past it they are
@@ -37,23 +37,17 @@ impl Handler<Deliver> for User {
 }
 
 impl User {
-    fn send_to(&self, e: &Entry, stanza: Element) -> Result<(), Element> {
-        match e.tx.try_send(ToSession::Stanza(Box::new(stanza))) {
-            Ok(()) => {
-                self.shared.gauges.queued();
-                Ok(())
-            }
-            Err(flume::TrySendError::Full(ToSession::Stanza(s)))
-            | Err(flume::TrySendError::Disconnected(ToSession::Stanza(s))) => Err(*s),
-            Err(_) => Ok(()),
-        }
-    }
-
     /// Sends `stanza` to every available session; `false` when none took it.
-    pub(super) fn to_available(&self, stanza: &Element) -> bool {
+    pub(super) fn to_available(&mut self, stanza: &Element, ctx: &mut Context<Self>) -> bool {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|e| e.available())
+            .map(|e| e.id)
+            .collect();
         let mut taken = false;
-        for e in self.sessions.iter().filter(|e| e.available()) {
-            taken |= self.send_to(e, stanza.clone()).is_ok();
+        for id in ids {
+            taken |= self.write(id, stanza.clone(), ctx).is_ok();
         }
         taken
     }
@@ -62,11 +56,14 @@ impl User {
         let name = stanza.name();
         // A full JID with a live session: that session.
         if let Some(res) = to.resource()
-            && let Some(e) = self.sessions.iter().find(|e| *e.resource == *res.as_str())
+            && let Some(id) = self
+                .sessions
+                .iter()
+                .find(|e| e.live() && e.resource() == res.as_str())
+                .map(|e| e.id)
         {
-            if let Err(s) = self.send_to(e, stanza) {
-                let tx = e.tx.clone();
-                self.undeliverable(&tx, s, ctx);
+            if let Err(s) = self.write(id, stanza, ctx) {
+                self.undeliverable(id, s, ctx);
             }
             return;
         }
@@ -75,7 +72,7 @@ impl User {
             self.bounce(&stanza, "service-unavailable");
             return;
         }
-        let any_available = self.sessions.iter().any(Entry::available);
+        let first_available = self.sessions.iter().find(|e| e.available()).map(|e| e.id);
         let kind = stanza.attr("type").unwrap_or("normal");
         if name == "message" {
             if kind == "groupchat" && to.resource().is_some() {
@@ -83,27 +80,19 @@ impl User {
                 self.groupchat_missed(stanza);
                 return;
             }
-            if !any_available {
+            let Some(first) = first_available else {
                 match kind {
                     "chat" | "normal" => self.store_offline(stanza, ctx),
                     "groupchat" => self.groupchat_missed(stanza),
                     // RFC 6121 §8.5.2.2: headlines and errors to a user with no
                     // available session are not stored.
-                    _ => {
-                        tracing::debug!(user = %self.name, kind, "message for an absent user dropped")
-                    }
+                    _ => tracing::debug!(user = %self.name, kind, "message for an absent user dropped"),
                 }
                 return;
-            }
+            };
             // Delivered when any session took it; stored (once) when none could.
-            if !self.to_available(&stanza)
-                && let Some(tx) = self
-                    .sessions
-                    .iter()
-                    .find(|e| e.available())
-                    .map(|e| e.tx.clone())
-            {
-                self.undeliverable(&tx, stanza, ctx);
+            if !self.to_available(&stanza, ctx) {
+                self.undeliverable(first, stanza, ctx);
             }
             return;
         }
@@ -114,7 +103,7 @@ impl User {
             "probe" => self.answer_probe(stanza, ctx),
             // Presence to a bare JID: every available resource.
             _ => {
-                self.to_available(&stanza);
+                self.to_available(&stanza, ctx);
             }
         }
     }
@@ -130,29 +119,30 @@ impl User {
         self.bounce(&stanza, "service-unavailable");
     }
 
-    /// A stanza for a session that cannot take it (its channel is full, or it just
-    /// ended): a chat or normal message goes to offline storage, which bounces only
+    /// A stanza for a session that cannot take it (its channel is full, or it is
+    /// ending): a chat or normal message goes to offline storage, which bounces only
     /// when it is full (D22); anything else is bounced.
-    fn undeliverable(
-        &mut self,
-        tx: &flume::Sender<ToSession>,
-        stanza: Element,
-        ctx: &mut Context<Self>,
-    ) {
+    fn undeliverable(&mut self, id: SessionId, stanza: Element, ctx: &mut Context<Self>) {
         let kind = stanza.attr("type").unwrap_or("normal");
+        let waiting_room = self.sessions.iter().find(|e| e.id == id).and_then(|e| match &e.link {
+            // Only a session without stream management has a full channel: nothing it
+            // is sent is counted, so a bounce may wait for room there.
+            Link::Connected(s) if e.sm.is_none() => Some(s.tx.clone()),
+            _ => None,
+        });
         if stanza.name() == "message" && matches!(kind, "chat" | "normal") {
             tracing::debug!(user = %self.name, "session cannot take a message: stored offline");
             self.store_offline(stanza, ctx);
-        } else if kind == "error" && !tx.is_disconnected() {
+        } else if let (Some(tx), "error") = (waiting_room, kind) {
             // A bounce cannot be bounced: it waits for room in the session's channel
             // (a burst of bounces comes from one commit), within a bound of its own.
-            self.wait_for_room(tx, stanza);
+            self.wait_for_room(&tx, stanza);
         } else {
             self.bounce(&stanza, "resource-constraint");
         }
     }
 
-    fn wait_for_room(&self, tx: &flume::Sender<ToSession>, stanza: Element) {
+    fn wait_for_room(&self, tx: &flume::Sender<ToSocket>, stanza: Element) {
         let waiting = self.shared.waiting_bounces.clone();
         if waiting.load(Ordering::Relaxed) >= WAITING_BOUNCES {
             tracing::warn!(user = %self.name, "session too slow to take its bounces: one dropped");
@@ -161,7 +151,7 @@ impl User {
         waiting.fetch_add(1, Ordering::Relaxed);
         let (tx, user, gauges) = (tx.clone(), self.name.clone(), self.shared.gauges.clone());
         actix::spawn(async move {
-            match tx.send_async(ToSession::Stanza(Box::new(stanza))).await {
+            match tx.send_async(ToSocket::Stanza(Box::new(stanza))).await {
                 Ok(()) => gauges.queued(),
                 Err(_) => tracing::info!(%user, "session ended before it could take a bounce"),
             }
@@ -172,7 +162,7 @@ impl User {
     /// Stores a message for a user with no available session (XEP-0160), stamped with
     /// XEP-0203 delay; once durable the push module hears of it. A missing user or a full
     /// store bounces to the sender: nothing is dropped silently.
-    fn store_offline(&mut self, stanza: Element, ctx: &mut Context<Self>) {
+    pub(super) fn store_offline(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         let stamped = stanza::delay_stamped(&stanza, &self.shared.cfg.domain);
         let fut = self.shared.store.send(PushOffline {
             user: self.name.clone(),

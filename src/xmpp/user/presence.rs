@@ -68,7 +68,7 @@ impl User {
             });
         }
         if deliver {
-            self.to_available(&stanza);
+            self.to_available(&stanza, ctx);
         }
         // A local contact approved the user's request: its server (this one) sends the
         // contact's current presence right after the approval (RFC 6121 §3.1.5), so the
@@ -96,7 +96,7 @@ impl User {
         let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
             return;
         };
-        if !self.sessions.iter().any(|e| e.available()) {
+        if !self.sessions.iter().any(super::Entry::available) {
             // Nothing to answer with (RFC 6121 §4.3.2: no presence is sent for a user
             // with no available resource).
             return;

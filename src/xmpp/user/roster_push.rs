@@ -1,6 +1,7 @@
 //! Roster changes of the user: stored, then pushed to every session (RFC 6121 §2.1.6).
 
 use actix::prelude::*;
+use xmpp_parsers::minidom::Element;
 
 use super::super::roster;
 use super::super::stanza;
@@ -44,7 +45,7 @@ impl Handler<SaveRosterItem> for User {
             act.in_flight -= 1;
             let ok = matches!(res, Ok(Ok(())));
             if ok {
-                act.roster_push(push);
+                act.roster_push(push, ctx);
             } else {
                 tracing::error!(user = %act.name, "roster change not stored");
             }
@@ -55,23 +56,20 @@ impl Handler<SaveRosterItem> for User {
 }
 
 impl User {
-    fn roster_push(&self, item: xmpp_parsers::minidom::Element) {
-        for e in &self.sessions {
-            let mut iq = xmpp_parsers::minidom::Element::builder("iq", stanza::CLIENT_NS)
+    fn roster_push(&mut self, item: Element, ctx: &mut Context<Self>) {
+        let ids: Vec<_> = self.sessions.iter().filter(|e| e.live()).map(|e| e.id).collect();
+        for id in ids {
+            let mut iq = Element::builder("iq", stanza::CLIENT_NS)
                 .append(
-                    xmpp_parsers::minidom::Element::builder("query", roster::ROSTER_NS)
+                    Element::builder("query", roster::ROSTER_NS)
                         .append(item.clone())
                         .build(),
                 )
                 .build();
             stanza::set_attr(&mut iq, "type", "set");
             stanza::set_attr(&mut iq, "id", &format!("push-{}", stanza::random_id()));
-            if e.tx
-                .try_send(super::super::route::ToSession::Stanza(Box::new(iq)))
-                .is_ok()
-            {
-                self.shared.gauges.queued();
-            }
+            // A session that cannot take it reads the roster again when it next asks.
+            let _ = self.write(id, iq, ctx);
         }
     }
 }
