@@ -202,7 +202,7 @@ pub fn import_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xmpp::scram::Hash;
+    use crate::credentials::Hash;
 
     fn db() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
