@@ -54,6 +54,8 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Each entry is a pair of files: for a layer violation the importing file first; for
 /// files that import each other, both, in alphabetical order. Remove an entry when its
 /// violation is gone; the test says so.
+// One entry a line, so that each pair reads at a glance.
+#[rustfmt::skip]
 const KNOWN: &[Known] = &[
     // PushHub and UserPush each name the other's messages; the push state machine
     // rewrite ends this.
@@ -63,42 +65,13 @@ const KNOWN: &[Known] = &[
     Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/router.rs"),
     Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/sasl.rs"),
     Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/session.rs"),
-    Known(
-        Kind::MutualImport,
-        "src/xmpp/router.rs",
-        "src/xmpp/router/stats.rs",
-    ),
-    Known(
-        Kind::MutualImport,
-        "src/xmpp/router.rs",
-        "src/xmpp/session.rs",
-    ),
-    // Not yet split apart on this branch.
-    Known(
-        Kind::MutualImport,
-        "src/console/mod.rs",
-        "src/console/push.rs",
-    ),
-    Known(
-        Kind::MutualImport,
-        "src/console/mod.rs",
-        "src/console/status.rs",
-    ),
-    Known(
-        Kind::MutualImport,
-        "src/store/admin.rs",
-        "src/store/ledger.rs",
-    ),
-    Known(
-        Kind::MutualImport,
-        "src/store/mod.rs",
-        "src/store/writer.rs",
-    ),
-    Known(
-        Kind::MutualImport,
-        "src/xmpp/admin.rs",
-        "src/xmpp/admin/ops.rs",
-    ),
+    Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/router/stats.rs"),
+    Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/session.rs"),
+    // A parent module and its children sharing helpers both ways; not yet split apart.
+    Known(Kind::MutualImport, "src/console/mod.rs", "src/console/push.rs"),
+    Known(Kind::MutualImport, "src/console/mod.rs", "src/console/status.rs"),
+    Known(Kind::MutualImport, "src/store/mod.rs", "src/store/writer.rs"),
+    Known(Kind::MutualImport, "src/xmpp/admin.rs", "src/xmpp/admin/ops.rs"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
