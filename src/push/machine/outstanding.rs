@@ -4,9 +4,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use crate::push::interface::StanzaKey;
+
 pub(super) struct Publish {
     pub identifier: String,
     pub sent_at: Instant,
+    /// The D13 mark this publish set, taken back if the host could not route it.
+    pub mark: Option<StanzaKey>,
     /// A test push waits for this publish's end.
     pub watched: bool,
 }

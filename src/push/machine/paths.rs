@@ -47,6 +47,7 @@ impl PushMachine {
         let sent = Publish {
             identifier: identifier.to_string(),
             sent_at: c.now,
+            mark: None,
             watched: false,
         };
         self.outstanding.insert(id.clone(), sent, max);
@@ -234,11 +235,17 @@ impl PushMachine {
         };
         let mut important_sent = false;
         for cand in candidates {
-            if self.publish(c, &identifier, &cand.summary, out).is_none() {
+            let Some(id) = self.publish(c, &identifier, &cand.summary, out) else {
                 continue;
-            }
+            };
             if let Some(link) = self.sessions.get_mut(&session) {
                 link.marks.insert(cand.seq, &identifier);
+            }
+            if let Some(p) = self.outstanding.get_mut(&id) {
+                p.mark = Some(StanzaKey {
+                    session,
+                    seq: cand.seq,
+                });
             }
             important_sent |= cand.important;
         }

@@ -47,11 +47,18 @@ impl PushMachine {
         }
     }
 
-    /// The host could not hand the publish over: nothing will answer it.
+    /// The host could not hand the publish over: nothing will answer it, and the stanza
+    /// it was for may publish on a later path. (A hibernation it cut back stays cut back:
+    /// the session then ends sooner and its messages go the offline path.)
     pub(super) fn not_routed(&mut self, id: &str, out: &mut Vec<Effect>) {
         let Some(p) = self.outstanding.remove(id) else {
             return;
         };
+        if let Some(key) = p.mark
+            && let Some(link) = self.sessions.get_mut(&key.session)
+        {
+            link.marks.remove(key.seq, &p.identifier);
+        }
         tracing::warn!(user = %self.user, registration = %p.identifier, "publish not routed: host queue unavailable");
         out.push(Effect::Cancel(Timer::Response(id.to_string())));
         out.push(Effect::Metric(Metric::Pending(-1)));

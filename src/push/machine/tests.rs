@@ -8,7 +8,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use super::*;
-use crate::push::interface::{QueuedStanza, StanzaKey, TimerOwner};
+use crate::push::interface::{QueuedStanza, Selector, StanzaKey, TestOutcome, TimerOwner};
 use crate::push::protocol::EnableRequest;
 use crate::push::publish::{Outcome, Response};
 use crate::store::Change;
@@ -550,6 +550,21 @@ fn d8_removing_a_registration_returns_a_held_session_to_its_normal_timeout() {
 }
 
 #[test]
+fn a_stanza_whose_publish_was_not_routed_publishes_on_the_next_path() {
+    let mut r = Rig::new(config());
+    r.enable(1, "n1");
+    let a = r.queued(1, chat("a"));
+    let out = r.ev(Event::AckOverdue {
+        session: SessionId(1),
+        queue: vec![a.clone()],
+    });
+    let [id] = publishes(&out).try_into().unwrap();
+    r.ev(Event::NotRouted { id });
+    let (_, out) = r.hibernate(1, vec![a]);
+    assert_eq!(publishes(&out).len(), 1, "not marked as pushed");
+}
+
+#[test]
 fn a_publish_the_host_could_not_route_is_not_awaited() {
     let mut r = Rig::new(config());
     r.enable(1, "n1");
@@ -558,4 +573,63 @@ fn a_publish_the_host_could_not_route_is_not_awaited() {
     let out = r.ev(Event::NotRouted { id: id.clone() });
     assert!(cancelled(&out, &Timer::Response(id.clone())));
     assert_eq!(r.m.pending_publishes(), 0);
+}
+
+#[test]
+fn a_test_push_hears_each_publish_end_with_its_round_trip() {
+    let mut r = Rig::new(config());
+    r.enable(1, "n1");
+    r.enable(2, "n2");
+    let request = r.request();
+    let out = r.ev(Event::TestPush {
+        request,
+        selector: Selector {
+            node: None,
+            jid: None,
+        },
+    });
+    let targets = match replies(&out).as_slice() {
+        [Reply::TestPush(Ok(t))] => t.clone(),
+        other => panic!("expected the targets, got {other:?}"),
+    };
+    assert_eq!(targets.len(), 2);
+    let first = targets[0].publish.clone().expect("sent");
+    let second = targets[1].publish.clone().expect("sent");
+    r.advance(Duration::from_millis(250));
+    let out = r.answer(&first, Outcome::Success);
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Ended { id, outcome: TestOutcome::Success, round_trip: Some(rt) }
+            if *id == first && *rt == Duration::from_millis(250)
+    )));
+    // The other registration goes before it answers.
+    let request = r.request();
+    r.ev(Event::Remove {
+        request,
+        selector: Selector {
+            node: targets[1].node.clone(),
+            jid: None,
+        },
+    });
+    let out = r.ev(Event::Written {
+        request,
+        result: Ok(()),
+    });
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Ended { id, outcome: TestOutcome::Gone, .. } if *id == second
+    )));
+}
+
+#[test]
+fn unloading_a_deleted_user_ends_its_held_hibernations() {
+    let mut r = Rig::new(config());
+    r.enable(1, "n1");
+    r.hibernate(1, vec![]);
+    let out = r.ev(Event::Unload { flush: false });
+    assert!(cancelled(&out, &Timer::Hibernation(SessionId(1))));
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Expire(SessionId(1))))
+    );
 }
