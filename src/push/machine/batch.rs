@@ -52,6 +52,7 @@ impl Batch {
         out
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.important.is_none() && self.unimportant.is_none()
     }

@@ -56,12 +56,9 @@ impl Marks {
         self.set.retain(|k| k.0 > acked);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 }
 

@@ -50,19 +50,19 @@
 //! ```
 
 mod admin;
-pub mod batch;
+mod batch;
 mod clock;
 mod effect;
 mod event;
 mod link;
-pub mod marks;
+mod marks;
 mod outstanding;
 mod paths;
 mod requests;
 mod responses;
 #[cfg(test)]
 mod tests;
-pub mod window;
+mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
