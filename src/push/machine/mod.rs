@@ -21,32 +21,79 @@
 //!   until then, so each request decides from the state the previous one left.
 //! - When a [`Effect::Publish`] cannot be delivered, feed [`Event::NotRouted`].
 //!
-//! A host loop, in outline:
+//! A host loop, in outline: a store that always succeeds, timers in a map, and time that
+//! jumps to the next timer when nothing else happens (as a paused clock would):
 //!
-//! ```ignore
-//! let mut m = PushMachine::new(user, user_jid, cfg, route);
-//! for effect in m.handle(clock(), Event::Loaded(store.load(&user))) {
-//!     host.execute(effect);
-//! }
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//!
+//! use cloud_notify::config::Config;
+//! use cloud_notify::push::SessionId;
+//! use cloud_notify::push::machine::{Clock, Effect, Event, PushMachine, RequestId, Timer};
+//! use cloud_notify::push::protocol::EnableRequest;
+//!
+//! let cfg = Arc::new(Config { domain: "example.com".into(), ..Config::default() });
+//! let hold = cfg.push_max_hibernation_timeout;
+//! let mut m = PushMachine::new("juliet".into(), "juliet@example.com".parse()?, cfg, 1);
+//! let mut clock = Clock { now: Instant::now(), wall_us: 1_700_000_000_000_000 };
+//! let start = clock.now;
+//! let mut timers: HashMap<Timer, Instant> = HashMap::new();
+//! let mut events = vec![
+//!     Event::Loaded(Ok(Vec::new())), // what the store holds for juliet
+//!     Event::Enable {
+//!         request: RequestId(1),
+//!         session: SessionId(1),
+//!         jid: "juliet@example.com/phone".parse()?,
+//!         iq_id: "e1".into(),
+//!         req: EnableRequest {
+//!             jid: "push.example.net".parse()?,
+//!             node: Some("n1".into()),
+//!             publish_options: None,
+//!             language: None,
+//!         },
+//!     },
+//!     Event::Hibernated {
+//!         request: RequestId(2),
+//!         session: SessionId(1),
+//!         normal_timeout: Duration::from_secs(300),
+//!         queue: Vec::new(),
+//!     },
+//! ];
+//! let mut expired = Vec::new();
 //! loop {
-//!     let event = match host.next().await {
-//!         Input::Timer(t) => Event::TimerFired(t),
-//!         Input::Stanza(s) => Event::StanzaQueued(s),
-//!         // ...
+//!     let event = if !events.is_empty() {
+//!         events.remove(0)
+//!     } else if let Some((timer, at)) = timers.iter().min_by_key(|(_, at)| **at) {
+//!         let (timer, at) = (timer.clone(), *at);
+//!         timers.remove(&timer);
+//!         clock.now = at;
+//!         Event::TimerFired(timer)
+//!     } else {
+//!         break;
 //!     };
-//!     for effect in m.handle(clock(), event) {
+//!     for effect in m.handle(clock, event) {
 //!         match effect {
-//!             Effect::Publish { to, xml, id } => {
-//!                 if !host.route(to, xml) {
-//!                     pending.push(Event::NotRouted { id });
-//!                 }
+//!             // The store answers at once; the reply to the enable follows from it.
+//!             Effect::Write { request: Some(request), .. } => {
+//!                 events.insert(0, Event::Written { request, result: Ok(()) })
 //!             }
-//!             Effect::Arm { timer, at } => timers.insert(timer, at),
-//!             Effect::Cancel(timer) => timers.remove(&timer),
-//!             other => host.execute(other),
+//!             Effect::Arm { timer, at } => {
+//!                 timers.insert(timer, at);
+//!             }
+//!             Effect::Cancel(timer) => {
+//!                 timers.remove(&timer);
+//!             }
+//!             Effect::Expire(session) => expired.push((session, clock.now)),
+//!             // Publishes, replies, background writes, metrics: the host's own business.
+//!             _ => {}
 //!         }
 //!     }
 //! }
+//! // The linked session was held for push_max_hibernation_timeout, not the host's 300 s.
+//! assert_eq!(expired, [(SessionId(1), start + hold)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod admin;
