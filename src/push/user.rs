@@ -47,7 +47,7 @@ struct Ran {
     reply: Option<Reply>,
     /// Publishes handed to the host.
     routed: usize,
-    /// The write the reply waits for.
+    /// The write the reply waits for, with the request it is for.
     write: Option<(RequestId, LocalBoxFuture<'static, Result<(), StoreError>>)>,
 }
 
@@ -254,14 +254,16 @@ impl UserPush {
         make: impl FnOnce(RequestId) -> Event,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Option<Reply>> {
-        let request = self.request_id();
-        let ran = self.feed(make(request), ctx);
+        let event = make(self.request_id());
+        let ran = self.feed(event, ctx);
         match ran.write {
             None => Box::pin(fut::ready(ran.reply)),
-            Some((_, write)) => Box::pin(write.into_actor(self).map(move |result, act, ctx| {
-                let _span = act.span.clone().entered();
-                act.feed(Event::Written { request, result }, ctx).reply
-            })),
+            Some((request, write)) => {
+                Box::pin(write.into_actor(self).map(move |result, act, ctx| {
+                    let _span = act.span.clone().entered();
+                    act.feed(Event::Written { request, result }, ctx).reply
+                }))
+            }
         }
     }
 }

@@ -76,14 +76,10 @@ pub enum Event {
         session: SessionId,
         queue: Vec<QueuedStanza>,
     },
-    Resumed {
-        session: SessionId,
-        acked: u64,
-    },
+    /// A hibernated session was resumed; the client acknowledged up to `acked` (a seq).
+    Resumed { session: SessionId, acked: u64 },
     /// The session ended for good.
-    Closed {
-        session: SessionId,
-    },
+    Closed { session: SessionId },
     /// A message stored offline (`key`: from a destroyed session's unacked queue).
     Offline {
         stanza: Element,
@@ -98,9 +94,7 @@ pub enum Event {
     Response(Response),
     /// The host could not route the publish with this id (its queue was full): the
     /// machine stops waiting for an answer.
-    NotRouted {
-        id: String,
-    },
+    NotRouted { id: String },
     /// The ping notification to every registration (§8.7).
     Ping,
     /// A timer armed earlier is due. Deliver only timers still armed: a cancelled or
@@ -108,7 +102,5 @@ pub enum Event {
     TimerFired(Timer),
     /// The host unloads the user. `flush`: write the ledger changes not yet stored;
     /// otherwise (the user is being deleted) end every held hibernation now.
-    Unload {
-        flush: bool,
-    },
+    Unload { flush: bool },
 }
