@@ -210,9 +210,9 @@ fn enables(c: &mut Criterion) {
 /// PLAIN costs the same for a known and an unknown user (one PBKDF2 each, at the
 /// configured 10,000 iterations), so a failed login does not tell who exists.
 fn plain_login(c: &mut Criterion) {
+    use cloud_notify::credentials::Hash;
     use cloud_notify::store::Account;
     use cloud_notify::xmpp::sasl::plain_credential;
-    use cloud_notify::xmpp::scram::Hash;
     let iterations = Config::default().scram_iterations;
     let account = Account::from_password("juliet-pw", iterations).unwrap();
     let secret = [7u8; 32];

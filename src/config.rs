@@ -145,17 +145,6 @@ pub struct ComponentConfig {
     pub secret: String,
 }
 
-impl Config {
-    /// The stream reader's limits, the same on every kind of stream.
-    pub fn xml_limits(&self) -> crate::xmpp::xml::Limits {
-        crate::xmpp::xml::Limits {
-            max_depth: self.xml_max_depth,
-            max_attributes: self.xml_max_attributes,
-            max_attribute_size: self.xml_max_attribute_size,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -1,6 +1,7 @@
 //! cloud-notify: XEP-0357 push notifications, server side.
 //!
 //! - [`config`]: the configuration file.
+//! - [`credentials`]: what a password is stored as (SCRAM keys), for the store and SASL.
 //! - `console`: the `push` and `status` commands (Unix: they use the admin socket).
 //! - [`logging`]: the log format (every value escaped).
 //! - [`store`]: persistent state in redb, written with group commit.
@@ -11,6 +12,7 @@
 pub mod config;
 #[cfg(unix)]
 pub mod console;
+pub mod credentials;
 pub mod logging;
 pub mod metrics;
 pub mod push;

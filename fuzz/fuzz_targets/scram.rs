@@ -1,4 +1,4 @@
-//! The SCRAM server (src/xmpp/scram.rs): client-first parsing and the client-final check,
+//! The SCRAM server (src/xmpp/scram.rs, src/credentials.rs): client-first parsing and the client-final check,
 //! for SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677).
 //!
 //! Input: byte 0 bit 0 picks SHA-256, bit 1 asks the harness to append the correct
@@ -17,7 +17,8 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use cloud_notify::xmpp::scram::{Hash, ScramCredential, ServerExchange, parse_client_first};
+use cloud_notify::credentials::{Hash, ScramCredential};
+use cloud_notify::xmpp::scram::{ServerExchange, parse_client_first};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha1::Sha1;

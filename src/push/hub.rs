@@ -11,10 +11,11 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::interface::*;
+use super::messages::{Command, RoutedResponse, Stop, UserGone, UserIdle};
 use super::protocol;
 use super::publish;
 use super::rules::{self, Path};
-use super::user::{Command, RoutedResponse, Stop, UserPush};
+use super::user::{HubLink, UserPush};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{Change, StoreClient, StoreError, Write};
@@ -35,23 +36,6 @@ pub struct PushHub {
     users: HashMap<String, Entry>,
     routes: HashMap<u64, String>,
     metrics: Arc<Metrics>,
-}
-
-/// A user actor found itself idle after handling `handled` messages.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(super) struct UserIdle {
-    pub user: String,
-    pub route: u64,
-    pub handled: u64,
-}
-
-/// A user actor stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(super) struct UserGone {
-    pub user: String,
-    pub route: u64,
 }
 
 /// How many users have push state in memory.
@@ -126,8 +110,11 @@ impl PushHub {
             self.cfg.clone(),
             self.store.clone(),
             self.router.clone(),
-            ctx.address(),
-            route,
+            HubLink {
+                idle: ctx.address().recipient(),
+                gone: ctx.address().recipient(),
+                route,
+            },
             self.metrics.clone(),
         )
         .start();

@@ -6,20 +6,20 @@
 //! - [`rules`]: which stanzas wake a phone, and which are important.
 //! - [`publish`]: the publish IQ and the app server's answers.
 //! - [`registration`]: a user's registrations and their eviction order.
-//! - [`window`], [`batch`], [`marks`]: per-session batching (D20 and §8.3) and
-//!   deduplication.
-//! - `hub`, `user`: the two actors.
+//! - [`machine`]: every per-user decision, as a state machine with no I/O: events in,
+//!   effects out. A host may drive it directly.
+//! - `hub`, `user`: the two actors that host the machine here; `messages`: what they say
+//!   to each other.
 
-pub mod batch;
 mod hub;
 pub mod interface;
-pub mod marks;
+pub mod machine;
+mod messages;
 pub mod protocol;
 pub mod publish;
 pub mod registration;
 pub mod rules;
 mod user;
-pub mod window;
 
 use std::sync::Arc;
 

@@ -3,40 +3,9 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+pub use super::admin_error::AdminError;
 use super::record::Account;
 use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER, SM_QUEUE};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("user {0} already exists")]
-    Exists(String),
-    #[error("no such user: {0}")]
-    Missing(String),
-    #[error("cannot derive credentials: {0}")]
-    Random(String),
-    #[error("storage: {0}")]
-    Db(String),
-}
-
-impl From<redb::Error> for AdminError {
-    fn from(e: redb::Error) -> Self {
-        AdminError::Db(e.to_string())
-    }
-}
-
-macro_rules! db_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for AdminError {
-            fn from(e: $t) -> Self { AdminError::from(redb::Error::from(e)) }
-        }
-    )*};
-}
-db_errors!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 fn encode(a: &Account) -> Result<Vec<u8>, AdminError> {
     a.encode().map_err(|e| AdminError::Db(e.to_string()))
@@ -202,7 +171,7 @@ pub fn import_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xmpp::scram::Hash;
+    use crate::credentials::Hash;
 
     fn db() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 use redb::{ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 
-use super::admin::AdminError;
+use super::admin_error::AdminError;
 use super::record::{ErrorNote, RegistrationRecord};
 use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS, PUSH_REMOVALS};
 

@@ -7,6 +7,7 @@
 //! holds its data returned, so nothing is acknowledged before it is durable.
 
 pub mod admin;
+mod admin_error;
 mod faults;
 mod guard;
 pub mod ledger;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::xmpp::scram::{Hash, ScramCredential};
+use crate::credentials::{Hash, ScramCredential};
 
 /// One registration of one user, with its health ledger (design.md, "Storage").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

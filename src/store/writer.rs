@@ -25,7 +25,7 @@ use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
 use super::offline_usage::OfflineUsage;
-use super::ops::{Change, StoreError, StoreOp, StoreReply};
+use super::ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
 use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER, SM_QUEUE};
 
@@ -376,186 +376,213 @@ impl Writer {
         op: &StoreOp,
         usage: &mut OfflineUsage,
     ) -> Result<StoreReply, StoreError> {
-        let mut table = txn.open_table(PUSH_REGISTRATIONS)?;
-        let mut accounts = txn.open_table(ACCOUNTS)?;
-        let mut offline = txn.open_table(OFFLINE)?;
-        let mut roster = txn.open_table(ROSTER)?;
-        let mut queue = txn.open_table(SM_QUEUE)?;
-        let reads_fail = || {
-            if self.faults.reads_fail() {
-                Err(StoreError::Failed("injected read failure".into()))
-            } else {
-                Ok(())
-            }
-        };
+        let mut t = Tables::open(txn)?;
         match op {
             // Split off before any transaction starts (see `handle`).
             StoreOp::Close => Err(StoreError::Closed),
             StoreOp::LoadRegistrations { user } => {
-                reads_fail()?;
-                load_registrations(&table, user)
+                self.read(|| load_registrations(&t.registrations, user))
             }
-            StoreOp::LoadAccount { user } => {
-                reads_fail()?;
-                load_account(&accounts, user)
-            }
-            StoreOp::LoadOffline { user } => {
-                reads_fail()?;
-                load_offline(&offline, user)
-            }
-            StoreOp::LoadRoster { user } => {
-                reads_fail()?;
-                load_roster(&roster, user)
-            }
-            StoreOp::ListAccounts => {
-                reads_fail()?;
-                list_accounts(&accounts)
-            }
+            StoreOp::LoadAccount { user } => self.read(|| load_account(&t.accounts, user)),
+            StoreOp::LoadOffline { user } => self.read(|| load_offline(&t.offline, user)),
+            StoreOp::LoadRoster { user } => self.read(|| load_roster(&t.roster, user)),
+            StoreOp::ListAccounts => self.read(|| list_accounts(&t.accounts)),
             StoreOp::LoadRemovals { user } => {
-                reads_fail()?;
-                load_removals(&txn.open_table(PUSH_REMOVALS)?, user)
+                self.read(|| load_removals(&txn.open_table(PUSH_REMOVALS)?, user))
             }
-            StoreOp::Counts => {
-                reads_fail()?;
-                counts(&accounts, &table)
-            }
+            StoreOp::Counts => self.read(|| counts(&t.accounts, &t.registrations)),
             StoreOp::PushOffline {
                 user,
                 stanza,
                 max,
                 max_bytes,
                 release,
-            } => {
-                // First, so that a refusal (the message is then bounced) lets the queued
-                // copy go too: its fate is decided either way.
-                if let Some(k) = release {
-                    queue.remove((user.as_str(), k.session.as_str(), k.seq))?;
-                }
-                if accounts.get(user.as_str())?.is_none() {
-                    return Err(StoreError::NoSuchUser);
-                }
-                let u = usage.get(&offline, user)?;
-                // Counted in stored bytes (the stanza with its delay stamp), which is what
-                // the file grows by; a count alone let a few large messages fill the disk.
-                if u.count >= *max || u.bytes.saturating_add(stanza.len()) > *max_bytes {
-                    return Err(StoreError::Full);
-                }
-                let seq = u.last + 1;
-                offline.insert((user.as_str(), seq), stanza.as_bytes())?;
-                u.count += 1;
-                u.bytes = u.bytes.saturating_add(stanza.len());
-                u.last = seq;
-                Ok(StoreReply::Stored(seq))
-            }
+            } => t.push_offline(usage, user, stanza, (*max, *max_bytes), release.as_ref()),
             StoreOp::Write { changes, .. } => {
                 for change in changes {
-                    match change {
-                        Change::PutRegistration {
-                            user,
-                            identifier,
-                            record,
-                        } => {
-                            let bytes = record
-                                .encode()
-                                .map_err(|e| StoreError::Failed(e.to_string()))?;
-                            table.insert((user.as_str(), identifier.as_str()), bytes.as_slice())?;
-                        }
-                        Change::DeleteRegistration { user, identifier } => {
-                            table.remove((user.as_str(), identifier.as_str()))?;
-                        }
-                        Change::PutAccount { user, account } => {
-                            let bytes = account
-                                .encode()
-                                .map_err(|e| StoreError::Failed(e.to_string()))?;
-                            accounts.insert(user.as_str(), bytes.as_slice())?;
-                        }
-                        Change::PutRosterItem {
-                            user,
-                            contact,
-                            item,
-                        } => {
-                            let bytes = item
-                                .encode()
-                                .map_err(|e| StoreError::Failed(e.to_string()))?;
-                            roster.insert((user.as_str(), contact.as_str()), bytes.as_slice())?;
-                        }
-                        Change::DeleteRosterItem { user, contact } => {
-                            roster.remove((user.as_str(), contact.as_str()))?;
-                        }
-                        Change::DeleteOffline { user, up_to } => {
-                            usage.forget(user);
-                            offline.retain_in(
-                                (user.as_str(), 0)..=(user.as_str(), *up_to),
-                                |_, _| false,
-                            )?;
-                        }
-                        Change::PutQueued {
-                            user,
-                            session,
-                            seq,
-                            stanza,
-                        } => {
-                            queue.insert(
-                                (user.as_str(), session.as_str(), *seq),
-                                stanza.as_bytes(),
-                            )?;
-                        }
-                        Change::DeleteQueued {
-                            user,
-                            session,
-                            up_to,
-                        } => {
-                            queue.retain_in(
-                                (user.as_str(), session.as_str(), 0)
-                                    ..=(user.as_str(), session.as_str(), *up_to),
-                                |_, _| false,
-                            )?;
-                        }
-                        Change::DeleteUser { user } => {
-                            usage.forget(user);
-                            accounts.remove(user.as_str())?;
-                            queue.retain_in(
-                                (user.as_str(), "", 0)..=(user.as_str(), "\u{10FFFF}", u64::MAX),
-                                |_, _| false,
-                            )?;
-                            roster.retain_in(
-                                (user.as_str(), "")..(user.as_str(), "\u{10FFFF}"),
-                                |_, _| false,
-                            )?;
-                            offline.retain_in(
-                                (user.as_str(), 0)..=(user.as_str(), u64::MAX),
-                                |_, _| false,
-                            )?;
-                            let keys: Vec<String> = user_range(&table, user)?
-                                .into_iter()
-                                .map(|(id, _)| id)
-                                .collect();
-                            for id in keys {
-                                table.remove((user.as_str(), id.as_str()))?;
-                            }
-                            ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
-                        }
-                        Change::LogRemoval {
-                            user,
-                            at_us,
-                            record,
-                        } => {
-                            let bytes = record
-                                .encode()
-                                .map_err(|e| StoreError::Failed(e.to_string()))?;
-                            ledger::log_removal(
-                                &mut txn.open_table(PUSH_REMOVALS)?,
-                                user,
-                                *at_us,
-                                &bytes,
-                            )?;
-                        }
-                    }
+                    t.apply_change(txn, change, usage)?;
                 }
                 Ok(StoreReply::Written)
             }
         }
     }
+
+    /// Runs a read, unless the fault switches say reads fail.
+    fn read(
+        &self,
+        load: impl FnOnce() -> Result<StoreReply, StoreError>,
+    ) -> Result<StoreReply, StoreError> {
+        if self.faults.reads_fail() {
+            return Err(StoreError::Failed("injected read failure".into()));
+        }
+        load()
+    }
+}
+
+/// The tables a write transaction works on, opened once for the whole operation.
+struct Tables<'txn> {
+    registrations: redb::Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    accounts: redb::Table<'txn, &'static str, &'static [u8]>,
+    offline: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
+    roster: redb::Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    queue: redb::Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            registrations: txn.open_table(PUSH_REGISTRATIONS)?,
+            accounts: txn.open_table(ACCOUNTS)?,
+            offline: txn.open_table(OFFLINE)?,
+            roster: txn.open_table(ROSTER)?,
+            queue: txn.open_table(SM_QUEUE)?,
+        })
+    }
+
+    /// Stores one offline message within the user's `(count, bytes)` quota.
+    fn push_offline(
+        &mut self,
+        usage: &mut OfflineUsage,
+        user: &str,
+        stanza: &str,
+        (max, max_bytes): (usize, usize),
+        release: Option<&QueuedKey>,
+    ) -> Result<StoreReply, StoreError> {
+        // First, so that a refusal (the message is then bounced) lets the queued
+        // copy go too: its fate is decided either way.
+        if let Some(k) = release {
+            self.queue.remove((user, k.session.as_str(), k.seq))?;
+        }
+        if self.accounts.get(user)?.is_none() {
+            return Err(StoreError::NoSuchUser);
+        }
+        let u = usage.get(&self.offline, user)?;
+        // Counted in stored bytes (the stanza with its delay stamp), which is what
+        // the file grows by; a count alone let a few large messages fill the disk.
+        if u.count >= max || u.bytes.saturating_add(stanza.len()) > max_bytes {
+            return Err(StoreError::Full);
+        }
+        let seq = u.last + 1;
+        self.offline.insert((user, seq), stanza.as_bytes())?;
+        u.count += 1;
+        u.bytes = u.bytes.saturating_add(stanza.len());
+        u.last = seq;
+        Ok(StoreReply::Stored(seq))
+    }
+
+    fn apply_change(
+        &mut self,
+        txn: &WriteTransaction,
+        change: &Change,
+        usage: &mut OfflineUsage,
+    ) -> Result<(), StoreError> {
+        match change {
+            Change::PutRegistration {
+                user,
+                identifier,
+                record,
+            } => {
+                let bytes = encoded(record.encode())?;
+                self.registrations
+                    .insert((user.as_str(), identifier.as_str()), bytes.as_slice())?;
+            }
+            Change::DeleteRegistration { user, identifier } => {
+                self.registrations
+                    .remove((user.as_str(), identifier.as_str()))?;
+            }
+            Change::PutAccount { user, account } => {
+                let bytes = encoded(account.encode())?;
+                self.accounts.insert(user.as_str(), bytes.as_slice())?;
+            }
+            Change::PutRosterItem {
+                user,
+                contact,
+                item,
+            } => {
+                let bytes = encoded(item.encode())?;
+                self.roster
+                    .insert((user.as_str(), contact.as_str()), bytes.as_slice())?;
+            }
+            Change::DeleteRosterItem { user, contact } => {
+                self.roster.remove((user.as_str(), contact.as_str()))?;
+            }
+            Change::DeleteOffline { user, up_to } => self.delete_offline(usage, user, *up_to)?,
+            Change::PutQueued {
+                user,
+                session,
+                seq,
+                stanza,
+            } => {
+                self.queue
+                    .insert((user.as_str(), session.as_str(), *seq), stanza.as_bytes())?;
+            }
+            Change::DeleteQueued {
+                user,
+                session,
+                up_to,
+            } => self.delete_queued(user, session, *up_to)?,
+            Change::DeleteUser { user } => self.delete_user(txn, usage, user)?,
+            Change::LogRemoval {
+                user,
+                at_us,
+                record,
+            } => {
+                let bytes = encoded(record.encode())?;
+                ledger::log_removal(&mut txn.open_table(PUSH_REMOVALS)?, user, *at_us, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_offline(
+        &mut self,
+        usage: &mut OfflineUsage,
+        user: &str,
+        up_to: u64,
+    ) -> Result<(), StoreError> {
+        usage.forget(user);
+        self.offline
+            .retain_in((user, 0)..=(user, up_to), |_, _| false)?;
+        Ok(())
+    }
+
+    fn delete_queued(&mut self, user: &str, session: &str, up_to: u64) -> Result<(), StoreError> {
+        self.queue
+            .retain_in((user, session, 0)..=(user, session, up_to), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Everything stored for the user: account, queues, roster, offline messages,
+    /// registrations and their removal log.
+    fn delete_user(
+        &mut self,
+        txn: &WriteTransaction,
+        usage: &mut OfflineUsage,
+        user: &str,
+    ) -> Result<(), StoreError> {
+        usage.forget(user);
+        self.accounts.remove(user)?;
+        self.queue
+            .retain_in((user, "", 0)..=(user, "\u{10FFFF}", u64::MAX), |_, _| false)?;
+        self.roster
+            .retain_in((user, "")..(user, "\u{10FFFF}"), |_, _| false)?;
+        self.offline
+            .retain_in((user, 0)..=(user, u64::MAX), |_, _| false)?;
+        let keys: Vec<String> = user_range(&self.registrations, user)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in keys {
+            self.registrations.remove((user, id.as_str()))?;
+        }
+        ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
+        Ok(())
+    }
+}
+
+/// A record's bytes, or the failure the request reports.
+fn encoded<E: std::fmt::Display>(bytes: Result<Vec<u8>, E>) -> Result<Vec<u8>, StoreError> {
+    bytes.map_err(|e| StoreError::Failed(e.to_string()))
 }
 
 type RawRows = Vec<(String, Vec<u8>)>;

@@ -263,7 +263,7 @@ pub mod client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xmpp::scram::{Hash, ScramCredential};
+    use crate::credentials::{Hash, ScramCredential};
 
     #[test]
     fn requests_parse_and_bad_ones_are_named() {

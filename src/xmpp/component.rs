@@ -1,6 +1,7 @@
 //! Components (XEP-0114): a push app server on the same machine connects here, proves
 //! the shared secret, and then receives the publishes for its JID and answers them.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
-use super::io::{self, Transport};
+use super::io::{self, SizeGuard, Transport};
 use super::route::Route;
 use super::router::{AttachComponent, DetachComponent, Router, ToComponent};
 use super::stanza::{self, CLIENT_NS, COMPONENT_NS};
@@ -38,88 +39,98 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>) {
     let peer = tcp.peer_addr().ok();
     let (io, guard) = io::wrap(Transport::Plain(tcp), shared.cfg.c2s_stanza_size_limit);
     let mut xml = XmlStream::new(io, COMPONENT_NS, shared.cfg.xml_limits());
+    let Some(jid) = authenticate(&mut xml, &guard, peer, &shared).await else {
+        return;
+    };
+    let Some(rx) = attach(&mut xml, &jid, &shared).await else {
+        return;
+    };
+    tracing::info!(component = %jid, "component connected");
+    exchange(&mut xml, &guard, &jid, &rx, &shared).await;
+    shared.router.do_send(DetachComponent { jid: jid.clone() });
+    tracing::info!(component = %jid, "component disconnected");
+}
+
+/// The handshake (XEP-0114): `Some(jid)` of a configured component that proved it knows
+/// the secret; otherwise the stream is closed.
+async fn authenticate(
+    xml: &mut XmlStream,
+    guard: &SizeGuard,
+    peer: Option<SocketAddr>,
+    shared: &Shared,
+) -> Option<String> {
     let id = {
         let mut b = [0u8; 16];
         let _ = getrandom::fill(&mut b);
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     };
     let Some((entry, handshake)) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut xml, &id, &shared))
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(xml, &id, shared))
             .await
             .ok()
             .flatten()
     else {
         tracing::debug!(?peer, "component stream ended before its handshake");
-        return;
+        return None;
     };
     guard.reset();
     let expected = handshake_digest(&id, &entry.secret);
-    if !bool::from(
-        handshake
-            .trim()
-            .to_ascii_lowercase()
-            .as_bytes()
-            .ct_eq(expected.as_bytes()),
-    ) {
+    let given = handshake.trim().to_ascii_lowercase();
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         tracing::warn!(component = %entry.jid, ?peer, "component handshake with a wrong secret");
         xml.close_with("not-authorized").await;
-        return;
+        return None;
     }
-    let jid = entry.jid.to_ascii_lowercase();
+    Some(entry.jid.to_ascii_lowercase())
+}
+
+/// Registers the component with the router and confirms the handshake: the queue the
+/// router fills with its stanzas, or `None` when another connection holds the JID or
+/// the confirmation could not be sent.
+async fn attach(
+    xml: &mut XmlStream,
+    jid: &str,
+    shared: &Shared,
+) -> Option<flume::Receiver<ToComponent>> {
     let (tx, rx) = flume::bounded(shared.cfg.component_queue_size);
-    if !shared
-        .router
-        .send(AttachComponent {
-            jid: jid.clone(),
-            tx,
-        })
-        .await
-        .unwrap_or(false)
-    {
+    let attach = AttachComponent {
+        jid: jid.to_string(),
+        tx,
+    };
+    if !shared.router.send(attach).await.unwrap_or(false) {
         xml.close_with("conflict").await;
-        return;
+        return None;
     }
-    if xml
-        .send(&Element::builder("handshake", COMPONENT_NS).build())
-        .await
-        .is_err()
-    {
-        shared.router.do_send(DetachComponent { jid });
-        return;
+    let confirmation = Element::builder("handshake", COMPONENT_NS).build();
+    if xml.send(&confirmation).await.is_err() {
+        shared.router.do_send(DetachComponent {
+            jid: jid.to_string(),
+        });
+        return None;
     }
-    tracing::info!(component = %jid, "component connected");
+    Some(rx)
+}
+
+/// Stanzas both ways until either side ends the stream.
+async fn exchange(
+    xml: &mut XmlStream,
+    guard: &SizeGuard,
+    jid: &str,
+    rx: &flume::Receiver<ToComponent>,
+    shared: &Shared,
+) {
     loop {
         tokio::select! {
-            r = xml.next() => match r {
-                Read::Element(el) => {
-                    guard.reset();
-                    handle(el, &jid, &shared);
-                }
-                Read::Idle => continue,
-                Read::Invalid(e) => {
-                    tracing::info!(component = %jid, error = %e, "component stream closed: bad XML");
-                    xml.close_with(e.condition()).await;
+            r = xml.next() => {
+                if !read_from_component(xml, guard, r, jid, shared).await {
                     break;
                 }
-                Read::Io(_) if guard.exceeded() => {
-                    tracing::info!(component = %jid, "component stream closed: stanza size limit exceeded");
-                    xml.close_with("policy-violation").await;
-                    break;
-                }
-                Read::Header(_) => {
-                    xml.close_with("not-well-formed").await;
-                    break;
-                }
-                Read::Footer | Read::Eof | Read::Io(_) => {
-                    let _ = xml.shutdown().await;
-                    break;
-                }
-            },
+            }
             out = rx.recv_async() => match out.ok() {
                 // A burst of publishes goes out in one write: flushing each would cost a
                 // syscall per publish and let the queue fill.
                 Some(first) => {
-                    if !write_batch(&mut xml, first, &rx).await {
+                    if !write_batch(xml, first, rx).await {
                         break;
                     }
                 }
@@ -127,8 +138,43 @@ pub async fn serve(tcp: TcpStream, shared: Rc<Shared>) {
             },
         }
     }
-    shared.router.do_send(DetachComponent { jid: jid.clone() });
-    tracing::info!(component = %jid, "component disconnected");
+}
+
+/// Handles what the component sent; `false` when the stream is over (closed here, with
+/// the error it deserved).
+async fn read_from_component(
+    xml: &mut XmlStream,
+    guard: &SizeGuard,
+    read: Read,
+    jid: &str,
+    shared: &Shared,
+) -> bool {
+    match read {
+        Read::Element(el) => {
+            guard.reset();
+            handle(el, jid, shared);
+            true
+        }
+        Read::Idle => true,
+        Read::Invalid(e) => {
+            tracing::info!(component = %jid, error = %e, "component stream closed: bad XML");
+            xml.close_with(e.condition()).await;
+            false
+        }
+        Read::Io(_) if guard.exceeded() => {
+            tracing::info!(component = %jid, "component stream closed: stanza size limit exceeded");
+            xml.close_with("policy-violation").await;
+            false
+        }
+        Read::Header(_) => {
+            xml.close_with("not-well-formed").await;
+            false
+        }
+        Read::Footer | Read::Eof | Read::Io(_) => {
+            let _ = xml.shutdown().await;
+            false
+        }
+    }
 }
 
 /// Reads the component's header, answers with ours (its JID and the stream id the

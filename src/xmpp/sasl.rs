@@ -8,7 +8,8 @@ use xmpp_parsers::ns;
 
 use super::c2s::{Shared, Xml, next_before};
 use super::io::SizeGuard;
-use super::scram::{self, Hash, ScramCredential, ServerExchange};
+use super::scram::{self, ServerExchange};
+use crate::credentials::{Hash, ScramCredential};
 use crate::store::{Account, LoadAccount};
 
 /// Failed attempts before the stream is closed.

@@ -66,46 +66,17 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let cfg = Arc::new(cfg);
         let started_at = std::time::SystemTime::now();
-        // Publishes are counted per app server only for the configured components.
-        let metrics = Arc::new(Metrics::new(cfg.components.iter().map(|c| {
-            xmpp_parsers::jid::BareJid::new(&c.jid)
-                .map_or_else(|_| c.jid.clone(), |j| j.to_string())
-        })));
+        let metrics = counted_metrics(&cfg);
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
         requeue_hibernated(&db, &cfg);
         let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
-        let (c2s_l, comp_l) = (
-            bind(cfg.c2s_listen).await?,
-            bind(cfg.component_listen).await?,
-        );
-        let direct_l = match cfg.c2s_direct_tls_listen {
-            Some(a) => Some(bind(a).await?),
-            None => None,
-        };
-        let metrics_l = match cfg.metrics_listen {
-            Some(a) => Some(bind(a).await?),
-            None => None,
-        };
-        let client = Store::client(&store);
-        let router_cfg = cfg.clone();
-        let hub_cfg = cfg.clone();
-        let mut hub_slot = None;
-        let router_store = store.clone();
-        let hub_metrics = metrics.clone();
-        let router = Router::create(|ctx| {
-            let hub =
-                push::start_with_metrics(hub_cfg, client, ctx.address().recipient(), hub_metrics);
-            hub_slot = Some(hub.clone());
-            Router::new(router_cfg, hub, router_store)
-        });
-        let Some(hub) = hub_slot else {
-            unreachable!("Router::create runs its closure before returning");
-        };
-        let mut secret = [0u8; 32];
-        let _ = getrandom::fill(&mut secret);
+        let listeners = Listeners::bind(&cfg).await?;
+        let (router, hub) = start_router_and_hub(&cfg, &store, &metrics);
+        let mut decoy_secret = [0u8; 32];
+        let _ = getrandom::fill(&mut decoy_secret);
         let (stop, stopped) = watch::channel(false);
         let sources = Sources {
             store: store.clone(),
@@ -114,111 +85,40 @@ impl Server {
             metrics: metrics.clone(),
             started_at,
         };
-        let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(l) = metrics_l {
-            actix::spawn(crate::metrics::http::serve(
-                l,
-                sources.clone(),
-                stopped.clone(),
-            ));
-        }
-        let c2s_shared = Rc::new(c2s::Shared {
-            cfg: cfg.clone(),
-            tls,
-            router: router.clone(),
-            hub: hub.clone(),
-            store: store.clone(),
-            decoy_secret: secret,
-            stopping: stopped.clone(),
-        });
-        let admission = Admission::new(&cfg);
-        let c2s_addr = c2s_l.local_addr().map_err(|source| StartError::Listen {
-            addr: cfg.c2s_listen,
-            source,
-        })?;
-        let component_addr = comp_l.local_addr().map_err(|source| StartError::Listen {
-            addr: cfg.component_listen,
-            source,
-        })?;
-        let direct_tls_addr = direct_l.as_ref().and_then(|l| l.local_addr().ok());
-        accept_clients(
-            c2s_l,
-            c2s_shared.clone(),
-            false,
-            admission.clone(),
-            stopped.clone(),
-        );
-        if let Some(l) = direct_l {
-            let shared = Rc::new(c2s::Shared {
-                tls: direct_tls,
+        let client_shared = |tls| {
+            Rc::new(c2s::Shared {
                 cfg: cfg.clone(),
+                tls,
                 router: router.clone(),
                 hub: hub.clone(),
                 store: store.clone(),
-                decoy_secret: secret,
+                decoy_secret,
                 stopping: stopped.clone(),
-            });
-            accept_clients(l, shared, true, admission, stopped.clone());
-        }
-        let comp_shared = Rc::new(component::Shared {
+            })
+        };
+        let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
+        let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
             router: router.clone(),
             hub: hub.clone(),
         });
-        actix::spawn(async move {
-            let mut stopped = stopped;
-            loop {
-                tokio::select! {
-                    r = comp_l.accept() => match r {
-                        Ok((tcp, _)) => {
-                            actix::spawn(component::serve(tcp, comp_shared.clone()));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "component accept failed"),
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-        });
+        let addresses = listeners.addresses(&cfg)?;
+        listeners.serve(
+            &cfg,
+            c2s_shared,
+            direct_shared,
+            component_shared,
+            &sources,
+            &stopped,
+        );
         #[cfg(unix)]
-        {
-            let listener =
-                super::admin::bind(&cfg.data_dir).map_err(|source| StartError::Admin {
-                    path: super::admin::socket_path(&cfg.data_dir),
-                    source,
-                })?;
-            let shared = Rc::new(super::admin::Shared {
-                store: store.clone(),
-                hub: hub.clone(),
-                router: router.clone(),
-                sources,
-            });
-            let mut stopped = stop.subscribe();
-            actix::spawn(async move {
-                loop {
-                    tokio::select! {
-                        r = listener.accept() => match r {
-                            Ok((s, _)) => {
-                                actix::spawn(super::admin::serve(s, shared.clone()));
-                            }
-                            Err(e) => tracing::warn!(error = %e, "admin socket accept failed"),
-                        },
-                        _ = stopped.changed() => break,
-                    }
-                }
-            });
-        }
-        tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
-        if let Some(direct_tls_addr) = direct_tls_addr {
-            tracing::info!(%direct_tls_addr, "serving direct TLS (XEP-0368)");
-        }
-        if let Some(metrics_addr) = metrics_addr {
-            tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");
-        }
+        serve_admin(&cfg, &store, &hub, &router, sources, stop.subscribe())?;
+        addresses.log(&cfg);
         Ok(Server {
-            c2s_addr,
-            direct_tls_addr,
-            component_addr,
-            metrics_addr,
+            c2s_addr: addresses.c2s,
+            direct_tls_addr: addresses.direct_tls,
+            component_addr: addresses.component,
+            metrics_addr: addresses.metrics,
             metrics,
             hub,
             store,
@@ -297,6 +197,191 @@ fn requeue_hibernated(db: &redb::Database, cfg: &Config) {
 
 /// How long an orderly stop waits for sessions to hand over their messages.
 const SESSIONS_END: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The counters, with publishes counted per app server only for the configured
+/// components.
+fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
+    Arc::new(Metrics::new(cfg.components.iter().map(|c| {
+        xmpp_parsers::jid::BareJid::new(&c.jid).map_or_else(|_| c.jid.clone(), |j| j.to_string())
+    })))
+}
+
+/// The router and the push module, each holding the other's address.
+fn start_router_and_hub(
+    cfg: &Arc<Config>,
+    store: &Addr<Store>,
+    metrics: &Arc<Metrics>,
+) -> (Addr<Router>, Addr<PushHub>) {
+    let client = Store::client(store);
+    let mut hub_slot = None;
+    let router = Router::create(|ctx| {
+        let hub = push::start_with_metrics(
+            cfg.clone(),
+            client,
+            ctx.address().recipient(),
+            metrics.clone(),
+        );
+        hub_slot = Some(hub.clone());
+        Router::new(cfg.clone(), hub, store.clone())
+    });
+    let Some(hub) = hub_slot else {
+        unreachable!("Router::create runs its closure before returning");
+    };
+    (router, hub)
+}
+
+/// Every listening socket, bound before anything is served so that a taken port fails
+/// the start.
+struct Listeners {
+    c2s: TcpListener,
+    component: TcpListener,
+    direct_tls: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// Where the listeners ended up (a configured port 0 picks one).
+struct Addresses {
+    c2s: SocketAddr,
+    component: SocketAddr,
+    direct_tls: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
+impl Listeners {
+    async fn bind(cfg: &Config) -> Result<Listeners, StartError> {
+        let (c2s, component) = (
+            bind(cfg.c2s_listen).await?,
+            bind(cfg.component_listen).await?,
+        );
+        let direct_tls = match cfg.c2s_direct_tls_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let metrics = match cfg.metrics_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            c2s,
+            component,
+            direct_tls,
+            metrics,
+        })
+    }
+
+    fn addresses(&self, cfg: &Config) -> Result<Addresses, StartError> {
+        let local = |l: &TcpListener, addr| {
+            l.local_addr()
+                .map_err(|source| StartError::Listen { addr, source })
+        };
+        Ok(Addresses {
+            c2s: local(&self.c2s, cfg.c2s_listen)?,
+            component: local(&self.component, cfg.component_listen)?,
+            direct_tls: self.direct_tls.as_ref().and_then(|l| l.local_addr().ok()),
+            metrics: self.metrics.as_ref().and_then(|l| l.local_addr().ok()),
+        })
+    }
+
+    /// Accepts on every listener until `stopped`.
+    fn serve(
+        self,
+        cfg: &Config,
+        c2s_shared: Rc<c2s::Shared>,
+        direct_shared: Rc<c2s::Shared>,
+        component_shared: Rc<component::Shared>,
+        sources: &Sources,
+        stopped: &watch::Receiver<bool>,
+    ) {
+        if let Some(l) = self.metrics {
+            actix::spawn(crate::metrics::http::serve(
+                l,
+                sources.clone(),
+                stopped.clone(),
+            ));
+        }
+        let admission = Admission::new(cfg);
+        accept_clients(
+            self.c2s,
+            c2s_shared,
+            false,
+            admission.clone(),
+            stopped.clone(),
+        );
+        if let Some(l) = self.direct_tls {
+            accept_clients(l, direct_shared, true, admission, stopped.clone());
+        }
+        accept_components(self.component, component_shared, stopped.clone());
+    }
+}
+
+impl Addresses {
+    fn log(&self, cfg: &Config) {
+        let (c2s_addr, component_addr) = (self.c2s, self.component);
+        tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
+        if let Some(direct_tls_addr) = self.direct_tls {
+            tracing::info!(%direct_tls_addr, "serving direct TLS (XEP-0368)");
+        }
+        if let Some(metrics_addr) = self.metrics {
+            tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");
+        }
+    }
+}
+
+fn accept_components(
+    listener: TcpListener,
+    shared: Rc<component::Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    actix::spawn(async move {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, _)) => {
+                        actix::spawn(component::serve(tcp, shared.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "component accept failed"),
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+}
+
+/// The admin socket behind the `user`, `push` and `status` commands.
+#[cfg(unix)]
+fn serve_admin(
+    cfg: &Config,
+    store: &Addr<Store>,
+    hub: &Addr<PushHub>,
+    router: &Addr<Router>,
+    sources: Sources,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    let listener = super::admin::bind(&cfg.data_dir).map_err(|source| StartError::Admin {
+        path: super::admin::socket_path(&cfg.data_dir),
+        source,
+    })?;
+    let shared = Rc::new(super::admin::Shared {
+        store: store.clone(),
+        hub: hub.clone(),
+        router: router.clone(),
+        sources,
+    });
+    actix::spawn(async move {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => {
+                        actix::spawn(super::admin::serve(s, shared.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "admin socket accept failed"),
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+    Ok(())
+}
 
 fn accept_clients(
     listener: TcpListener,

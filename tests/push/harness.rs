@@ -1,13 +1,25 @@
 //! A test host for the push module: it plays the c2s sessions and an app server, and
 //! drives the module only through its public messages.
+//!
+//! Every harness runs on tokio's paused clock: time stands still while anything runs
+//! and jumps to the next timer when nothing does, so an assertion about when a timer
+//! fired reads the module's arithmetic, never the machine's speed. The one thing tokio
+//! cannot see is the store's writer thread; [`StoreGate`] keeps the clock still while it
+//! works.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use actix::prelude::*;
 use cloud_notify::config::Config;
 use cloud_notify::push::{self, *};
-use cloud_notify::store::{self, Close, Probe, Store, StoreProbe};
+use cloud_notify::store::{
+    self, Close, LoadRegistrations, Probe, RegistrationRecord, Store, StoreClient, StoreError,
+    StoreProbe, Write,
+};
 use tokio::sync::mpsc;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
@@ -178,6 +190,63 @@ impl Handler<Sync> for AppServer {
     fn handle(&mut self, _: Sync, _: &mut Context<Self>) {}
 }
 
+// ------------------------------------------------------------------ clock and store gate
+
+/// Pauses tokio's clock unless a harness started earlier in this test already did (tokio
+/// refuses to pause twice and cannot say whether it is paused). A paused clock reads the
+/// same across a real millisecond of this thread's time; a running one cannot.
+fn pause_clock() {
+    let before = Instant::now();
+    std::thread::sleep(Duration::from_millis(1));
+    if Instant::now() != before {
+        tokio::time::pause();
+    }
+}
+
+/// Awaits `fut` on tokio's blocking pool. While a blocking task runs, tokio does not
+/// auto-advance a paused clock: for futures that wait on another thread (the store's
+/// writer), which tokio would otherwise take for an idle runtime and jump its clock to the
+/// module's next timer, as if the store had taken that long.
+pub async fn off_clock<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || rt.block_on(fut))
+        .await
+        .expect("blocking wait")
+}
+
+/// The store as the module sees it: each request reaches the store at once, in order,
+/// and its answer is awaited [`off_clock`].
+struct StoreGate(Addr<Store>);
+
+impl Actor for StoreGate {
+    type Context = Context<Self>;
+}
+
+fn answered<T>(r: Result<Result<T, StoreError>, MailboxError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Failed(e.to_string()))
+        .and_then(|r| r)
+}
+
+impl Handler<Write> for StoreGate {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+    fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
+        let pending = self.0.send(msg);
+        Box::pin(async move { answered(off_clock(pending).await) })
+    }
+}
+
+impl Handler<LoadRegistrations> for StoreGate {
+    type Result = ResponseFuture<Result<Vec<(String, RegistrationRecord)>, StoreError>>;
+    fn handle(&mut self, msg: LoadRegistrations, _: &mut Context<Self>) -> Self::Result {
+        let pending = self.0.send(msg);
+        Box::pin(async move { answered(off_clock(pending).await) })
+    }
+}
+
 // ------------------------------------------------------------------ sessions
 
 struct SessionSink(mpsc::UnboundedSender<SessionControl>);
@@ -237,6 +306,8 @@ pub struct Harness {
     pub cfg: Config,
     pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
+    /// The store through its gate, as the module has it.
+    gate: StoreClient,
     pub probe: StoreProbe,
     app: Addr<AppServer>,
     publishes: mpsc::UnboundedReceiver<Publish>,
@@ -282,7 +353,9 @@ pub fn form(secret: &str) -> String {
 }
 
 impl Harness {
+    /// A module with a fresh store, on a paused clock.
     pub async fn start(cfg: Config) -> Harness {
+        pause_clock();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         Harness::start_in(cfg, dir, 1).await
     }
@@ -291,7 +364,12 @@ impl Harness {
         cfg.data_dir = dir.path().to_path_buf();
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size).expect("open store");
         let store = Store::start(db, cfg.store_max_pending);
-        let probe = store.send(Probe).await.expect("probe");
+        let probe = off_clock(store.send(Probe)).await.expect("probe");
+        let gate = StoreGate(store.clone()).start();
+        let gate = StoreClient {
+            load: gate.clone().recipient(),
+            write: gate.recipient(),
+        };
         let (tx, publishes) = mpsc::unbounded_channel();
         let app = AppServer {
             hub: None,
@@ -300,11 +378,7 @@ impl Harness {
             tx,
         }
         .start();
-        let hub = push::start(
-            Arc::new(cfg.clone()),
-            Store::client(&store),
-            app.clone().recipient(),
-        );
+        let hub = push::start(Arc::new(cfg.clone()), gate.clone(), app.clone().recipient());
         app.send(Configure {
             hub: Some(hub.clone()),
             answer: Answer::Result,
@@ -316,6 +390,7 @@ impl Harness {
             cfg,
             hub,
             store,
+            gate,
             probe,
             app,
             publishes,
@@ -328,7 +403,17 @@ impl Harness {
     /// again on the same data directory, as a server restart would.
     pub async fn restart(self, cfg: Config) -> Harness {
         self.hub.send(Shutdown).await.expect("module shutdown");
-        self.store.send(Close).await.expect("close store");
+        // Behind the gate, so the module's last writes reach the store first.
+        off_clock(self.gate.write.send(store::Write {
+            changes: Vec::new(),
+            durable: false,
+        }))
+        .await
+        .expect("store sync")
+        .expect("store sync write");
+        off_clock(self.store.send(Close))
+            .await
+            .expect("close store");
         let dir = self.dir.clone();
         let next = self.next_session;
         drop(self);
@@ -498,7 +583,8 @@ impl Harness {
         self.app.send(Sync).await.expect("app sync");
         // Writes the module made in the background are queued at the store before the
         // barrier returned; an empty write behind them returns once they are committed.
-        self.store
+        self.gate
+            .write
             .send(store::Write {
                 changes: Vec::new(),
                 durable: false,
@@ -561,6 +647,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    // On a paused clock each tick jumps time forward; the deadline is on the same clock,
+    // so it counts the time the module was given, not the time the machine took.
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while !cond().await {

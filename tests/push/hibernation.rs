@@ -1,7 +1,7 @@
 //! B57–B61 and D14: the hibernation timer the module holds for push-linked sessions.
 //! "Resumable until t" is observed as "the module tells the session to expire at t".
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::harness::*;
 use cloud_notify::push::{SessionAction, StanzaKey, TimerOwner};
@@ -29,9 +29,8 @@ async fn b58_first_important_push_cuts_the_timeout_back() {
     h.enable_ok(&phone, "n1").await;
     let start = Instant::now();
     h.hibernate(&mut phone, &[]).await;
-    // The push, and the normal timeout it starts, come after the stanza is queued: that
-    // moment is a lower bound no scheduling delay can move (the publish's arrival at the
-    // test can be late, and under qemu it was, by more than the expiry's).
+    // On the paused clock nothing moves time between the queueing, the push and the
+    // timer it starts, so both bounds below are the module's arithmetic, not scheduling.
     let queued = Instant::now();
     h.queue(&mut phone, &chat("hi"));
     let p = h.next_publish().await;

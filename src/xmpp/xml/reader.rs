@@ -8,6 +8,8 @@
 use rxml::{Event, Parse, Parser, WithOptions};
 use xmpp_parsers::minidom::Element;
 
+use crate::config::Config;
+
 /// The namespace of `<stream:stream>`.
 pub const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 
@@ -30,6 +32,18 @@ impl Default for Limits {
             max_depth: 32,
             max_attributes: 64,
             max_attribute_size: 8192,
+        }
+    }
+}
+
+// Here rather than in `config`, which sits below the host and must not import from it.
+impl Config {
+    /// The stream reader's limits, the same on every kind of stream.
+    pub fn xml_limits(&self) -> Limits {
+        Limits {
+            max_depth: self.xml_max_depth,
+            max_attributes: self.xml_max_attributes,
+            max_attribute_size: self.xml_max_attribute_size,
         }
     }
 }

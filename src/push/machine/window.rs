@@ -11,9 +11,7 @@
 //! tests below replay generated traffic against a model of Prosody's batching to hold
 //! that true.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The open window of one session link, if any.
 #[derive(Debug, Default, Clone)]

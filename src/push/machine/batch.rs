@@ -3,7 +3,7 @@
 //! what the publish needs is kept, never the stanza itself. Stanzas queued later go through
 //! the leading-edge [`window`](super::window) instead (D20).
 
-use super::publish::Summary;
+use crate::push::publish::Summary;
 
 /// A stanza that will publish when the batch fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,7 @@ impl Batch {
         out
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.important.is_none() && self.unimportant.is_none()
     }

@@ -42,18 +42,23 @@ impl Marks {
         }
     }
 
+    /// Forgets one mark: the publish it stood for never left.
+    pub fn remove(&mut self, seq: u64, identifier: &str) {
+        let k = (seq, reg_key(identifier));
+        if self.set.remove(&k) {
+            self.order.retain(|o| *o != k);
+        }
+    }
+
     /// Forgets marks of stanzas the client acknowledged: they can take no other path.
     pub fn prune_acked(&mut self, acked: u64) {
         self.order.retain(|k| k.0 > acked);
         self.set.retain(|k| k.0 > acked);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 }
 
@@ -79,6 +84,16 @@ mod tests {
         assert_eq!(m.len(), MAX_MARKS);
         assert!(!m.contains(0, "r"));
         assert!(m.contains(MAX_MARKS as u64 + 9, "r"));
+    }
+
+    #[test]
+    fn remove_one() {
+        let mut m = Marks::default();
+        m.insert(1, "r");
+        m.insert(2, "r");
+        m.remove(1, "r");
+        assert!(!m.contains(1, "r") && m.contains(2, "r"));
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

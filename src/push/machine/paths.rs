@@ -1,0 +1,256 @@
+//! The paths a stanza takes to a publish: offline and archive (§8.1, §8.2, §8.7) to
+//! whole sets of registrations, the smacks paths (§8.3, §8.5, §8.6) to one session's
+//! registration through its batch window (D20) and marks (D13).
+
+use std::collections::HashSet;
+
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+
+use super::batch::{Batch, Candidate};
+use super::outstanding::Publish;
+use super::{Clock, Effect, Metric, PushMachine, Timer};
+use crate::push::interface::{QueuedStanza, SessionId, StanzaKey};
+use crate::push::publish::{self, Summary};
+use crate::push::rules::{self, Path};
+
+impl PushMachine {
+    /// Sends one publish to one registration; its id, `None` when there is no such
+    /// registration.
+    pub(super) fn publish(
+        &mut self,
+        c: Clock,
+        identifier: &str,
+        summary: &Summary,
+        out: &mut Vec<Effect>,
+    ) -> Option<String> {
+        let reg = self.registrations().and_then(|s| s.get(identifier))?;
+        let id = publish::new_publish_id(self.route);
+        let xml = publish::publish_xml(&self.cfg.domain, reg, summary, &id);
+        let to = reg.jid.clone();
+        tracing::debug!(user = %self.user, registration = %identifier, %to, id = %id, body = summary.body_kind(&self.cfg), "publish sent");
+        out.push(Effect::Publish {
+            to,
+            xml,
+            id: id.clone(),
+        });
+        let max = self.cfg.push_max_pending_publishes;
+        if let Some(oldest) = self.outstanding.oldest_if_full(max) {
+            // Past the bound the oldest publish is given up on, as at its timeout (D10).
+            tracing::debug!(user = %self.user, "pending publishes full: oldest treated as unanswered");
+            self.response_timed_out(c, oldest, out);
+        }
+        out.push(Effect::Arm {
+            timer: Timer::Response(id.clone()),
+            at: c.now + self.cfg.push_response_timeout,
+        });
+        let sent = Publish {
+            identifier: identifier.to_string(),
+            sent_at: c.now,
+            mark: None,
+            watched: false,
+        };
+        self.outstanding.insert(id.clone(), sent, max);
+        out.push(Effect::Metric(Metric::Pending(1)));
+        Some(id)
+    }
+
+    /// Paths A and B: every registration, once per stanza (§8.1, §8.2).
+    pub(super) fn offline(
+        &mut self,
+        c: Clock,
+        stanza: &Element,
+        key: Option<StanzaKey>,
+        out: &mut Vec<Effect>,
+    ) {
+        if !rules::wakes(stanza, Path::Offline, self.cfg.push_notify_on) {
+            return;
+        }
+        let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
+        for identifier in self.all_identifiers() {
+            // Only read the marks: a keyed offline message comes from a session being
+            // destroyed, so no later path can take it, and inserting here would evict the
+            // marks of stanzas not yet handled.
+            let already = key.is_some_and(|k| {
+                self.sessions
+                    .get(&k.session)
+                    .is_some_and(|l| l.marks.contains(k.seq, &identifier))
+            });
+            if !already {
+                self.publish(c, &identifier, &summary, out);
+            }
+        }
+    }
+
+    /// Path C (§8.7): registrations no current session is linked to; every registration
+    /// for a call (urgent).
+    pub(super) fn archived(&mut self, c: Clock, stanza: &Element, out: &mut Vec<Effect>) {
+        if !rules::wakes(stanza, Path::Archive, self.cfg.push_notify_on) {
+            return;
+        }
+        // D15: the user's own outgoing messages are archived too; compare bare JIDs.
+        let to_user = match stanza.attr("to").map(str::parse::<Jid>) {
+            None => true,
+            Some(Ok(to)) => to.to_bare() == self.user_jid,
+            Some(Err(_)) => false,
+        };
+        let urgent = rules::is_urgent(stanza);
+        // D17: a call answered or refused on one of the user's devices is archived as
+        // the user's outgoing message; the other devices must hear of it to stop ringing.
+        let from_user = stanza
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .is_some_and(|f| f.to_bare() == self.user_jid);
+        if !(to_user || (urgent && from_user)) {
+            return;
+        }
+        let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
+        let linked: HashSet<&str> = self
+            .sessions
+            .values()
+            .filter_map(|l| l.identifier.as_deref())
+            .collect();
+        // A hibernated session gets the stanza in its queue and is pushed from there; the
+        // archive path must not push the same stanza to its registration again (D13).
+        let hibernating: HashSet<&str> = self
+            .sessions
+            .values()
+            .filter(|l| l.hibernation.is_some())
+            .filter_map(|l| l.identifier.as_deref())
+            .collect();
+        let ids: Vec<String> = self
+            .all_identifiers()
+            .into_iter()
+            .filter(|id| {
+                if urgent {
+                    !hibernating.contains(id.as_str())
+                } else {
+                    !linked.contains(id.as_str())
+                }
+            })
+            .collect();
+        for identifier in ids {
+            self.publish(c, &identifier, &summary, out);
+        }
+    }
+
+    pub(super) fn all_identifiers(&self) -> Vec<String> {
+        self.registrations()
+            .map(|s| s.iter().map(|r| r.identifier.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The stanzas of a session that would wake its registration (spec §7, D18), in
+    /// queue order, leaving out those already pushed to it (D13): each with its
+    /// importance.
+    fn wakeable<'q>(
+        &self,
+        session: SessionId,
+        stanzas: &'q [QueuedStanza],
+    ) -> Vec<(&'q QueuedStanza, bool)> {
+        let Some(link) = self.sessions.get(&session) else {
+            return Vec::new();
+        };
+        let Some(identifier) = link.identifier.as_deref() else {
+            return Vec::new();
+        };
+        stanzas
+            .iter()
+            .filter(|qs| {
+                rules::wakes(&qs.stanza, Path::Smacks, self.cfg.push_notify_on)
+                    && !link.marks.contains(qs.key.seq, identifier)
+            })
+            .map(|qs| (qs, rules::is_important(&qs.stanza)))
+            .collect()
+    }
+
+    /// A publish for this stanza; the summary is built only for stanzas that publish.
+    fn candidate(&self, qs: &QueuedStanza, important: bool) -> Candidate {
+        Candidate {
+            seq: qs.key.seq,
+            important,
+            summary: Summary::of(Some(&qs.stanza), important, &self.cfg),
+        }
+    }
+
+    /// §8.3 step 3: the queue a session hibernates with gives at most one important and
+    /// one unimportant publish, at once.
+    pub(super) fn publish_queue_at_hibernation(
+        &mut self,
+        c: Clock,
+        session: SessionId,
+        queue: &[QueuedStanza],
+        out: &mut Vec<Effect>,
+    ) {
+        let mut batch = Batch::default();
+        for (qs, important) in self.wakeable(session, queue) {
+            if batch.wants(important) {
+                batch.offer(self.candidate(qs, important));
+            }
+        }
+        self.publish_candidates(c, session, batch.take(), out);
+    }
+
+    /// §8.5 and §8.6 with D20: each stanza passes through the session's leading-edge
+    /// window, and what it admits publishes at once.
+    pub(super) fn publish_through_window(
+        &mut self,
+        c: Clock,
+        session: SessionId,
+        stanzas: &[QueuedStanza],
+        out: &mut Vec<Effect>,
+    ) {
+        let wakeable = self.wakeable(session, stanzas);
+        let length = self.cfg.push_batch_window;
+        let Some(link) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let admitted: Vec<(&QueuedStanza, bool)> = wakeable
+            .into_iter()
+            .filter(|(_, important)| link.window.admit(c.now, length, *important))
+            .collect();
+        let candidates = admitted
+            .into_iter()
+            .map(|(qs, important)| self.candidate(qs, important))
+            .collect();
+        self.publish_candidates(c, session, candidates, out);
+    }
+
+    /// Publishes for the session's registration and marks each stanza pushed (D13); an
+    /// important publish during hibernation cuts the extended timer back to the normal
+    /// timeout (§8.3 step 4).
+    fn publish_candidates(
+        &mut self,
+        c: Clock,
+        session: SessionId,
+        candidates: Vec<Candidate>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(identifier) = self
+            .sessions
+            .get(&session)
+            .and_then(|l| l.identifier.clone())
+        else {
+            return;
+        };
+        let mut important_sent = false;
+        for cand in candidates {
+            let Some(id) = self.publish(c, &identifier, &cand.summary, out) else {
+                continue;
+            };
+            if let Some(link) = self.sessions.get_mut(&session) {
+                link.marks.insert(cand.seq, &identifier);
+            }
+            if let Some(p) = self.outstanding.get_mut(&id) {
+                p.mark = Some(StanzaKey {
+                    session,
+                    seq: cand.seq,
+                });
+            }
+            important_sent |= cand.important;
+        }
+        if important_sent {
+            self.cut_back(c, session, out);
+        }
+    }
+}
