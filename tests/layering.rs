@@ -60,13 +60,6 @@ const KNOWN: &[Known] = &[
     // PushHub and UserPush each name the other's messages; the push state machine
     // rewrite ends this.
     Known(Kind::MutualImport, "src/push/hub.rs", "src/push/user.rs"),
-    // The client stream, SASL, the session and the router share types both ways; their
-    // rewrite ends these.
-    Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/router.rs"),
-    Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/sasl.rs"),
-    Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/session.rs"),
-    Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/router/stats.rs"),
-    Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/session.rs"),
     // A parent module and its children sharing helpers both ways; not yet split apart.
     Known(Kind::MutualImport, "src/console/mod.rs", "src/console/push.rs"),
     Known(Kind::MutualImport, "src/console/mod.rs", "src/console/status.rs"),

@@ -7,49 +7,26 @@
 //! so a dropped connection ends the session.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use tokio::net::TcpStream;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
 use super::admission::{Negotiating, Place};
+use super::connection::{Shared, Xml, close_with, next_before};
 use super::io::{self, SizeGuard, Transport};
-use super::router::{BindSession, BoundSession, ResumeFailed, ResumeSession, Router};
+use super::router::{BindSession, BoundSession, ResumeFailed, ResumeSession};
 use super::sasl::{self, SaslOutcome};
 use super::sm::SM_NS;
 use super::socket::{self, Start};
 use super::stanza::{self, CLIENT_NS};
 use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
-use crate::push::PushHub;
-use crate::store::Store;
 
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
-
-/// What every session needs from the server.
-pub struct Shared {
-    pub cfg: Arc<Config>,
-    pub tls: Arc<rustls::ServerConfig>,
-    pub router: Addr<Router>,
-    pub hub: Addr<PushHub>,
-    pub store: Addr<Store>,
-    /// Keys the decoy SCRAM credentials of unknown users (random per process).
-    pub decoy_secret: [u8; 32],
-    /// Becomes true when the server stops: negotiating streams end with
-    /// `system-shutdown` (bound sessions hear it from the router).
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-pub(super) type Xml = XmlStream;
-
-pub(super) async fn close_with(xml: &mut Xml, condition: &str) {
-    xml.close_with(condition).await;
-}
 
 use super::stanza::random_id;
 
@@ -161,55 +138,6 @@ async fn establish(
     }
 }
 
-/// What reading the stream gave.
-pub(super) enum Next {
-    Element(Element),
-    /// The peer was silent for the read timeout: poke it, or it is dropped soon.
-    Idle,
-    /// The stream is over: closed by the peer, or by us with the stream error it deserved.
-    Closed,
-    /// The connection broke without a stream close: a sleeping phone's case.
-    Lost,
-}
-
-pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
-    match xml.next().await {
-        Read::Element(el) => {
-            guard.reset();
-            Next::Element(el)
-        }
-        Read::Idle => Next::Idle,
-        Read::Footer => {
-            tracing::debug!("client closed the stream");
-            let _ = xml.shutdown().await;
-            Next::Closed
-        }
-        Read::Eof => {
-            tracing::debug!("connection ended without closing the stream");
-            Next::Lost
-        }
-        Read::Header(_) => {
-            tracing::info!("stream closed: a second stream header without a restart");
-            close_with(xml, "not-well-formed").await;
-            Next::Closed
-        }
-        Read::Invalid(e) => {
-            tracing::info!(error = %e, condition = e.condition(), "stream closed: bad XML");
-            close_with(xml, e.condition()).await;
-            Next::Closed
-        }
-        Read::Io(e) if guard.exceeded() => {
-            tracing::info!(error = %e, "stream closed: stanza size limit exceeded");
-            close_with(xml, "policy-violation").await;
-            Next::Closed
-        }
-        Read::Io(e) => {
-            tracing::debug!(error = %e, "connection lost");
-            Next::Lost
-        }
-    }
-}
-
 /// Opens a stream on a fresh transport: reads the client's header.
 async fn open(
     transport: Transport,
@@ -264,34 +192,6 @@ async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
         stanza::set_attr(&mut failed, "h", &h.to_string());
     }
     let _ = xml.send(&failed).await;
-}
-
-/// Reads the next element of a stream still negotiating; past `deadline` the stream ends
-/// with `connection-timeout`, and when the server stops, with `system-shutdown`.
-pub(super) async fn next_before(
-    xml: &mut Xml,
-    guard: &SizeGuard,
-    deadline: tokio::time::Instant,
-    shared: &Shared,
-) -> Option<Element> {
-    let mut stopping = shared.stopping.clone();
-    let next = tokio::select! {
-        r = tokio::time::timeout_at(deadline, read(xml, guard)) => r,
-        _ = stopping.wait_for(|stop| *stop) => {
-            tracing::debug!("negotiation ended: the server stops");
-            close_with(xml, "system-shutdown").await;
-            return None;
-        }
-    };
-    match next {
-        Ok(Next::Element(el)) => Some(el),
-        Ok(Next::Idle) | Err(_) => {
-            tracing::debug!("negotiation ended: client did not authenticate in time");
-            close_with(xml, "connection-timeout").await;
-            None
-        }
-        Ok(Next::Closed | Next::Lost) => None,
-    }
 }
 
 async fn negotiate(
@@ -406,7 +306,7 @@ async fn negotiate(
                         });
                     }
                     Err(ResumeFailed::HandledCountTooHigh) => {
-                        let _ = xml.send(&super::user::handled_count_too_high()).await;
+                        let _ = xml.send(&super::sm::handled_count_too_high()).await;
                         let _ = xml.shutdown().await;
                         return None;
                     }

@@ -5,8 +5,8 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::c2s::{Xml, close_with};
-use super::socket::SocketState;
+use super::bound::Bound;
+use super::connection::{Xml, close_with};
 use super::stanza::{self, CLIENT_NS};
 use super::user::SetAvailable;
 use super::{disco, offline, ping, presence, roster, roster_iq};
@@ -15,7 +15,7 @@ use crate::push::PushRequest;
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
 /// Handles one element from the bound client. `false` ends the session.
-pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut SocketState) -> bool {
+pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bool {
     if !matches!(el.name(), "message" | "presence" | "iq") {
         close_with(xml, "unsupported-stanza-type").await;
         return false;
@@ -41,9 +41,7 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut SocketState)
         .as_ref()
         .is_none_or(|t| t.resource().is_none() && t.to_bare() == st.bare);
     let to_server = to.as_ref().is_some_and(|t| {
-        t.node().is_none()
-            && t.resource().is_none()
-            && t.domain().as_str() == st.shared.cfg.domain
+        t.node().is_none() && t.resource().is_none() && t.domain().as_str() == st.shared.cfg.domain
     });
     match el.name() {
         "iq" if el.has_child("query", roster::ROSTER_NS) && to_self => {
@@ -75,7 +73,7 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut SocketState)
 /// The client's own presence: in force at its user actor, then broadcast. After the
 /// initial one the client first gets the subscription requests waiting for it and the
 /// offline messages, then the presences the broadcast brings back.
-async fn own_presence(el: Element, xml: &mut Xml, st: &mut SocketState) -> bool {
+async fn own_presence(el: Element, xml: &mut Xml, st: &mut Bound) -> bool {
     let t = el.attr("type");
     let now_available = t.is_none();
     if !(now_available || t == Some("unavailable")) {
@@ -104,7 +102,7 @@ async fn own_presence(el: Element, xml: &mut Xml, st: &mut SocketState) -> bool 
 }
 
 /// IQs to the server or to the user's own account.
-async fn server_iq(iq: &Element, to_server: bool, st: &SocketState) -> Option<Element> {
+async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element> {
     let t = iq.attr("type");
     if !matches!(t, Some("get") | Some("set")) {
         return None;

@@ -9,9 +9,11 @@
 #[cfg(unix)]
 pub mod admin;
 pub mod admission;
+pub mod bound;
 pub mod c2s;
 mod client;
 pub mod component;
+pub mod connection;
 mod disco;
 pub mod io;
 mod offline;
@@ -25,8 +27,8 @@ pub mod router;
 pub mod sasl;
 pub mod scram;
 pub mod server;
-pub mod socket;
 pub mod sm;
+pub mod socket;
 pub mod stanza;
 pub mod tls;
 pub mod user;

@@ -3,13 +3,13 @@
 
 use xmpp_parsers::minidom::Element;
 
-use super::c2s::Xml;
-use super::socket::SocketState;
+use super::bound::Bound;
+use super::connection::Xml;
 use super::stanza;
 use crate::store::{Change, LoadOffline, Write};
 
 /// `false`: the connection failed (the messages not yet written stay stored).
-pub(super) async fn deliver(xml: &mut Xml, st: &SocketState) -> bool {
+pub(super) async fn deliver(xml: &mut Xml, st: &Bound) -> bool {
     let store = &st.shared.store;
     let user = st.user.clone();
     let messages = match store.send(LoadOffline { user: user.clone() }).await {

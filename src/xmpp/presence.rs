@@ -6,9 +6,9 @@ use actix::{Addr, Recipient};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
+use super::bound::Bound;
 use super::roster;
 use super::route::Route;
-use super::socket::SocketState;
 use super::stanza::{self, CLIENT_NS};
 use super::user::SaveRosterItem;
 use crate::store::{LoadRoster, RosterItem, Store};
@@ -92,7 +92,7 @@ pub async fn unavailable(
 
 /// A subscription request or answer from the user (RFC 6121 §3): the user's roster item
 /// changes and is pushed, then the presence goes out from the bare JID.
-pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &SocketState) {
+pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &Bound) {
     let kind = el.attr("type").unwrap_or_default().to_string();
     let contact = contact.to_string();
     let roster = load_roster(&st.user, &st.shared.store).await;
@@ -134,7 +134,9 @@ mod tests {
 
     #[test]
     fn initial_presence_goes_to_who_may_see_it_and_probes_who_the_user_sees() {
-        let p: Element = "<presence xmlns='jabber:client' from='j@l/p'/>".parse().unwrap();
+        let p: Element = "<presence xmlns='jabber:client' from='j@l/p'/>"
+            .parse()
+            .unwrap();
         let roster = vec![
             ("from@l".to_string(), item(Subscription::From, None)),
             ("to@l".to_string(), item(Subscription::To, None)),
@@ -142,7 +144,9 @@ mod tests {
                 "asks@l".to_string(),
                 item(
                     Subscription::None,
-                    Some("<presence xmlns='jabber:client' type='subscribe' from='asks@l' to='j@l'/>"),
+                    Some(
+                        "<presence xmlns='jabber:client' type='subscribe' from='asks@l' to='j@l'/>",
+                    ),
                 ),
             ),
         ];
@@ -150,7 +154,12 @@ mod tests {
         let out: Vec<(String, Option<String>)> = b
             .out
             .iter()
-            .map(|e| (e.attr("to").unwrap_or("").to_string(), e.attr("type").map(str::to_string)))
+            .map(|e| {
+                (
+                    e.attr("to").unwrap_or("").to_string(),
+                    e.attr("type").map(str::to_string),
+                )
+            })
             .collect();
         assert_eq!(
             out,

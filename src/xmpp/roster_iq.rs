@@ -2,15 +2,15 @@
 
 use xmpp_parsers::minidom::Element;
 
+use super::bound::Bound;
 use super::presence::load_roster;
 use super::roster::{self, RosterSet};
-use super::socket::SocketState;
 use super::stanza::{self, CLIENT_NS};
 use super::user::SaveRosterItem;
 use crate::store::RosterItem;
 
 /// The answer to a roster get or set (`None` for any other type: no answer).
-pub(super) async fn answer(iq: &Element, st: &SocketState) -> Option<Element> {
+pub(super) async fn answer(iq: &Element, st: &Bound) -> Option<Element> {
     let query = iq.get_child("query", roster::ROSTER_NS)?;
     match iq.attr("type") {
         Some("get") => Some(get(iq, st).await),
@@ -22,7 +22,7 @@ pub(super) async fn answer(iq: &Element, st: &SocketState) -> Option<Element> {
     }
 }
 
-async fn get(iq: &Element, st: &SocketState) -> Element {
+async fn get(iq: &Element, st: &Bound) -> Element {
     let roster = load_roster(&st.user, &st.shared.store).await;
     let mut q = Element::builder("query", roster::ROSTER_NS).build();
     for (contact, item) in roster.iter().filter(|(_, i)| i.listed) {
@@ -32,7 +32,7 @@ async fn get(iq: &Element, st: &SocketState) -> Element {
 }
 
 /// An update or a removal: stored (and pushed to every session) before the result.
-async fn set_item(iq: &Element, set: RosterSet, st: &SocketState) -> Element {
+async fn set_item(iq: &Element, set: RosterSet, st: &Bound) -> Element {
     let roster = load_roster(&st.user, &st.shared.store).await;
     let change = match set {
         RosterSet::Update {
@@ -81,7 +81,7 @@ fn find(roster: &[(String, RosterItem)], contact: &str) -> Option<RosterItem> {
 }
 
 /// Removing a contact ends the subscriptions both ways (§2.5.2).
-fn unsubscribe_both_ways(contact: &str, item: &RosterItem, st: &SocketState) {
+fn unsubscribe_both_ways(contact: &str, item: &RosterItem, st: &Bound) {
     for (kind, wanted) in [
         ("unsubscribe", item.subscription.to() || item.ask),
         ("unsubscribed", item.subscription.from()),

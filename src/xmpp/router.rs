@@ -16,7 +16,7 @@ use xmpp_parsers::minidom::Element;
 use super::route::{Route, ToSocket};
 use super::stanza;
 use super::user::{
-    self, Bind, Bound, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
+    self, Bind, BindAnswer, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
     ResumeError, StopIfIdle, User, UserIdle,
 };
 use crate::config::Config;
@@ -233,7 +233,7 @@ pub struct BoundSession {
     pub id: SessionId,
     pub owner: Addr<User>,
     pub gauges: Arc<Gauges>,
-    pub bound: Bound,
+    pub bound: BindAnswer,
 }
 
 impl Handler<BindSession> for Router {
@@ -462,5 +462,26 @@ impl Handler<RoutePublish> for Router {
                 tracing::warn!(to = %msg.to, "no connected component for this app server (server-to-server links are not built yet): publish dropped");
             }
         }
+    }
+}
+
+/// Session counts, from the gauges the user actors keep.
+impl Handler<GetRouterStats> for Router {
+    type Result = MessageResult<GetRouterStats>;
+
+    fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
+        let (connected, hibernated, session_queued) = self.gauges.read();
+        let mut s = RouterStats {
+            connected,
+            hibernated,
+            session_queued,
+            users: self.users.len() as u64,
+            ..RouterStats::default()
+        };
+        for tx in self.components.values().filter(|tx| !tx.is_disconnected()) {
+            s.components += 1;
+            s.component_queued += tx.len() as u64;
+        }
+        MessageResult(s)
     }
 }

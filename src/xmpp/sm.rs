@@ -11,6 +11,17 @@ pub const SM_NS: &str = "urn:xmpp:sm:3";
 
 use xmpp_parsers::minidom::Element;
 
+/// XEP-0198 §4: the client acknowledged more than was sent.
+pub fn handled_count_too_high() -> Element {
+    Element::builder("error", "http://etherx.jabber.org/streams")
+        .append(Element::builder(
+            "undefined-condition",
+            "urn:ietf:params:xml:ns:xmpp-streams",
+        ))
+        .append(Element::builder("handled-count-too-high", SM_NS))
+        .build()
+}
+
 /// Why an ack was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {

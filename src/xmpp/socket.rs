@@ -8,17 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix::Addr;
-use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
-use super::c2s::{Next, Shared, Xml, close_with, read};
+use super::bound::Bound;
 use super::client;
+use super::connection::{Next, Shared, Xml, close_with, read};
 use super::io::SizeGuard;
 use super::ping;
-use super::route::{Route, ToSocket};
+use super::route::ToSocket;
 use super::sm::SM_NS;
 use super::stanza;
-use super::user::{ClientAck, EnableSm, Gauges, Reply, SocketEnded, User};
+use super::user::{ClientAck, EnableSm, Gauges, SocketEnded, User};
 use crate::push::{Session, SessionId};
 
 /// What a socket task starts with: its stream, and its place in the user actor.
@@ -37,43 +38,6 @@ pub struct Start {
     pub sm: bool,
     /// Written before anything else (`<resumed/>` and the unacked stanzas).
     pub first: Vec<Element>,
-}
-
-/// What the request handlers of a session need.
-pub struct SocketState {
-    pub shared: Rc<Shared>,
-    pub owner: Addr<User>,
-    pub jid: FullJid,
-    pub bare: BareJid,
-    pub user: String,
-    pub id: SessionId,
-    /// The session, as the push module knows it.
-    pub session: Session,
-    /// Whether the session sent its initial presence (and has not withdrawn it).
-    pub available: bool,
-    /// Stream management is on: every stanza to the client is counted by the user actor.
-    pub sm: bool,
-}
-
-impl SocketState {
-    /// A stanza for the client: with stream management through the user actor, which
-    /// counts it; without, written at once (the connection's own pace holds back a
-    /// long run of them, such as the offline messages). `false`: the write failed.
-    pub async fn reply(&self, xml: &mut Xml, stanza: Element) -> bool {
-        if self.sm {
-            self.owner.do_send(Reply {
-                id: self.id,
-                stanza,
-            });
-            return true;
-        }
-        xml.send(&stanza).await.is_ok()
-    }
-
-    /// A stanza for someone else.
-    pub fn route(&self, stanza: Element) {
-        self.shared.router.do_send(Route(stanza));
-    }
 }
 
 /// How the connection ended.
@@ -98,7 +62,7 @@ pub(super) async fn run(start: Start, shared: Rc<Shared>) {
         sm,
         first,
     } = start;
-    let mut st = SocketState {
+    let mut st = Bound {
         user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
         bare: jid.to_bare(),
         session: Session {
@@ -121,7 +85,10 @@ pub(super) async fn run(start: Start, shared: Rc<Shared>) {
         }
     }
     let ended = if written {
-        Box::pin(connected(&mut xml, &guard, &rx, &received, &gauges, &mut st)).await
+        Box::pin(connected(
+            &mut xml, &guard, &rx, &received, &gauges, &mut st,
+        ))
+        .await
     } else {
         Ended::Lost
     };
@@ -150,7 +117,7 @@ async fn connected(
     rx: &flume::Receiver<ToSocket>,
     received: &AtomicU32,
     gauges: &Gauges,
-    st: &mut SocketState,
+    st: &mut Bound,
 ) -> Ended {
     loop {
         tokio::select! {
@@ -208,12 +175,7 @@ async fn connected(
 }
 
 /// `<enable/>`, `<r/>`, `<a/>`. `false` ends the session.
-async fn sm_nonza(
-    el: Element,
-    xml: &mut Xml,
-    received: &AtomicU32,
-    st: &mut SocketState,
-) -> bool {
+async fn sm_nonza(el: Element, xml: &mut Xml, received: &AtomicU32, st: &mut Bound) -> bool {
     match el.name() {
         "enable" if !st.sm => {
             st.sm = true;

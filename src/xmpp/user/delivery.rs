@@ -10,7 +10,8 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
 use super::super::stanza;
-use super::{Link, User};
+use super::record::Link;
+use super::state::User;
 use crate::push::{OfflineMessage, SessionId};
 use crate::store::{PushOffline, StoreError};
 
@@ -86,7 +87,9 @@ impl User {
                     "groupchat" => self.groupchat_missed(stanza),
                     // RFC 6121 §8.5.2.2: headlines and errors to a user with no
                     // available session are not stored.
-                    _ => tracing::debug!(user = %self.name, kind, "message for an absent user dropped"),
+                    _ => {
+                        tracing::debug!(user = %self.name, kind, "message for an absent user dropped")
+                    }
                 }
                 return;
             };
@@ -124,12 +127,16 @@ impl User {
     /// when it is full (D22); anything else is bounced.
     fn undeliverable(&mut self, id: SessionId, stanza: Element, ctx: &mut Context<Self>) {
         let kind = stanza.attr("type").unwrap_or("normal");
-        let waiting_room = self.sessions.iter().find(|e| e.id == id).and_then(|e| match &e.link {
-            // Only a session without stream management has a full channel: nothing it
-            // is sent is counted, so a bounce may wait for room there.
-            Link::Connected(s) if e.sm.is_none() => Some(s.tx.clone()),
-            _ => None,
-        });
+        let waiting_room = self
+            .sessions
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| match &e.link {
+                // Only a session without stream management has a full channel: nothing it
+                // is sent is counted, so a bounce may wait for room there.
+                Link::Connected(s) if e.sm.is_none() => Some(s.tx.clone()),
+                _ => None,
+            });
         if stanza.name() == "message" && matches!(kind, "chat" | "normal") {
             tracing::debug!(user = %self.name, "session cannot take a message: stored offline");
             self.store_offline(stanza, ctx);

@@ -9,31 +9,17 @@ use xmpp_parsers::minidom::Element;
 use super::super::presence;
 use super::super::route::{Route, ToSocket};
 use super::super::sm::SmState;
+use super::super::sm::handled_count_too_high;
 use super::super::stanza::{self, CLIENT_NS};
-use super::stream::handled_count_too_high;
-use super::{EndedSession, Link, User};
+use super::record::{EndKind, Link};
+use super::state::{Shared, User};
+use super::to_router::EndedSession;
 use crate::push::{OfflineMessage, SessionClosed, SessionId, StanzaKey};
 use crate::store::{PushOffline, QueuedKey, StoreError};
 
 /// Unacked messages asked to be stored at once when a session ends (well within the
 /// store's mailbox, so they keep their order).
 const OFFLINE_CHUNK: usize = 64;
-
-/// Why the server ends a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EndKind {
-    /// A new bind of its resource, or the user's session limit.
-    Conflict,
-    Shutdown,
-    /// The account was deleted.
-    Revoked,
-    /// Past `smacks_max_queue_size`.
-    QueueFull,
-    /// The client acknowledged more than was sent.
-    BadAck,
-    /// Its hibernation ended (the host's timeout or the push module's).
-    Timeout,
-}
 
 impl User {
     /// Ends session `id`: a connected one is told to close, and settled on its socket's
@@ -121,7 +107,7 @@ struct Ended {
 }
 
 impl Ended {
-    async fn settle(mut self, leftovers: Vec<(u64, Element)>, shared: super::Shared) {
+    async fn settle(mut self, leftovers: Vec<(u64, Element)>, shared: Shared) {
         let mut to_store = Vec::new();
         for (seq, s) in leftovers {
             let kind = s.attr("type").unwrap_or("normal");
@@ -135,7 +121,10 @@ impl Ended {
             } else if is_message && matches!(kind, "groupchat" | "headline") {
                 // Neither is stored or bounced (RFC 6121 §8.5.2: a room re-sends history,
                 // a headline is of the moment).
-                tracing::debug!(kind, "unacked groupchat or headline dropped with the session");
+                tracing::debug!(
+                    kind,
+                    "unacked groupchat or headline dropped with the session"
+                );
             } else if let Some(bounce) = stanza::error_reply(&s, "cancel", "recipient-unavailable")
             {
                 shared.route.do_send(Route(bounce));
@@ -184,8 +173,14 @@ impl Ended {
             let mut unavailable = Element::builder("presence", CLIENT_NS).build();
             stanza::set_attr(&mut unavailable, "type", "unavailable");
             stanza::set_attr(&mut unavailable, "from", &self.jid);
-            presence::unavailable(&unavailable, &self.user, &self.bare, &shared.store, &shared.route)
-                .await;
+            presence::unavailable(
+                &unavailable,
+                &self.user,
+                &self.bare,
+                &shared.store,
+                &shared.route,
+            )
+            .await;
         }
         // After the keyed offline events, so the module still has this session's marks.
         shared.hub.do_send(SessionClosed {
@@ -210,7 +205,7 @@ impl Ended {
         mut s: Element,
         key: Option<StanzaKey>,
         stored: Result<u64, StoreError>,
-        shared: &super::Shared,
+        shared: &Shared,
     ) {
         match stored {
             Ok(_) => {

@@ -15,37 +15,13 @@ use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
 
 use super::super::stanza;
-use super::end::EndKind;
+use super::record::{EndKind, Entry, Hibernation, Link, Pending};
+use super::state::{Shared, User};
 use super::stream::queued;
-use super::{Entry, Link, User};
 use crate::push::{
     QueuedStanza, SessionHibernated, SessionId, StanzaKey, StanzaQueued, TimerOwner,
 };
 use crate::store::{Change, Write};
-
-pub(super) struct Hibernation {
-    pub since: Instant,
-    /// Stanzas received from the client before the connection was lost (the `h` of
-    /// `<resumed/>`).
-    pub received: u32,
-    /// Numbers this hibernation: answers that arrive after it ended are stale.
-    pub epoch: u64,
-    /// Who ends it, once the push module answered (`None`: not yet).
-    pub owner: Option<TimerOwner>,
-    /// The host's timeout, when it is the host's to end.
-    pub timer: Option<SpawnHandle>,
-    /// The push module was told of the hibernation: queued stanzas may follow.
-    pub announced: bool,
-    /// Stanzas queued meanwhile, oldest first, each told to the push module once its
-    /// stored copy is committed (and those before it were told).
-    pub pending: VecDeque<Pending>,
-}
-
-pub(super) struct Pending {
-    seq: u64,
-    stored: bool,
-    event: StanzaQueued,
-}
 
 /// Whether offline storage takes this stanza when its session ends (see `end`): only
 /// those get a stored copy while they wait (D23). Other stanzas are bounced or dropped
@@ -132,9 +108,9 @@ impl User {
     /// The push module ended the hibernation it held (D14); ignored when the session
     /// was resumed meanwhile, or is the host's to end.
     pub(super) fn module_expired(&mut self, id: SessionId, ctx: &mut Context<Self>) {
-        let held = self.entry_mut(id).is_some_and(|e| {
-            matches!(&e.link, Link::Hibernated(h) if h.owner == Some(TimerOwner::Module))
-        });
+        let held = self.entry_mut(id).is_some_and(
+            |e| matches!(&e.link, Link::Hibernated(h) if h.owner == Some(TimerOwner::Module)),
+        );
         if held {
             tracing::info!("hibernation ended by the push module");
             self.end_session(id, EndKind::Timeout, ctx);
@@ -228,7 +204,7 @@ type Written = futures::future::LocalBoxFuture<'static, ()>;
 /// messages, what the client had acknowledged (a duplicate remains possible in the time
 /// of that commit).
 fn keep_queued<'a>(
-    shared: &super::Shared,
+    shared: &Shared,
     user: &str,
     e: &mut Entry,
     stanzas: impl IntoIterator<Item = (u64, &'a Element)>,

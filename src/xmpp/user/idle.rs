@@ -10,22 +10,8 @@
 
 use actix::prelude::*;
 
-use super::User;
-
-/// A user actor is idle, having received `seen` messages from the router.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UserIdle {
-    pub user: String,
-    /// Which actor of this user (the router numbers them as it starts them).
-    pub generation: u64,
-    pub seen: u64,
-}
-
-/// The router forgot this actor: stop.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopIfIdle;
+use super::state::User;
+use super::to_router::{StopIfIdle, UserIdle};
 
 impl User {
     /// Counts a message from the router (before handling it).

@@ -8,7 +8,9 @@ use xmpp_parsers::minidom::Element;
 use super::super::roster;
 use super::super::route::Route;
 use super::super::stanza::{self, CLIENT_NS};
-use super::{SaveRosterItem, User};
+use super::record::Entry;
+use super::roster_push::SaveRosterItem;
+use super::state::User;
 use crate::store::LoadRoster;
 
 impl User {
@@ -96,7 +98,7 @@ impl User {
         let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
             return;
         };
-        if !self.sessions.iter().any(super::Entry::available) {
+        if !self.sessions.iter().any(Entry::available) {
             // Nothing to answer with (RFC 6121 §4.3.2: no presence is sent for a user
             // with no available resource).
             return;

@@ -11,8 +11,8 @@ use xmpp_parsers::minidom::Element;
 use super::super::route::ToSocket;
 use super::super::sm::SM_NS;
 use super::super::stanza;
-use super::end::EndKind;
-use super::{Link, User};
+use super::record::{EndKind, Link};
+use super::state::User;
 use crate::push::{SessionId, SessionResumed};
 
 /// `<resume previd=… h=…/>` from a new connection of this user.
@@ -123,4 +123,3 @@ impl User {
         Ok(resumed)
     }
 }
-

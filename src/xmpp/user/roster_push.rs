@@ -5,7 +5,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::roster;
 use super::super::stanza;
-use super::User;
+use super::state::User;
 use crate::store::{Change, RosterItem, Write};
 
 /// A roster item changed (by one of the user's sessions, or by a contact's
@@ -57,7 +57,12 @@ impl Handler<SaveRosterItem> for User {
 
 impl User {
     fn roster_push(&mut self, item: Element, ctx: &mut Context<Self>) {
-        let ids: Vec<_> = self.sessions.iter().filter(|e| e.live()).map(|e| e.id).collect();
+        let ids: Vec<_> = self
+            .sessions
+            .iter()
+            .filter(|e| e.live())
+            .map(|e| e.id)
+            .collect();
         for id in ids {
             let mut iq = Element::builder("iq", stanza::CLIENT_NS)
                 .append(

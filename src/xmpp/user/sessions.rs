@@ -9,13 +9,13 @@ use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
-use super::end::EndKind;
-use super::{Entry, Link, MAX_RESOURCES, User};
+use super::record::{EndKind, Entry, Link};
+use super::state::{MAX_RESOURCES, User};
 use crate::push::{SessionAction, SessionControl, SessionId};
 
 /// A session binds a resource (`None`: the server picks one).
 #[derive(Message)]
-#[rtype(result = "Result<Bound, &'static str>")]
+#[rtype(result = "Result<BindAnswer, &'static str>")]
 pub struct Bind {
     pub id: SessionId,
     pub resource: Option<String>,
@@ -23,7 +23,7 @@ pub struct Bind {
 
 /// A bound session, for its socket task: the full JID, the channel of what to write,
 /// the counter of stanzas received (the socket task counts), the connection's number.
-pub struct Bound {
+pub struct BindAnswer {
     pub jid: FullJid,
     pub rx: flume::Receiver<ToSocket>,
     pub received: Arc<AtomicU32>,
@@ -31,7 +31,7 @@ pub struct Bound {
 }
 
 impl Handler<Bind> for User {
-    type Result = Result<Bound, &'static str>;
+    type Result = Result<BindAnswer, &'static str>;
 
     fn handle(&mut self, msg: Bind, ctx: &mut Context<Self>) -> Self::Result {
         self.from_router();
@@ -68,7 +68,7 @@ impl Handler<Bind> for User {
             self.end_session(old, EndKind::Conflict, ctx);
         }
         let (socket, rx) = self.new_socket();
-        let bound = Bound {
+        let bound = BindAnswer {
             jid: jid.clone(),
             rx,
             received: socket.received.clone(),
@@ -121,15 +121,6 @@ impl Handler<SetAvailable> for User {
     }
 }
 
-/// The router's record of an ended resumable session, for `<failed h=…/>`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EndedSession {
-    pub user: String,
-    pub id: String,
-    pub h: u32,
-}
-
 /// Why every session of the user ends at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -154,7 +145,12 @@ impl Handler<EndSessions> for User {
             EndReason::Shutdown => EndKind::Shutdown,
             EndReason::Revoked => EndKind::Revoked,
         };
-        let ids: Vec<SessionId> = self.sessions.iter().filter(|e| e.live()).map(|e| e.id).collect();
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|e| e.live())
+            .map(|e| e.id)
+            .collect();
         for id in ids {
             self.end_session(id, kind, ctx);
         }

@@ -8,8 +8,8 @@ use xmpp_parsers::minidom::Element;
 use super::super::route::{SESSION_CHANNEL, ToSocket};
 use super::super::sm::{SM_NS, SmState};
 use super::super::stanza;
-use super::end::EndKind;
-use super::{Link, User};
+use super::record::{EndKind, Link};
+use super::state::User;
 use crate::push::{AckOverdue, QueuedStanza, SessionId, StanzaKey};
 
 /// The client enabled stream management (`<enable/>`, the first one: the socket task
@@ -102,17 +102,6 @@ impl Handler<Reply> for User {
     }
 }
 
-/// XEP-0198 §4: the client acknowledged more than was sent.
-pub fn handled_count_too_high() -> Element {
-    Element::builder("error", "http://etherx.jabber.org/streams")
-        .append(Element::builder(
-            "undefined-condition",
-            "urn:ietf:params:xml:ns:xmpp-streams",
-        ))
-        .append(Element::builder("handled-count-too-high", SM_NS))
-        .build()
-}
-
 /// The unacked stanzas of a session, keyed for the push module (D13).
 pub(super) fn queued(sm: &SmState, session: SessionId) -> Vec<QueuedStanza> {
     sm.unacked()
@@ -168,13 +157,17 @@ impl User {
         }
         // Counted: if the socket is gone, the stanza waits in the unacked queue for the
         // socket's last report (hibernation or the session's end).
-        if socket.tx.try_send(ToSocket::Stanza(Box::new(stanza))).is_ok() {
+        if socket
+            .tx
+            .try_send(ToSocket::Stanza(Box::new(stanza)))
+            .is_ok()
+        {
             self.shared.gauges.queued();
         }
         if sm.unacked_len() > max_unacked && e.ack_timer.is_none() {
-            let _ = socket
-                .tx
-                .try_send(ToSocket::Nonza(Box::new(Element::builder("r", SM_NS).build())));
+            let _ = socket.tx.try_send(ToSocket::Nonza(Box::new(
+                Element::builder("r", SM_NS).build(),
+            )));
             e.ack_timer = Some(ctx.run_later(ack_delay, move |act, _| act.ack_overdue(id)));
         }
         Ok(())
