@@ -31,7 +31,7 @@ impl Handler<Deliver> for User {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.from_router();
+        self.count_router_message();
         self.deliver(msg.stanza, &msg.to, ctx);
         self.report_if_idle();
     }
@@ -39,7 +39,7 @@ impl Handler<Deliver> for User {
 
 impl User {
     /// Sends `stanza` to every available session; `false` when none took it.
-    pub(super) fn to_available(&mut self, stanza: &Element, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn send_to_available(&mut self, stanza: &Element, ctx: &mut Context<Self>) -> bool {
         let ids: Vec<SessionId> = self
             .sessions
             .iter()
@@ -94,7 +94,7 @@ impl User {
                 return;
             };
             // Delivered when any session took it; stored (once) when none could.
-            if !self.to_available(&stanza, ctx) {
+            if !self.send_to_available(&stanza, ctx) {
                 self.undeliverable(first, stanza, ctx);
             }
             return;
@@ -106,7 +106,7 @@ impl User {
             "probe" => self.answer_probe(stanza, ctx),
             // Presence to a bare JID: every available resource.
             _ => {
-                self.to_available(&stanza, ctx);
+                self.send_to_available(&stanza, ctx);
             }
         }
     }

@@ -15,7 +15,7 @@ use super::to_router::{StopIfIdle, UserIdle};
 
 impl User {
     /// Counts a message from the router (before handling it).
-    pub(super) fn from_router(&mut self) {
+    pub(super) fn count_router_message(&mut self) {
         self.from_router += 1;
         self.idle_reported = false;
     }

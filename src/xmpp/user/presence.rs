@@ -70,7 +70,7 @@ impl User {
             });
         }
         if deliver {
-            self.to_available(&stanza, ctx);
+            self.send_to_available(&stanza, ctx);
         }
         // A local contact approved the user's request: its server (this one) sends the
         // contact's current presence right after the approval (RFC 6121 §3.1.5), so the

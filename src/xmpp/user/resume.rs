@@ -46,7 +46,7 @@ impl Handler<Resume> for User {
     type Result = Result<Resumed, ResumeError>;
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
-        self.from_router();
+        self.count_router_message();
         let result = self.resume(msg, ctx);
         self.report_if_idle();
         result

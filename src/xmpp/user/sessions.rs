@@ -34,7 +34,7 @@ impl Handler<Bind> for User {
     type Result = Result<BindAnswer, &'static str>;
 
     fn handle(&mut self, msg: Bind, ctx: &mut Context<Self>) -> Self::Result {
-        self.from_router();
+        self.count_router_message();
         let resource = match msg.resource.filter(|r| !r.is_empty()) {
             Some(r) => r,
             None => {
@@ -140,7 +140,7 @@ impl Handler<EndSessions> for User {
     type Result = ();
 
     fn handle(&mut self, EndSessions(reason): EndSessions, ctx: &mut Context<Self>) {
-        self.from_router();
+        self.count_router_message();
         let kind = match reason {
             EndReason::Shutdown => EndKind::Shutdown,
             EndReason::Revoked => EndKind::Revoked,
