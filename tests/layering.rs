@@ -57,9 +57,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 // One entry a line, so that each pair reads at a glance.
 #[rustfmt::skip]
 const KNOWN: &[Known] = &[
-    // PushHub and UserPush each name the other's messages; the push state machine
-    // rewrite ends this.
-    Known(Kind::MutualImport, "src/push/hub.rs", "src/push/user.rs"),
     // The client stream, SASL, the session and the router share types both ways; their
     // rewrite ends these.
     Known(Kind::MutualImport, "src/xmpp/c2s.rs", "src/xmpp/router.rs"),
