@@ -65,7 +65,6 @@ const KNOWN: &[Known] = &[
     Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/router/stats.rs"),
     Known(Kind::MutualImport, "src/xmpp/router.rs", "src/xmpp/session.rs"),
     // A parent module and its children sharing helpers both ways; not yet split apart.
-    Known(Kind::MutualImport, "src/xmpp/admin.rs", "src/xmpp/admin/ops.rs"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
