@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use xmpp_parsers::jid::Jid;
 
-use super::{
-    ANSWER_TIMEOUT, Outcome, decode, encode, now_secs, open, quoted, request, server, user_of, when,
-};
+use super::database::open;
+use super::format::{now_secs, quoted, when};
+use super::outcome::Outcome;
+use super::server::{ANSWER_TIMEOUT, decode, encode, request, server};
+use super::user::user_of;
 use crate::config::Config;
 use crate::push::{TestOutcome, TestPushResult};
 use crate::store::ErrorNote;

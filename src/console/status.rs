@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{ANSWER_TIMEOUT, Outcome, decode, request, server, span, stamp};
+use super::format::{span, stamp};
+use super::outcome::Outcome;
+use super::server::{ANSWER_TIMEOUT, decode, request, server};
 use crate::config::Config;
 use crate::metrics::snapshot::ServerStatus;
 

@@ -20,11 +20,11 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 
-use super::Reopen;
 use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
 use super::offline_usage::OfflineUsage;
+use super::open::Reopen;
 use super::ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 use super::record::{Account, RegistrationRecord, RosterItem};
 use super::schema::{ACCOUNTS, OFFLINE, PUSH_REGISTRATIONS, PUSH_REMOVALS, ROSTER, SM_QUEUE};

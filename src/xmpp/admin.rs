@@ -11,14 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use actix::Addr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::push::{DeleteUser, PushHub};
-use crate::store::{Account, Change, ListAccounts, LoadAccount, Store, StoreError, Write};
+use crate::push::DeleteUser;
+use crate::store::{Account, Change, ListAccounts, LoadAccount, StoreError, Write};
 
 /// File name of the socket inside `data_dir`.
 pub const SOCKET: &str = "admin.sock";
@@ -31,14 +30,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 pub mod ops;
+mod shared;
 
-pub struct Shared {
-    pub store: Addr<Store>,
-    pub hub: Addr<PushHub>,
-    pub router: Addr<super::router::Router>,
-    /// For `status`.
-    pub sources: crate::metrics::snapshot::Sources,
-}
+pub use shared::Shared;
 
 /// Binds the socket (replacing a stale one from a crashed run) with mode 0600.
 pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {

@@ -2,7 +2,10 @@
 //! (`push list`), and the test push (`push test`). Removal is with the other requests
 //! that write.
 
-use super::{Clock, Effect, PushMachine, Reply, RequestId, State, TestTarget};
+use super::clock::Clock;
+use super::effect::{Effect, Reply, TestTarget};
+use super::event::RequestId;
+use super::state::{PushMachine, State};
 use crate::push::interface::{AdminPushError, RegistrationView, Selector};
 use crate::push::publish::Summary;
 use crate::store::StoreError;

@@ -101,12 +101,15 @@ mod batch;
 mod clock;
 mod effect;
 mod event;
+mod hibernation;
 mod link;
 mod marks;
 mod outstanding;
 mod paths;
+mod pending;
 mod requests;
 mod responses;
+mod state;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -119,42 +122,13 @@ use xmpp_parsers::jid::BareJid;
 pub use clock::Clock;
 pub use effect::{Effect, Metric, Reply, TestTarget};
 pub use event::{Event, RequestId, Timer};
+pub use state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine};
 
-use self::link::Link;
 use self::outstanding::Outstanding;
-use self::requests::Pending;
+use self::state::State;
 use super::interface::{SessionId, UserStats};
 use super::registration::RegistrationSet;
 use crate::config::Config;
-
-/// Sessions of one user that may be linked at once. A user has a handful of devices; the
-/// bound stops a misbehaving client from growing the map with endless resources.
-pub const MAX_LINKED_SESSIONS: usize = 32;
-
-/// Requests waiting for their store write at once. A host that serializes requests has at
-/// most one; the bound only stops a host that does not from growing the map.
-pub const MAX_PENDING_REQUESTS: usize = 16;
-
-enum State {
-    Loading,
-    Loaded(RegistrationSet),
-    Failed,
-}
-
-/// The push state of one user. See the [module documentation](self).
-pub struct PushMachine {
-    user: String,
-    user_jid: BareJid,
-    cfg: Arc<Config>,
-    /// Carried in every publish id, so the host can route answers back to this user.
-    route: u64,
-    state: State,
-    sessions: HashMap<SessionId, Link>,
-    outstanding: Outstanding,
-    /// Registrations whose ledger changed without a durable write yet.
-    dirty: HashSet<String>,
-    pending: HashMap<RequestId, Pending>,
-}
 
 impl PushMachine {
     /// The machine of `user` (its local part; `user_jid` is its bare JID). `route` goes

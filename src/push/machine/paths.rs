@@ -8,8 +8,11 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::batch::{Batch, Candidate};
+use super::clock::Clock;
+use super::effect::{Effect, Metric};
+use super::event::Timer;
 use super::outstanding::Publish;
-use super::{Clock, Effect, Metric, PushMachine, Timer};
+use super::state::PushMachine;
 use crate::push::interface::{QueuedStanza, SessionId, StanzaKey};
 use crate::push::publish::{self, Summary};
 use crate::push::rules::{self, Path};

@@ -7,34 +7,16 @@ use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::{
-    Clock, Effect, MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine, Reply, RequestId, State,
-    Timer,
-};
+use super::clock::Clock;
+use super::effect::{Effect, Metric, Reply};
+use super::event::{RequestId, Timer};
+use super::pending::Pending;
+use super::state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine, State};
 use crate::push::interface::{AdminPushError, RegistrationView, Selector, SessionId};
 use crate::push::protocol::{self, DisableRequest, EnableRequest};
 use crate::push::registration::{self, Registration, RegistrationSet};
 use crate::store::ledger::{RemovalReason, RemovalRecord};
 use crate::store::{Change, RegistrationRecord, StoreError};
-
-/// A request whose write the store has not answered yet.
-pub(super) enum Pending {
-    Enable {
-        session: SessionId,
-        jid: FullJid,
-        iq_id: String,
-        reg: Box<Registration>,
-    },
-    Disable {
-        jid: FullJid,
-        iq_id: String,
-        doomed: Vec<String>,
-    },
-    Remove {
-        doomed: Vec<String>,
-        removed: Vec<RegistrationView>,
-    },
-}
 
 fn error(iq_id: &str, jid: &FullJid, t: ErrorType, c: DefinedCondition) -> Element {
     protocol::error_reply(iq_id, jid, t, c, None)
@@ -340,7 +322,7 @@ impl PushMachine {
         for id in self.outstanding.of(identifier) {
             if let Some(p) = self.outstanding.remove(&id) {
                 out.push(Effect::Cancel(Timer::Response(id.clone())));
-                out.push(Effect::Metric(super::Metric::Pending(-1)));
+                out.push(Effect::Metric(Metric::Pending(-1)));
                 if p.watched {
                     out.push(Effect::Ended {
                         id,

@@ -1,7 +1,10 @@
 //! What an app server's answer, or its absence, does to a registration: the health
 //! ledger, the error count and the removal at `push_max_errors` (§9.1, D5, D10, D11).
 
-use super::{Clock, Effect, Metric, PushMachine, State, Timer};
+use super::clock::Clock;
+use super::effect::{Effect, Metric};
+use super::event::Timer;
+use super::state::{PushMachine, State};
 use crate::metrics::PublishOutcome;
 use crate::push::interface::TestOutcome;
 use crate::push::publish::{Outcome, Response};

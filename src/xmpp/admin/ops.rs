@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::metrics::snapshot::gather;
 use crate::push::{AdminPushError, ListRegistrations, RemoveRegistrations, Selector, TestPush};
 use crate::store::ledger::PushLedger;
