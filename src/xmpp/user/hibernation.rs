@@ -56,7 +56,6 @@ impl User {
             e,
             unacked.iter().map(|q| (q.key.seq, &q.stanza)),
         );
-        let hub = self.shared.hub.clone();
         let event = SessionHibernated {
             user: self.name.clone(),
             session: id,
@@ -64,15 +63,35 @@ impl User {
             queue: unacked,
         };
         self.in_flight += 1;
-        let announce = async move {
-            if let Some(w) = write {
-                w.await;
+        match write {
+            Some(w) => {
+                ctx.spawn(w.into_actor(self).map(move |(), act, ctx| {
+                    act.announce(id, epoch, event, ctx);
+                }));
             }
-            hub.send(event).await.unwrap_or(TimerOwner::Host)
-        };
-        ctx.spawn(announce.into_actor(self).map(move |owner, act, ctx| {
+            None => self.announce(id, epoch, event, ctx),
+        }
+    }
+
+    /// Tells the push module of the hibernation once the unacked messages' copies are
+    /// stored, unless it ended meanwhile (a resumption before the store answered: the
+    /// module must not hold, nor push for, a session that is back).
+    fn announce(
+        &mut self,
+        id: SessionId,
+        epoch: u64,
+        event: SessionHibernated,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.hibernation_mut(id, epoch).is_none() {
+            self.in_flight -= 1;
+            self.after_store_request(ctx);
+            return;
+        }
+        let asked = self.shared.hub.send(event);
+        ctx.spawn(asked.into_actor(self).map(move |owner, act, ctx| {
             act.in_flight -= 1;
-            act.announced(id, epoch, owner, ctx);
+            act.announced(id, epoch, owner.unwrap_or(TimerOwner::Host), ctx);
             act.after_store_request(ctx);
         }));
     }
