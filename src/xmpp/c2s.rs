@@ -7,56 +7,28 @@
 //! so a dropped connection ends the session.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::net::TcpStream;
-use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
 use super::admission::{Negotiating, Place};
+use super::connection::{Shared, Xml, close_with, next_before};
 use super::io::{self, SizeGuard, Transport};
-use super::router::{Bind, FindResumable, Router, SESSION_CHANNEL, ToSession};
+use super::router::{BindSession, BoundSession, ResumeFailed, ResumeSession};
 use super::sasl::{self, SaslOutcome};
+use super::sm::SM_NS;
+use super::socket::{self, Start};
 use super::stanza::{self, CLIENT_NS};
 use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
-use crate::push::{PushHub, SessionId};
-use crate::store::Store;
 
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
-/// What every session needs from the server.
-pub struct Shared {
-    pub cfg: Arc<Config>,
-    pub tls: Arc<rustls::ServerConfig>,
-    pub router: Addr<Router>,
-    pub hub: Addr<PushHub>,
-    pub store: Addr<Store>,
-    /// Keys the decoy SCRAM credentials of unknown users (random per process).
-    pub decoy_secret: [u8; 32],
-    /// Becomes true when the server stops: negotiating streams end with
-    /// `system-shutdown` (bound sessions hear it from the router).
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-pub(super) type Xml = XmlStream;
-
-pub(super) async fn close_with(xml: &mut Xml, condition: &str) {
-    xml.close_with(condition).await;
-}
-
-pub(super) fn random_id() -> String {
-    let mut b = [0u8; 12];
-    let _ = getrandom::fill(&mut b);
-    B64.encode(b).replace(['+', '/'], "x")
-}
+use super::stanza::random_id;
 
 /// Our stream features (RFC 6120 §4.3.2), built here so that they say exactly what is
 /// offered: no `<mechanisms/>` when no mechanism is (an empty one stops xmpp.js), bind,
@@ -70,7 +42,7 @@ fn features(cfg: &Config, tls: bool, authenticated: bool) -> Element {
                 Element::builder("session", SESSION_NS)
                     .append(Element::builder("optional", SESSION_NS)),
             )
-            .append(Element::builder("sm", super::session::SM_NS))
+            .append(Element::builder("sm", SM_NS))
             .build();
     }
     if !tls {
@@ -111,14 +83,14 @@ pub async fn serve(
 ) {
     // Boxed, like the session's phases: the task's future keeps the size of its largest
     // state for the session's whole life, and the TLS handshake's state is large.
-    let Some(bound) = Box::pin(establish(tcp, &shared, direct_tls, place, negotiating)).await
+    let Some(start) = Box::pin(establish(tcp, &shared, direct_tls, place, negotiating)).await
     else {
         return;
     };
     // Every log line of the session carries its JID.
-    let span = tracing::info_span!("c2s", jid = %bound.jid);
+    let span = tracing::info_span!("c2s", jid = %start.jid);
     span.in_scope(|| tracing::info!("session bound"));
-    tracing::Instrument::instrument(Box::pin(super::session::run(bound, &shared)), span).await;
+    tracing::Instrument::instrument(Box::pin(socket::run(start, shared)), span).await;
 }
 
 /// TLS (for direct TLS), then the negotiation up to a bound resource, all within
@@ -129,7 +101,7 @@ async fn establish(
     direct_tls: bool,
     place: Place,
     _negotiating: Negotiating,
-) -> Option<Bound> {
+) -> Option<Start> {
     let peer = tcp.peer_addr().ok();
     let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let deadline = tokio::time::Instant::now() + shared.cfg.c2s_auth_timeout;
@@ -162,65 +134,6 @@ async fn establish(
                 "negotiation ended: client did not authenticate in time"
             );
             None
-        }
-    }
-}
-
-pub(super) struct Bound {
-    /// Boxed: a hibernated session keeps none of the stream's space (see session::run).
-    pub xml: Box<Xml>,
-    pub guard: SizeGuard,
-    pub jid: FullJid,
-    pub id: SessionId,
-    pub rx: flume::Receiver<ToSession>,
-    pub tx: flume::Sender<ToSession>,
-}
-
-/// What reading the stream gave.
-pub(super) enum Next {
-    Element(Element),
-    /// The peer was silent for the read timeout: poke it, or it is dropped soon.
-    Idle,
-    /// The stream is over: closed by the peer, or by us with the stream error it deserved.
-    Closed,
-    /// The connection broke without a stream close: a sleeping phone's case.
-    Lost,
-}
-
-pub(super) async fn read(xml: &mut Xml, guard: &SizeGuard) -> Next {
-    match xml.next().await {
-        Read::Element(el) => {
-            guard.reset();
-            Next::Element(el)
-        }
-        Read::Idle => Next::Idle,
-        Read::Footer => {
-            tracing::debug!("client closed the stream");
-            let _ = xml.shutdown().await;
-            Next::Closed
-        }
-        Read::Eof => {
-            tracing::debug!("connection ended without closing the stream");
-            Next::Lost
-        }
-        Read::Header(_) => {
-            tracing::info!("stream closed: a second stream header without a restart");
-            close_with(xml, "not-well-formed").await;
-            Next::Closed
-        }
-        Read::Invalid(e) => {
-            tracing::info!(error = %e, condition = e.condition(), "stream closed: bad XML");
-            close_with(xml, e.condition()).await;
-            Next::Closed
-        }
-        Read::Io(e) if guard.exceeded() => {
-            tracing::info!(error = %e, "stream closed: stanza size limit exceeded");
-            close_with(xml, "policy-violation").await;
-            Next::Closed
-        }
-        Read::Io(e) => {
-            tracing::debug!(error = %e, "connection lost");
-            Next::Lost
         }
     }
 }
@@ -272,7 +185,7 @@ fn our_header<'a>(domain: &'a str, id: &'a str) -> OurHeader<'a> {
 
 /// `<failed/>` for a session that cannot be resumed, with its last `h` when remembered.
 async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
-    let mut failed = Element::builder("failed", super::session::SM_NS)
+    let mut failed = Element::builder("failed", SM_NS)
         .append(Element::builder("item-not-found", stanza::STANZAS_NS))
         .build();
     if let Some(h) = h {
@@ -281,40 +194,12 @@ async fn fail_resume(xml: &mut Xml, h: Option<u32>) {
     let _ = xml.send(&failed).await;
 }
 
-/// Reads the next element of a stream still negotiating; past `deadline` the stream ends
-/// with `connection-timeout`, and when the server stops, with `system-shutdown`.
-pub(super) async fn next_before(
-    xml: &mut Xml,
-    guard: &SizeGuard,
-    deadline: tokio::time::Instant,
-    shared: &Shared,
-) -> Option<Element> {
-    let mut stopping = shared.stopping.clone();
-    let next = tokio::select! {
-        r = tokio::time::timeout_at(deadline, read(xml, guard)) => r,
-        _ = stopping.wait_for(|stop| *stop) => {
-            tracing::debug!("negotiation ended: the server stops");
-            close_with(xml, "system-shutdown").await;
-            return None;
-        }
-    };
-    match next {
-        Ok(Next::Element(el)) => Some(el),
-        Ok(Next::Idle) | Err(_) => {
-            tracing::debug!("negotiation ended: client did not authenticate in time");
-            close_with(xml, "connection-timeout").await;
-            None
-        }
-        Ok(Next::Closed | Next::Lost) => None,
-    }
-}
-
 async fn negotiate(
     transport: Transport,
     shared: &Shared,
     deadline: tokio::time::Instant,
     place: Place,
-) -> Option<Bound> {
+) -> Option<Start> {
     let cfg = &shared.cfg;
     let mut tls = transport.is_tls();
     let (mut xml, mut guard, mut header) = open(transport, Some(place), shared).await?;
@@ -388,40 +273,44 @@ async fn negotiate(
                     }
                 }
             }
-            if el.is("resume", super::session::SM_NS) && user.is_some() {
+            if el.is("resume", SM_NS) && user.is_some() {
                 let username = user.clone()?;
                 let previd = el.attr("previd").unwrap_or_default().to_string();
-                let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+                let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+                    close_with(&mut xml, "undefined-condition").await;
+                    return None;
+                };
                 let found = shared
                     .router
-                    .send(FindResumable {
+                    .send(ResumeSession {
                         user: username,
-                        previd: previd.clone(),
+                        previd,
+                        h,
                     })
                     .await
                     .ok()?;
-                match (found, h) {
-                    (Ok(target), Some(h)) => {
-                        let takeover = super::session::Takeover {
+                match found {
+                    Ok(s) => {
+                        return Some(Start {
                             xml: Box::new(xml),
                             guard,
-                            h,
-                        };
-                        if let Err(e) = target
-                            .send_async(ToSession::Resume(Box::new(takeover)))
-                            .await
-                            && let ToSession::Resume(t) = e.0
-                        {
-                            let mut xml = t.xml;
-                            fail_resume(&mut xml, None).await;
-                        }
+                            jid: s.jid,
+                            id: s.id,
+                            owner: s.owner,
+                            rx: s.rx,
+                            received: s.received,
+                            conn: s.conn,
+                            gauges: s.gauges,
+                            sm: true,
+                            first: s.first,
+                        });
+                    }
+                    Err(ResumeFailed::HandledCountTooHigh) => {
+                        let _ = xml.send(&super::sm::handled_count_too_high()).await;
+                        let _ = xml.shutdown().await;
                         return None;
                     }
-                    (Ok(_), None) => {
-                        close_with(&mut xml, "undefined-condition").await;
-                        return None;
-                    }
-                    (Err(old_h), _) => {
+                    Err(ResumeFailed::Unknown(old_h)) => {
                         fail_resume(&mut xml, old_h).await;
                         continue;
                     }
@@ -433,32 +322,42 @@ async fn negotiate(
                     .filter(|_| el.attr("type") == Some("set"))
                 {
                     let resource = bind.get_child("resource", BIND_NS).map(|r| r.text());
-                    let (tx, rx) = flume::bounded(SESSION_CHANNEL);
                     let username = user.clone()?;
                     let res = shared
                         .router
-                        .send(Bind {
+                        .send(BindSession {
                             user: username,
                             resource,
-                            tx: tx.clone(),
                         })
                         .await
                         .ok()?;
                     match res {
-                        Ok((id, jid)) => {
+                        Ok(BoundSession {
+                            id,
+                            owner,
+                            gauges,
+                            bound,
+                        }) => {
                             let payload = Element::builder("bind", BIND_NS)
-                                .append(Element::builder("jid", BIND_NS).append(jid.to_string()))
+                                .append(
+                                    Element::builder("jid", BIND_NS).append(bound.jid.to_string()),
+                                )
                                 .build();
                             xml.send(&stanza::iq_result(&el, Some(payload)))
                                 .await
                                 .ok()?;
-                            return Some(Bound {
+                            return Some(Start {
                                 xml: Box::new(xml),
                                 guard,
-                                jid,
+                                jid: bound.jid,
                                 id,
-                                rx,
-                                tx,
+                                owner,
+                                rx: bound.rx,
+                                received: bound.received,
+                                conn: bound.conn,
+                                gauges,
+                                sm: false,
+                                first: Vec::new(),
                             });
                         }
                         Err(condition) => {

@@ -14,7 +14,8 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::io::{self, SizeGuard, Transport};
-use super::router::{AttachComponent, DetachComponent, Route, Router, ToComponent};
+use super::route::Route;
+use super::router::{AttachComponent, DetachComponent, Router, ToComponent};
 use super::stanza::{self, CLIENT_NS, COMPONENT_NS};
 use super::xml::{OurHeader, Read, XmlStream};
 use crate::config::Config;

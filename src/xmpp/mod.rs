@@ -9,17 +9,27 @@
 #[cfg(unix)]
 pub mod admin;
 pub mod admission;
+pub mod bound;
 pub mod c2s;
+mod client;
 pub mod component;
+pub mod connection;
+mod disco;
 pub mod io;
+mod offline;
+mod ping;
 pub mod preflight;
+mod presence;
 pub mod roster;
+mod roster_iq;
+pub mod route;
 pub mod router;
 pub mod sasl;
 pub mod scram;
 pub mod server;
-pub mod session;
 pub mod sm;
+pub mod socket;
 pub mod stanza;
 pub mod tls;
+pub mod user;
 pub mod xml;

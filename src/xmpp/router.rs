@@ -1,58 +1,38 @@
-//! The router: which session or component a stanza goes to, and what happens when
-//! nobody is there (RFC 6121 §8.5 for local users; a bounce for the rest).
+//! The router: where a stanza goes. A local user's stanzas go to that user's actor
+//! (started on demand, see `user`), a component's to its connection, and the rest is
+//! bounced (no server-to-server links yet).
 //!
-//! It also stands for the host at the push module's boundary: it receives the module's
-//! publishes (`RoutePublish`, to a connected component) and session instructions
-//! (`SessionControl`, to the session's task).
+//! It also stands for the host at the push module's boundary for publishes
+//! (`RoutePublish`, to a connected component). It keeps no per-session state and walks
+//! over no users: a lookup by bare JID is all it does for a local stanza.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
-use super::roster;
+use super::route::{Route, ToSocket};
 use super::stanza;
+use super::user::{
+    self, Bind, BindAnswer, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
+    ResumeError, StopIfIdle, User, UserIdle,
+};
+use crate::config::Config;
+use crate::push::{PushHub, RoutePublish, SessionId};
+use crate::store::Store;
 
 mod stats;
-use crate::config::Config;
-use crate::push::{
-    OfflineMessage, PushHub, RoutePublish, SessionAction, SessionControl, SessionId,
-};
-use crate::store::{Change, LoadRoster, PushOffline, RosterItem, Store, StoreError, Write};
 pub use stats::{GetRouterStats, RouterStats};
 
-/// What a session's task receives. Every variant is at most a pointer, so a session's
-/// queued stanzas cost their own size and no more (an inline `Element` is about 100
-/// bytes, whatever the stanza).
-pub enum ToSession {
-    /// A stanza to write to the peer.
-    Stanza(Box<Element>),
-    /// A new bind of the same resource replaced this session: end with `conflict`.
-    Conflict,
-    /// The push module's end of a held hibernation.
-    Expire,
-    /// A new connection resumes this session (XEP-0198).
-    Resume(Box<super::session::Takeover>),
-    /// The server stops: end with `system-shutdown`, unacked messages to offline storage.
-    Shutdown,
-    /// The account was deleted: end with `not-authorized`, no resumption.
-    Revoked,
+/// A running user actor, as the router keeps it.
+struct Running {
+    addr: Addr<User>,
+    generation: u64,
+    /// Messages sent to it, for the stop agreement (`user::idle`).
+    sent: u64,
 }
-
-/// Room in each session's inbound channel; past it a chat or normal message goes to
-/// offline storage, a bounce waits (bounded), anything else is bounced with
-/// `resource-constraint` (D22).
-pub const SESSION_CHANNEL: usize = 256;
-
-/// Bounces waiting for room in their recipient's channel, server-wide; past it they are
-/// dropped with a log line.
-const WAITING_BOUNCES: usize = 4096;
-
-/// Resources per user; past it a bind is refused with `resource-constraint`.
-pub const MAX_RESOURCES: usize = 32;
 
 struct OldSession {
     id: String,
@@ -60,112 +40,72 @@ struct OldSession {
     h: u32,
 }
 
-struct Entry {
-    id: SessionId,
-    /// Since when the session has no connection (XEP-0198 hibernation).
-    hibernated_since: Option<std::time::Instant>,
-    resource: String,
-    tx: flume::Sender<ToSession>,
-    /// The session's last available presence (answers probes); `None`: not available.
-    /// Kept serialized: a minidom tree of even `<presence/>` is about 1 KB, and every
-    /// session, hibernated ones included, holds one.
-    presence: Option<Box<str>>,
-}
-
-impl Entry {
-    fn available(&self) -> bool {
-        self.presence.is_some()
-    }
-}
-
 pub struct Router {
-    /// Resumable sessions by XEP-0198 id.
-    resumable: HashMap<String, (String, SessionId)>,
-    /// Ended sessions' ids, users and final `h`, for `<failed h=…/>`
-    /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
-    old_sessions: std::collections::VecDeque<OldSession>,
     cfg: Arc<Config>,
     hub: Addr<PushHub>,
-    /// Who waits for the last session to end (orderly shutdown).
-    drained: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// Bounces waiting for room in a session's channel (bounded by WAITING_BOUNCES).
-    waiting_bounces: Arc<AtomicUsize>,
     store: Addr<Store>,
-    users: HashMap<String, Vec<Entry>>,
+    users: HashMap<String, Running>,
+    /// Ended sessions' ids, users and final `h`, for `<failed h=…/>`
+    /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
+    old_sessions: VecDeque<OldSession>,
     components: HashMap<String, flume::Sender<ToComponent>>,
-    next_id: u64,
+    next_session: u64,
+    next_generation: u64,
+    gauges: Arc<Gauges>,
+    waiting_bounces: Arc<std::sync::atomic::AtomicUsize>,
+    /// Who waits for the last user actor to stop (orderly shutdown).
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Router {
     pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>, store: Addr<Store>) -> Self {
         Router {
-            resumable: HashMap::new(),
-            old_sessions: std::collections::VecDeque::new(),
             cfg,
             hub,
             store,
             users: HashMap::new(),
+            old_sessions: VecDeque::new(),
             components: HashMap::new(),
-            next_id: 1,
-            drained: Vec::new(),
+            next_session: 1,
+            next_generation: 1,
+            gauges: Arc::default(),
             waiting_bounces: Arc::default(),
+            drained: Vec::new(),
         }
     }
 
-    fn send_to(tx: &flume::Sender<ToSession>, stanza: Element) -> Result<(), Element> {
-        match tx.try_send(ToSession::Stanza(Box::new(stanza))) {
-            Ok(()) => Ok(()),
-            Err(flume::TrySendError::Full(ToSession::Stanza(s)))
-            | Err(flume::TrySendError::Disconnected(ToSession::Stanza(s))) => Err(*s),
-            Err(_) => Ok(()),
+    /// The user's actor, started when the user has none.
+    fn user(&mut self, name: &str, ctx: &mut Context<Self>) -> &mut Running {
+        if !self.users.contains_key(name) {
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            let shared = user::Shared {
+                cfg: self.cfg.clone(),
+                hub: self.hub.clone(),
+                store: self.store.clone(),
+                route: ctx.address().recipient(),
+                idle: ctx.address().recipient(),
+                ended: ctx.address().recipient(),
+                waiting_bounces: self.waiting_bounces.clone(),
+                gauges: self.gauges.clone(),
+            };
+            let addr = User::new(name.to_string(), generation, shared).start();
+            self.users.insert(
+                name.to_string(),
+                Running {
+                    addr,
+                    generation,
+                    sent: 0,
+                },
+            );
+        }
+        match self.users.get_mut(name) {
+            Some(r) => r,
+            None => unreachable!("inserted above"),
         }
     }
 
-    /// A stanza for a session that cannot take it (its channel is full, or it just
-    /// ended): a chat or normal message goes to offline storage, which bounces only
-    /// when it is full (D22); anything else is bounced.
-    fn undeliverable(
-        &self,
-        user: &str,
-        tx: &flume::Sender<ToSession>,
-        stanza: Element,
-        ctx: &mut Context<Self>,
-    ) {
-        let kind = stanza.attr("type").unwrap_or("normal");
-        if stanza.name() == "message" && matches!(kind, "chat" | "normal") {
-            tracing::debug!(%user, "session cannot take a message: stored offline");
-            self.store_offline(user.to_string(), stanza, ctx);
-        } else if kind == "error" && !tx.is_disconnected() {
-            // A bounce cannot be bounced: it waits for room in the session's channel
-            // (a burst of bounces comes from one commit), within a bound of its own.
-            self.wait_for_room(user, tx, stanza);
-        } else {
-            self.bounce(&stanza, "resource-constraint", ctx);
-        }
-    }
-
-    fn wait_for_room(&self, user: &str, tx: &flume::Sender<ToSession>, stanza: Element) {
-        let waiting = self.waiting_bounces.clone();
-        if waiting.load(Ordering::Relaxed) >= WAITING_BOUNCES {
-            tracing::warn!(%user, "session too slow to take its bounces: one dropped");
-            return;
-        }
-        waiting.fetch_add(1, Ordering::Relaxed);
-        let tx = tx.clone();
-        let user = user.to_string();
-        actix::spawn(async move {
-            if tx
-                .send_async(ToSession::Stanza(Box::new(stanza)))
-                .await
-                .is_err()
-            {
-                tracing::info!(%user, "session ended before it could take a bounce");
-            }
-            waiting.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-
-    fn bounce(&self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
+    fn bounce(&mut self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
         let error_type =
             if condition == "resource-constraint" || condition == "internal-server-error" {
                 "wait"
@@ -181,49 +121,10 @@ impl Router {
         self.deliver(reply, ctx);
     }
 
-    /// Stores a message for a user with no available session (XEP-0160), stamped with
-    /// XEP-0203 delay; once durable the push module hears of it. A missing user or a full
-    /// store bounces to the sender: nothing is dropped silently.
-    fn store_offline(&self, user: String, stanza: Element, ctx: &mut Context<Self>) {
-        let stamp = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-        let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
-        stanza::set_attr(&mut delay, "from", &self.cfg.domain);
-        stanza::set_attr(&mut delay, "stamp", &stamp);
-        let mut stamped = stanza.clone();
-        stamped.append_child(delay);
-        let fut = self.store.send(PushOffline {
-            user: user.clone(),
-            stanza: String::from(&stamped),
-            max: self.cfg.offline_max_messages,
-            max_bytes: self.cfg.offline_max_bytes,
-            release: None,
-        });
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            match res.unwrap_or(Err(StoreError::Closed)) {
-                Ok(_) => act.hub.do_send(OfflineMessage {
-                    user,
-                    stanza,
-                    key: None,
-                }),
-                Err(StoreError::NoSuchUser) => act.bounce(&stanza, "service-unavailable", ctx),
-                Err(StoreError::Full) => {
-                    tracing::info!(%user, "offline storage full: message bounced");
-                    act.bounce(&stanza, "resource-constraint", ctx)
-                }
-                Err(e) => {
-                    tracing::error!(%user, error = %e, "offline message not stored: bounced");
-                    act.bounce(&stanza, "internal-server-error", ctx)
-                }
-            }
-        }));
-    }
-
     /// A stanza to the server itself from a component (clients' are answered by their
     /// session): ping is answered, other requests are `service-unavailable`, the rest is
     /// dropped.
-    fn server_stanza(&self, stanza: Element, ctx: &mut Context<Self>) {
+    fn server_stanza(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         if stanza.name() != "iq" || !matches!(stanza.attr("type"), Some("get") | Some("set")) {
             return;
         }
@@ -239,7 +140,7 @@ impl Router {
     }
 
     /// Delivers a stanza whose `from` is already set.
-    fn deliver(&self, stanza: Element, ctx: &mut Context<Self>) {
+    fn deliver(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
             return;
         };
@@ -260,197 +161,27 @@ impl Router {
             self.bounce(&stanza, "remote-server-not-found", ctx);
             return;
         }
-        let Some(user) = to.node().map(|n| n.to_string()) else {
+        let Some(name) = to.node().map(|n| n.to_string()) else {
             self.server_stanza(stanza, ctx);
             return;
         };
-        let sessions = self.users.get(&user);
-        let name = stanza.name();
-        // A full JID with a live session: that session.
-        if let Some(res) = to.resource()
-            && let Some(e) = sessions.and_then(|s| s.iter().find(|e| e.resource == res.as_str()))
-        {
-            if let Err(s) = Self::send_to(&e.tx, stanza) {
-                self.undeliverable(&user, &e.tx, s, ctx);
+        let running = self.user(&name, ctx);
+        match running.addr.try_send(Deliver { stanza, to }) {
+            Ok(()) => running.sent += 1,
+            Err(SendError::Full(d) | SendError::Closed(d)) => {
+                // Bounded mailbox: a user flooded faster than its actor keeps up.
+                tracing::warn!(user = %name, "user's queue full: stanza bounced");
+                self.bounce(&d.stanza, "resource-constraint", ctx);
             }
-            return;
-        }
-        // An IQ to a full JID that is gone, or to someone else's bare JID: nobody answers.
-        if name == "iq" {
-            self.bounce(&stanza, "service-unavailable", ctx);
-            return;
-        }
-        let available: Vec<&Entry> = sessions
-            .map(|s| s.iter().filter(|e| e.available()).collect())
-            .unwrap_or_default();
-        let kind = stanza.attr("type").unwrap_or("normal");
-        if name == "message" {
-            if kind == "groupchat" && to.resource().is_some() {
-                // Path B: a room writing to an occupant whose device left.
-                self.hub.do_send(OfflineMessage {
-                    user,
-                    stanza: stanza.clone(),
-                    key: None,
-                });
-                self.bounce(&stanza, "service-unavailable", ctx);
-                return;
-            }
-            if available.is_empty() {
-                match kind {
-                    "chat" | "normal" => self.store_offline(user, stanza, ctx),
-                    "groupchat" => {
-                        self.hub.do_send(OfflineMessage {
-                            user,
-                            stanza: stanza.clone(),
-                            key: None,
-                        });
-                        self.bounce(&stanza, "service-unavailable", ctx);
-                    }
-                    // RFC 6121 §8.5.2.2: headlines and errors to a user with no
-                    // available session are not stored.
-                    _ => tracing::debug!(%user, kind, "message for an absent user dropped"),
-                }
-                return;
-            }
-            // Delivered when any session took it; stored (once) when none could.
-            let mut taken = false;
-            for e in &available {
-                taken |= Self::send_to(&e.tx, stanza.clone()).is_ok();
-            }
-            if !taken && let Some(e) = available.first() {
-                self.undeliverable(&user, &e.tx, stanza, ctx);
-            }
-            return;
-        }
-        match kind {
-            "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" => {
-                self.inbound_subscription(user, stanza, ctx);
-                return;
-            }
-            "probe" => {
-                self.answer_probe(user, stanza, ctx);
-                return;
-            }
-            _ => {}
-        }
-        // Presence to a bare JID: every available resource.
-        for e in available {
-            let _ = Self::send_to(&e.tx, stanza.clone());
         }
     }
 
-    /// Subscription presence for a local user (RFC 6121 §3): the user's roster changes,
-    /// is pushed to the user's sessions, and the presence reaches them when it should. A
-    /// request that finds no session stays on the roster and is shown at the next login.
-    fn inbound_subscription(&self, user: String, stanza: Element, ctx: &mut Context<Self>) {
-        let Some(contact) = stanza
-            .attr("from")
-            .and_then(|f| f.parse::<Jid>().ok())
-            .map(|f| f.to_bare().to_string())
-        else {
-            return;
-        };
-        let max = self.cfg.roster_max_items;
-        let load = self.store.send(LoadRoster { user: user.clone() });
-        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
-            let Ok(Ok(roster)) = res else {
-                tracing::error!(%user, "cannot read the roster: subscription presence dropped");
-                return;
-            };
-            let existing = roster
-                .iter()
-                .find(|(c, _)| *c == contact)
-                .map(|(_, i)| i.clone());
-            if existing.is_none() && roster.len() >= max {
-                tracing::info!(%user, "roster_max_items reached: subscription request dropped");
-                return;
+    /// The last user actor stopped: whoever waits for the drain learns it.
+    fn user_gone(&mut self) {
+        if self.users.is_empty() {
+            for done in self.drained.drain(..) {
+                let _ = done.send(());
             }
-            let mut item = existing.unwrap_or_default();
-            let kind = stanza.attr("type").unwrap_or_default().to_string();
-            let (changed, deliver) = roster::inbound(&mut item, &kind, &stanza);
-            if changed {
-                ctx.notify(SaveRosterItem {
-                    user: user.clone(),
-                    contact: contact.clone(),
-                    item: Some(item),
-                });
-            }
-            if deliver {
-                for e in act
-                    .users
-                    .get(&user)
-                    .into_iter()
-                    .flatten()
-                    .filter(|e| e.available())
-                {
-                    let _ = Self::send_to(&e.tx, stanza.clone());
-                }
-            }
-            // A local contact approved the user's request: its server (this one) sends
-            // the contact's current presence right after the approval (RFC 6121
-            // §3.1.5), so the user sees the contact online without waiting for the
-            // contact's next presence change.
-            if changed && kind == "subscribed" {
-                let domain = act.cfg.domain.clone();
-                if let Some(local) = contact
-                    .strip_suffix(domain.as_str())
-                    .and_then(|c| c.strip_suffix('@'))
-                {
-                    act.send_presences(local, &format!("{user}@{domain}"), ctx);
-                }
-            }
-        }));
-    }
-
-    /// A contact asks for the user's presence: answered with each available session's
-    /// presence, if the user lets the contact see it.
-    fn answer_probe(&self, user: String, probe: Element, ctx: &mut Context<Self>) {
-        let Some(from) = probe.attr("from").map(str::to_string) else {
-            return;
-        };
-        let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
-            return;
-        };
-        let load = self.store.send(LoadRoster { user: user.clone() });
-        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
-            let allowed = matches!(&res, Ok(Ok(r)) if r.iter().any(|(c, i)| *c == contact && i.subscription.from()));
-            if allowed {
-                act.send_presences(&user, &from, ctx);
-            }
-        }));
-    }
-
-    /// The current presence of each of the user's available sessions, to `to`.
-    fn send_presences(&self, user: &str, to: &str, ctx: &mut Context<Self>) {
-        let presences: Vec<Element> = self
-            .users
-            .get(user)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.presence.as_deref()?.parse::<Element>().ok())
-            .map(|mut p| {
-                stanza::set_attr(&mut p, "to", to);
-                p
-            })
-            .collect();
-        for p in presences {
-            self.deliver(p, ctx);
-        }
-    }
-
-    /// RFC 6121 §2.1.6: every session of the user learns of a roster change.
-    fn roster_push(&self, user: &str, item: Element) {
-        for e in self.users.get(user).into_iter().flatten() {
-            let mut iq = Element::builder("iq", stanza::CLIENT_NS)
-                .append(
-                    Element::builder("query", roster::ROSTER_NS)
-                        .append(item.clone())
-                        .build(),
-                )
-                .build();
-            stanza::set_attr(&mut iq, "type", "set");
-            stanza::set_attr(&mut iq, "id", &format!("push-{}", super::c2s::random_id()));
-            let _ = Self::send_to(&e.tx, iq);
         }
     }
 }
@@ -463,130 +194,169 @@ impl Actor for Router {
     }
 }
 
-/// A session bound a resource. Answered with its id and full JID.
+impl Handler<Route> for Router {
+    type Result = ();
+
+    fn handle(&mut self, Route(stanza): Route, ctx: &mut Context<Self>) {
+        self.deliver(stanza, ctx);
+    }
+}
+
+/// The stop agreement's router half (`user::idle`): forget the actor when nothing is on
+/// its way to it.
+impl Handler<UserIdle> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: UserIdle, _: &mut Context<Self>) {
+        let forget = self
+            .users
+            .get(&msg.user)
+            .is_some_and(|r| r.generation == msg.generation && r.sent == msg.seen);
+        if forget && let Some(r) = self.users.remove(&msg.user) {
+            r.addr.do_send(StopIfIdle);
+            self.user_gone();
+        }
+    }
+}
+
+/// A session binds a resource for `user`.
 #[derive(Message)]
-#[rtype(result = "Result<(SessionId, FullJid), &'static str>")]
-pub struct Bind {
+#[rtype(result = "Result<BoundSession, &'static str>")]
+pub struct BindSession {
     pub user: String,
     pub resource: Option<String>,
-    pub tx: flume::Sender<ToSession>,
 }
 
-impl Handler<Bind> for Router {
-    type Result = Result<(SessionId, FullJid), &'static str>;
+/// A bound session's place: its id, its user's actor, the session counters, and what
+/// its socket task needs.
+pub struct BoundSession {
+    pub id: SessionId,
+    pub owner: Addr<User>,
+    pub gauges: Arc<Gauges>,
+    pub bound: BindAnswer,
+}
 
-    fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
-        let id = SessionId(self.next_id);
-        self.next_id += 1;
-        let resource = match msg.resource.filter(|r| !r.is_empty()) {
-            Some(r) => r,
-            None => {
-                let mut b = [0u8; 6];
-                let _ = getrandom::fill(&mut b);
-                format!(
-                    "cn-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                    b[0], b[1], b[2], b[3], b[4], b[5]
-                )
-            }
-        };
-        let jid = FullJid::new(&format!("{}@{}/{}", msg.user, self.cfg.domain, resource))
-            .map_err(|_| "bad-request")?;
-        let entries = self.users.entry(msg.user).or_default();
-        // A second bind of the same resource replaces the older session (RFC 6120 §7.7.2.2).
-        if let Some(i) = entries
-            .iter()
-            .position(|e| e.resource == jid.resource().as_str())
-        {
-            let old = entries.remove(i);
-            let _ = old.tx.try_send(ToSession::Conflict);
-        }
-        if entries.len() >= MAX_RESOURCES {
-            // A client that logs in anew instead of resuming leaves hibernated sessions
-            // behind; with push they are held for days. The oldest of them makes room
-            // (its unacked messages go to offline storage as it ends) before a login is
-            // refused.
-            let Some(i) = oldest_hibernated(entries) else {
-                return Err("resource-constraint");
-            };
-            let old = entries.remove(i);
-            tracing::info!(
-                user = %jid.node().map(|n| n.as_str()).unwrap_or_default(),
-                "session limit reached: the oldest hibernated session ends"
-            );
-            let _ = old.tx.try_send(ToSession::Conflict);
-        }
-        entries.push(Entry {
+impl Handler<BindSession> for Router {
+    type Result = ResponseFuture<Result<BoundSession, &'static str>>;
+
+    fn handle(&mut self, msg: BindSession, ctx: &mut Context<Self>) -> Self::Result {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let gauges = self.gauges.clone();
+        let running = self.user(&msg.user, ctx);
+        running.sent += 1;
+        let owner = running.addr.clone();
+        let bind = owner.send(Bind {
             id,
-            hibernated_since: None,
-            resource: jid.resource().to_string(),
-            tx: msg.tx,
-            presence: None,
+            resource: msg.resource,
         });
-        Ok((id, jid))
+        Box::pin(async move {
+            match bind.await {
+                Ok(Ok(bound)) => Ok(BoundSession {
+                    id,
+                    owner,
+                    gauges,
+                    bound,
+                }),
+                Ok(Err(condition)) => Err(condition),
+                Err(_) => Err("internal-server-error"),
+            }
+        })
     }
 }
 
-fn oldest_hibernated(entries: &[Entry]) -> Option<usize> {
-    entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.hibernated_since.map(|t| (t, i)))
-        .min()
-        .map(|(_, i)| i)
-}
-
-/// A session lost its connection (`true`) or was resumed (`false`).
+/// `<resume/>` of `user` for `previd`, with the client's `h`.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetHibernated {
+#[rtype(result = "Result<ResumedSession, ResumeFailed>")]
+pub struct ResumeSession {
     pub user: String,
-    pub id: SessionId,
-    pub hibernated: bool,
+    pub previd: String,
+    pub h: u32,
 }
 
-impl Handler<SetHibernated> for Router {
-    type Result = ();
+/// A resumed session, for its new socket task.
+pub struct ResumedSession {
+    pub id: SessionId,
+    pub jid: FullJid,
+    pub owner: Addr<User>,
+    pub gauges: Arc<Gauges>,
+    pub rx: flume::Receiver<ToSocket>,
+    pub received: Arc<std::sync::atomic::AtomicU32>,
+    pub conn: u64,
+    pub first: Vec<Element>,
+}
 
-    fn handle(&mut self, msg: SetHibernated, _: &mut Context<Self>) {
-        if let Some(e) = self
-            .users
-            .get_mut(&msg.user)
-            .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
-        {
-            e.hibernated_since = msg.hibernated.then(std::time::Instant::now);
-        }
+pub enum ResumeFailed {
+    /// No such session: `<failed/>`, with the `h` of an ended one when remembered.
+    Unknown(Option<u32>),
+    /// The client acknowledged more than was sent; the session ended.
+    HandledCountTooHigh,
+}
+
+impl Handler<ResumeSession> for Router {
+    type Result = ResponseActFuture<Self, Result<ResumedSession, ResumeFailed>>;
+
+    fn handle(&mut self, msg: ResumeSession, _: &mut Context<Self>) -> Self::Result {
+        let gauges = self.gauges.clone();
+        let resume = self.users.get_mut(&msg.user).map(|r| {
+            r.sent += 1;
+            let owner = r.addr.clone();
+            let asked = r.addr.send(Resume {
+                previd: msg.previd.clone(),
+                h: msg.h,
+            });
+            (owner, asked)
+        });
+        Box::pin(
+            async move {
+                let (owner, asked) = resume?;
+                Some((owner, asked.await.ok()?))
+            }
+            .into_actor(self)
+            .map(move |answer, act, _| match answer {
+                Some((owner, Ok(r))) => Ok(ResumedSession {
+                    id: r.id,
+                    jid: r.jid,
+                    owner,
+                    gauges,
+                    rx: r.rx,
+                    received: r.received,
+                    conn: r.conn,
+                    first: r.first,
+                }),
+                Some((_, Err(ResumeError::HandledCountTooHigh))) => {
+                    Err(ResumeFailed::HandledCountTooHigh)
+                }
+                // Another account's ended session is "not found" like any unknown id:
+                // its `h` would tell how many stanzas that user had received.
+                _ => Err(ResumeFailed::Unknown(
+                    act.old_sessions
+                        .iter()
+                        .find(|o| o.id == msg.previd && o.user == msg.user)
+                        .map(|o| o.h),
+                )),
+            }),
+        )
     }
 }
 
-/// A session ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unbind {
-    pub user: String,
-    pub id: SessionId,
-}
-
-impl Handler<Unbind> for Router {
+impl Handler<EndedSession> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
-        if let Some(entries) = self.users.get_mut(&msg.user) {
-            entries.retain(|e| e.id != msg.id);
-            if entries.is_empty() {
-                self.users.remove(&msg.user);
-            }
-        }
-        if self.users.is_empty() {
-            for done in self.drained.drain(..) {
-                let _ = done.send(());
-            }
+    fn handle(&mut self, msg: EndedSession, _: &mut Context<Self>) {
+        self.old_sessions.push_back(OldSession {
+            id: msg.id,
+            user: msg.user,
+            h: msg.h,
+        });
+        while self.old_sessions.len() > self.cfg.smacks_max_old_sessions {
+            self.old_sessions.pop_front();
         }
     }
 }
 
 /// An account was deleted: each of its sessions ends at once (connected ones with
-/// `not-authorized`); what they held bounces, as the account is gone. Answered once
-/// they were told.
+/// `not-authorized`); what they held bounces, as the account is gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct EndUserSessions {
@@ -597,22 +367,16 @@ impl Handler<EndUserSessions> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: EndUserSessions, _: &mut Context<Self>) {
-        let Some(entries) = self.users.remove(&msg.user) else {
-            return;
-        };
-        for e in entries {
-            if e.tx.try_send(ToSession::Revoked).is_err() {
-                actix::spawn(async move {
-                    let _ = e.tx.send_async(ToSession::Revoked).await;
-                });
-            }
+        if let Some(r) = self.users.get_mut(&msg.user) {
+            r.sent += 1;
+            r.addr.do_send(EndSessions(EndReason::Revoked));
         }
     }
 }
 
 /// The server stops: every session ends (connected ones with `system-shutdown`), and
 /// each hands its unacknowledged messages to offline storage (D23). Answered once every
-/// session is gone.
+/// user actor has stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct EndAllSessions;
@@ -621,14 +385,9 @@ impl Handler<EndAllSessions> for Router {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: EndAllSessions, _: &mut Context<Self>) -> Self::Result {
-        for e in self.users.values().flatten() {
-            // A full channel still ends: the session reads its channel to the end.
-            if e.tx.try_send(ToSession::Shutdown).is_err() {
-                let tx = e.tx.clone();
-                actix::spawn(async move {
-                    let _ = tx.send_async(ToSession::Shutdown).await;
-                });
-            }
+        for r in self.users.values_mut() {
+            r.sent += 1;
+            r.addr.do_send(EndSessions(EndReason::Shutdown));
         }
         let (done, wait) = tokio::sync::oneshot::channel();
         if self.users.is_empty() {
@@ -639,43 +398,6 @@ impl Handler<EndAllSessions> for Router {
         Box::pin(async move {
             let _ = wait.await;
         })
-    }
-}
-
-/// A session sent (or withdrew) its initial presence.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetAvailable {
-    pub user: String,
-    pub id: SessionId,
-    /// The presence now in force; `None` when the session became unavailable.
-    pub presence: Option<Element>,
-}
-
-impl Handler<SetAvailable> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetAvailable, _: &mut Context<Self>) {
-        if let Some(e) = self
-            .users
-            .get_mut(&msg.user)
-            .and_then(|v| v.iter_mut().find(|e| e.id == msg.id))
-        {
-            e.presence = msg.presence.map(|p| String::from(&p).into_boxed_str());
-        }
-    }
-}
-
-/// A stanza from a session or component, `from` already stamped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Route(pub Element);
-
-impl Handler<Route> for Router {
-    type Result = ();
-
-    fn handle(&mut self, Route(stanza): Route, ctx: &mut Context<Self>) {
-        self.deliver(stanza, ctx);
     }
 }
 
@@ -743,136 +465,23 @@ impl Handler<RoutePublish> for Router {
     }
 }
 
-impl Handler<SessionControl> for Router {
-    type Result = ();
+/// Session counts, from the gauges the user actors keep.
+impl Handler<GetRouterStats> for Router {
+    type Result = MessageResult<GetRouterStats>;
 
-    fn handle(&mut self, msg: SessionControl, _: &mut Context<Self>) {
-        let SessionAction::Expire = msg.action;
-        for entries in self.users.values() {
-            if let Some(e) = entries.iter().find(|e| e.id == msg.session) {
-                let _ = e.tx.try_send(ToSession::Expire);
-                return;
-            }
-        }
-    }
-}
-
-/// A session enabled resumption under this id.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SmRegister {
-    pub id: String,
-    pub user: String,
-    pub session: SessionId,
-}
-
-impl Handler<SmRegister> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: SmRegister, _: &mut Context<Self>) {
-        self.resumable.insert(msg.id, (msg.user, msg.session));
-    }
-}
-
-/// A resumable session ended; `h` is remembered for a late `<resume/>`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SmForget {
-    pub id: String,
-    pub user: String,
-    pub h: u32,
-}
-
-impl Handler<SmForget> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: SmForget, _: &mut Context<Self>) {
-        self.resumable.remove(&msg.id);
-        self.old_sessions.push_back(OldSession {
-            id: msg.id,
-            user: msg.user,
-            h: msg.h,
-        });
-        while self.old_sessions.len() > self.cfg.smacks_max_old_sessions {
-            self.old_sessions.pop_front();
-        }
-    }
-}
-
-/// Where to send a `<resume/>` of `user` for `previd`: the session's channel, or the
-/// `h` of an ended session (if remembered) for `<failed/>`.
-#[derive(Message)]
-#[rtype(result = "Result<flume::Sender<ToSession>, Option<u32>>")]
-pub struct FindResumable {
-    pub user: String,
-    pub previd: String,
-}
-
-impl Handler<FindResumable> for Router {
-    type Result = Result<flume::Sender<ToSession>, Option<u32>>;
-
-    fn handle(&mut self, msg: FindResumable, _: &mut Context<Self>) -> Self::Result {
-        let found = self
-            .resumable
-            .get(&msg.previd)
-            .filter(|(user, _)| *user == msg.user)
-            .and_then(|(user, id)| {
-                self.users
-                    .get(user)
-                    .and_then(|v| v.iter().find(|e| e.id == *id))
-                    .map(|e| e.tx.clone())
-            });
-        // Another account's ended session is "not found" like any unknown id: its
-        // `h` would tell how many stanzas that user had received.
-        found.ok_or_else(|| {
-            self.old_sessions
-                .iter()
-                .find(|o| o.id == msg.previd && o.user == msg.user)
-                .map(|o| o.h)
-        })
-    }
-}
-
-/// A session changed a roster item: store it and push it to all the user's sessions.
-/// Answered once stored (the session then answers its client's roster set).
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct SaveRosterItem {
-    pub user: String,
-    pub contact: String,
-    /// `None` removes the item.
-    pub item: Option<RosterItem>,
-}
-
-impl Handler<SaveRosterItem> for Router {
-    type Result = ResponseActFuture<Self, bool>;
-
-    fn handle(&mut self, msg: SaveRosterItem, _: &mut Context<Self>) -> Self::Result {
-        let push = roster::item_element(&msg.contact, msg.item.as_ref());
-        let change = match msg.item {
-            Some(item) => Change::PutRosterItem {
-                user: msg.user.clone(),
-                contact: msg.contact,
-                item,
-            },
-            None => Change::DeleteRosterItem {
-                user: msg.user.clone(),
-                contact: msg.contact,
-            },
+    fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
+        let (connected, hibernated, session_queued) = self.gauges.read();
+        let mut s = RouterStats {
+            connected,
+            hibernated,
+            session_queued,
+            users: self.users.len() as u64,
+            ..RouterStats::default()
         };
-        let write = self.store.send(Write {
-            changes: vec![change],
-            durable: true,
-        });
-        let user = msg.user;
-        Box::pin(write.into_actor(self).map(move |res, act, _| {
-            let ok = matches!(res, Ok(Ok(())));
-            if ok {
-                act.roster_push(&user, push);
-            } else {
-                tracing::error!(%user, "roster change not stored");
-            }
-            ok
-        }))
+        for tx in self.components.values().filter(|tx| !tx.is_disconnected()) {
+            s.components += 1;
+            s.component_queued += tx.len() as u64;
+        }
+        MessageResult(s)
     }
 }

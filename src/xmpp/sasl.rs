@@ -6,7 +6,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
-use super::c2s::{Shared, Xml, next_before};
+use super::connection::{Shared, Xml, next_before};
 use super::io::SizeGuard;
 use super::scram::{self, ServerExchange};
 use crate::credentials::{Hash, ScramCredential};

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::admission::Admission;
 use super::router::{EndAllSessions, Router};
-use super::{c2s, component, tls};
+use super::{c2s, component, connection, tls};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
@@ -86,7 +86,7 @@ impl Server {
             started_at,
         };
         let client_shared = |tls| {
-            Rc::new(c2s::Shared {
+            Rc::new(connection::Shared {
                 cfg: cfg.clone(),
                 tls,
                 router: router.clone(),
@@ -286,8 +286,8 @@ impl Listeners {
     fn serve(
         self,
         cfg: &Config,
-        c2s_shared: Rc<c2s::Shared>,
-        direct_shared: Rc<c2s::Shared>,
+        c2s_shared: Rc<connection::Shared>,
+        direct_shared: Rc<connection::Shared>,
         component_shared: Rc<component::Shared>,
         sources: &Sources,
         stopped: &watch::Receiver<bool>,
@@ -385,7 +385,7 @@ fn serve_admin(
 
 fn accept_clients(
     listener: TcpListener,
-    shared: Rc<c2s::Shared>,
+    shared: Rc<connection::Shared>,
     direct_tls: bool,
     admission: Admission,
     mut stopped: watch::Receiver<bool>,

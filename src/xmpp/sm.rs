@@ -6,7 +6,21 @@
 
 use std::collections::VecDeque;
 
+/// The XEP-0198 namespace.
+pub const SM_NS: &str = "urn:xmpp:sm:3";
+
 use xmpp_parsers::minidom::Element;
+
+/// XEP-0198 §4: the client acknowledged more than was sent.
+pub fn handled_count_too_high() -> Element {
+    Element::builder("error", "http://etherx.jabber.org/streams")
+        .append(Element::builder(
+            "undefined-condition",
+            "urn:ietf:params:xml:ns:xmpp-streams",
+        ))
+        .append(Element::builder("handled-count-too-high", SM_NS))
+        .build()
+}
 
 /// Why an ack was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

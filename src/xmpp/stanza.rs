@@ -67,6 +67,32 @@ pub fn error_reply(stanza: &Element, error_type: &str, condition: &str) -> Optio
 }
 
 /// An empty IQ result to `iq`.
+/// A random id for stream ids, resumption ids and our own stanzas (72 bits).
+pub fn random_id() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 12];
+    let _ = getrandom::fill(&mut b);
+    base64::engine::general_purpose::STANDARD
+        .encode(b)
+        .replace(['+', '/'], "x")
+}
+
+/// A copy of `s` with the XEP-0203 delay stamp of now, as offline storage keeps it.
+pub fn delay_stamped(s: &Element, domain: &str) -> Element {
+    let mut stamped = s.clone();
+    let mut delay = Element::builder("delay", "urn:xmpp:delay").build();
+    set_attr(&mut delay, "from", domain);
+    set_attr(
+        &mut delay,
+        "stamp",
+        &chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+    );
+    stamped.append_child(delay);
+    stamped
+}
+
 pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
     let mut reply = Element::builder("iq", iq.ns()).build();
     set_attr(&mut reply, "type", "result");

@@ -212,7 +212,7 @@ async fn d22_3000_one_at_a_time_each_has_one_fate() {
 #[actix_rt::test]
 async fn new_logins_evict_the_oldest_hibernated_session_not_refused() {
     let t = TestServer::start(plaintext).await;
-    let cap = cloud_notify::xmpp::router::MAX_RESOURCES;
+    let cap = cloud_notify::xmpp::user::MAX_RESOURCES;
     let mut first_previd = String::new();
     for n in 0..cap {
         let mut phone = t.login("juliet", &format!("phone{n}")).await;

@@ -1,0 +1,132 @@
+//! What a bound client sends: stamped with its JID, then answered here (the roster, the
+//! server's and the account's IQs, its own presence) or routed to whom it is for.
+
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
+
+use super::bound::Bound;
+use super::connection::{Xml, close_with};
+use super::stanza::{self, CLIENT_NS};
+use super::user::SetAvailable;
+use super::{disco, offline, ping, presence, roster, roster_iq};
+use crate::push::PushRequest;
+
+const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// Handles one element from the bound client. `false` ends the session.
+pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bool {
+    if !matches!(el.name(), "message" | "presence" | "iq") {
+        close_with(xml, "unsupported-stanza-type").await;
+        return false;
+    }
+    if !el.has_ns(CLIENT_NS) {
+        close_with(xml, "invalid-namespace").await;
+        return false;
+    }
+    stanza::set_attr(&mut el, "from", &st.jid.to_string());
+    let to: Option<Jid> = match el.attr("to") {
+        None => None,
+        Some(t) => match t.parse() {
+            Ok(j) => Some(j),
+            Err(_) => {
+                return match stanza::error_reply(&el, "modify", "jid-malformed") {
+                    Some(r) => st.reply(xml, r).await,
+                    None => true,
+                };
+            }
+        },
+    };
+    let to_self = to
+        .as_ref()
+        .is_none_or(|t| t.resource().is_none() && t.to_bare() == st.bare);
+    let to_server = to.as_ref().is_some_and(|t| {
+        t.node().is_none() && t.resource().is_none() && t.domain().as_str() == st.shared.cfg.domain
+    });
+    match el.name() {
+        "iq" if el.has_child("query", roster::ROSTER_NS) && to_self => {
+            if let Some(r) = roster_iq::answer(&el, st).await {
+                return st.reply(xml, r).await;
+            }
+        }
+        "iq" if to_self || to_server => {
+            if let Some(r) = server_iq(&el, to_server, st).await {
+                return st.reply(xml, r).await;
+            }
+        }
+        "presence" if to.is_none() => return own_presence(el, xml, st).await,
+        "presence"
+            if matches!(
+                el.attr("type"),
+                Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+            ) =>
+        {
+            if let Some(to) = to {
+                presence::subscribe_out(el, to.to_bare(), st).await;
+            }
+        }
+        _ => st.route(el),
+    }
+    true
+}
+
+/// The client's own presence: in force at its user actor, then broadcast. After the
+/// initial one the client first gets the subscription requests waiting for it and the
+/// offline messages, then the presences the broadcast brings back.
+async fn own_presence(el: Element, xml: &mut Xml, st: &mut Bound) -> bool {
+    let t = el.attr("type");
+    let now_available = t.is_none();
+    if !(now_available || t == Some("unavailable")) {
+        return true;
+    }
+    let initial = now_available && !st.available;
+    st.available = now_available;
+    st.owner.do_send(SetAvailable {
+        id: st.id,
+        presence: now_available.then(|| el.clone()),
+    });
+    let roster = presence::load_roster(&st.user, &st.shared.store).await;
+    let broadcast = presence::plan(&el, initial, &st.bare.to_string(), &roster);
+    for request in broadcast.pending {
+        if !st.reply(xml, request).await {
+            return false;
+        }
+    }
+    if initial && !offline::deliver(xml, st).await {
+        return false;
+    }
+    for out in broadcast.out {
+        st.route(out);
+    }
+    true
+}
+
+/// IQs to the server or to the user's own account.
+async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element> {
+    let t = iq.attr("type");
+    if !matches!(t, Some("get") | Some("set")) {
+        return None;
+    }
+    let payload = iq.children().next();
+    if payload.is_some_and(|p| p.has_ns(ns::PUSH)) {
+        return st
+            .shared
+            .hub
+            .send(PushRequest {
+                session: st.session.clone(),
+                iq: iq.clone(),
+            })
+            .await
+            .ok()
+            .flatten();
+    }
+    if ping::is_ping(iq) || payload.is_some_and(|p| p.is("session", SESSION_NS)) {
+        return Some(stanza::iq_result(iq, None));
+    }
+    if let Some(answer) = disco::answer(iq, to_server, &st.shared.cfg) {
+        return Some(answer);
+    }
+    // Everything else (carbons until they exist, private XML storage and bookmarks,
+    // vCards, version, blocking): RFC 6120 §8.4, not implemented.
+    stanza::error_reply(iq, "cancel", "service-unavailable")
+}

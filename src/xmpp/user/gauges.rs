@@ -1,0 +1,83 @@
+//! Session counts for `status` and the metrics endpoint, kept as sessions change, so that
+//! reading them walks over no user.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Gauges {
+    connected: AtomicU64,
+    hibernated: AtomicU64,
+    /// Stanzas in sessions' channels, not yet taken by their tasks.
+    queued: AtomicU64,
+}
+
+impl Gauges {
+    pub fn bound(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session ended, with or without a connection.
+    pub fn unbound(&self, hibernated: bool) {
+        let g = if hibernated {
+            &self.hibernated
+        } else {
+            &self.connected
+        };
+        let _ = g.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// A session lost its connection (`true`) or was resumed (`false`).
+    pub fn hibernated(&self, now: bool) {
+        let (from, to) = if now {
+            (&self.connected, &self.hibernated)
+        } else {
+            (&self.hibernated, &self.connected)
+        };
+        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        to.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session's task took a stanza from its channel.
+    pub fn taken(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// (connected, hibernated, queued)
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            self.connected.load(Ordering::Relaxed),
+            self.hibernated.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_move_between_connected_and_hibernated() {
+        let g = Gauges::default();
+        g.bound();
+        g.bound();
+        g.hibernated(true);
+        assert_eq!(g.read(), (1, 1, 0));
+        g.hibernated(false);
+        g.unbound(false);
+        assert_eq!(g.read(), (1, 0, 0));
+        g.hibernated(true);
+        g.unbound(true);
+        assert_eq!(g.read(), (0, 0, 0));
+        // Never below zero, whatever the order of events.
+        g.unbound(true);
+        g.taken();
+        assert_eq!(g.read(), (0, 0, 0));
+    }
+}

@@ -1,0 +1,56 @@
+//! When a user actor stops. It has no state worth keeping once it has no session and no
+//! store request in flight, but it may only stop when the router sends it nothing more:
+//! a stanza sent to a stopped actor would be lost.
+//!
+//! The agreement: the actor counts the messages the router sent it; when idle, it
+//! reports that count ([`UserIdle`]). The router compares it with its own count of
+//! messages sent: equal means none is on its way, so it forgets the actor and sends it
+//! [`StopIfIdle`], the last message it will ever send it. Unequal means one is on its
+//! way; the actor reports again after handling it.
+
+use actix::prelude::*;
+
+use super::state::User;
+use super::to_router::{StopIfIdle, UserIdle};
+
+impl User {
+    /// Counts a message from the router (before handling it).
+    pub(super) fn count_router_message(&mut self) {
+        self.from_router += 1;
+        self.idle_reported = false;
+    }
+
+    fn is_idle(&self) -> bool {
+        self.sessions.is_empty() && self.in_flight == 0
+    }
+
+    /// Called after every change that can leave the actor idle.
+    pub(super) fn report_if_idle(&mut self) {
+        if self.is_idle() && !self.idle_reported && !self.detached {
+            self.idle_reported = true;
+            self.shared.idle.do_send(UserIdle {
+                user: self.name.clone(),
+                generation: self.generation,
+                seen: self.from_router,
+            });
+        }
+    }
+
+    /// Stops a detached actor once its last store request is answered.
+    pub(super) fn stop_if_detached(&mut self, ctx: &mut Context<Self>) {
+        if self.detached && self.is_idle() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<StopIfIdle> for User {
+    type Result = ();
+
+    fn handle(&mut self, _: StopIfIdle, ctx: &mut Context<Self>) {
+        // The router sends nothing after this; whatever is still in flight (nothing,
+        // by the agreement) finishes first.
+        self.detached = true;
+        self.stop_if_detached(ctx);
+    }
+}

@@ -1,0 +1,31 @@
+//! The user actor: one per user with live state, the one owner of that user's sessions
+//! as the rest of the server sees them (resource, channel, presence, hibernation,
+//! resumption id) and of delivery to them (RFC 6121 §8.5 for a local user).
+//!
+//! The router starts it on the first stanza or bind for the user and forgets it when it
+//! has nothing left: no session and no request to the store in flight. A user without
+//! live state costs nothing. Stopping is agreed with the router (see [`idle`]), so no
+//! stanza is ever sent to a user actor that is about to stop.
+
+mod delivery;
+mod end;
+mod gauges;
+mod hibernation;
+mod idle;
+mod presence;
+mod record;
+mod resume;
+mod roster_push;
+mod sessions;
+mod state;
+mod stream;
+mod to_router;
+
+pub use delivery::Deliver;
+pub use gauges::Gauges;
+pub use resume::{Resume, ResumeError, Resumed};
+pub use roster_push::SaveRosterItem;
+pub use sessions::{Bind, BindAnswer, EndReason, EndSessions, SetAvailable};
+pub use state::{MAILBOX, MAX_RESOURCES, Shared, User};
+pub use stream::{ClientAck, EnableSm, Reply, SocketEnded};
+pub use to_router::{EndedSession, StopIfIdle, UserIdle};

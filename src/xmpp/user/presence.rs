@@ -1,0 +1,131 @@
+//! Presence for a local user (RFC 6121 §3–4): subscription requests and answers from
+//! contacts, and probes, answered from the presences the user's sessions hold.
+
+use actix::prelude::*;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+
+use super::super::roster;
+use super::super::route::Route;
+use super::super::stanza::{self, CLIENT_NS};
+use super::record::Entry;
+use super::roster_push::SaveRosterItem;
+use super::state::User;
+use crate::store::LoadRoster;
+
+impl User {
+    /// Subscription presence for this user (RFC 6121 §3): the user's roster changes, is
+    /// pushed to the user's sessions, and the presence reaches them when it should. A
+    /// request that finds no session stays on the roster and is shown at the next login.
+    pub(super) fn inbound_subscription(&mut self, stanza: Element, ctx: &mut Context<Self>) {
+        let Some(contact) = stanza
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .map(|f| f.to_bare().to_string())
+        else {
+            return;
+        };
+        let max = self.shared.cfg.roster_max_items;
+        let load = self.shared.store.send(LoadRoster {
+            user: self.name.clone(),
+        });
+        self.in_flight += 1;
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight -= 1;
+            act.subscription_arrived(res, contact, stanza, max, ctx);
+            act.after_store_request(ctx);
+        }));
+    }
+
+    fn subscription_arrived(
+        &mut self,
+        roster: Result<
+            Result<Vec<(String, crate::store::RosterItem)>, crate::store::StoreError>,
+            MailboxError,
+        >,
+        contact: String,
+        stanza: Element,
+        max: usize,
+        ctx: &mut Context<Self>,
+    ) {
+        let Ok(Ok(roster)) = roster else {
+            tracing::error!(user = %self.name, "cannot read the roster: subscription presence dropped");
+            return;
+        };
+        let existing = roster
+            .iter()
+            .find(|(c, _)| *c == contact)
+            .map(|(_, i)| i.clone());
+        if existing.is_none() && roster.len() >= max {
+            tracing::info!(user = %self.name, "roster_max_items reached: subscription request dropped");
+            return;
+        }
+        let mut item = existing.unwrap_or_default();
+        let kind = stanza.attr("type").unwrap_or_default().to_string();
+        let (changed, deliver) = roster::inbound(&mut item, &kind, &stanza);
+        if changed {
+            ctx.notify(SaveRosterItem {
+                contact: contact.clone(),
+                item: Some(item),
+            });
+        }
+        if deliver {
+            self.send_to_available(&stanza, ctx);
+        }
+        // A local contact approved the user's request: its server (this one) sends the
+        // contact's current presence right after the approval (RFC 6121 §3.1.5), so the
+        // user sees the contact online without waiting for the contact's next presence
+        // change. The contact's own user actor holds that presence: a probe from the
+        // user asks it, and it answers as to any probe (the approval is stored).
+        if changed
+            && kind == "subscribed"
+            && contact.ends_with(&format!("@{}", self.shared.cfg.domain))
+        {
+            let mut probe = Element::builder("presence", CLIENT_NS).build();
+            stanza::set_attr(&mut probe, "type", "probe");
+            stanza::set_attr(&mut probe, "from", &self.bare);
+            stanza::set_attr(&mut probe, "to", &contact);
+            self.shared.route.do_send(Route(probe));
+        }
+    }
+
+    /// A contact asks for the user's presence: answered with each available session's
+    /// presence, if the user lets the contact see it.
+    pub(super) fn answer_probe(&mut self, probe: Element, ctx: &mut Context<Self>) {
+        let Some(from) = probe.attr("from").map(str::to_string) else {
+            return;
+        };
+        let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
+            return;
+        };
+        if !self.sessions.iter().any(Entry::available) {
+            // Nothing to answer with (RFC 6121 §4.3.2: no presence is sent for a user
+            // with no available resource).
+            return;
+        }
+        let load = self.shared.store.send(LoadRoster {
+            user: self.name.clone(),
+        });
+        self.in_flight += 1;
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight -= 1;
+            let allowed = matches!(&res, Ok(Ok(r)) if r.iter().any(|(c, i)| *c == contact && i.subscription.from()));
+            if allowed {
+                act.send_presences(&from);
+            }
+            act.after_store_request(ctx);
+        }));
+    }
+
+    /// The current presence of each of the user's available sessions, to `to`.
+    fn send_presences(&self, to: &str) {
+        let presences = self
+            .sessions
+            .iter()
+            .filter_map(|e| e.presence.as_deref()?.parse::<Element>().ok());
+        for mut p in presences {
+            stanza::set_attr(&mut p, "to", to);
+            self.shared.route.do_send(Route(p));
+        }
+    }
+}

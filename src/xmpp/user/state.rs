@@ -1,0 +1,125 @@
+//! The user actor's state and the few helpers every part of it uses.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use actix::prelude::*;
+use xmpp_parsers::minidom::Element;
+
+use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
+use super::super::stanza;
+use super::gauges::Gauges;
+use super::record::{Entry, Socket};
+use super::to_router::{EndedSession, UserIdle};
+use crate::config::Config;
+use crate::push::{PushHub, SessionId};
+use crate::store::Store;
+
+/// Resources per user; past it a bind is refused with `resource-constraint`.
+pub const MAX_RESOURCES: usize = 32;
+
+/// Room in a user actor's mailbox for what the router sends it; past it a stanza is
+/// treated as undeliverable by the router (stored offline or bounced).
+pub const MAILBOX: usize = 4096;
+
+/// What every user actor shares with the router.
+#[derive(Clone)]
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub hub: Addr<PushHub>,
+    pub store: Addr<Store>,
+    /// Where stanzas for others go: the router.
+    pub route: Recipient<Route>,
+    /// The router's end of the stop agreement.
+    pub idle: Recipient<UserIdle>,
+    /// The router remembers ended resumable sessions (it outlives user actors).
+    pub ended: Recipient<EndedSession>,
+    /// Bounces waiting for room in a session's channel, server-wide (bounded by
+    /// `delivery::WAITING_BOUNCES`).
+    pub waiting_bounces: Arc<AtomicUsize>,
+    pub gauges: Arc<Gauges>,
+}
+
+pub struct User {
+    pub(super) name: String,
+    /// `name@domain`.
+    pub(super) bare: String,
+    pub(super) shared: Shared,
+    pub(super) sessions: Vec<Entry>,
+    /// Connections made so far (numbers each session's sockets).
+    pub(super) next_conn: u64,
+    /// Requests to the store in flight, whose answers this actor must still act on.
+    pub(super) in_flight: usize,
+    /// Messages received from the router, for the stop agreement.
+    pub(super) from_router: u64,
+    /// An idle report was sent and no router message came since.
+    pub(super) idle_reported: bool,
+    /// Which of this user's actors this is (numbered by the router).
+    pub(super) generation: u64,
+    /// The router forgot this actor: it stops once its store requests are answered.
+    pub(super) detached: bool,
+}
+
+impl User {
+    pub fn new(name: String, generation: u64, shared: Shared) -> User {
+        User {
+            bare: format!("{name}@{}", shared.cfg.domain),
+            name,
+            shared,
+            sessions: Vec::new(),
+            next_conn: 0,
+            in_flight: 0,
+            from_router: 0,
+            idle_reported: false,
+            generation,
+            detached: false,
+        }
+    }
+
+    pub(super) fn entry_mut(&mut self, id: SessionId) -> Option<&mut Entry> {
+        self.sessions.iter_mut().find(|e| e.id == id)
+    }
+
+    pub(super) fn index_of(&self, id: SessionId) -> Option<usize> {
+        self.sessions.iter().position(|e| e.id == id)
+    }
+
+    /// A new connection for a session: the socket task's channel and counter.
+    pub(super) fn new_socket(&mut self) -> (Socket, flume::Receiver<ToSocket>) {
+        // Sized for stream management, whose own bound (the unacked queue) is reached
+        // first; a session without it counts as full at SESSION_CHANNEL (delivery.rs).
+        let cap = SESSION_CHANNEL.max(self.shared.cfg.smacks_max_queue_size + 8);
+        let (tx, rx) = flume::bounded(cap);
+        self.next_conn += 1;
+        let socket = Socket {
+            tx,
+            received: Arc::default(),
+            conn: self.next_conn,
+        };
+        (socket, rx)
+    }
+
+    /// Sends `reply`, an answer to a stanza that could not be delivered, back through
+    /// the router.
+    pub(super) fn bounce(&self, stanza: &Element, condition: &str) {
+        let error_type =
+            if condition == "resource-constraint" || condition == "internal-server-error" {
+                "wait"
+            } else {
+                "cancel"
+            };
+        match stanza::error_reply(stanza, error_type, condition) {
+            Some(reply) => self.shared.route.do_send(Route(reply)),
+            // An error is never answered with an error (RFC 6120 §8.3.1).
+            None => tracing::debug!(condition, "undeliverable error stanza dropped"),
+        }
+    }
+}
+
+impl Actor for User {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+}
