@@ -327,6 +327,6 @@ else
     # shellcheck disable=SC2086  # LOAD_ARGS is a list of words
     (cd "$ROOT" && cargo bench --bench load -- \
         --server-ctl "$CTL" --server-addr "$CLOUD_NOTIFY_VM_C2S" \
-        --component-addr "$CLOUD_NOTIFY_VM_COMPONENT" --emulated \
+        --component-addr "$CLOUD_NOTIFY_VM_COMPONENT" --emulated --serial-connect \
         --out "$ROOT/target/load/vm-$ARCH" ${LOAD_ARGS:---sizes 1000 --modes hibernated})
 fi
