@@ -203,7 +203,7 @@ memory)
     cat /proc/$(pid)/smaps_rollup /proc/$(pid)/status
     ;;
 cpu)
-    cat /proc/$(pid)/task/*/schedstat
+    cat /proc/$(pid)/task/*/schedstat /proc/$(pid)/stat
     ;;
 stop)
     p=$(pid)

@@ -277,10 +277,10 @@ async fn run_mode(
             Some(pid) => server::Profiler::attach(pid)?,
             None => None,
         };
-        let cpu_before = server.cpu_ns()?;
+        let cpu_before = server.cpu()?;
         let outcome =
             send_and_collect(&mut senders, &mut publishes, &targets, devices, rate).await?;
-        let cpu = server.cpu_ns()?.saturating_sub(cpu_before);
+        let cpu = server.cpu()?.since(cpu_before);
         if let Some(p) = profiler {
             p.stop();
         }

@@ -103,7 +103,7 @@ pub enum Target {
     /// accounts (`cloud-notify user import`'s input) and keeps the data as the template of
     /// every later `start`; `start` starts a server on a fresh copy of it and returns once it
     /// listens; `memory` prints its /proc/PID/smaps_rollup and /proc/PID/status; `cpu` its
-    /// /proc/PID/task/*/schedstat; `stop` sends SIGTERM, waits, prints its log, and fails
+    /// /proc/PID/task/*/schedstat and /proc/PID/stat; `stop` sends SIGTERM, waits, prints its log, and fails
     /// unless it exited. A non-zero exit of `ctl` is an error. `c2s` and `component` are the
     /// server's ports as reached from here.
     Remote {
@@ -352,11 +352,48 @@ pub fn parse_memory(text: &str) -> Reading {
     }
 }
 
-/// The sum of the first fields of schedstat lines: CPU time in nanoseconds.
-fn parse_schedstat(text: &str) -> u64 {
-    text.lines()
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+/// CPU time of the server process, two ways.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    /// The threads' schedstat: nanoseconds, but only of the threads alive now.
+    sched_ns: u64,
+    /// utime + stime of /proc/PID/stat: whole ticks (USER_HZ, 100 on Linux), but counting
+    /// the threads that have exited too (tokio's blocking threads end when idle).
+    ticks_ns: u64,
+}
+
+impl Cpu {
+    /// CPU time since `before`: the exact figure, unless threads that ran in between have
+    /// exited and taken theirs with them (seen: a steady run read as 0).
+    pub fn since(self, before: Cpu) -> u64 {
+        let sched = self.sched_ns.saturating_sub(before.sched_ns);
+        let ticks = self.ticks_ns.saturating_sub(before.ticks_ns);
+        if ticks > sched + 10_000_000 {
+            ticks
+        } else {
+            sched
+        }
+    }
+}
+
+/// Reads schedstat lines (three numbers, the first CPU nanoseconds) and the stat line.
+fn parse_cpu(text: &str) -> Cpu {
+    let mut cpu = Cpu::default();
+    for line in text.lines() {
+        if let Some((_, rest)) = line.rsplit_once(')') {
+            // After the command's name: state is field 3, utime and stime 14 and 15.
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            cpu.ticks_ns = (tick(11) + tick(12)) * 10_000_000;
+        } else if let Some(ns) = line
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            cpu.sched_ns += ns;
+        }
+    }
+    cpu
 }
 
 impl Server {
@@ -381,20 +418,25 @@ impl Server {
     }
 
     /// CPU time of all the process's threads, from the scheduler's nanosecond accounting
-    /// (the tick-based utime/stime would be too coarse for a 100 ms burst).
-    pub fn cpu_ns(&self) -> Result<u64, String> {
+    /// (the tick-based utime/stime would be too coarse for a 100 ms burst), and the
+    /// ticks as a floor.
+    pub fn cpu(&self) -> Result<Cpu, String> {
         match self {
             Server::Local { child, .. } => {
-                let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) else {
-                    return Ok(0);
+                let pid = child.id();
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return Ok(Cpu::default());
                 };
-                let text: String = tasks
+                let mut text: String = tasks
                     .flatten()
                     .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
                     .collect();
-                Ok(parse_schedstat(&text))
+                text.push_str(
+                    &std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default(),
+                );
+                Ok(parse_cpu(&text))
             }
-            Server::Remote { ctl } => Ok(parse_schedstat(&run_ctl(ctl, "cpu", "")?)),
+            Server::Remote { ctl } => Ok(parse_cpu(&run_ctl(ctl, "cpu", "")?)),
         }
     }
 
