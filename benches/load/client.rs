@@ -112,10 +112,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.sm {
                 self.handled = self.handled.wrapping_add(1);
             }
-            if el.name() == "presence" && el.attr("type").is_none() {
-                if let Some(from) = el.attr("from") {
-                    self.present.insert(from.to_string());
-                }
+            if el.name() == "presence"
+                && el.attr("type").is_none()
+                && let Some(from) = el.attr("from")
+            {
+                self.present.insert(from.to_string());
             }
             return Ok(el);
         }

@@ -5,6 +5,7 @@
 //! cargo bench --bench load                       # sizes 100, 1000, 10000; plaintext
 //! cargo bench --bench load -- --tls              # the same over STARTTLS
 //! cargo bench --bench load -- --sizes 1000 --modes hibernated --patterns burst
+//! cross/vm.sh aarch64                            # the server on an emulated ARM board
 //! ```
 //!
 //! Prints a table and the targets met or missed, and writes JSON and a PNG of the latency
