@@ -1,9 +1,10 @@
 //! The phones and the senders: real client streams (plaintext or STARTTLS), PLAIN auth,
 //! bind, stream management and push, parsed with tokio-xmpp like any client would.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -18,6 +19,16 @@ use crate::server::{APP_JID, APP_SECRET, DOMAIN, PASSWORD};
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const SM: &str = "urn:xmpp:sm:3";
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Set once by `serialize_connects`: one connection opening at a time.
+static CONNECT_GATE: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+
+/// From now on each connection is opened, up to its stream features, while no other is:
+/// qemu's user-mode port forward takes one pending connection at a time, and drops or
+/// resets the rest (seen with 64 at once).
+pub fn serialize_connects() {
+    let _ = CONNECT_GATE.set(tokio::sync::Semaphore::new(1));
+}
 
 /// How a device leaves after registering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +78,8 @@ pub struct Session<S: AsyncRead + AsyncWrite + Unpin + Send> {
     /// Stanzas received since stream management was enabled (XEP-0198 `h`).
     handled: u32,
     sm: bool,
+    /// The full JIDs whose presence this session has received (its own and its siblings').
+    present: HashSet<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -98,6 +111,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             if self.sm {
                 self.handled = self.handled.wrapping_add(1);
+            }
+            if el.name() == "presence"
+                && el.attr("type").is_none()
+                && let Some(from) = el.attr("from")
+            {
+                self.present.insert(from.to_string());
             }
             return Ok(el);
         }
@@ -140,11 +159,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.until("presence").await.map(|_| ())
     }
 
-    /// Reads everything the server has routed here (the presences of the user's other
-    /// devices) and acknowledges it, so the session leaves with nothing unacked and
-    /// leaving causes no publish. Two ping round trips: the server may answer the first
-    /// before it writes a stanza already routed to the session, never the second.
-    async fn settle(&mut self) -> Result<(), String> {
+    /// Reads everything the server has routed here and acknowledges it, so the session
+    /// leaves with nothing unacked and leaving causes no publish. It first waits for the
+    /// presences in `expected` (full JIDs): its own and those of the devices that came
+    /// online after it, which the server broadcasts to it. (It sends a newcomer nothing of
+    /// the devices already online.) On a slow machine a sibling's presence may come after
+    /// any number of pings (seen on an emulated ARM board). Then two ping round trips: the
+    /// server may answer the first before it writes a stanza already routed to the session,
+    /// never the second.
+    async fn settle(&mut self, expected: &[String]) -> Result<(), String> {
+        let deadline = Instant::now() + DEADLINE;
+        while let Some(missing) = expected.iter().find(|j| !self.present.contains(*j)) {
+            if Instant::now() > deadline {
+                return Err(format!("no presence from {missing} within {DEADLINE:?}"));
+            }
+            self.next().await?;
+        }
         for id in ["s1", "s2"] {
             self.iq(&format!("<iq xmlns='jabber:client' type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"), id)
                 .await?;
@@ -196,6 +226,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin + Send>(
         xml,
         handled: 0,
         sm: false,
+        present: HashSet::new(),
     };
     let auth = Element::builder("auth", SASL)
         .attr(
@@ -223,6 +254,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin + Send>(
         xml,
         handled: 0,
         sm: false,
+        present: HashSet::new(),
     };
     s.iq(&format!("<iq xmlns='jabber:client' type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"), "bind")
         .await?;
@@ -265,10 +297,10 @@ impl AnySession {
         }
     }
 
-    pub async fn settle(&mut self) -> Result<(), String> {
+    pub async fn settle(&mut self, expected: &[String]) -> Result<(), String> {
         match self {
-            AnySession::Plain(s) => s.settle().await,
-            AnySession::Tls(s) => s.settle().await,
+            AnySession::Plain(s) => s.settle(expected).await,
+            AnySession::Tls(s) => s.settle(expected).await,
         }
     }
 
@@ -294,11 +326,16 @@ pub async fn connect(
     user: &str,
     resource: &str,
 ) -> Result<AnySession, String> {
+    let gate = match CONNECT_GATE.get() {
+        Some(g) => Some(g.acquire().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let xml = open_stream(tcp).await?;
+    drop(gate);
     let Some(connector) = tls else {
         return Ok(AnySession::Plain(Box::new(
             login(xml, user, resource).await?,

@@ -5,11 +5,15 @@
 //! cargo bench --bench load                       # sizes 100, 1000, 10000; plaintext
 //! cargo bench --bench load -- --tls              # the same over STARTTLS
 //! cargo bench --bench load -- --sizes 1000 --modes hibernated --patterns burst
+//! cross/vm.sh aarch64                            # the server on an emulated ARM board
 //! ```
 //!
-//! Prints a table, and writes JSON and a PNG of the latency distribution to `--out`
-//! (target/load). Every figure is for the server process only (/proc of its pid); the
-//! clients share the machine, so on 2 cores they compete with it.
+//! Prints a table and the targets met or missed, and writes JSON and a PNG of the latency
+//! distribution to `--out` (target/load). Every figure is for the server process only
+//! (/proc of its pid); the clients share the machine, so on 2 cores they compete with it.
+//!
+//! With `--server-ctl`, the server runs elsewhere (cross/vm.sh: an emulated ARM board)
+//! and only the clients run here; see server::Target::Remote for the control command.
 
 mod app;
 mod chart;
@@ -58,6 +62,23 @@ struct Args {
     concurrency: usize,
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/load"))]
     out: PathBuf,
+    /// Drive a server that runs elsewhere through this command, called with a verb
+    /// (info, setup, import, start, memory, cpu, stop); cross/vm.sh writes one.
+    #[arg(long, requires_all = ["server_addr", "component_addr"])]
+    server_ctl: Option<String>,
+    /// With --server-ctl: the server's client port as reached from here.
+    #[arg(long)]
+    server_addr: Option<std::net::SocketAddr>,
+    /// With --server-ctl: the server's component port as reached from here.
+    #[arg(long)]
+    component_addr: Option<std::net::SocketAddr>,
+    /// Open client connections one at a time (each up to its stream features): qemu's
+    /// user-mode port forward takes one pending connection at a time.
+    #[arg(long)]
+    serial_connect: bool,
+    /// The server runs under emulation: timings are reported but not judged.
+    #[arg(long)]
+    emulated: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -101,36 +122,56 @@ async fn run_all(args: &Args) -> Result<(), String> {
             return Err(format!("unknown pattern {p}: burst or steady"));
         }
     }
+    let target = match (&args.server_ctl, args.server_addr, args.component_addr) {
+        (Some(ctl), Some(c2s), Some(component)) => server::Target::Remote {
+            ctl: ctl.clone(),
+            c2s,
+            component,
+        },
+        _ => server::Target::Local,
+    };
+    if args.serial_connect {
+        client::serialize_connects();
+    }
     let machine = report::machine();
-    println!(
-        "cloud-notify load benchmark on {} ({} cores), server {}",
-        machine.cpu,
-        machine.cores,
-        env!("CARGO_BIN_EXE_cloud-notify")
-    );
+    let server_info = target.info()?;
+    match &server_info {
+        None => println!(
+            "cloud-notify load benchmark on {} ({} cores), server {}",
+            machine.cpu,
+            machine.cores,
+            env!("CARGO_BIN_EXE_cloud-notify")
+        ),
+        Some(info) => println!(
+            "cloud-notify load benchmark: clients on {} ({} cores), server through {}: {}",
+            machine.cpu,
+            machine.cores,
+            args.server_ctl.as_deref().unwrap_or_default(),
+            info.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+    if args.emulated {
+        println!("the server is emulated: its timings (latency, rate, CPU) are not meaningful");
+    }
     report::print_header(args.tls);
     let started = Instant::now();
     let mut runs = Vec::new();
     for &size in &args.sizes {
-        let template = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let setup = server::setup(template.path(), size, args.tls)?;
-        server::import(&setup, size, SENDERS)?;
+        let prepared = target.prepare(size, SENDERS, args.tls)?;
         for &mode in &modes {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let setup = server::setup(dir.path(), size, args.tls)?;
-            std::fs::copy(
-                template.path().join("data/cloud-notify.redb"),
-                dir.path().join("data/cloud-notify.redb"),
-            )
-            .map_err(|e| format!("copy accounts: {e}"))?;
-            for r in run_mode(args, &setup, size, mode).await? {
+            for r in run_mode(args, &prepared, size, mode).await? {
                 report::print_row(&r);
                 runs.push(r);
             }
         }
     }
     println!("all runs: {:.0} s", started.elapsed().as_secs_f64());
-    write_outputs(args, machine, &runs)?;
+    let targets = report::check_targets(&runs, args.emulated);
+    report::print_targets(&targets);
+    write_outputs(args, machine, server_info, targets, &runs)?;
     // The one figure with a hard requirement: every message wakes every device, once.
     let lost: usize = runs.iter().map(|r| r.lost).sum();
     let duplicated: usize = runs.iter().map(|r| r.duplicated).sum();
@@ -140,7 +181,13 @@ async fn run_all(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn write_outputs(args: &Args, machine: report::Machine, runs: &[Run]) -> Result<(), String> {
+fn write_outputs(
+    args: &Args,
+    machine: report::Machine,
+    server: Option<std::collections::BTreeMap<String, String>>,
+    targets: Vec<report::Verdict>,
+    runs: &[Run],
+) -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let stem = if args.tls { "load-tls" } else { "load" };
     let json = args.out.join(format!("{stem}.json"));
@@ -151,8 +198,11 @@ fn write_outputs(args: &Args, machine: report::Machine, runs: &[Run]) -> Result<
         .join(" ");
     let report = report::Report {
         machine,
+        server,
+        emulated: args.emulated,
         command: format!("cargo bench --bench load -- {command}"),
         runs,
+        targets,
     };
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&json, text).map_err(|e| e.to_string())?;
@@ -169,26 +219,25 @@ fn write_outputs(args: &Args, machine: report::Machine, runs: &[Run]) -> Result<
 /// One server: start, register every device, then each message pattern.
 async fn run_mode(
     args: &Args,
-    setup: &server::Setup,
+    setup: &server::Prepared,
     users: usize,
     mode: Mode,
 ) -> Result<Vec<Run>, String> {
-    let server = server::Server::start(setup).await?;
-    let pid = server.pid();
-    let (idle, _) = server::settle(pid).await;
-    let idle_anonymous = server::anonymous(pid);
+    let server = setup.start().await?;
+    let idle = server.settle().await?;
     let mut publishes = app::attach(setup.component).await?;
-    let tls = if args.tls {
-        let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&setup.dir.join("data"));
-        Some(client::tls_connector(&cert)?)
-    } else {
-        None
+    let tls = match (&setup.local_dir, args.tls) {
+        (Some(dir), true) => {
+            let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&dir.path().join("data"));
+            Some(client::tls_connector(&cert)?)
+        }
+        _ => None,
     };
     let devices = usize::from(args.devices);
     let reg_started = Instant::now();
     register_all(setup, tls.as_ref(), users, devices, mode, args.concurrency).await?;
     let registration_s = reg_started.elapsed().as_secs_f64();
-    let (registered, _) = server::settle(pid).await;
+    let registered = server.settle().await?;
     // Registering alone should publish nothing; anything that did is reported, and
     // kept out of the message figures.
     let mut early = Vec::new();
@@ -225,15 +274,18 @@ async fn run_mode(
         };
         let targets: Vec<usize> = (0..count).map(|i| (next_user + i) % users).collect();
         next_user = (next_user + count) % users;
-        let profiler = server::Profiler::attach(pid)?;
-        let cpu_before = server::cpu_ns(pid);
+        let profiler = match server.local_pid() {
+            Some(pid) => server::Profiler::attach(pid)?,
+            None => None,
+        };
+        let cpu_before = server.cpu()?;
         let outcome =
             send_and_collect(&mut senders, &mut publishes, &targets, devices, rate).await?;
-        let cpu = server::cpu_ns(pid).saturating_sub(cpu_before);
+        let cpu = server.cpu()?.since(cpu_before);
         if let Some(p) = profiler {
             p.stop();
         }
-        let (after, peak) = server::memory(pid);
+        let after = server.memory()?;
         let mut latencies = outcome.latencies;
         latencies.sort_by(f64::total_cmp);
         let received = latencies.len();
@@ -253,30 +305,33 @@ async fn run_mode(
             publishes_per_s: received as f64 / outcome.span.as_secs_f64().max(1e-9),
             cpu_ms_per_publish: cpu as f64 / 1e6 / received.max(1) as f64,
             memory: Memory {
-                idle,
-                idle_anonymous,
-                registered,
-                after_messages: after,
-                peak,
+                idle: idle.rss,
+                idle_anonymous: idle.anon,
+                registered: registered.rss,
+                registered_anonymous: registered.anon,
+                after_messages: after.rss,
+                after_messages_anonymous: after.anon,
+                peak: after.peak,
             },
-            bytes_per_registration: registered.saturating_sub(idle) as f64
+            bytes_per_registration: registered.rss.saturating_sub(idle.rss) as f64
+                / (users * devices) as f64,
+            anonymous_bytes_per_registration: registered.anon.saturating_sub(idle.anon) as f64
                 / (users * devices) as f64,
             registration_s,
             latencies,
         });
     }
     drop(senders);
-    let stopped = server.stop();
+    let log = server.stop()?;
     // The server's warnings (limits reached, anything refused) stay for reading.
-    let log = args.out.join(format!("server-{users}-{}.log", mode.name()));
+    let path = args.out.join(format!("server-{users}-{}.log", mode.name()));
     let _ = std::fs::create_dir_all(&args.out);
-    let _ = std::fs::copy(setup.dir.join("server.log"), &log);
-    stopped?;
+    let _ = std::fs::write(&path, log);
     Ok(runs)
 }
 
 async fn register_all(
-    setup: &server::Setup,
+    setup: &server::Prepared,
     tls: Option<&tokio_rustls::TlsConnector>,
     users: usize,
     devices: usize,
@@ -296,8 +351,11 @@ async fn register_all(
                 s.register(&client::node(u, d)).await?;
                 sessions.push(s);
             }
-            for s in &mut sessions {
-                s.settle().await?;
+            let jids: Vec<String> = (0..devices)
+                .map(|d| format!("{}/d{d}", server::user_jid(u)))
+                .collect();
+            for (d, s) in sessions.iter_mut().enumerate() {
+                s.settle(&jids[d..]).await?;
             }
             for s in sessions {
                 s.leave(mode).await?;
