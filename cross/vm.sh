@@ -292,6 +292,8 @@ stop_vm() {
     wait "$QEMU_PID" 2>/dev/null || true
 }
 trap stop_vm EXIT
+# A signal ends the script through exit, so the EXIT trap stops the VM then too.
+trap 'exit 130' INT TERM
 
 CTL=$VM_DIR/ctl
 cat >"$CTL" <<EOF
