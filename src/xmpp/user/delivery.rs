@@ -10,7 +10,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
 use super::super::stanza;
-use super::record::Link;
+use super::record::{Link, OfflineWait};
 use super::state::User;
 use crate::push::{OfflineMessage, SessionId};
 use crate::store::{PushOffline, StoreError};
@@ -178,27 +178,52 @@ impl User {
             max_bytes: self.shared.cfg.offline_max_bytes,
             release: None,
         });
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.offline.push_back(OfflineWait {
+            ticket,
+            stanza,
+            stored: None,
+        });
         self.in_flight += 1;
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
-            match res.unwrap_or(Err(StoreError::Closed)) {
-                Ok(_) => act.shared.hub.do_send(OfflineMessage {
-                    user: act.name.clone(),
+            if let Some(w) = act.offline.iter_mut().find(|w| w.ticket == ticket) {
+                w.stored = Some(res.unwrap_or(Err(StoreError::Closed)));
+            }
+            act.settle_offline();
+            act.after_store_request(ctx);
+        }));
+    }
+
+    /// Acts on the store's answers about offline messages, in the order they were asked.
+    fn settle_offline(&mut self) {
+        while self.offline.front().is_some_and(|w| w.stored.is_some()) {
+            let Some(OfflineWait {
+                stanza,
+                stored: Some(stored),
+                ..
+            }) = self.offline.pop_front()
+            else {
+                break;
+            };
+            match stored {
+                Ok(_) => self.shared.hub.do_send(OfflineMessage {
+                    user: self.name.clone(),
                     stanza,
                     key: None,
                 }),
-                Err(StoreError::NoSuchUser) => act.bounce(&stanza, "service-unavailable"),
+                Err(StoreError::NoSuchUser) => self.bounce(&stanza, "service-unavailable"),
                 Err(StoreError::Full) => {
-                    tracing::info!(user = %act.name, "offline storage full: message bounced");
-                    act.bounce(&stanza, "resource-constraint")
+                    tracing::info!(user = %self.name, "offline storage full: message bounced");
+                    self.bounce(&stanza, "resource-constraint")
                 }
                 Err(e) => {
-                    tracing::error!(user = %act.name, error = %e, "offline message not stored: bounced");
-                    act.bounce(&stanza, "internal-server-error")
+                    tracing::error!(user = %self.name, error = %e, "offline message not stored: bounced");
+                    self.bounce(&stanza, "internal-server-error")
                 }
             }
-            act.after_store_request(ctx);
-        }));
+        }
     }
 
     /// After a store answer was acted on: the actor may be idle now.

@@ -120,3 +120,13 @@ pub(super) enum EndKind {
     /// Its hibernation ended (the host's timeout or the push module's).
     Timeout,
 }
+
+/// A message on its way to offline storage. The store answers in order, but the
+/// actor's futures may complete in another order when several are ready at once: the
+/// answers are acted on in the order asked, so the push module hears of the messages
+/// (and publishes) in the order they came.
+pub(super) struct OfflineWait {
+    pub ticket: u64,
+    pub stanza: Element,
+    pub stored: Option<Result<u64, crate::store::StoreError>>,
+}

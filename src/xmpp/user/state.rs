@@ -9,7 +9,7 @@ use xmpp_parsers::minidom::Element;
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
 use super::super::stanza;
 use super::gauges::Gauges;
-use super::record::{Entry, Socket};
+use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
 use crate::config::Config;
 use crate::push::{PushHub, SessionId};
@@ -50,6 +50,10 @@ pub struct User {
     pub(super) next_conn: u64,
     /// Requests to the store in flight, whose answers this actor must still act on.
     pub(super) in_flight: usize,
+    /// Messages asked to be stored offline, oldest first, until their answers are
+    /// acted on (see `OfflineWait`).
+    pub(super) offline: std::collections::VecDeque<OfflineWait>,
+    pub(super) next_ticket: u64,
     /// Messages received from the router, for the stop agreement.
     pub(super) from_router: u64,
     /// An idle report was sent and no router message came since.
@@ -69,6 +73,8 @@ impl User {
             sessions: Vec::new(),
             next_conn: 0,
             in_flight: 0,
+            offline: Default::default(),
+            next_ticket: 0,
             from_router: 0,
             idle_reported: false,
             generation,
