@@ -192,13 +192,17 @@ impl Handler<Sync> for AppServer {
 
 // ------------------------------------------------------------------ clock and store gate
 
-/// Pauses tokio's clock unless a harness started earlier in this test already did (tokio
-/// refuses to pause twice and cannot say whether it is paused). A paused clock reads the
-/// same across a real millisecond of this thread's time; a running one cannot.
+thread_local! {
+    /// The actix system (one per test, each with its own runtime) whose clock this
+    /// thread paused; a thread that runs several tests one after another sees several.
+    static PAUSED_IN: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Pauses tokio's clock unless a harness started earlier in this test already did
+/// (tokio refuses to pause twice and cannot say whether it is paused).
 fn pause_clock() {
-    let before = Instant::now();
-    std::thread::sleep(Duration::from_millis(1));
-    if Instant::now() != before {
+    let system = actix::System::current().id();
+    if PAUSED_IN.with(|p| p.replace(Some(system))) != Some(system) {
         tokio::time::pause();
     }
 }
