@@ -10,7 +10,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
 use super::super::stanza;
-use super::record::{Link, OfflineWait};
+use super::record::{Entry, Link, OfflineWait};
 use super::state::User;
 use crate::push::{OfflineMessage, SessionId};
 use crate::store::{PushOffline, StoreError};
@@ -40,12 +40,7 @@ impl Handler<Deliver> for User {
 impl User {
     /// Sends `stanza` to every available session; `false` when none took it.
     pub(super) fn send_to_available(&mut self, stanza: &Element, ctx: &mut Context<Self>) -> bool {
-        let ids: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|e| e.available())
-            .map(|e| e.id)
-            .collect();
+        let ids = self.session_ids(Entry::available);
         let mut taken = false;
         for id in ids {
             taken |= self.write(id, stanza.clone(), ctx).is_ok();

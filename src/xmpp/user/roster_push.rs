@@ -5,6 +5,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::roster;
 use super::super::stanza;
+use super::record::Entry;
 use super::state::User;
 use crate::store::{Change, RosterItem, Write};
 
@@ -57,12 +58,7 @@ impl Handler<SaveRosterItem> for User {
 
 impl User {
     fn roster_push(&mut self, item: Element, ctx: &mut Context<Self>) {
-        let ids: Vec<_> = self
-            .sessions
-            .iter()
-            .filter(|e| e.live())
-            .map(|e| e.id)
-            .collect();
+        let ids = self.session_ids(Entry::live);
         for id in ids {
             let mut iq = Element::builder("iq", stanza::CLIENT_NS)
                 .append(

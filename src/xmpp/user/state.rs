@@ -86,6 +86,16 @@ impl User {
         self.sessions.iter_mut().find(|e| e.id == id)
     }
 
+    /// The ids of the sessions `keep` picks (ids, because writing to one needs the
+    /// actor mutably).
+    pub(super) fn session_ids(&self, keep: impl Fn(&Entry) -> bool) -> Vec<SessionId> {
+        self.sessions
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| e.id)
+            .collect()
+    }
+
     pub(super) fn index_of(&self, id: SessionId) -> Option<usize> {
         self.sessions.iter().position(|e| e.id == id)
     }
