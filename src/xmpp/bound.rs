@@ -21,8 +21,6 @@ pub struct Bound {
     pub id: SessionId,
     /// The session, as the push module knows it.
     pub session: Session,
-    /// Whether the session sent its initial presence (and has not withdrawn it).
-    pub available: bool,
     /// Stream management is on: every stanza to the client is counted by the user actor.
     pub sm: bool,
 }

@@ -73,18 +73,20 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
 /// The client's own presence: in force at its user actor, then broadcast. After the
 /// initial one the client first gets the subscription requests waiting for it and the
 /// offline messages, then the presences the broadcast brings back.
-async fn own_presence(el: Element, xml: &mut Xml, st: &mut Bound) -> bool {
+async fn own_presence(el: Element, xml: &mut Xml, st: &Bound) -> bool {
     let t = el.attr("type");
     let now_available = t.is_none();
     if !(now_available || t == Some("unavailable")) {
         return true;
     }
-    let initial = now_available && !st.available;
-    st.available = now_available;
-    st.owner.do_send(SetAvailable {
-        id: st.id,
-        presence: now_available.then(|| el.clone()),
-    });
+    let initial = st
+        .owner
+        .send(SetAvailable {
+            id: st.id,
+            presence: now_available.then(|| el.clone()),
+        })
+        .await
+        .unwrap_or(false);
     let roster = presence::load_roster(&st.user, &st.shared.store).await;
     let broadcast = presence::plan(&el, initial, &st.bare.to_string(), &roster);
     for request in broadcast.pending {

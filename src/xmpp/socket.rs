@@ -74,7 +74,6 @@ pub(super) async fn run(start: Start, shared: Rc<Shared>) {
         owner,
         jid,
         id,
-        available: false,
         sm,
     };
     let mut written = true;

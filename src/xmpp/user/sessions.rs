@@ -102,9 +102,10 @@ impl User {
     }
 }
 
-/// A session sent (or withdrew) its initial presence.
+/// A session sent (or withdrew) its presence. Answered with whether it is the session's
+/// initial presence (available now, and not before).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct SetAvailable {
     pub id: SessionId,
     /// The presence now in force; `None` when the session became unavailable.
@@ -112,12 +113,15 @@ pub struct SetAvailable {
 }
 
 impl Handler<SetAvailable> for User {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: SetAvailable, _: &mut Context<Self>) {
-        if let Some(e) = self.entry_mut(msg.id) {
-            e.presence = msg.presence.map(|p| String::from(&p).into_boxed_str());
-        }
+    fn handle(&mut self, msg: SetAvailable, _: &mut Context<Self>) -> bool {
+        let Some(e) = self.entry_mut(msg.id) else {
+            return false;
+        };
+        let initial = e.presence.is_none() && msg.presence.is_some();
+        e.presence = msg.presence.map(|p| String::from(&p).into_boxed_str());
+        initial
     }
 }
 
@@ -145,12 +149,7 @@ impl Handler<EndSessions> for User {
             EndReason::Shutdown => EndKind::Shutdown,
             EndReason::Revoked => EndKind::Revoked,
         };
-        let ids: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|e| e.live())
-            .map(|e| e.id)
-            .collect();
+        let ids = self.session_ids(Entry::live);
         for id in ids {
             self.end_session(id, kind, ctx);
         }
