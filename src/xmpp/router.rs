@@ -42,8 +42,8 @@ struct OldSession {
 
 pub struct Router {
     cfg: Arc<Config>,
-    hub: Addr<PushHub>,
-    store: Addr<Store>,
+    /// What every user actor is started with (the same for all).
+    for_users: user::Shared,
     users: HashMap<String, Running>,
     /// Ended sessions' ids, users and final `h`, for `<failed h=…/>`
     /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
@@ -51,58 +51,53 @@ pub struct Router {
     components: HashMap<String, flume::Sender<ToComponent>>,
     next_session: u64,
     next_generation: u64,
-    gauges: Arc<Gauges>,
-    waiting_bounces: Arc<std::sync::atomic::AtomicUsize>,
     /// Who waits for the last user actor to stop (orderly shutdown).
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Router {
-    pub fn new(cfg: Arc<Config>, hub: Addr<PushHub>, store: Addr<Store>) -> Self {
-        Router {
-            cfg,
+    /// Made inside `Router::create`: the user actors are given the router's address.
+    pub fn new(
+        cfg: Arc<Config>,
+        hub: Addr<PushHub>,
+        store: Addr<Store>,
+        ctx: &mut Context<Self>,
+    ) -> Self {
+        let for_users = user::Shared {
+            cfg: cfg.clone(),
             hub,
             store,
+            route: ctx.address().recipient(),
+            idle: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+            waiting_bounces: Arc::default(),
+            gauges: Arc::default(),
+        };
+        Router {
+            cfg,
+            for_users,
             users: HashMap::new(),
             old_sessions: VecDeque::new(),
             components: HashMap::new(),
             next_session: 1,
             next_generation: 1,
-            gauges: Arc::default(),
-            waiting_bounces: Arc::default(),
             drained: Vec::new(),
         }
     }
 
     /// The user's actor, started when the user has none.
-    fn user(&mut self, name: &str, ctx: &mut Context<Self>) -> &mut Running {
-        if !self.users.contains_key(name) {
-            let generation = self.next_generation;
-            self.next_generation += 1;
-            let shared = user::Shared {
-                cfg: self.cfg.clone(),
-                hub: self.hub.clone(),
-                store: self.store.clone(),
-                route: ctx.address().recipient(),
-                idle: ctx.address().recipient(),
-                ended: ctx.address().recipient(),
-                waiting_bounces: self.waiting_bounces.clone(),
-                gauges: self.gauges.clone(),
-            };
-            let addr = User::new(name.to_string(), generation, shared).start();
-            self.users.insert(
-                name.to_string(),
-                Running {
-                    addr,
-                    generation,
-                    sent: 0,
-                },
-            );
-        }
-        match self.users.get_mut(name) {
-            Some(r) => r,
-            None => unreachable!("inserted above"),
-        }
+    fn user(&mut self, name: &str) -> &mut Running {
+        let next_generation = &mut self.next_generation;
+        let for_users = &self.for_users;
+        self.users.entry(name.to_string()).or_insert_with(|| {
+            let generation = *next_generation;
+            *next_generation += 1;
+            Running {
+                addr: User::new(name.to_string(), generation, for_users.clone()).start(),
+                generation,
+                sent: 0,
+            }
+        })
     }
 
     fn bounce(&mut self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
@@ -165,7 +160,7 @@ impl Router {
             self.server_stanza(stanza, ctx);
             return;
         };
-        let running = self.user(&name, ctx);
+        let running = self.user(&name);
         match running.addr.try_send(Deliver { stanza, to }) {
             Ok(()) => running.sent += 1,
             Err(SendError::Full(d) | SendError::Closed(d)) => {
@@ -239,11 +234,11 @@ pub struct BoundSession {
 impl Handler<BindSession> for Router {
     type Result = ResponseFuture<Result<BoundSession, &'static str>>;
 
-    fn handle(&mut self, msg: BindSession, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: BindSession, _: &mut Context<Self>) -> Self::Result {
         let id = SessionId(self.next_session);
         self.next_session += 1;
-        let gauges = self.gauges.clone();
-        let running = self.user(&msg.user, ctx);
+        let gauges = self.for_users.gauges.clone();
+        let running = self.user(&msg.user);
         running.sent += 1;
         let owner = running.addr.clone();
         let bind = owner.send(Bind {
@@ -297,7 +292,7 @@ impl Handler<ResumeSession> for Router {
     type Result = ResponseActFuture<Self, Result<ResumedSession, ResumeFailed>>;
 
     fn handle(&mut self, msg: ResumeSession, _: &mut Context<Self>) -> Self::Result {
-        let gauges = self.gauges.clone();
+        let gauges = self.for_users.gauges.clone();
         let resume = self.users.get_mut(&msg.user).map(|r| {
             r.sent += 1;
             let owner = r.addr.clone();
@@ -470,7 +465,7 @@ impl Handler<GetRouterStats> for Router {
     type Result = MessageResult<GetRouterStats>;
 
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
-        let (connected, hibernated, session_queued) = self.gauges.read();
+        let (connected, hibernated, session_queued) = self.for_users.gauges.read();
         let mut s = RouterStats {
             connected,
             hibernated,

@@ -222,7 +222,7 @@ fn start_router_and_hub(
             metrics.clone(),
         );
         hub_slot = Some(hub.clone());
-        Router::new(cfg.clone(), hub, store.clone())
+        Router::new(cfg.clone(), hub, store.clone(), ctx)
     });
     let Some(hub) = hub_slot else {
         unreachable!("Router::create runs its closure before returning");
