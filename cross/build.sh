@@ -56,7 +56,9 @@ stripped=$(stat -c %s "$tmp")
 rm -f "$tmp"
 
 glibc=$("${BINUTILS}objdump" -T "$bin" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 || true)
-if "${BINUTILS}readelf" -l "$bin" | grep -q INTERP; then linkage=dynamic; else linkage=static; fi
+# Captured first: `readelf | grep -q` under pipefail fails when grep stops reading early.
+headers=$("${BINUTILS}readelf" -l "$bin")
+if grep -q INTERP <<<"$headers"; then linkage=dynamic; else linkage=static; fi
 
 echo "$bin"
 printf 'target:   %s\n' "$TRIPLE"

@@ -22,16 +22,22 @@ done
 grep -q -- "-rw-r----- .* ./etc/cloud-notify/cloud-notify.toml$" <<<"$contents" \
   || fail "the configuration must not be world-readable (component secrets)"
 grep -q "^ Depends: .*adduser" <<<"$info" || fail "Depends lacks adduser"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/cloud-notify/cloud-notify.toml \
+# Unpacked once into files: piping `dpkg-deb | tar | grep -q` fails under pipefail whenever
+# grep stops reading early (SIGPIPE up the pipe), a race that failed CI once.
+unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
+dpkg-deb --extract "$deb" "$unpacked/root"
+dpkg-deb --control "$deb" "$unpacked/control"
+grep -qx /etc/cloud-notify/cloud-notify.toml "$unpacked/control/conffiles" \
   || fail "the configuration is not a conffile"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/cloud-notify/cloud-notify.toml \
-  | grep -qx 'data_dir = "/var/lib/cloud-notify"' || fail "packaged data_dir"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/cloud-notify/cloud-notify.toml \
-  | grep -qx 'c2s_listen = "0.0.0.0:5222"' || fail "packaged server does not listen on the network"
+config="$unpacked/root/etc/cloud-notify/cloud-notify.toml"
+grep -qx 'data_dir = "/var/lib/cloud-notify"' "$config" || fail "packaged data_dir"
+grep -qx 'c2s_listen = "0.0.0.0:5222"' "$config" \
+  || fail "packaged server does not listen on the network"
 grep -q " ./usr/share/doc/cloud-notify/examples/fail2ban-filter.conf\$" <<<"$contents" \
   || fail "missing the fail2ban filter"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/lib/systemd/system/cloud-notify.service \
-  | grep -q '^ProtectSystem=strict' || fail "unit is not sandboxed"
+grep -q '^ProtectSystem=strict' "$unpacked/root/usr/lib/systemd/system/cloud-notify.service" \
+  || fail "unit is not sandboxed"
 # Errors fail the check; warnings (an unstripped debug binary, for one) are shown.
 lintian --fail-on error --suppress-tags unstripped-binary-or-object "$deb"
 echo "package check: $deb OK"

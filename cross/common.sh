@@ -87,7 +87,7 @@ ensure_apt() {
     # zig but still uses them to strip and inspect the binary, and qemu to run it.
     if [[ $ARCH == aarch64 ]]; then want+=("${APT_AARCH64[@]}"); else want+=("${APT_ARMV7[@]}"); fi
     for p in "${want[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *'install ok installed'* ]] || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
     command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install them by hand"
@@ -101,7 +101,9 @@ ensure_apt() {
 ensure_rust_target() {
     command -v rustup >/dev/null || die "rustup not found: the $RUST_TRIPLE standard library cannot be installed"
     # Run from ROOT so a rust-toolchain file there, if any, picks the toolchain.
-    if ! (cd "$ROOT" && rustup target list --installed) | grep -qx "$RUST_TRIPLE"; then
+    local installed
+    installed=$(cd "$ROOT" && rustup target list --installed)
+    if ! grep -qx "$RUST_TRIPLE" <<<"$installed"; then
         say "adding rust target $RUST_TRIPLE"
         (cd "$ROOT" && rustup target add "$RUST_TRIPLE") || die "rustup target add $RUST_TRIPLE failed"
     fi

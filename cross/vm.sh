@@ -75,7 +75,7 @@ as_root() {
 ensure_apt() {
     local want=(qemu-system-arm fakeroot cpio curl python3) missing=() p
     for p in "${want[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *'install ok installed'* ]] || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
     say "installing Debian packages: ${missing[*]}"
