@@ -8,7 +8,6 @@ use actix::Addr;
 use serde::{Deserialize, Serialize};
 
 use super::{HourCounts, KindLabels, Metrics, QueueLabels, StateLabels};
-use crate::push::{GetHubStats, PushHub};
 use crate::store::{Counts, Store};
 use crate::xmpp::router::{GetRouterStats, Router};
 
@@ -16,7 +15,6 @@ use crate::xmpp::router::{GetRouterStats, Router};
 #[derive(Clone)]
 pub struct Sources {
     pub store: Addr<Store>,
-    pub hub: Addr<PushHub>,
     pub router: Addr<Router>,
     pub metrics: Arc<Metrics>,
     /// When the server started (wall clock, for display).
@@ -95,8 +93,8 @@ fn parse_proc_status(text: &str) -> Option<ProcessMemory> {
 pub async fn gather(s: &Sources) -> ServerStatus {
     let router = tokio::time::timeout(ASK_TIMEOUT, s.router.send(GetRouterStats)).await;
     let router = router.ok().and_then(Result::ok).unwrap_or_default();
-    let hub = tokio::time::timeout(ASK_TIMEOUT, s.hub.send(GetHubStats)).await;
-    let push_users = hub.ok().and_then(Result::ok).map_or(0, |h| h.active_users);
+    // Each user actor holds its user's push state.
+    let push_users = router.users as usize;
     let counts = tokio::time::timeout(ASK_TIMEOUT, s.store.send(Counts)).await;
     let counts = counts.ok().and_then(Result::ok).and_then(Result::ok);
     let memory = process_memory();

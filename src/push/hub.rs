@@ -10,6 +10,7 @@ use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use super::executor::PushLinks;
 use super::interface::*;
 use super::messages::{Command, RoutedResponse, Stop, UserGone, UserIdle};
 use super::protocol;
@@ -36,6 +37,8 @@ pub struct PushHub {
     users: HashMap<String, Entry>,
     routes: HashMap<u64, String>,
     metrics: Arc<Metrics>,
+    /// Made on the first user's start (after `with_metrics`).
+    links: Option<Arc<PushLinks>>,
 }
 
 /// How many users have push state in memory.
@@ -48,18 +51,6 @@ pub struct HubStats {
     pub active_users: usize,
 }
 
-fn random_route() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        // Routes only need to differ between live actors; the hub checks for clashes.
-        return std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-    }
-    u64::from_le_bytes(b)
-}
-
 impl PushHub {
     pub fn new(cfg: Arc<Config>, store: StoreClient, router: Recipient<RoutePublish>) -> Self {
         PushHub {
@@ -69,6 +60,7 @@ impl PushHub {
             users: HashMap::new(),
             routes: HashMap::new(),
             metrics: Arc::default(),
+            links: None,
         }
     }
 
@@ -100,22 +92,30 @@ impl PushHub {
             tracing::warn!("push event for an invalid user name ignored");
             return None;
         };
-        let mut route = random_route();
+        let mut route = publish::new_route();
         while self.routes.contains_key(&route) {
-            route = random_route();
+            route = publish::new_route();
         }
+        let links = self
+            .links
+            .get_or_insert_with(|| {
+                Arc::new(PushLinks {
+                    store: self.store.clone(),
+                    router: self.router.clone(),
+                    metrics: self.metrics.clone(),
+                })
+            })
+            .clone();
         let addr = UserPush::new(
             user.to_string(),
             user_jid,
             self.cfg.clone(),
-            self.store.clone(),
-            self.router.clone(),
+            links,
             HubLink {
                 idle: ctx.address().recipient(),
                 gone: ctx.address().recipient(),
                 route,
             },
-            self.metrics.clone(),
         )
         .start();
         self.routes.insert(route, user.to_string());

@@ -8,9 +8,14 @@
 //! - [`registration`]: a user's registrations and their eviction order.
 //! - [`machine`]: every per-user decision, as a state machine with no I/O: events in,
 //!   effects out. A host may drive it directly.
-//! - `hub`, `user`: the two actors that host the machine here; `messages`: what they say
-//!   to each other.
+//! - [`executor`]: runs a user's machine inside the actix actor that owns the user:
+//!   executes its effects, feeds back their results. The XMPP server's user actor
+//!   embeds one.
+//! - `hub`, `user`: a stand-alone host for hosts without per-user actors of their own
+//!   ([`PushHub`] routes the [`interface`] messages to one `UserPush` per user, each with
+//!   an executor); `messages`: what those two say to each other.
 
+pub mod executor;
 mod hub;
 pub mod interface;
 pub mod machine;
@@ -25,6 +30,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, Recipient};
 
+pub use executor::{PushActor, PushExecutor, PushLinks};
 pub use hub::{GetHubStats, HubStats, PushHub};
 pub use interface::*;
 

@@ -174,6 +174,21 @@ pub fn new_publish_id(route: u64) -> String {
     id
 }
 
+/// A route for a new user's push state: random, so that an answer to a publish made
+/// before a restart, or by an actor since stopped, is unlikely to find a live route (and
+/// the machine behind it matches the whole id anyway). The caller checks for clashes
+/// among live routes.
+pub fn new_route() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+    }
+    u64::from_le_bytes(b)
+}
+
 /// The route encoded in a publish id, if it is one of ours.
 pub fn route_of(id: &str) -> Option<u64> {
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {

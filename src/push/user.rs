@@ -1,55 +1,26 @@
-//! `UserPush`: one actor per user with push state in memory. It hosts the user's
-//! [`PushMachine`], which makes every decision: the actor turns messages into events,
-//! hands it the time, and executes the effects (timers, store writes, publishes,
-//! instructions to sessions). It stops when idle; everything that must survive is in the
-//! store.
+//! `UserPush`: this module's stand-alone host for one user's push state, for hosts that
+//! have no per-user actor of their own (the XMPP server's user actor embeds a
+//! [`PushExecutor`] instead). It turns the hub's messages into events for the executor,
+//! passes the machine's expiries on to the sessions' [`SessionControl`] recipients, and
+//! stops when idle; everything that must survive is in the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use futures::future::LocalBoxFuture;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use super::executor::{PushActor, PushExecutor, PushLinks};
 use super::interface::*;
-use super::machine::{Clock, Effect, Event, Metric, PushMachine, Reply, RequestId, Timer};
+use super::machine::Event;
 use super::messages::{Command, RoutedResponse, Stop, UserGone, UserIdle};
-use super::protocol::{self, PushCommand};
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::store::{StoreClient, StoreError, Write};
 
 mod admin;
 
 /// Mailbox room; the hub refuses (and logs) events past it rather than queue without end.
 pub const MAILBOX: usize = 256;
-
-/// The time for the machine: tokio's (paused in tests) and the wall clock.
-fn clock() -> Clock {
-    let wall_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    Clock {
-        now: tokio::time::Instant::now().into_std(),
-        wall_us,
-    }
-}
-
-type TestWaiter = tokio::sync::oneshot::Sender<(TestOutcome, Option<Duration>)>;
-
-/// What executing one batch of effects left for the handler.
-#[derive(Default)]
-struct Ran {
-    reply: Option<Reply>,
-    /// Publishes handed to the host.
-    routed: usize,
-    /// The write the reply waits for, with the request it is for.
-    write: Option<(RequestId, LocalBoxFuture<'static, Result<(), StoreError>>)>,
-}
 
 /// Where the actor reports to its hub.
 pub(super) struct HubLink {
@@ -61,17 +32,10 @@ pub(super) struct HubLink {
 pub struct UserPush {
     user: String,
     cfg: Arc<Config>,
-    store: StoreClient,
-    router: Recipient<RoutePublish>,
     hub: HubLink,
-    metrics: Arc<Metrics>,
-    machine: PushMachine,
+    push: PushExecutor,
     /// Where each linked session's instructions go.
     controls: HashMap<SessionId, Recipient<SessionControl>>,
-    timers: HashMap<Timer, SpawnHandle>,
-    /// Test pushes waiting for their publishes' ends.
-    waiters: HashMap<String, TestWaiter>,
-    next_request: u64,
     /// Messages handled, compared with the hub's count before unloading.
     handled: u64,
     idle_timer: Option<SpawnHandle>,
@@ -83,25 +47,17 @@ impl UserPush {
         user: String,
         user_jid: BareJid,
         cfg: Arc<Config>,
-        store: StoreClient,
-        router: Recipient<RoutePublish>,
+        links: Arc<PushLinks>,
         hub: HubLink,
-        metrics: Arc<Metrics>,
     ) -> Self {
         let span = tracing::info_span!("push_user", user = %user_jid);
-        let machine = PushMachine::new(user.clone(), user_jid, cfg.clone(), hub.route);
+        let push = PushExecutor::new(user.clone(), user_jid, cfg.clone(), links, hub.route);
         UserPush {
             user,
             cfg,
-            store,
-            router,
             hub,
-            metrics,
-            machine,
+            push,
             controls: HashMap::new(),
-            timers: HashMap::new(),
-            waiters: HashMap::new(),
-            next_request: 0,
             handled: 0,
             idle_timer: None,
             span,
@@ -126,7 +82,7 @@ impl UserPush {
 
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
         self.idle_timer = None;
-        if self.machine.is_idle() {
+        if self.push.machine().is_idle() {
             self.hub.idle.do_send(UserIdle {
                 user: self.user.clone(),
                 route: self.hub.route,
@@ -137,133 +93,24 @@ impl UserPush {
         }
     }
 
-    /// Feeds one event and executes its effects.
-    fn feed(&mut self, event: Event, ctx: &mut Context<Self>) -> Ran {
-        let effects = self.machine.handle(clock(), event);
-        self.run(effects, ctx)
+    fn feed(&mut self, event: Event, ctx: &mut Context<Self>) -> usize {
+        let _span = self.span.clone().entered();
+        PushExecutor::feed(self, event, ctx).routed
+    }
+}
+
+impl PushActor for UserPush {
+    fn push(&mut self) -> &mut PushExecutor {
+        &mut self.push
     }
 
-    fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) -> Ran {
-        let mut ran = Ran::default();
-        let mut unrouted = Vec::new();
-        for effect in effects {
-            match effect {
-                Effect::Publish { to, xml, id } => {
-                    match self.router.try_send(RoutePublish { to, xml }) {
-                        Ok(()) => ran.routed += 1,
-                        Err(_) => unrouted.push(id),
-                    }
-                }
-                Effect::Reply { reply, .. } => ran.reply = Some(reply),
-                Effect::Arm { timer, at } => self.arm(timer, at, ctx),
-                Effect::Cancel(timer) => {
-                    if let Some(h) = self.timers.remove(&timer) {
-                        ctx.cancel_future(h);
-                    }
-                }
-                Effect::Write {
-                    changes,
-                    durable,
-                    request: Some(request),
-                } => {
-                    let write = self.store.write.send(Write { changes, durable });
-                    let write = async move {
-                        write
-                            .await
-                            .map_err(|e| StoreError::Failed(e.to_string()))
-                            .and_then(|r| r)
-                    };
-                    ran.write = Some((request, Box::pin(write)));
-                }
-                Effect::Write {
-                    changes,
-                    durable,
-                    request: None,
-                } => self.write_in_background(Write { changes, durable }, ctx),
-                Effect::Expire(session) => {
-                    if let Some(control) = self.controls.get(&session) {
-                        // Never dropped: the host handed its timer over and waits for this.
-                        control.do_send(SessionControl {
-                            session,
-                            action: SessionAction::Expire,
-                        });
-                    }
-                }
-                Effect::Ended {
-                    id,
-                    outcome,
-                    round_trip,
-                } => {
-                    if let Some(w) = self.waiters.remove(&id) {
-                        let _ = w.send((outcome, round_trip));
-                    }
-                }
-                Effect::Metric(Metric::Pending(delta)) => self.metrics.pending_publishes_add(delta),
-                Effect::Metric(Metric::PublishEnded {
-                    app_server,
-                    outcome,
-                    latency,
-                }) => self.metrics.publish_ended(&app_server, outcome, latency),
-            }
-        }
-        for id in unrouted {
-            let more = self.feed(Event::NotRouted { id }, ctx);
-            ran.routed += more.routed;
-        }
-        ran
-    }
-
-    /// (Re)arms a machine timer; the one armed before under the same name never fires.
-    fn arm(&mut self, timer: Timer, at: std::time::Instant, ctx: &mut Context<Self>) {
-        let after = tokio::time::Instant::from_std(at)
-            .saturating_duration_since(tokio::time::Instant::now());
-        let name = timer.clone();
-        let handle = ctx.run_later(after, move |act, ctx| {
-            act.timers.remove(&name);
-            let _span = act.span.clone().entered();
-            act.feed(Event::TimerFired(name), ctx);
-        });
-        if let Some(old) = self.timers.insert(timer, handle) {
-            ctx.cancel_future(old);
-        }
-    }
-
-    /// Ledger updates: a failure is logged and changes no answer already given.
-    fn write_in_background(&mut self, write: Write, ctx: &mut Context<Self>) {
-        let user = self.user.clone();
-        let fut = self.store.write.send(write);
-        ctx.spawn(fut.into_actor(self).map(move |res, _, _| {
-            if let Err(e) = res
-                .map_err(|e| StoreError::Failed(e.to_string()))
-                .and_then(|r| r)
-            {
-                tracing::error!(%user, error = %e, "push ledger write failed");
-            }
-        }));
-    }
-
-    fn request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId(self.next_request)
-    }
-
-    /// Feeds a request; resolves to its reply once any write it waits for is answered.
-    /// Run it as an `AtomicResponse`: no other event reaches the machine meanwhile.
-    fn request(
-        &mut self,
-        make: impl FnOnce(RequestId) -> Event,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Option<Reply>> {
-        let event = make(self.request_id());
-        let ran = self.feed(event, ctx);
-        match ran.write {
-            None => Box::pin(fut::ready(ran.reply)),
-            Some((request, write)) => {
-                Box::pin(write.into_actor(self).map(move |result, act, ctx| {
-                    let _span = act.span.clone().entered();
-                    act.feed(Event::Written { request, result }, ctx).reply
-                }))
-            }
+    fn expire_session(&mut self, session: SessionId, _: &mut Context<Self>) {
+        if let Some(control) = self.controls.get(&session) {
+            // Never dropped: the host handed its timer over and waits for this.
+            control.do_send(SessionControl {
+                session,
+                action: SessionAction::Expire,
+            });
         }
     }
 }
@@ -273,25 +120,13 @@ impl Actor for UserPush {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        let load = self.store.load.send(crate::store::LoadRegistrations {
-            user: self.user.clone(),
-        });
-        // `wait` holds every message until the registrations are in memory.
-        ctx.wait(load.into_actor(self).map(|res, act, ctx| {
-            let rows = res
-                .map_err(|e| StoreError::Failed(e.to_string()))
-                .and_then(|r| r);
-            let _span = act.span.clone().entered();
-            act.feed(Event::Loaded(rows), ctx);
-        }));
+        let _span = self.span.clone().entered();
+        PushExecutor::load(self, ctx);
         self.arm_idle_check(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        // Publishes still awaited are forgotten with the actor (a waiting test push
-        // hears `Gone`).
-        self.metrics
-            .pending_publishes_add(-(self.machine.pending_publishes() as i64));
+        self.push.stopped();
         self.hub.gone.do_send(UserGone {
             user: self.user.clone(),
             route: self.hub.route,
@@ -304,50 +139,17 @@ impl Handler<Command> for UserPush {
 
     fn handle(&mut self, msg: Command, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.touch(ctx);
-        if self.machine.load_failed() {
+        if self.push.machine().load_failed() {
             // Retry the read on the next request: this actor goes, a new one loads again.
             ctx.stop();
         }
         let Session { id, jid, control } = msg.session;
-        let iq_id = msg.id;
-        let fallback = protocol::error_reply(
-            &iq_id,
-            &jid,
-            ErrorType::Wait,
-            DefinedCondition::InternalServerError,
-            None,
-        );
-        let pending = match msg.command {
-            PushCommand::Enable(req) => self.request(
-                |request| Event::Enable {
-                    request,
-                    session: id,
-                    jid,
-                    iq_id,
-                    req,
-                },
-                ctx,
-            ),
-            PushCommand::Disable(req) => self.request(
-                |request| Event::Disable {
-                    request,
-                    jid,
-                    iq_id,
-                    req,
-                },
-                ctx,
-            ),
-        };
-        // Atomic: no other message runs until the write is answered, so each enable or
-        // disable computes its changes from the state the previous one left.
+        let pending = PushExecutor::command(self, id, jid, msg.id, msg.command, ctx);
         AtomicResponse::new(Box::pin(pending.map(move |reply, act, _| {
-            if act.machine.has_link(id) {
+            if act.push.machine().has_link(id) {
                 act.controls.insert(id, control);
             }
-            match reply {
-                Some(Reply::Iq(iq)) => iq,
-                _ => fallback,
-            }
+            reply
         })))
     }
 }
@@ -356,23 +158,7 @@ impl Handler<Stop> for UserPush {
     type Result = ();
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) {
-        let effects = self
-            .machine
-            .handle(clock(), Event::Unload { flush: msg.flush });
-        let (writes, rest): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Write { .. }));
-        self.run(rest, ctx);
-        for w in writes {
-            if let Effect::Write {
-                changes, durable, ..
-            } = w
-            {
-                // `do_send`: one message per unloading user, and it must be queued at the
-                // store before the stop is answered, not in a future that dies with us.
-                self.store.write.do_send(Write { changes, durable });
-            }
-        }
+        PushExecutor::unload(self, msg.flush, ctx);
         ctx.stop();
     }
 }
@@ -431,20 +217,13 @@ impl Handler<SessionHibernated> for UserPush {
 
     fn handle(&mut self, msg: SessionHibernated, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.touch(ctx);
-        let request = self.request_id();
-        let ran = self.feed(
-            Event::Hibernated {
-                request,
-                session: msg.session,
-                normal_timeout: msg.normal_timeout,
-                queue: msg.queue,
-            },
+        MessageResult(PushExecutor::hibernated(
+            self,
+            msg.session,
+            msg.normal_timeout,
+            msg.queue,
             ctx,
-        );
-        MessageResult(match ran.reply {
-            Some(Reply::TimerOwner(owner)) => owner,
-            _ => TimerOwner::Host,
-        })
+        ))
     }
 }
 
@@ -453,7 +232,11 @@ impl Handler<GetUserStats> for UserPush {
 
     fn handle(&mut self, _: GetUserStats, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.touch(ctx);
-        Some(self.machine.stats(tokio::time::Instant::now().into_std()))
+        Some(
+            self.push
+                .machine()
+                .stats(tokio::time::Instant::now().into_std()),
+        )
     }
 }
 
@@ -462,6 +245,6 @@ impl Handler<PingUser> for UserPush {
 
     fn handle(&mut self, _: PingUser, ctx: &mut Context<Self>) -> usize {
         let _span = self.touch(ctx);
-        self.feed(Event::Ping, ctx).routed
+        self.feed(Event::Ping, ctx)
     }
 }

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::push::DeleteUser;
+use super::user::DeleteAccount;
 use crate::store::{Account, Change, ListAccounts, LoadAccount, StoreError, Write};
 
 /// File name of the socket inside `data_dir`.
@@ -173,18 +173,15 @@ async fn handle(line: &str, shared: &Shared) -> String {
                 if !exists(&user, shared).await? {
                     return Err("missing".into());
                 }
-                // Through the push module, which drops its in-memory state and deletes
-                // everything stored for the user (account, registrations, roster, offline).
-                match shared.hub.send(DeleteUser { user: user.clone() }).await {
+                // Through the user's actor when one runs: its sessions end at once (a
+                // deleted account must not go on sending), its push state goes, and
+                // everything stored for the user is deleted (account, registrations,
+                // roster, offline messages).
+                match shared.router.send(DeleteAccount { user: user.clone() }).await {
                     Ok(Ok(())) => {}
                     Ok(Err(StoreError::Closed)) | Err(_) => return Err("store closed".into()),
                     Ok(Err(e)) => return Err(e.to_string()),
                 }
-                // Its sessions end now: a deleted account must not go on sending.
-                let _ = shared
-                    .router
-                    .send(super::router::EndUserSessions { user: user.clone() })
-                    .await;
                 tracing::info!(%user, "account deleted");
                 Ok(String::new())
             }

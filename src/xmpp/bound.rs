@@ -9,7 +9,7 @@ use xmpp_parsers::minidom::Element;
 use super::connection::{Shared, Xml};
 use super::route::Route;
 use super::user::{Reply, User};
-use crate::push::{Session, SessionId};
+use crate::push::SessionId;
 
 /// What the request handlers of a session need.
 pub struct Bound {
@@ -19,8 +19,6 @@ pub struct Bound {
     pub bare: BareJid,
     pub user: String,
     pub id: SessionId,
-    /// The session, as the push module knows it.
-    pub session: Session,
     /// Stream management is on: every stanza to the client is counted by the user actor.
     pub sm: bool,
 }

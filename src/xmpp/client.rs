@@ -8,9 +8,8 @@ use xmpp_parsers::ns;
 use super::bound::Bound;
 use super::connection::{Xml, close_with};
 use super::stanza::{self, CLIENT_NS};
-use super::user::SetAvailable;
+use super::user::{PushIq, SetAvailable};
 use super::{disco, offline, ping, presence, roster, roster_iq};
-use crate::push::PushRequest;
 
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
@@ -112,10 +111,10 @@ async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element>
     let payload = iq.children().next();
     if payload.is_some_and(|p| p.has_ns(ns::PUSH)) {
         return st
-            .shared
-            .hub
-            .send(PushRequest {
-                session: st.session.clone(),
+            .owner
+            .send(PushIq {
+                session: st.id,
+                jid: st.jid.clone(),
                 iq: iq.clone(),
             })
             .await

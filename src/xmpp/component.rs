@@ -19,7 +19,7 @@ use super::router::{AttachComponent, DetachComponent, Router, ToComponent};
 use super::stanza::{self, CLIENT_NS, COMPONENT_NS};
 use super::xml::{OurHeader, Read, XmlStream};
 use crate::config::Config;
-use crate::push::{AppServerResponse, PushHub};
+use crate::push::AppServerResponse;
 
 /// How long a component has to send its header and handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,7 +27,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Shared {
     pub cfg: Arc<Config>,
     pub router: Addr<Router>,
-    pub hub: Addr<PushHub>,
 }
 
 fn handshake_digest(stream_id: &str, secret: &str) -> String {
@@ -281,7 +280,7 @@ fn handle(el: Element, jid: &str, shared: &Shared) {
     });
     let kind = el.attr("type");
     if el.name() == "iq" && to_domain && matches!(kind, Some("result") | Some("error")) {
-        shared.hub.do_send(AppServerResponse { iq: el });
+        shared.router.do_send(AppServerResponse { iq: el });
         return;
     }
     shared.router.do_send(Route(el));

@@ -10,7 +10,6 @@ use super::io::SizeGuard;
 use super::router::Router;
 use super::xml::{Read, XmlStream};
 use crate::config::Config;
-use crate::push::PushHub;
 use crate::store::Store;
 
 /// What every session needs from the server.
@@ -18,7 +17,6 @@ pub struct Shared {
     pub cfg: Arc<Config>,
     pub tls: Arc<rustls::ServerConfig>,
     pub router: Addr<Router>,
-    pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
     /// Keys the decoy SCRAM credentials of unknown users (random per process).
     pub decoy_secret: [u8; 32],

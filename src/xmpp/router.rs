@@ -20,9 +20,11 @@ use super::user::{
     ResumeError, StopIfIdle, User, UserIdle,
 };
 use crate::config::Config;
-use crate::push::{PushHub, RoutePublish, SessionId};
+use crate::metrics::Metrics;
+use crate::push::{PushLinks, RoutePublish, SessionId};
 use crate::store::Store;
 
+mod push;
 mod stats;
 pub use stats::{GetRouterStats, RouterStats};
 
@@ -30,6 +32,8 @@ pub use stats::{GetRouterStats, RouterStats};
 struct Running {
     addr: Addr<User>,
     generation: u64,
+    /// In the ids of its publishes: an app server's answer finds the user by it.
+    route: u64,
     /// Messages sent to it, for the stop agreement (`user::idle`).
     sent: u64,
 }
@@ -45,6 +49,8 @@ pub struct Router {
     /// What every user actor is started with (the same for all).
     for_users: user::Shared,
     users: HashMap<String, Running>,
+    /// Each running user actor's route (see `Running::route`).
+    routes: HashMap<u64, String>,
     /// Ended sessions' ids, users and final `h`, for `<failed h=…/>`
     /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
     old_sessions: VecDeque<OldSession>,
@@ -59,13 +65,18 @@ impl Router {
     /// Made inside `Router::create`: the user actors are given the router's address.
     pub fn new(
         cfg: Arc<Config>,
-        hub: Addr<PushHub>,
         store: Addr<Store>,
+        metrics: Arc<Metrics>,
         ctx: &mut Context<Self>,
     ) -> Self {
+        let push = Arc::new(PushLinks {
+            store: Store::client(&store),
+            router: ctx.address().recipient(),
+            metrics,
+        });
         let for_users = user::Shared {
             cfg: cfg.clone(),
-            hub,
+            push,
             store,
             route: ctx.address().recipient(),
             idle: ctx.address().recipient(),
@@ -77,6 +88,7 @@ impl Router {
             cfg,
             for_users,
             users: HashMap::new(),
+            routes: HashMap::new(),
             old_sessions: VecDeque::new(),
             components: HashMap::new(),
             next_session: 1,
@@ -85,19 +97,55 @@ impl Router {
         }
     }
 
-    /// The user's actor, started when the user has none.
-    fn user(&mut self, name: &str) -> &mut Running {
-        let next_generation = &mut self.next_generation;
-        let for_users = &self.for_users;
-        self.users.entry(name.to_string()).or_insert_with(|| {
-            let generation = *next_generation;
-            *next_generation += 1;
+    /// The user's actor, started when the user has none. `None`: `name` is no valid
+    /// local part, or `push_max_active_users` user actors run already.
+    fn user(&mut self, name: &str) -> Option<&mut Running> {
+        if !self.users.contains_key(name) {
+            self.start_user(name)?;
+        }
+        self.users.get_mut(name)
+    }
+
+    fn start_user(&mut self, name: &str) -> Option<()> {
+        if self.users.len() >= self.cfg.push_max_active_users {
+            tracing::warn!(
+                limit = self.cfg.push_max_active_users,
+                "push_max_active_users reached: no actor for another user"
+            );
+            return None;
+        }
+        let jid = crate::push::protocol::user_jid(name, &self.cfg.domain)?;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mut route = crate::push::publish::new_route();
+        while self.routes.contains_key(&route) {
+            route = crate::push::publish::new_route();
+        }
+        let addr = User::new(jid, generation, route, self.for_users.clone()).start();
+        self.routes.insert(route, name.to_string());
+        self.users.insert(
+            name.to_string(),
             Running {
-                addr: User::new(name.to_string(), generation, for_users.clone()).start(),
+                addr,
                 generation,
+                route,
                 sent: 0,
+            },
+        );
+        Some(())
+    }
+
+    /// Forgets a user actor (the stop agreement's end, `user::idle`); whoever waits for
+    /// the last one to go (an orderly shutdown) learns it.
+    fn forget(&mut self, name: &str) -> Option<Running> {
+        let r = self.users.remove(name)?;
+        self.routes.remove(&r.route);
+        if self.users.is_empty() {
+            for done in self.drained.drain(..) {
+                let _ = done.send(());
             }
-        })
+        }
+        Some(r)
     }
 
     fn bounce(&mut self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
@@ -160,22 +208,16 @@ impl Router {
             self.server_stanza(stanza, ctx);
             return;
         };
-        let running = self.user(&name);
+        let Some(running) = self.user(&name) else {
+            self.bounce(&stanza, "resource-constraint", ctx);
+            return;
+        };
         match running.addr.try_send(Deliver { stanza, to }) {
             Ok(()) => running.sent += 1,
             Err(SendError::Full(d) | SendError::Closed(d)) => {
                 // Bounded mailbox: a user flooded faster than its actor keeps up.
                 tracing::warn!(user = %name, "user's queue full: stanza bounced");
                 self.bounce(&d.stanza, "resource-constraint", ctx);
-            }
-        }
-    }
-
-    /// The last user actor stopped: whoever waits for the drain learns it.
-    fn user_gone(&mut self) {
-        if self.users.is_empty() {
-            for done in self.drained.drain(..) {
-                let _ = done.send(());
             }
         }
     }
@@ -207,9 +249,8 @@ impl Handler<UserIdle> for Router {
             .users
             .get(&msg.user)
             .is_some_and(|r| r.generation == msg.generation && r.sent == msg.seen);
-        if forget && let Some(r) = self.users.remove(&msg.user) {
+        if forget && let Some(r) = self.forget(&msg.user) {
             r.addr.do_send(StopIfIdle);
-            self.user_gone();
         }
     }
 }
@@ -238,7 +279,9 @@ impl Handler<BindSession> for Router {
         let id = SessionId(self.next_session);
         self.next_session += 1;
         let gauges = self.for_users.gauges.clone();
-        let running = self.user(&msg.user);
+        let Some(running) = self.user(&msg.user) else {
+            return Box::pin(async { Err("resource-constraint") });
+        };
         running.sent += 1;
         let owner = running.addr.clone();
         let bind = owner.send(Bind {
@@ -346,25 +389,6 @@ impl Handler<EndedSession> for Router {
         });
         while self.old_sessions.len() > self.cfg.smacks_max_old_sessions {
             self.old_sessions.pop_front();
-        }
-    }
-}
-
-/// An account was deleted: each of its sessions ends at once (connected ones with
-/// `not-authorized`); what they held bounces, as the account is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EndUserSessions {
-    pub user: String,
-}
-
-impl Handler<EndUserSessions> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: EndUserSessions, _: &mut Context<Self>) {
-        if let Some(r) = self.users.get_mut(&msg.user) {
-            r.sent += 1;
-            r.addr.do_send(EndSessions(EndReason::Revoked));
         }
     }
 }

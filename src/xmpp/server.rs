@@ -15,7 +15,6 @@ use super::{c2s, component, connection, tls};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
-use crate::push::{self, PushHub, Shutdown};
 use crate::store::{self, Close, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,6 @@ pub struct Server {
     pub metrics_addr: Option<SocketAddr>,
     /// What the server counts (for `status` and the metrics endpoint).
     pub metrics: Arc<Metrics>,
-    pub hub: Addr<PushHub>,
     pub store: Addr<Store>,
     pub router: Addr<Router>,
     stop: watch::Sender<bool>,
@@ -74,13 +72,13 @@ impl Server {
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
         let listeners = Listeners::bind(&cfg).await?;
-        let (router, hub) = start_router_and_hub(&cfg, &store, &metrics);
+        let router =
+            Router::create(|ctx| Router::new(cfg.clone(), store.clone(), metrics.clone(), ctx));
         let mut decoy_secret = [0u8; 32];
         let _ = getrandom::fill(&mut decoy_secret);
         let (stop, stopped) = watch::channel(false);
         let sources = Sources {
             store: store.clone(),
-            hub: hub.clone(),
             router: router.clone(),
             metrics: metrics.clone(),
             started_at,
@@ -90,7 +88,6 @@ impl Server {
                 cfg: cfg.clone(),
                 tls,
                 router: router.clone(),
-                hub: hub.clone(),
                 store: store.clone(),
                 decoy_secret,
                 stopping: stopped.clone(),
@@ -100,7 +97,6 @@ impl Server {
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
             router: router.clone(),
-            hub: hub.clone(),
         });
         let addresses = listeners.addresses(&cfg)?;
         listeners.serve(
@@ -112,7 +108,7 @@ impl Server {
             &stopped,
         );
         #[cfg(unix)]
-        serve_admin(&cfg, &store, &hub, &router, sources, stop.subscribe())?;
+        serve_admin(&cfg, &store, &router, sources, stop.subscribe())?;
         addresses.log(&cfg);
         Ok(Server {
             c2s_addr: addresses.c2s,
@@ -120,7 +116,6 @@ impl Server {
             component_addr: addresses.component,
             metrics_addr: addresses.metrics,
             metrics,
-            hub,
             store,
             router,
             stop,
@@ -138,7 +133,8 @@ impl Server {
         Ok(changed_keys(&self.cfg, new))
     }
 
-    /// Stops accepting, unloads the push module and closes the store (flushed).
+    /// Stops accepting, ends every session (each user actor writes its push ledger as it
+    /// goes) and closes the store (flushed).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         #[cfg(unix)]
@@ -151,7 +147,6 @@ impl Server {
         {
             tracing::warn!("sessions did not all end in time; stopping anyway");
         }
-        let _ = self.hub.send(Shutdown).await;
         let _ = self.store.send(Close).await;
         tracing::info!("stopped");
     }
@@ -204,30 +199,6 @@ fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
     Arc::new(Metrics::new(cfg.components.iter().map(|c| {
         xmpp_parsers::jid::BareJid::new(&c.jid).map_or_else(|_| c.jid.clone(), |j| j.to_string())
     })))
-}
-
-/// The router and the push module, each holding the other's address.
-fn start_router_and_hub(
-    cfg: &Arc<Config>,
-    store: &Addr<Store>,
-    metrics: &Arc<Metrics>,
-) -> (Addr<Router>, Addr<PushHub>) {
-    let client = Store::client(store);
-    let mut hub_slot = None;
-    let router = Router::create(|ctx| {
-        let hub = push::start_with_metrics(
-            cfg.clone(),
-            client,
-            ctx.address().recipient(),
-            metrics.clone(),
-        );
-        hub_slot = Some(hub.clone());
-        Router::new(cfg.clone(), hub, store.clone(), ctx)
-    });
-    let Some(hub) = hub_slot else {
-        unreachable!("Router::create runs its closure before returning");
-    };
-    (router, hub)
 }
 
 /// Every listening socket, bound before anything is served so that a taken port fails
@@ -352,7 +323,6 @@ fn accept_components(
 fn serve_admin(
     cfg: &Config,
     store: &Addr<Store>,
-    hub: &Addr<PushHub>,
     router: &Addr<Router>,
     sources: Sources,
     mut stopped: watch::Receiver<bool>,
@@ -363,7 +333,6 @@ fn serve_admin(
     })?;
     let shared = Rc::new(super::admin::Shared {
         store: store.clone(),
-        hub: hub.clone(),
         router: router.clone(),
         sources,
     });

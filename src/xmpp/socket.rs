@@ -20,7 +20,7 @@ use super::route::ToSocket;
 use super::sm::SM_NS;
 use super::stanza;
 use super::user::{ClientAck, EnableSm, Gauges, SocketEnded, User};
-use crate::push::{Session, SessionId};
+use crate::push::SessionId;
 
 /// What a socket task starts with: its stream, and its place in the user actor.
 pub struct Start {
@@ -65,11 +65,6 @@ pub(super) async fn run(start: Start, shared: Rc<Shared>) {
     let mut st = Bound {
         user: jid.node().map(|n| n.to_string()).unwrap_or_default(),
         bare: jid.to_bare(),
-        session: Session {
-            id,
-            jid: jid.clone(),
-            control: owner.clone().recipient(),
-        },
         shared,
         owner,
         jid,

@@ -1093,11 +1093,11 @@ async fn until_user_stats(
     what: &str,
     pred: impl Fn(&UserStats) -> bool,
 ) {
-    let hub = t.server.as_ref().expect("server running").hub.clone();
+    let router = t.server.as_ref().expect("server running").router.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     loop {
-        let stats = hub
+        let stats = router
             .send(GetUserStats { user: user.into() })
             .await
             .expect("push module answers");

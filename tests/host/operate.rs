@@ -154,7 +154,7 @@ async fn push_test_through_the_command_line_is_answered_by_the_app_server() {
         .server
         .as_ref()
         .unwrap()
-        .hub
+        .router
         .send(cloud_notify::push::GetUserStats {
             user: "juliet".into(),
         })

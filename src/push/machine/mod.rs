@@ -312,5 +312,12 @@ impl PushMachine {
             out.push(Effect::Cancel(Timer::Hibernation(id)));
             self.expire(id, out);
         }
+        // With the account gone, nothing of its registrations may be written back (a
+        // host that keeps the machine, such as a user actor still ending sessions, would
+        // otherwise flush ledger changes over the deletion). Publishes already sent
+        // still take their answers, which find no registration.
+        self.state = State::Loaded(RegistrationSet::default());
+        self.sessions.clear();
+        self.dirty.clear();
     }
 }

@@ -65,7 +65,7 @@ pub async fn handle(line: &str, shared: &Shared) -> Option<Result<String, String
             match verb {
                 "push-list" => {
                     let registrations = shared
-                        .hub
+                        .router
                         .send(ListRegistrations { user: user.clone() })
                         .await
                         .map_err(|e| e.to_string())?
@@ -84,7 +84,7 @@ pub async fn handle(line: &str, shared: &Shared) -> Option<Result<String, String
                 "push-remove" => {
                     let selector = selector(arg)?;
                     let removed = shared
-                        .hub
+                        .router
                         .send(RemoveRegistrations {
                             user: user.clone(),
                             selector,
@@ -98,7 +98,7 @@ pub async fn handle(line: &str, shared: &Shared) -> Option<Result<String, String
                 _ => {
                     let selector = selector(arg)?;
                     let results = shared
-                        .hub
+                        .router
                         .send(TestPush {
                             user: user.clone(),
                             selector,

@@ -5,13 +5,11 @@
 use actix::Addr;
 
 use crate::metrics::snapshot::Sources;
-use crate::push::PushHub;
 use crate::store::Store;
 use crate::xmpp::router::Router;
 
 pub struct Shared {
     pub store: Addr<Store>,
-    pub hub: Addr<PushHub>,
     pub router: Addr<Router>,
     /// For `status`.
     pub sources: Sources,

@@ -12,7 +12,8 @@ use super::super::route::ToSocket;
 use super::super::stanza;
 use super::record::{Entry, Link, OfflineWait};
 use super::state::User;
-use crate::push::{OfflineMessage, SessionId};
+use crate::push::SessionId;
+use crate::push::machine::Event;
 use crate::store::{PushOffline, StoreError};
 
 /// Bounces waiting for room in their recipient's channel, server-wide; past it they are
@@ -73,13 +74,13 @@ impl User {
         if name == "message" {
             if kind == "groupchat" && to.resource().is_some() {
                 // Path B: a room writing to an occupant whose device left.
-                self.groupchat_missed(stanza);
+                self.groupchat_missed(stanza, ctx);
                 return;
             }
             let Some(first) = first_available else {
                 match kind {
                     "chat" | "normal" => self.store_offline(stanza, ctx),
-                    "groupchat" => self.groupchat_missed(stanza),
+                    "groupchat" => self.groupchat_missed(stanza, ctx),
                     // RFC 6121 §8.5.2.2: headlines and errors to a user with no
                     // available session are not stored.
                     _ => {
@@ -108,13 +109,9 @@ impl User {
 
     /// A groupchat message that reached no session: the push module hears of it, the
     /// room gets an error (and removes the occupant).
-    fn groupchat_missed(&self, stanza: Element) {
-        self.shared.hub.do_send(OfflineMessage {
-            user: self.name.clone(),
-            stanza: stanza.clone(),
-            key: None,
-        });
+    fn groupchat_missed(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         self.bounce(&stanza, "service-unavailable");
+        self.push_event(Event::Offline { stanza, key: None }, ctx);
     }
 
     /// A stanza for a session that cannot take it (its channel is full, or it is
@@ -186,13 +183,13 @@ impl User {
             if let Some(w) = act.offline.iter_mut().find(|w| w.ticket == ticket) {
                 w.stored = Some(res.unwrap_or(Err(StoreError::Closed)));
             }
-            act.settle_offline();
+            act.settle_offline(ctx);
             act.after_store_request(ctx);
         }));
     }
 
     /// Acts on the store's answers about offline messages, in the order they were asked.
-    fn settle_offline(&mut self) {
+    fn settle_offline(&mut self, ctx: &mut Context<Self>) {
         while self.offline.front().is_some_and(|w| w.stored.is_some()) {
             let Some(OfflineWait {
                 stanza,
@@ -203,11 +200,7 @@ impl User {
                 break;
             };
             match stored {
-                Ok(_) => self.shared.hub.do_send(OfflineMessage {
-                    user: self.name.clone(),
-                    stanza,
-                    key: None,
-                }),
+                Ok(_) => self.push_event(Event::Offline { stanza, key: None }, ctx),
                 Err(StoreError::NoSuchUser) => self.bounce(&stanza, "service-unavailable"),
                 Err(StoreError::Full) => {
                     tracing::info!(user = %self.name, "offline storage full: message bounced");

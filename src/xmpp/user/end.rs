@@ -14,7 +14,8 @@ use super::super::stanza::{self, CLIENT_NS};
 use super::record::{EndKind, Link};
 use super::state::{Shared, User};
 use super::to_router::EndedSession;
-use crate::push::{OfflineMessage, SessionClosed, SessionId, StanzaKey};
+use crate::push::machine::Event;
+use crate::push::{SessionId, StanzaKey};
 use crate::store::{PushOffline, QueuedKey, StoreError};
 
 /// Unacked messages asked to be stored at once when a session ends (well within the
@@ -58,9 +59,14 @@ impl User {
     /// Session `i` is over: out of the user's sessions at once, then its leftovers are
     /// settled in the background.
     pub(super) fn settle(&mut self, i: usize, received: u32, ctx: &mut Context<Self>) {
-        if let Some(id) = self.sessions.get(i).map(|e| e.id) {
-            self.flush_pending(id);
-        }
+        let Some(id) = self.sessions.get(i).map(|e| e.id) else {
+            return;
+        };
+        self.flush_pending(id, ctx);
+        // Found again: feeding the push module may change the sessions.
+        let Some(i) = self.index_of(id) else {
+            return;
+        };
         let mut e = self.sessions.remove(i);
         if let Link::Hibernated(h) = &mut e.link
             && let Some(t) = h.timer.take()
@@ -86,8 +92,14 @@ impl User {
             ended
                 .settle(leftovers, shared)
                 .into_actor(self)
-                .map(|(), act, ctx| {
+                .map(move |stored, act, ctx| {
                     act.in_flight -= 1;
+                    // The module hears of the stored messages (keyed, D13), then of the
+                    // end, so it still has this session's marks while it decides.
+                    for (stanza, key) in stored {
+                        act.push_event(Event::Offline { stanza, key }, ctx);
+                    }
+                    act.push_event(Event::Closed { session: id }, ctx);
                     act.after_store_request(ctx);
                 }),
         );
@@ -107,7 +119,14 @@ struct Ended {
 }
 
 impl Ended {
-    async fn settle(mut self, leftovers: Vec<(u64, Element)>, shared: Shared) {
+    /// Stores, bounces or drops the leftovers; returns the messages stored offline, for
+    /// the push module.
+    async fn settle(
+        mut self,
+        leftovers: Vec<(u64, Element)>,
+        shared: Shared,
+    ) -> Vec<(Element, Option<StanzaKey>)> {
+        let mut stored_offline = Vec::new();
         let mut to_store = Vec::new();
         for (seq, s) in leftovers {
             let kind = s.attr("type").unwrap_or("normal");
@@ -153,7 +172,7 @@ impl Ended {
                 let stored = stored.unwrap_or(Err(StoreError::Closed));
                 unsettled |= release.is_some()
                     && matches!(&stored, Err(e) if !matches!(e, StoreError::Full | StoreError::NoSuchUser));
-                self.after_offline(s, key, stored, &shared);
+                stored_offline.extend(self.after_offline(s, key, stored, &shared));
             }
         }
         if unsettled && let Some(sm) = &mut self.sm {
@@ -182,11 +201,7 @@ impl Ended {
             )
             .await;
         }
-        // After the keyed offline events, so the module still has this session's marks.
-        shared.hub.do_send(SessionClosed {
-            user: self.user.clone(),
-            session: self.id,
-        });
+        stored_offline
     }
 
     /// Where the stanza `seq` of the session has a stored copy (D23), if it may have one.
@@ -198,24 +213,20 @@ impl Ended {
         })
     }
 
-    /// What becomes of an unacked message offered to offline storage: stored (and the
-    /// push module hears of it, keyed, D13), or bounced to its sender (D22).
+    /// What becomes of an unacked message offered to offline storage: stored (returned,
+    /// for the push module to hear of it, keyed, D13), or bounced to its sender (D22).
     fn after_offline(
         &self,
         mut s: Element,
         key: Option<StanzaKey>,
         stored: Result<u64, StoreError>,
         shared: &Shared,
-    ) {
+    ) -> Option<(Element, Option<StanzaKey>)> {
         match stored {
             Ok(_) => {
                 // The bare JID, as a message to an absent resource is stored for the user.
                 stanza::set_attr(&mut s, "to", &self.bare);
-                shared.hub.do_send(OfflineMessage {
-                    user: self.user.clone(),
-                    stanza: s,
-                    key,
-                });
+                Some((s, key))
             }
             Err(e) => {
                 // D22: past offline storage's limit the sender learns it, like any full
@@ -229,6 +240,7 @@ impl Ended {
                 if let Some(b) = stanza::error_reply(&s, kind, condition) {
                     shared.route.do_send(Route(b));
                 }
+                None
             }
         }
     }

@@ -18,9 +18,8 @@ use super::super::stanza;
 use super::record::{EndKind, Entry, Hibernation, Link, Pending};
 use super::state::{Shared, User};
 use super::stream::queued;
-use crate::push::{
-    QueuedStanza, SessionHibernated, SessionId, StanzaKey, StanzaQueued, TimerOwner,
-};
+use crate::push::machine::Event;
+use crate::push::{PushExecutor, QueuedStanza, SessionId, StanzaKey, TimerOwner};
 use crate::store::{Change, Write};
 
 /// Whether offline storage takes this stanza when its session ends (see `end`): only
@@ -56,44 +55,52 @@ impl User {
             e,
             unacked.iter().map(|q| (q.key.seq, &q.stanza)),
         );
-        let event = SessionHibernated {
-            user: self.name.clone(),
-            session: id,
-            normal_timeout: self.shared.cfg.smacks_hibernation_time,
-            queue: unacked,
-        };
         self.in_flight += 1;
+        let queue = unacked;
         match write {
             Some(w) => {
                 ctx.spawn(w.into_actor(self).map(move |(), act, ctx| {
-                    act.announce(id, epoch, event, ctx);
+                    act.announce(id, epoch, queue, ctx);
                 }));
             }
-            None => self.announce(id, epoch, event, ctx),
+            None => self.announce(id, epoch, queue, ctx),
         }
     }
 
     /// Tells the push module of the hibernation once the unacked messages' copies are
     /// stored, unless it ended meanwhile (a resumption before the store answered: the
-    /// module must not hold, nor push for, a session that is back).
+    /// module must not hold, nor push for, a session that is back). Its answer says who
+    /// ends the hibernation: the module (for a push-linked session, D14) or the host's
+    /// normal timeout.
     fn announce(
         &mut self,
         id: SessionId,
         epoch: u64,
-        event: SessionHibernated,
+        queue: Vec<QueuedStanza>,
         ctx: &mut Context<Self>,
     ) {
-        if self.hibernation_mut(id, epoch).is_none() {
-            self.in_flight -= 1;
-            self.after_store_request(ctx);
-            return;
+        self.in_flight -= 1;
+        if self.hibernation_mut(id, epoch).is_some() {
+            let normal = self.shared.cfg.smacks_hibernation_time;
+            let owner = PushExecutor::hibernated(self, id, normal, queue, ctx);
+            // Looked up again: feeding the machine took the whole actor.
+            if let Some(h) = self.hibernation_mut(id, epoch) {
+                tracing::info!(?owner, "connection lost: session hibernated");
+                h.owner = Some(owner);
+                h.announced = true;
+                if owner == TimerOwner::Host {
+                    h.timer = Some(ctx.run_later(normal, move |act, ctx| {
+                        if act.hibernation_mut(id, epoch).is_some() {
+                            tracing::info!("hibernation timed out");
+                            act.end_session(id, EndKind::Timeout, ctx);
+                            act.report_if_idle();
+                        }
+                    }));
+                }
+                self.flush_pending(id, ctx);
+            }
         }
-        let asked = self.shared.hub.send(event);
-        ctx.spawn(asked.into_actor(self).map(move |owner, act, ctx| {
-            act.in_flight -= 1;
-            act.announced(id, epoch, owner.unwrap_or(TimerOwner::Host), ctx);
-            act.after_store_request(ctx);
-        }));
+        self.after_store_request(ctx);
     }
 
     fn hibernation_mut(&mut self, id: SessionId, epoch: u64) -> Option<&mut Hibernation> {
@@ -101,27 +108,6 @@ impl User {
             Link::Hibernated(h) if h.epoch == epoch => Some(h),
             _ => None,
         }
-    }
-
-    /// The push module heard of the hibernation and said who ends it.
-    fn announced(&mut self, id: SessionId, epoch: u64, owner: TimerOwner, ctx: &mut Context<Self>) {
-        let normal = self.shared.cfg.smacks_hibernation_time;
-        let Some(h) = self.hibernation_mut(id, epoch) else {
-            return;
-        };
-        tracing::info!(?owner, "connection lost: session hibernated");
-        h.owner = Some(owner);
-        h.announced = true;
-        if owner == TimerOwner::Host {
-            h.timer = Some(ctx.run_later(normal, move |act, ctx| {
-                if act.hibernation_mut(id, epoch).is_some() {
-                    tracing::info!("hibernation timed out");
-                    act.end_session(id, EndKind::Timeout, ctx);
-                    act.report_if_idle();
-                }
-            }));
-        }
-        self.flush_pending(id);
     }
 
     /// The push module ended the hibernation it held (D14); ignored when the session
@@ -162,14 +148,10 @@ impl User {
         };
         let epoch = h.epoch;
         h.pending.push_back(Pending {
-            seq,
             stored: write.is_none(),
-            event: StanzaQueued {
-                user: self.name.clone(),
-                stanza: QueuedStanza {
-                    key: StanzaKey { session: id, seq },
-                    stanza,
-                },
+            stanza: QueuedStanza {
+                key: StanzaKey { session: id, seq },
+                stanza,
             },
         });
         match write {
@@ -178,21 +160,21 @@ impl User {
                 ctx.spawn(w.into_actor(self).map(move |(), act, ctx| {
                     act.in_flight -= 1;
                     if let Some(h) = act.hibernation_mut(id, epoch)
-                        && let Some(p) = h.pending.iter_mut().find(|p| p.seq == seq)
+                        && let Some(p) = h.pending.iter_mut().find(|p| p.stanza.key.seq == seq)
                     {
                         p.stored = true;
                     }
-                    act.flush_pending(id);
+                    act.flush_pending(id, ctx);
                     act.after_store_request(ctx);
                 }));
             }
-            None => self.flush_pending(id),
+            None => self.flush_pending(id, ctx),
         }
         Ok(())
     }
 
     /// Tells the push module of the queued stanzas whose copies are stored, in order.
-    pub(super) fn flush_pending(&mut self, id: SessionId) {
+    pub(super) fn flush_pending(&mut self, id: SessionId, ctx: &mut Context<Self>) {
         let Some(Link::Hibernated(h)) = self.entry_mut(id).map(|e| &mut e.link) else {
             return;
         };
@@ -202,11 +184,11 @@ impl User {
         let mut ready = Vec::new();
         while h.pending.front().is_some_and(|p| p.stored) {
             if let Some(p) = h.pending.pop_front() {
-                ready.push(p.event);
+                ready.push(p.stanza);
             }
         }
-        for event in ready {
-            self.shared.hub.do_send(event);
+        for stanza in ready {
+            self.push_event(Event::StanzaQueued(stanza), ctx);
         }
     }
 }

@@ -21,13 +21,19 @@ impl User {
     }
 
     fn is_idle(&self) -> bool {
-        self.sessions.is_empty() && self.in_flight == 0
+        self.sessions.is_empty()
+            && self.in_flight == 0
+            && (self.stopping || self.push.machine().is_idle())
     }
 
     /// Called after every change that can leave the actor idle.
     pub(super) fn report_if_idle(&mut self) {
         if self.is_idle() && !self.idle_reported && !self.detached {
             self.idle_reported = true;
+            // The push ledger (last successes, error counts) goes to the store before
+            // the router hears of idleness, so it is queued there ahead of the store's
+            // `Close` at shutdown, which waits for every user actor to be forgotten.
+            self.push.flush_ledger();
             self.shared.idle.do_send(UserIdle {
                 user: self.name.clone(),
                 generation: self.generation,

@@ -13,6 +13,7 @@ mod gauges;
 mod hibernation;
 mod idle;
 mod presence;
+mod push;
 mod record;
 mod resume;
 mod roster_push;
@@ -23,6 +24,7 @@ mod to_router;
 
 pub use delivery::Deliver;
 pub use gauges::Gauges;
+pub use push::{DeleteAccount, PushAnswer, PushIq};
 pub use resume::{Resume, ResumeError, Resumed};
 pub use roster_push::SaveRosterItem;
 pub use sessions::{Bind, BindAnswer, EndReason, EndSessions, SetAvailable};

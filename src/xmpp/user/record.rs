@@ -11,7 +11,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
 use super::super::sm::SmState;
-use crate::push::{SessionId, StanzaQueued, TimerOwner};
+use crate::push::{QueuedStanza, SessionId, TimerOwner};
 
 /// One bound session, as its user actor keeps it: the one place its state lives.
 pub(super) struct Entry {
@@ -100,9 +100,8 @@ pub(super) struct Hibernation {
 }
 
 pub(super) struct Pending {
-    pub seq: u64,
     pub stored: bool,
-    pub event: StanzaQueued,
+    pub stanza: QueuedStanza,
 }
 
 /// Why the server ends a session.

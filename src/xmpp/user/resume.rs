@@ -13,7 +13,8 @@ use super::super::sm::SM_NS;
 use super::super::stanza;
 use super::record::{EndKind, Link};
 use super::state::User;
-use crate::push::{SessionId, SessionResumed};
+use crate::push::SessionId;
+use crate::push::machine::Event;
 
 /// `<resume previd=… h=…/>` from a new connection of this user.
 #[derive(Message)]
@@ -68,7 +69,9 @@ impl User {
                 return Err(ResumeError::HandledCountTooHigh);
             }
         };
-        self.flush_pending(id);
+        self.flush_pending(id, ctx);
+        // Found again: feeding the push module may change the sessions.
+        let i = self.index_of(id).ok_or(ResumeError::NotFound)?;
         let (mut socket, rx) = self.new_socket();
         let ack_delay = self.shared.cfg.smacks_max_ack_delay;
         let e = &mut self.sessions[i];
@@ -102,7 +105,8 @@ impl User {
             first.extend(sm.unacked().into_iter().map(|(_, s)| s));
             if sm.unacked_len() > 0 {
                 first.push(Element::builder("r", SM_NS).build());
-                e.ack_timer = Some(ctx.run_later(ack_delay, move |act, _| act.ack_overdue(id)));
+                e.ack_timer =
+                    Some(ctx.run_later(ack_delay, move |act, ctx| act.ack_overdue(id, ctx)));
             }
         }
         let resumed = Resumed {
@@ -114,11 +118,7 @@ impl User {
             first,
         };
         e.link = Link::Connected(socket);
-        self.shared.hub.do_send(SessionResumed {
-            user: self.name.clone(),
-            session: id,
-            acked,
-        });
+        self.push_event(Event::Resumed { session: id, acked }, ctx);
         tracing::info!("session resumed");
         Ok(resumed)
     }

@@ -1,5 +1,4 @@
-//! The user's sessions: bind, the presence in force, and the ends the router or the
-//! push module decide.
+//! The user's sessions: bind, the presence in force, and the ends the router decides.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -11,7 +10,7 @@ use xmpp_parsers::minidom::Element;
 use super::super::route::ToSocket;
 use super::record::{EndKind, Entry, Link};
 use super::state::{MAX_RESOURCES, User};
-use crate::push::{SessionAction, SessionControl, SessionId};
+use crate::push::SessionId;
 
 /// A session binds a resource (`None`: the server picks one).
 #[derive(Message)]
@@ -131,9 +130,6 @@ pub enum EndReason {
     /// The server stops: connected sessions end with `system-shutdown`, unacked
     /// messages go to offline storage (D23).
     Shutdown,
-    /// The account was deleted: connected sessions end with `not-authorized`; what
-    /// they held bounces, as the account is gone.
-    Revoked,
 }
 
 #[derive(Message)]
@@ -146,24 +142,15 @@ impl Handler<EndSessions> for User {
     fn handle(&mut self, EndSessions(reason): EndSessions, ctx: &mut Context<Self>) {
         self.count_router_message();
         let kind = match reason {
-            EndReason::Shutdown => EndKind::Shutdown,
-            EndReason::Revoked => EndKind::Revoked,
+            EndReason::Shutdown => {
+                self.stopping = true;
+                EndKind::Shutdown
+            }
         };
         let ids = self.session_ids(Entry::live);
         for id in ids {
             self.end_session(id, kind, ctx);
         }
         self.report_if_idle();
-    }
-}
-
-/// The push module's instructions about a session's hibernation (D14), straight to the
-/// session's own user.
-impl Handler<SessionControl> for User {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
-        let SessionAction::Expire = msg.action;
-        self.module_expired(msg.session, ctx);
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use actix::prelude::*;
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
@@ -12,7 +13,7 @@ use super::gauges::Gauges;
 use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
 use crate::config::Config;
-use crate::push::{PushHub, SessionId};
+use crate::push::{PushExecutor, PushLinks, SessionId};
 use crate::store::Store;
 
 /// Resources per user; past it a bind is refused with `resource-constraint`.
@@ -26,7 +27,8 @@ pub const MAILBOX: usize = 4096;
 #[derive(Clone)]
 pub struct Shared {
     pub cfg: Arc<Config>,
-    pub hub: Addr<PushHub>,
+    /// What the user's push state reaches: the store, the router, the metrics.
+    pub push: Arc<PushLinks>,
     pub store: Addr<Store>,
     /// Where stanzas for others go: the router.
     pub route: Recipient<Route>,
@@ -62,12 +64,31 @@ pub struct User {
     pub(super) generation: u64,
     /// The router forgot this actor: it stops once its store requests are answered.
     pub(super) detached: bool,
+    /// The server stops: publishes awaiting answers no longer keep the actor.
+    pub(super) stopping: bool,
+    /// The user's push state (registrations, links, held hibernations, publishes
+    /// awaiting answers): the push module's machine, run here.
+    pub(super) push: PushExecutor,
+    pub(super) span: tracing::Span,
 }
 
 impl User {
-    pub fn new(name: String, generation: u64, shared: Shared) -> User {
+    /// `route` goes into the ids of the user's publishes: the router brings an app
+    /// server's answer back by it.
+    pub fn new(user_jid: BareJid, generation: u64, route: u64, shared: Shared) -> User {
+        let bare = user_jid.to_string();
+        let name = user_jid.node().map(|n| n.to_string()).unwrap_or_default();
+        let push = PushExecutor::new(
+            name.clone(),
+            user_jid,
+            shared.cfg.clone(),
+            shared.push.clone(),
+            route,
+        );
         User {
-            bare: format!("{name}@{}", shared.cfg.domain),
+            span: tracing::info_span!("user", user = %bare),
+            push,
+            bare,
             name,
             shared,
             sessions: Vec::new(),
@@ -79,6 +100,7 @@ impl User {
             idle_reported: false,
             generation,
             detached: false,
+            stopping: false,
         }
     }
 
@@ -137,5 +159,11 @@ impl Actor for User {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        let _span = self.span.clone().entered();
+        PushExecutor::load(self, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.push.stopped();
     }
 }

@@ -10,7 +10,8 @@ use super::super::sm::{SM_NS, SmState};
 use super::super::stanza;
 use super::record::{EndKind, Link};
 use super::state::User;
-use crate::push::{AckOverdue, QueuedStanza, SessionId, StanzaKey};
+use crate::push::machine::Event;
+use crate::push::{QueuedStanza, SessionId, StanzaKey};
 
 /// The client enabled stream management (`<enable/>`, the first one: the socket task
 /// answers a second itself).
@@ -168,15 +169,14 @@ impl User {
             let _ = socket.tx.try_send(ToSocket::Nonza(Box::new(
                 Element::builder("r", SM_NS).build(),
             )));
-            e.ack_timer = Some(ctx.run_later(ack_delay, move |act, _| act.ack_overdue(id)));
+            e.ack_timer = Some(ctx.run_later(ack_delay, move |act, ctx| act.ack_overdue(id, ctx)));
         }
         Ok(())
     }
 
     /// An `<r/>` went unanswered for `smacks_max_ack_delay`: the push module hears of it
     /// once, until the client acks again (it may be asleep behind a live-looking socket).
-    pub(super) fn ack_overdue(&mut self, id: SessionId) {
-        let user = self.name.clone();
+    pub(super) fn ack_overdue(&mut self, id: SessionId, ctx: &mut Context<Self>) {
         let Some(e) = self.entry_mut(id) else {
             return;
         };
@@ -187,11 +187,7 @@ impl User {
         e.ack_overdue_sent = true;
         if let Some(sm) = &e.sm {
             let queue = queued(sm, id);
-            self.shared.hub.do_send(AckOverdue {
-                user,
-                session: id,
-                queue,
-            });
+            self.push_event(Event::AckOverdue { session: id, queue }, ctx);
         }
     }
 }
