@@ -369,3 +369,65 @@ async fn metrics_count_a_publish_by_outcome_and_app_server_and_name_no_user() {
     let (head, _) = scrape(addr, "\u{7f}garbage\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }
+
+/// D7 with the account's actor running: the logged-in session ends, and the
+/// registration it held in memory is gone for good (no later ledger flush writes it
+/// back), also after the account is made again.
+#[actix_rt::test]
+async fn deleting_a_logged_in_account_drops_its_registrations_for_good() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    // A publish answered with success changes the ledger held in memory.
+    let (run, _) = tokio::join!(cli(&t, &["push", "test", "juliet"]), async {
+        let p = app.next().await;
+        app.answer_result(&p).await;
+    });
+    assert!(run.status.success(), "{}", text(&run.stdout));
+    let run = cli(&t, &["user", "del", "juliet"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let end = juliet.next_or_error().await;
+    assert!(end.contains("not-authorized"), "{end}");
+    let run = cli(&t, &["user", "add", "juliet", "--password", "pw"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let run = cli(&t, &["push", "list", "juliet"]).await;
+    let out = text(&run.stdout);
+    assert!(
+        out.starts_with("juliet@localhost: 0 push registrations"),
+        "{out}"
+    );
+    assert!(out.contains("removed in the last 30 days: none"), "{out}");
+}
+
+/// `push_max_active_users` bounds the user actors in memory: past it, a stanza for
+/// another user bounces with `resource-constraint` and that user's login is refused;
+/// users already in memory go on.
+#[actix_rt::test]
+async fn past_push_max_active_users_other_users_are_refused_not_queued() {
+    let t = TestServer::start(|c| c.push_max_active_users = 1).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet
+        .send("<message to='romeo@localhost' id='m1' type='chat'><body>hi</body></message>")
+        .await;
+    let bounce = juliet.next().await;
+    assert_eq!(bounce.attr("type"), Some("error"), "{}", String::from(&bounce));
+    assert!(
+        String::from(&bounce).contains("resource-constraint"),
+        "{}",
+        String::from(&bounce)
+    );
+    let romeo = super::client::try_login(&t, "romeo", "romeo-pw", "desk").await;
+    assert!(
+        romeo.is_err_and(|e| e.contains("resource-constraint")),
+        "romeo's bind is refused"
+    );
+    // juliet's own account is in memory: her stanzas still flow.
+    let r = juliet
+        .iq("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+}

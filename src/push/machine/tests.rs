@@ -632,4 +632,9 @@ fn unloading_a_deleted_user_ends_its_held_hibernations() {
         out.iter()
             .any(|e| matches!(e, Effect::Expire(SessionId(1))))
     );
+    // A host that keeps the machine (the user actor, while the sessions end) finds
+    // nothing of the account left, and no flush writes any of it back.
+    let stats = r.m.stats(r.clock.now);
+    assert_eq!((stats.registrations, stats.linked_sessions), (0, 0));
+    assert!(r.ev(Event::Unload { flush: true }).is_empty());
 }
