@@ -414,7 +414,12 @@ async fn past_push_max_active_users_other_users_are_refused_not_queued() {
         .send("<message to='romeo@localhost' id='m1' type='chat'><body>hi</body></message>")
         .await;
     let bounce = juliet.next().await;
-    assert_eq!(bounce.attr("type"), Some("error"), "{}", String::from(&bounce));
+    assert_eq!(
+        bounce.attr("type"),
+        Some("error"),
+        "{}",
+        String::from(&bounce)
+    );
     assert!(
         String::from(&bounce).contains("resource-constraint"),
         "{}",

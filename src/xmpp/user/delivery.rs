@@ -32,9 +32,9 @@ impl Handler<Deliver> for User {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.count_router_message();
+        self.count_router_message(ctx);
         self.deliver(msg.stanza, &msg.to, ctx);
-        self.report_if_idle();
+        self.report_if_idle(ctx);
     }
 }
 
@@ -216,7 +216,7 @@ impl User {
 
     /// After a store answer was acted on: the actor may be idle now.
     pub(super) fn after_store_request(&mut self, ctx: &mut Context<Self>) {
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         self.stop_if_detached(ctx);
     }
 }

@@ -93,7 +93,7 @@ impl User {
                         if act.hibernation_mut(id, epoch).is_some() {
                             tracing::info!("hibernation timed out");
                             act.end_session(id, EndKind::Timeout, ctx);
-                            act.report_if_idle();
+                            act.report_if_idle(ctx);
                         }
                     }));
                 }
@@ -119,7 +119,7 @@ impl User {
         if held {
             tracing::info!("hibernation ended by the push module");
             self.end_session(id, EndKind::Timeout, ctx);
-            self.report_if_idle();
+            self.report_if_idle(ctx);
         }
     }
 

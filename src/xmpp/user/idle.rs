@@ -15,9 +15,13 @@ use super::to_router::{StopIfIdle, UserIdle};
 
 impl User {
     /// Counts a message from the router (before handling it).
-    pub(super) fn count_router_message(&mut self) {
+    pub(super) fn count_router_message(&mut self, ctx: &mut Context<Self>) {
         self.from_router += 1;
         self.idle_reported = false;
+        // Busy again: the linger starts over when it is next idle.
+        if let Some(t) = self.linger.take() {
+            ctx.cancel_future(t);
+        }
     }
 
     fn is_idle(&self) -> bool {
@@ -26,20 +30,37 @@ impl User {
             && (self.stopping || self.push.machine().is_idle())
     }
 
-    /// Called after every change that can leave the actor idle.
-    pub(super) fn report_if_idle(&mut self) {
-        if self.is_idle() && !self.idle_reported && !self.detached {
-            self.idle_reported = true;
-            // The push ledger (last successes, error counts) goes to the store before
-            // the router hears of idleness, so it is queued there ahead of the store's
-            // `Close` at shutdown, which waits for every user actor to be forgotten.
-            self.push.flush_ledger();
-            self.shared.idle.do_send(UserIdle {
-                user: self.name.clone(),
-                generation: self.generation,
-                seen: self.from_router,
-            });
+    /// Called after every change that can leave the actor idle. An idle actor lingers
+    /// for `push_user_idle_time` before it reports (at once when the server stops), so
+    /// a user who is sent messages now and then is not loaded again for each.
+    pub(super) fn report_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.is_idle() || self.idle_reported || self.detached {
+            return;
         }
+        if self.stopping {
+            self.report_idle();
+        } else if self.linger.is_none() {
+            let linger = self.shared.cfg.push_user_idle_time;
+            self.linger = Some(ctx.run_later(linger, |act, _| {
+                act.linger = None;
+                if act.is_idle() && !act.idle_reported && !act.detached {
+                    act.report_idle();
+                }
+            }));
+        }
+    }
+
+    fn report_idle(&mut self) {
+        self.idle_reported = true;
+        // The push ledger (last successes, error counts) goes to the store before the
+        // router hears of idleness, so it is queued there ahead of the store's `Close`
+        // at shutdown, which waits for every user actor to be forgotten.
+        self.push.flush_ledger();
+        self.shared.idle.do_send(UserIdle {
+            user: self.name.clone(),
+            generation: self.generation,
+            seen: self.from_router,
+        });
     }
 
     /// Stops a detached actor once its last store request is answered.

@@ -32,7 +32,7 @@ impl PushActor for User {
     }
 
     fn push_settled(&mut self, ctx: &mut Context<Self>) {
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         self.stop_if_detached(ctx);
     }
 }
@@ -94,23 +94,23 @@ impl Handler<PushAnswer> for User {
     type Result = ();
 
     fn handle(&mut self, msg: PushAnswer, ctx: &mut Context<Self>) {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let _span = self.span.clone().entered();
         self.push_event(Event::Response(msg.0), ctx);
-        self.report_if_idle();
+        self.report_if_idle(ctx);
     }
 }
 
 impl Handler<GetUserStats> for User {
     type Result = Option<UserStats>;
 
-    fn handle(&mut self, _: GetUserStats, _: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+    fn handle(&mut self, _: GetUserStats, ctx: &mut Context<Self>) -> Self::Result {
+        self.count_router_message(ctx);
         let stats = self
             .push
             .machine()
             .stats(tokio::time::Instant::now().into_std());
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         Some(stats)
     }
 }
@@ -118,10 +118,10 @@ impl Handler<GetUserStats> for User {
 impl Handler<ListRegistrations> for User {
     type Result = Result<Vec<RegistrationView>, AdminPushError>;
 
-    fn handle(&mut self, _: ListRegistrations, _: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+    fn handle(&mut self, _: ListRegistrations, ctx: &mut Context<Self>) -> Self::Result {
+        self.count_router_message(ctx);
         let views = self.push.machine().views();
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         views
     }
 }
@@ -130,12 +130,12 @@ impl Handler<RemoveRegistrations> for User {
     type Result = AtomicResponse<Self, Result<Vec<RegistrationView>, AdminPushError>>;
 
     fn handle(&mut self, msg: RemoveRegistrations, ctx: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let _span = self.span.clone().entered();
         let removal = PushExecutor::remove(self, msg.selector, ctx);
         // Atomic like an enable or disable: the next one sees this removal done.
-        AtomicResponse::new(Box::pin(removal.map(|removed, act, _| {
-            act.report_if_idle();
+        AtomicResponse::new(Box::pin(removal.map(|removed, act, ctx| {
+            act.report_if_idle(ctx);
             removed
         })))
     }
@@ -145,12 +145,12 @@ impl Handler<TestPush> for User {
     type Result = ResponseFuture<Result<Vec<TestPushResult>, AdminPushError>>;
 
     fn handle(&mut self, msg: TestPush, ctx: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let _span = self.span.clone().entered();
         // The publishes it sent keep the actor (they await answers); their ends report
         // idleness through `push_settled`.
         let results = PushExecutor::test_push(self, msg.selector, ctx);
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         results
     }
 }
@@ -168,7 +168,7 @@ impl Handler<DeleteAccount> for User {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, _: DeleteAccount, ctx: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let _span = self.span.clone().entered();
         // Held hibernations end now rather than never, and the machine forgets the
         // registrations, so no ledger flush writes them back over the deletion.
@@ -182,7 +182,7 @@ impl Handler<DeleteAccount> for User {
             }],
             durable: true,
         });
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         Box::pin(async move {
             write
                 .await

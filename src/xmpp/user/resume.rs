@@ -47,9 +47,9 @@ impl Handler<Resume> for User {
     type Result = Result<Resumed, ResumeError>;
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let result = self.resume(msg, ctx);
-        self.report_if_idle();
+        self.report_if_idle(ctx);
         result
     }
 }

@@ -33,7 +33,7 @@ impl Handler<Bind> for User {
     type Result = Result<BindAnswer, &'static str>;
 
     fn handle(&mut self, msg: Bind, ctx: &mut Context<Self>) -> Self::Result {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let resource = match msg.resource.filter(|r| !r.is_empty()) {
             Some(r) => r,
             None => {
@@ -140,7 +140,7 @@ impl Handler<EndSessions> for User {
     type Result = ();
 
     fn handle(&mut self, EndSessions(reason): EndSessions, ctx: &mut Context<Self>) {
-        self.count_router_message();
+        self.count_router_message(ctx);
         let kind = match reason {
             EndReason::Shutdown => {
                 self.stopping = true;
@@ -151,6 +151,6 @@ impl Handler<EndSessions> for User {
         for id in ids {
             self.end_session(id, kind, ctx);
         }
-        self.report_if_idle();
+        self.report_if_idle(ctx);
     }
 }

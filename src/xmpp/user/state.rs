@@ -66,6 +66,8 @@ pub struct User {
     pub(super) detached: bool,
     /// The server stops: publishes awaiting answers no longer keep the actor.
     pub(super) stopping: bool,
+    /// Idle, waiting `push_user_idle_time` before reporting it.
+    pub(super) linger: Option<SpawnHandle>,
     /// The user's push state (registrations, links, held hibernations, publishes
     /// awaiting answers): the push module's machine, run here.
     pub(super) push: PushExecutor,
@@ -101,6 +103,7 @@ impl User {
             generation,
             detached: false,
             stopping: false,
+            linger: None,
         }
     }
 

@@ -235,6 +235,6 @@ impl Handler<SocketEnded> for User {
         } else {
             self.settle(i, received, ctx);
         }
-        self.report_if_idle();
+        self.report_if_idle(ctx);
     }
 }
