@@ -18,11 +18,12 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use super::deadlines::Deadlines;
 use super::interface::{
     AdminPushError, QueuedStanza, RegistrationView, RoutePublish, Selector, SessionId, TestOutcome,
     TestPushResult, TimerOwner,
 };
-use super::machine::{Clock, Effect, Event, Metric, PushMachine, Reply, RequestId, Timer};
+use super::machine::{Clock, Effect, Event, Metric, PushMachine, Reply, RequestId};
 use super::protocol::{self, PushCommand};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -78,7 +79,9 @@ pub struct PushExecutor {
     user: String,
     machine: PushMachine,
     links: Arc<PushLinks>,
-    timers: HashMap<Timer, SpawnHandle>,
+    /// The machine's timers, behind one runtime timer for the earliest (`wake`).
+    deadlines: Deadlines,
+    wake: Option<(std::time::Instant, SpawnHandle)>,
     /// Test pushes waiting for their publishes' ends.
     waiters: HashMap<String, TestWaiter>,
     next_request: u64,
@@ -98,7 +101,8 @@ impl PushExecutor {
             machine: PushMachine::new(user.clone(), user_jid, cfg, route),
             user,
             links,
-            timers: HashMap::new(),
+            deadlines: Deadlines::default(),
+            wake: None,
             waiters: HashMap::new(),
             next_request: 0,
         }
@@ -150,12 +154,12 @@ impl PushExecutor {
                     }
                 }
                 Effect::Reply { reply, .. } => ran.reply = Some(reply),
-                Effect::Arm { timer, at } => Self::arm(act, timer, at, ctx),
-                Effect::Cancel(timer) => {
-                    if let Some(h) = me.timers.remove(&timer) {
-                        ctx.cancel_future(h);
-                    }
+                Effect::Arm { timer, at } => {
+                    me.deadlines.set(timer, at);
+                    Self::rearm(act, ctx);
                 }
+                // The runtime timer stays; when it fires early, it finds nothing due.
+                Effect::Cancel(timer) => me.deadlines.cancel(&timer),
                 Effect::Write {
                     changes,
                     durable,
@@ -205,19 +209,32 @@ impl PushExecutor {
         ran
     }
 
-    /// (Re)arms a machine timer; the one armed before under the same name never fires.
-    fn arm<A: PushActor>(act: &mut A, timer: Timer, at: std::time::Instant, ctx: &mut Context<A>) {
-        let after = tokio::time::Instant::from_std(at)
-            .saturating_duration_since(tokio::time::Instant::now());
-        let name = timer.clone();
-        let handle = ctx.run_later(after, move |act: &mut A, ctx| {
-            act.push().timers.remove(&name);
-            Self::feed(act, Event::TimerFired(name), ctx);
-            act.push_settled(ctx);
-        });
-        if let Some(old) = act.push().timers.insert(timer, handle) {
+    /// Arms the runtime timer for the earliest deadline, unless it is armed for that
+    /// or earlier already.
+    fn rearm<A: PushActor>(act: &mut A, ctx: &mut Context<A>) {
+        let me = act.push();
+        let Some(at) = me.deadlines.earliest() else {
+            return;
+        };
+        if me.wake.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+            return;
+        }
+        if let Some((_, old)) = me.wake.take() {
             ctx.cancel_future(old);
         }
+        let after = tokio::time::Instant::from_std(at)
+            .saturating_duration_since(tokio::time::Instant::now());
+        let handle = ctx.run_later(after, |act: &mut A, ctx| {
+            act.push().wake = None;
+            let now = tokio::time::Instant::now().into_std();
+            let due = act.push().deadlines.take_due(now);
+            for timer in due {
+                Self::feed(act, Event::TimerFired(timer), ctx);
+            }
+            Self::rearm(act, ctx);
+            act.push_settled(ctx);
+        });
+        act.push().wake = Some((at, handle));
     }
 
     /// Ledger updates: a failure is logged and changes no answer already given.

@@ -15,6 +15,7 @@
 //!   ([`PushHub`] routes the [`interface`] messages to one `UserPush` per user, each with
 //!   an executor); `messages`: what those two say to each other.
 
+mod deadlines;
 pub mod executor;
 mod hub;
 pub mod interface;
