@@ -74,6 +74,9 @@ impl Handler<Bind> for User {
             conn: socket.conn,
         };
         self.shared.gauges.bound();
+        // Exactly one more: a user has a session or two, and the doubling growth of a
+        // vector of these records would hold room for four (about 500 bytes a user).
+        self.sessions.reserve_exact(1);
         self.sessions.push(Entry {
             id: msg.id,
             jid,
