@@ -45,6 +45,9 @@ pub struct Config {
     pub push_notification_with_body: bool,
     /// Put the sender's full JID into notifications (privacy risk).
     pub push_notification_with_sender: bool,
+    /// Put the sender and the text into a Tigase encrypted payload, which only the device
+    /// can read, whatever the two options above say.
+    pub push_encrypted_with_body: bool,
     /// A registration is removed once this many counted errors came back in a row.
     pub push_max_errors: u32,
     /// Registrations kept per user; a new one evicts the one enabled longest ago.
@@ -151,6 +154,7 @@ impl Default for Config {
             domain: "localhost".into(),
             log_level: "info".into(),
             push_notification_with_body: false,
+            push_encrypted_with_body: true,
             push_notification_with_sender: false,
             push_max_errors: 16,
             push_max_devices: 5,
@@ -203,6 +207,7 @@ pub const KEYS: &[&str] = &[
     "log_level",
     "push_notification_with_body",
     "push_notification_with_sender",
+    "push_encrypted_with_body",
     "push_max_errors",
     "push_max_devices",
     "push_max_hibernation_timeout",
@@ -318,6 +323,7 @@ impl Config {
                 }
                 "push_notification_with_body" => cfg.push_notification_with_body = v.bool()?,
                 "push_notification_with_sender" => cfg.push_notification_with_sender = v.bool()?,
+                "push_encrypted_with_body" => cfg.push_encrypted_with_body = v.bool()?,
                 "push_max_errors" => cfg.push_max_errors = v.int(1, 1_000_000)? as u32,
                 "push_max_devices" => {
                     cfg.push_max_devices = v.int(1, MAX_DEVICES_CAP as i64)? as usize
@@ -561,6 +567,11 @@ impl fmt::Display for Config {
             f,
             "push_notification_with_sender = {}",
             self.push_notification_with_sender
+        )?;
+        writeln!(
+            f,
+            "push_encrypted_with_body = {}",
+            self.push_encrypted_with_body
         )?;
         writeln!(f, "push_max_errors = {}", self.push_max_errors)?;
         writeln!(f, "push_max_devices = {}", self.push_max_devices)?;

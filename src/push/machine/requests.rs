@@ -121,6 +121,9 @@ impl PushMachine {
             last_success: None,
             last_error: None,
             last_timeout: None,
+            // A re-enable without an extension turns it off (the spec's way to disable
+            // encryption), so the new record takes only what this enable says.
+            extensions: req.extensions.map(Box::new),
         };
         let reg = match Registration::from_record(identifier.clone(), record) {
             Ok(r) => r,

@@ -93,6 +93,7 @@ impl Rig {
                 jid: APP.parse().unwrap(),
                 node: Some(node.into()),
                 publish_options: None,
+                extensions: None,
                 language: None,
             },
         });
@@ -214,6 +215,7 @@ fn enable_replies_only_after_the_write_and_not_at_all_on_failure() {
             jid: APP.parse().unwrap(),
             node: Some("n1".into()),
             publish_options: None,
+            extensions: None,
             language: None,
         },
     });
