@@ -178,16 +178,11 @@ pub fn parse_push_iq(
             }
         };
         let extensions = extensions::parse(payload).map_err(|e| {
-            let (t, c) = match e {
-                ExtensionError::Algorithm => {
-                    (ErrorType::Modify, DefinedCondition::FeatureNotImplemented)
-                }
-                ExtensionError::TooManyMuted => {
-                    (ErrorType::Modify, DefinedCondition::NotAcceptable)
-                }
-                _ => (ErrorType::Modify, DefinedCondition::BadRequest),
+            let condition = match e {
+                ExtensionError::Algorithm => DefinedCondition::FeatureNotImplemented,
+                _ => DefinedCondition::BadRequest,
             };
-            reply(t, c, Some(&e.to_string()))
+            reply(ErrorType::Modify, condition, Some(&e.to_string()))
         })?;
         PushCommand::Enable(EnableRequest {
             jid,

@@ -293,3 +293,42 @@ async fn an_unknown_algorithm_or_a_bad_key_is_refused() {
         "{x}"
     );
 }
+
+/// The key is stored with the registration: after a restart the publish still opens with
+/// it.
+#[actix_rt::test]
+async fn the_key_survives_a_restart() {
+    let mut t = TestServer::start(|_| {}).await;
+    {
+        let mut juliet = t.login("juliet", "phone").await;
+        let r = enable_with(
+            &mut juliet,
+            "n1",
+            &format!(
+                "<encrypt xmlns='{ENCRYPT_NS}' alg='aes-128-gcm'>{}</encrypt>",
+                key_b64()
+            ),
+        )
+        .await;
+        assert_eq!(r.attr("type"), Some("result"));
+        juliet.close().await;
+    }
+    t.server.take().unwrap().shutdown().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        t.server = Some(
+            cloud_notify::xmpp::server::Server::start(t.cfg.clone())
+                .await
+                .expect("restart"),
+        );
+    })
+    .await
+    .expect("restart in time");
+    let mut app = Component::connect(&t).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>after restart</body></message>")
+        .await;
+    let publish = app.next().await;
+    assert_eq!(open(&notification(&publish))["message"], "after restart");
+    app.answer_result(&publish).await;
+}

@@ -15,6 +15,7 @@ use super::state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine, State
 use crate::push::interface::{AdminPushError, RegistrationView, Selector, SessionId};
 use crate::push::protocol::{self, DisableRequest, EnableRequest};
 use crate::push::registration::{self, Registration, RegistrationSet};
+use crate::push::tigase::enable::TOO_MANY_MUTED;
 use crate::store::ledger::{RemovalReason, RemovalRecord};
 use crate::store::{Change, RegistrationRecord, StoreError};
 
@@ -104,6 +105,19 @@ impl PushMachine {
                 ErrorType::Wait,
                 DefinedCondition::ResourceConstraint,
                 Some("Too many sessions"),
+            );
+            out.push(reply(request, Reply::Iq(refused)));
+            return;
+        }
+        let muted = req.extensions.as_ref().map_or(0, |e| e.muted.len());
+        if muted > self.cfg.push_max_muted {
+            tracing::info!(user = %self.user, muted, limit = self.cfg.push_max_muted, "enable refused: push_max_muted");
+            let refused = protocol::error_reply(
+                &iq_id,
+                &jid,
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                Some(TOO_MANY_MUTED),
             );
             out.push(reply(request, Reply::Iq(refused)));
             return;

@@ -849,3 +849,76 @@ fn the_ping_to_an_encrypting_registration_is_the_count_alone() {
     let [xml] = publish_texts(&out).try_into().unwrap();
     assert_eq!(opened(&xml), serde_json::json!({"unread": 1}));
 }
+
+#[test]
+fn a_muted_list_longer_than_push_max_muted_is_not_acceptable() {
+    let mut r = Rig::new(Config {
+        push_max_muted: 2,
+        ..config()
+    });
+    let list = |n: usize| PushExtensions {
+        muted: (0..n).map(|i| format!("u{i}@example.org")).collect(),
+        ..PushExtensions::default()
+    };
+    let out = r.enable_with(1, "n1", Some(list(2)));
+    assert!(writes(&out).len() == 1, "two JIDs are stored");
+    let request = r.request();
+    let out = r.ev(Event::Enable {
+        request,
+        session: SessionId(1),
+        jid: "juliet@example.com/r1".parse().unwrap(),
+        iq_id: "m".into(),
+        req: EnableRequest {
+            jid: APP.parse().unwrap(),
+            node: Some("n1".into()),
+            publish_options: None,
+            extensions: Some(list(3)),
+            language: None,
+        },
+    });
+    assert!(writes(&out).is_empty(), "nothing written");
+    let [Reply::Iq(iq)] = replies(&out)[..] else {
+        panic!("one IQ reply")
+    };
+    let text = String::from(iq);
+    assert!(
+        text.contains("<not-acceptable") && text.contains("Too many muted JIDs"),
+        "{text}"
+    );
+}
+
+/// The key lives in the registration's record only: a disable deletes that record, and
+/// the removal log's entry has no place for it.
+#[test]
+fn a_disable_deletes_the_record_that_holds_the_key() {
+    let mut r = Rig::new(config());
+    r.enable_with(1, "n1", Some(encrypting()));
+    let request = r.request();
+    let out = r.ev(Event::Disable {
+        request,
+        jid: "juliet@example.com/r1".parse().unwrap(),
+        iq_id: "d".into(),
+        req: crate::push::protocol::DisableRequest {
+            jid: APP.parse().unwrap(),
+            node: crate::push::protocol::NodeFilter::Any,
+        },
+    });
+    let changes = writes(&out);
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::DeleteRegistration { identifier, .. } if identifier.ends_with("<n1"))),
+        "the record is deleted"
+    );
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::PutRegistration { .. })),
+        "and not written again"
+    );
+    r.ev(Event::Written {
+        request,
+        result: Ok(()),
+    });
+    assert!(publishes(&r.ev(Event::Ping)).is_empty());
+}
