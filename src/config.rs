@@ -62,8 +62,9 @@ pub struct Config {
     pub push_notify_on: NotifyOn,
     /// Largest publish-options form (serialized bytes) accepted in `<enable/>` (D3).
     pub push_max_publish_options_size: usize,
-    /// Most JIDs one registration may mute (`tigase:push:filter:muted:0`).
-    pub push_max_muted: usize,
+    /// Most JIDs one registration may name in the Tigase filters: muted JIDs and
+    /// groupchat rooms, counted together.
+    pub push_max_filter_jids: usize,
     /// The leading-edge batch window (D20) of stanzas queued for a hibernated or silent
     /// session; Prosody instead delays every such publish by a fixed 1 s.
     pub push_batch_window: Duration,
@@ -165,7 +166,7 @@ impl Default for Config {
             push_response_timeout: Duration::from_secs(60),
             push_notify_on: NotifyOn::All,
             push_max_publish_options_size: 4096,
-            push_max_muted: 256,
+            push_max_filter_jids: 256,
             push_batch_window: Duration::from_secs(1),
             push_max_pending_publishes: 256,
             push_max_active_users: 10_000,
@@ -218,7 +219,7 @@ pub const KEYS: &[&str] = &[
     "push_response_timeout",
     "push_notify_on",
     "push_max_publish_options_size",
-    "push_max_muted",
+    "push_max_filter_jids",
     "push_batch_window",
     "push_max_pending_publishes",
     "push_max_active_users",
@@ -349,7 +350,7 @@ impl Config {
                 "push_max_publish_options_size" => {
                     cfg.push_max_publish_options_size = v.int(64, 65_536)? as usize
                 }
-                "push_max_muted" => cfg.push_max_muted = v.int(0, 4096)? as usize,
+                "push_max_filter_jids" => cfg.push_max_filter_jids = v.int(0, 4096)? as usize,
                 "push_batch_window" => cfg.push_batch_window = v.seconds(0.001, 60.0)?,
                 "push_max_pending_publishes" => {
                     cfg.push_max_pending_publishes = v.int(1, 65_536)? as usize
@@ -605,7 +606,7 @@ impl fmt::Display for Config {
             "push_max_publish_options_size = {}",
             self.push_max_publish_options_size
         )?;
-        writeln!(f, "push_max_muted = {}", self.push_max_muted)?;
+        writeln!(f, "push_max_filter_jids = {}", self.push_max_filter_jids)?;
         writeln!(f, "push_batch_window = {}", secs(self.push_batch_window))?;
         writeln!(
             f,

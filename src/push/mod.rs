@@ -6,7 +6,8 @@
 //! - [`rules`]: which stanzas wake a phone, and which are important.
 //! - [`publish`]: the publish IQ and the app server's answers.
 //! - [`registration`]: a user's registrations and their eviction order.
-//! - [`tigase`]: the Tigase extensions (encrypted payload, priority, calls, muted JIDs).
+//! - [`tigase`]: the Tigase extensions (encrypted payload, priority, calls, muted JIDs,
+//!   groupchat rules).
 //! - [`machine`]: every per-user decision, as a state machine with no I/O: events in,
 //!   effects out. A host may drive it directly.
 //! - `hub`, `user`: the two actors that host the machine here; `messages`: what they say

@@ -600,7 +600,7 @@ mod tests {
             }),
             priority: true,
             jingle: true,
-            muted: Vec::new(),
+            ..Default::default()
         });
         let cfg = Config::default();
         let call: Element = "<message xmlns='jabber:client' from='romeo@example.net/phone'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>".parse().unwrap();

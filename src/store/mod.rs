@@ -33,7 +33,7 @@ pub use open::OpenError;
 use open::Reopen;
 pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 pub use record::{
-    Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RosterItem,
+    Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RoomRule, RosterItem,
     Subscription,
 };
 pub use requeue::{Requeued, requeue_hibernated};

@@ -47,8 +47,21 @@ pub struct PushExtensions {
     pub priority: bool,
     /// `tigase:push:jingle:0`: call signals carry a `<jingle/>` element.
     pub jingle: bool,
-    /// `tigase:push:filter:muted:0`: bare JIDs whose messages never publish.
+    /// `tigase:push:filter:muted:0`: bare JIDs whose messages never publish (sorted).
     pub muted: Vec<String>,
+    /// `tigase:push:filter:groupchat:0`: `None` when the client sent no rules (every
+    /// groupchat message may publish); otherwise only the rooms listed here publish,
+    /// sorted by room. A room the client marked `never` is simply not listed.
+    pub groupchat: Option<Vec<RoomRule>>,
+}
+
+/// One room of the groupchat filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRule {
+    /// The room's bare JID.
+    pub room: String,
+    /// `None`: `always`; `Some(nick)`: `mentioned`, only messages whose text names `nick`.
+    pub mention: Option<String>,
 }
 
 /// The key of an encrypted registration. Its `Debug` never shows the key, so no log line
@@ -274,6 +287,10 @@ mod tests {
                 priority: true,
                 jingle: true,
                 muted: vec!["romeo@example.net".into()],
+                groupchat: Some(vec![RoomRule {
+                    room: "coven@chat.example".into(),
+                    mention: Some("Juliet".into()),
+                }]),
             })),
             ..r
         };

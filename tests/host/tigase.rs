@@ -65,15 +65,12 @@ async fn the_account_disco_lists_each_extension() {
         "tigase:push:priority:0",
         "tigase:push:jingle:0",
         "tigase:push:filter:muted:0",
+        "tigase:push:filter:groupchat:0",
     ] {
         assert!(has_feature(&own, var), "{var}: {}", String::from(&own));
     }
     // Not built, so not listed: a client would rely on them.
-    for var in [
-        "tigase:push:away:0",
-        "tigase:push:filter:ignore-unknown:0",
-        "tigase:push:filter:groupchat:0",
-    ] {
+    for var in ["tigase:push:away:0", "tigase:push:filter:ignore-unknown:0"] {
         assert!(!has_feature(&own, var), "{var}");
     }
     let server = juliet
@@ -331,4 +328,47 @@ async fn the_key_survives_a_restart() {
     let publish = app.next().await;
     assert_eq!(open(&notification(&publish))["message"], "after restart");
     app.answer_result(&publish).await;
+}
+
+/// The groupchat filter on the wire: a groupchat message to an absent resource (here
+/// from romeo, standing in for a room) publishes only when the room is listed, and for a
+/// `mentioned` room only when the text names the nickname.
+#[actix_rt::test]
+async fn groupchat_rules_pick_the_rooms_and_mentions_that_publish() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = enable_with(
+        &mut juliet,
+        "rooms",
+        "<groupchat xmlns='tigase:push:filter:groupchat:0'><room jid='romeo@localhost' allow='mentioned' nick='Juliet'/></groupchat>",
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    let r = enable_with(&mut juliet, "plain", "").await;
+    assert_eq!(r.attr("type"), Some("result"));
+    juliet.close().await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send(
+            "<message type='groupchat' to='juliet@localhost/gone'><body>hello all</body></message>",
+        )
+        .await;
+    // Both registrations decide on the same message: once the unfiltered one's publish
+    // is here, the other one's would be too.
+    let p = app.next().await;
+    assert_eq!(super::node_of(&p).as_deref(), Some("plain"));
+    app.answer_result(&p).await;
+    romeo
+        .send("<message type='groupchat' to='juliet@localhost/gone'><body>juliet, are you there?</body></message>")
+        .await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let p = app.next().await;
+        nodes.push(super::node_of(&p).unwrap_or_default());
+        app.answer_result(&p).await;
+    }
+    nodes.sort();
+    assert_eq!(nodes, ["plain", "rooms"]);
+    app.expect_nothing_before_ping(&t).await;
 }

@@ -17,17 +17,14 @@ use crate::push::interface::{QueuedStanza, SessionId, StanzaKey};
 use crate::push::publish::{self, Summary};
 use crate::push::registration::Registration;
 use crate::push::rules::{self, Path};
+use crate::push::tigase::filters;
 
-/// `tigase:push:filter:muted:0`: the registration muted the stanza's sender.
-fn muted(reg: &Registration, summary: &Summary) -> bool {
-    let (Some(ext), Some(notice)) = (reg.record.extensions.as_deref(), summary.notice.as_deref())
-    else {
-        return false;
-    };
-    notice
-        .from_bare
-        .as_deref()
-        .is_some_and(|from| ext.muted.binary_search_by(|m| m.as_str().cmp(from)).is_ok())
+/// The registration's Tigase filters keep this stanza from it.
+fn filtered(reg: &Registration, summary: &Summary) -> bool {
+    match (reg.record.extensions.as_deref(), summary.notice.as_deref()) {
+        (Some(ext), Some(notice)) => !filters::allows(ext, notice),
+        _ => false,
+    }
 }
 
 impl PushMachine {
@@ -41,8 +38,8 @@ impl PushMachine {
         out: &mut Vec<Effect>,
     ) -> Option<String> {
         let reg = self.registrations().and_then(|s| s.get(identifier))?;
-        if muted(reg, summary) {
-            tracing::debug!(user = %self.user, registration = %identifier, "sender muted by the registration: no publish");
+        if filtered(reg, summary) {
+            tracing::debug!(user = %self.user, registration = %identifier, "filtered by the registration (muted or groupchat rules): no publish");
             return None;
         }
         let id = publish::new_publish_id(self.route);

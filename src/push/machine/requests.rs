@@ -15,7 +15,7 @@ use super::state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine, State
 use crate::push::interface::{AdminPushError, RegistrationView, Selector, SessionId};
 use crate::push::protocol::{self, DisableRequest, EnableRequest};
 use crate::push::registration::{self, Registration, RegistrationSet};
-use crate::push::tigase::enable::TOO_MANY_MUTED;
+use crate::push::tigase::enable::TOO_MANY_FILTER_JIDS;
 use crate::store::ledger::{RemovalReason, RemovalRecord};
 use crate::store::{Change, RegistrationRecord, StoreError};
 
@@ -109,15 +109,17 @@ impl PushMachine {
             out.push(reply(request, Reply::Iq(refused)));
             return;
         }
-        let muted = req.extensions.as_ref().map_or(0, |e| e.muted.len());
-        if muted > self.cfg.push_max_muted {
-            tracing::info!(user = %self.user, muted, limit = self.cfg.push_max_muted, "enable refused: push_max_muted");
+        let named = req.extensions.as_ref().map_or(0, |e| {
+            e.muted.len() + e.groupchat.as_ref().map_or(0, |rooms| rooms.len())
+        });
+        if named > self.cfg.push_max_filter_jids {
+            tracing::info!(user = %self.user, named, limit = self.cfg.push_max_filter_jids, "enable refused: push_max_filter_jids");
             let refused = protocol::error_reply(
                 &iq_id,
                 &jid,
                 ErrorType::Modify,
                 DefinedCondition::NotAcceptable,
-                Some(TOO_MANY_MUTED),
+                Some(TOO_MANY_FILTER_JIDS),
             );
             out.push(reply(request, Reply::Iq(refused)));
             return;

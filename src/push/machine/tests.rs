@@ -851,13 +851,22 @@ fn the_ping_to_an_encrypting_registration_is_the_count_alone() {
 }
 
 #[test]
-fn a_muted_list_longer_than_push_max_muted_is_not_acceptable() {
+fn filters_naming_more_than_push_max_filter_jids_are_not_acceptable() {
     let mut r = Rig::new(Config {
-        push_max_muted: 2,
+        push_max_filter_jids: 2,
         ..config()
     });
+    // Muted JIDs and rooms count together.
     let list = |n: usize| PushExtensions {
-        muted: (0..n).map(|i| format!("u{i}@example.org")).collect(),
+        muted: vec!["m@example.org".into()],
+        groupchat: Some(
+            (1..n)
+                .map(|i| crate::store::RoomRule {
+                    room: format!("r{i}@chat.example.org"),
+                    mention: None,
+                })
+                .collect(),
+        ),
         ..PushExtensions::default()
     };
     let out = r.enable_with(1, "n1", Some(list(2)));
@@ -882,7 +891,7 @@ fn a_muted_list_longer_than_push_max_muted_is_not_acceptable() {
     };
     let text = String::from(iq);
     assert!(
-        text.contains("<not-acceptable") && text.contains("Too many muted JIDs"),
+        text.contains("<not-acceptable") && text.contains("Too many filter JIDs"),
         "{text}"
     );
 }
@@ -921,4 +930,61 @@ fn a_disable_deletes_the_record_that_holds_the_key() {
         result: Ok(()),
     });
     assert!(publishes(&r.ev(Event::Ping)).is_empty());
+}
+
+/// The groupchat filter, kept per registration: a listed room publishes (a `mentioned`
+/// one only when the text names the nickname), an unlisted room does not, and a
+/// registration without rules gets every groupchat message.
+#[test]
+fn groupchat_rules_decide_per_registration() {
+    let mut r = Rig::new(config());
+    r.enable_with(
+        1,
+        "filtered",
+        Some(PushExtensions {
+            groupchat: Some(vec![
+                crate::store::RoomRule {
+                    room: "coven@chat.example".into(),
+                    mention: None,
+                },
+                crate::store::RoomRule {
+                    room: "forres@chat.example".into(),
+                    mention: Some("Juliet".into()),
+                },
+            ]),
+            ..PushExtensions::default()
+        }),
+    );
+    r.enable(2, "plain");
+    let mut nodes = |room: &str, text: &str| -> Vec<String> {
+        let m = stanza(&format!(
+            "<message xmlns='jabber:client' type='groupchat' from='{room}/witch' to='juliet@example.com/gone'><body>{text}</body></message>"
+        ));
+        let out = r.ev(Event::Offline {
+            stanza: m,
+            key: None,
+        });
+        let mut v: Vec<String> = publish_texts(&out)
+            .iter()
+            .map(|x| {
+                if x.contains("node='filtered'") {
+                    "filtered".to_string()
+                } else {
+                    "plain".to_string()
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        nodes("coven@chat.example", "double double"),
+        ["filtered", "plain"]
+    );
+    assert_eq!(
+        nodes("forres@chat.example", "hail, juliet!"),
+        ["filtered", "plain"]
+    );
+    assert_eq!(nodes("forres@chat.example", "hail, all"), ["plain"]);
+    assert_eq!(nodes("heath@chat.example", "juliet"), ["plain"]);
 }

@@ -6,12 +6,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use xmpp_parsers::minidom::Element;
 
-use crate::store::{EncryptSettings, PushExtensions};
+use crate::store::{EncryptSettings, PushExtensions, RoomRule};
 
 pub const NS_ENCRYPT: &str = "tigase:push:encrypt:0";
 pub const NS_PRIORITY: &str = "tigase:push:priority:0";
 pub const NS_JINGLE: &str = "tigase:push:jingle:0";
 pub const NS_MUTED: &str = "tigase:push:filter:muted:0";
+pub const NS_GROUPCHAT: &str = "tigase:push:filter:groupchat:0";
 
 /// The one algorithm the encrypt extension defines and the one built here.
 pub const ALG_AES_128_GCM: &str = "aes-128-gcm";
@@ -31,11 +32,16 @@ pub enum ExtensionError {
     /// A muted item's `jid` is missing or not a JID: `bad-request`.
     #[error("Invalid muted JID")]
     Muted,
+    /// A groupchat room without a valid `jid`, an unknown `allow`, or `mentioned`
+    /// without `nick`: `bad-request`.
+    #[error("Invalid groupchat rule")]
+    Room,
 }
 
-/// The text of the `not-acceptable` reply to a muted list longer than `push_max_muted`
-/// (checked where the configuration is known, when the enable is handled).
-pub const TOO_MANY_MUTED: &str = "Too many muted JIDs";
+/// The text of the `not-acceptable` reply to filters naming more JIDs than
+/// `push_max_filter_jids` (checked where the configuration is known, when the enable is
+/// handled).
+pub const TOO_MANY_FILTER_JIDS: &str = "Too many filter JIDs";
 
 /// The extensions in `enable`, `None` when it carries none (a plain XEP-0357 enable).
 pub fn parse(enable: &Element) -> Result<Option<PushExtensions>, ExtensionError> {
@@ -55,6 +61,10 @@ pub fn parse(enable: &Element) -> Result<Option<PushExtensions>, ExtensionError>
     }
     if let Some(muted) = enable.get_child("muted", NS_MUTED) {
         ext.muted = muted_jids(muted)?;
+        any = true;
+    }
+    if let Some(groupchat) = enable.get_child("groupchat", NS_GROUPCHAT) {
+        ext.groupchat = Some(room_rules(groupchat)?);
         any = true;
     }
     Ok(any.then_some(ext))
@@ -93,8 +103,8 @@ fn encrypt_settings(encrypt: &Element) -> Result<EncryptSettings, ExtensionError
 
 fn muted_jids(muted: &Element) -> Result<Vec<String>, ExtensionError> {
     let mut out = Vec::new();
-    // As long as the enable, which the stanza size limit bounds; push_max_muted is
-    // checked when the enable is handled.
+    // As long as the enable, which the stanza size limit bounds; push_max_filter_jids
+    // is checked when the enable is handled.
     for item in muted.children().filter(|c| c.name() == "item") {
         let jid = item
             .attr("jid")
@@ -105,6 +115,38 @@ fn muted_jids(muted: &Element) -> Result<Vec<String>, ExtensionError> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The rooms that may publish; a room marked `never` is left out, as Siskin leaves it
+/// out itself. A room listed twice keeps its last rule.
+fn room_rules(groupchat: &Element) -> Result<Vec<RoomRule>, ExtensionError> {
+    let mut rules: Vec<RoomRule> = Vec::new();
+    for room in groupchat.children().filter(|c| c.name() == "room") {
+        let jid = room
+            .attr("jid")
+            .and_then(|j| j.parse::<xmpp_parsers::jid::Jid>().ok())
+            .ok_or(ExtensionError::Room)?
+            .to_bare()
+            .to_string();
+        let mention = match room.attr("allow") {
+            Some("always") => None,
+            Some("mentioned") => Some(
+                room.attr("nick")
+                    .filter(|n| !n.is_empty())
+                    .ok_or(ExtensionError::Room)?
+                    .to_string(),
+            ),
+            Some("never") => {
+                rules.retain(|r| r.room != jid);
+                continue;
+            }
+            _ => return Err(ExtensionError::Room),
+        };
+        rules.retain(|r| r.room != jid);
+        rules.push(RoomRule { room: jid, mention });
+    }
+    rules.sort_by(|a, b| a.room.cmp(&b.room));
+    Ok(rules)
 }
 
 #[cfg(test)]
@@ -174,6 +216,51 @@ mod tests {
         .unwrap();
         assert!(e.priority && e.jingle && e.encrypt.is_none());
         assert_eq!(e.muted, ["a@example.org", "b@example.org"]);
+    }
+
+    #[test]
+    fn groupchat_rules() {
+        let e = parse(&enable(
+            "<groupchat xmlns='tigase:push:filter:groupchat:0'>\
+             <room jid='coven@chat.example' allow='always'/>\
+             <room jid='forres@chat.example' allow='mentioned' nick='Juliet'/>\
+             <room jid='heath@chat.example' allow='never'/></groupchat>",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            e.groupchat.unwrap(),
+            [
+                RoomRule {
+                    room: "coven@chat.example".into(),
+                    mention: None
+                },
+                RoomRule {
+                    room: "forres@chat.example".into(),
+                    mention: Some("Juliet".into())
+                },
+            ]
+        );
+        // An empty filter: no room publishes.
+        let e = parse(&enable(
+            "<groupchat xmlns='tigase:push:filter:groupchat:0'/>",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(e.groupchat, Some(Vec::new()));
+        for bad in [
+            "<room allow='always'/>",
+            "<room jid='r@c' allow='sometimes'/>",
+            "<room jid='r@c' allow='mentioned'/>",
+        ] {
+            assert_eq!(
+                parse(&enable(&format!(
+                    "<groupchat xmlns='tigase:push:filter:groupchat:0'>{bad}</groupchat>"
+                ))),
+                Err(ExtensionError::Room),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

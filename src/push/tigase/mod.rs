@@ -8,20 +8,24 @@
 //! - [`payload`]: the JSON the encrypted payload carries, within the client's `max-size`.
 //! - [`encrypt`]: AES-128-GCM with a fresh IV and the real tag (RustCrypto's `aes-gcm`).
 //! - [`element`]: the elements the extensions add to a `<notification/>`.
+//! - [`filters`]: whether a registration's muted and groupchat filters let a stanza
+//!   publish.
 //!
 //! Every file holds pure functions; the push machine and the publish writer call them.
 
 pub mod element;
 pub mod enable;
 pub mod encrypt;
+pub mod filters;
 pub mod notice;
 pub mod payload;
 
 /// The features the account's disco lists, exactly those built here.
-pub const FEATURES: [&str; 5] = [
+pub const FEATURES: [&str; 6] = [
     enable::NS_ENCRYPT,
     encrypt::FEATURE_AES_128_GCM,
     enable::NS_PRIORITY,
     enable::NS_JINGLE,
     enable::NS_MUTED,
+    enable::NS_GROUPCHAT,
 ];

@@ -72,8 +72,11 @@ pub struct Notice {
     pub call: Option<Call>,
     /// The stanza is important (spec §7.2): what `tigase:push:priority:0` marks `high`.
     pub important: bool,
-    /// Its sender's bare JID, for the muted filter, whatever the payload may show.
+    /// Its sender's bare JID, for the filters, whatever the payload may show.
     pub from_bare: Option<String>,
+    /// A groupchat message's own text, for the groupchat filter's mentions, whatever the
+    /// payload may show.
+    pub groupchat_text: Option<String>,
 }
 
 impl Notice {
@@ -124,6 +127,9 @@ impl Notice {
                     .map(|r| r.to_string())
             })
             .flatten();
+        let groupchat_text = (kind == Some(Kind::Groupchat))
+            .then(|| rules::body_text(stanza))
+            .flatten();
         Notice {
             kind,
             sender,
@@ -132,6 +138,7 @@ impl Notice {
             call,
             important,
             from_bare: from.map(|f| f.to_bare().to_string()),
+            groupchat_text,
         }
     }
 
