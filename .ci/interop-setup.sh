@@ -4,6 +4,7 @@
 #   eval "$(bash .ci/interop-setup.sh)"
 #
 #   slixmpp       PyPI, in a virtualenv          -> CLOUD_NOTIFY_PYTHON
+#                 (with cryptography, for the encrypted push test)
 #   xmpp.js       npm (@xmpp/client, @xmpp/component, from
 #                 tests/interop/xmppjs/package-lock.json) -> CLOUD_NOTIFY_XMPPJS, _NODE
 #   go-sendxmpp   Debian package                 -> CLOUD_NOTIFY_GO_SENDXMPP
@@ -31,6 +32,9 @@ requirements=(
   pycparser==3.12
   pyasn1==0.6.5
   pyasn1_modules==0.4.2
+  # The Tigase encrypted push test opens payloads with its AESGCM (OpenSSL's, in the
+  # binary wheel): an AES-GCM nobody here wrote.
+  cryptography==50.0.2
 )
 stamp="$venv/.cloud-notify-requirements"
 want="$(printf '%s\n' "${requirements[@]}")"
@@ -38,7 +42,7 @@ want="$(printf '%s\n' "${requirements[@]}")"
 slixmpp_ready() {
   [ -x "$venv/bin/python" ] &&
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-    "$venv/bin/python" -c 'import slixmpp' >/dev/null 2>&1
+    "$venv/bin/python" -c 'import slixmpp, cryptography' >/dev/null 2>&1
 }
 
 if ! slixmpp_ready; then

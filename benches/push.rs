@@ -62,6 +62,7 @@ fn build_publish(c: &mut Criterion) {
             last_success: None,
             last_error: None,
             last_timeout: None,
+            extensions: None,
         },
     )
     .unwrap();

@@ -45,6 +45,9 @@ pub struct Config {
     pub push_notification_with_body: bool,
     /// Put the sender's full JID into notifications (privacy risk).
     pub push_notification_with_sender: bool,
+    /// Put the sender and the text into a Tigase encrypted payload, which only the device
+    /// can read, whatever the two options above say.
+    pub push_encrypted_with_body: bool,
     /// A registration is removed once this many counted errors came back in a row.
     pub push_max_errors: u32,
     /// Registrations kept per user; a new one evicts the one enabled longest ago.
@@ -59,6 +62,9 @@ pub struct Config {
     pub push_notify_on: NotifyOn,
     /// Largest publish-options form (serialized bytes) accepted in `<enable/>` (D3).
     pub push_max_publish_options_size: usize,
+    /// Most JIDs one registration may name in the Tigase filters: muted JIDs and
+    /// groupchat rooms, counted together.
+    pub push_max_filter_jids: usize,
     /// The leading-edge batch window (D20) of stanzas queued for a hibernated or silent
     /// session; Prosody instead delays every such publish by a fixed 1 s.
     pub push_batch_window: Duration,
@@ -151,6 +157,7 @@ impl Default for Config {
             domain: "localhost".into(),
             log_level: "info".into(),
             push_notification_with_body: false,
+            push_encrypted_with_body: true,
             push_notification_with_sender: false,
             push_max_errors: 16,
             push_max_devices: 5,
@@ -159,6 +166,7 @@ impl Default for Config {
             push_response_timeout: Duration::from_secs(60),
             push_notify_on: NotifyOn::All,
             push_max_publish_options_size: 4096,
+            push_max_filter_jids: 256,
             push_batch_window: Duration::from_secs(1),
             push_max_pending_publishes: 256,
             push_max_active_users: 10_000,
@@ -203,6 +211,7 @@ pub const KEYS: &[&str] = &[
     "log_level",
     "push_notification_with_body",
     "push_notification_with_sender",
+    "push_encrypted_with_body",
     "push_max_errors",
     "push_max_devices",
     "push_max_hibernation_timeout",
@@ -210,6 +219,7 @@ pub const KEYS: &[&str] = &[
     "push_response_timeout",
     "push_notify_on",
     "push_max_publish_options_size",
+    "push_max_filter_jids",
     "push_batch_window",
     "push_max_pending_publishes",
     "push_max_active_users",
@@ -318,6 +328,7 @@ impl Config {
                 }
                 "push_notification_with_body" => cfg.push_notification_with_body = v.bool()?,
                 "push_notification_with_sender" => cfg.push_notification_with_sender = v.bool()?,
+                "push_encrypted_with_body" => cfg.push_encrypted_with_body = v.bool()?,
                 "push_max_errors" => cfg.push_max_errors = v.int(1, 1_000_000)? as u32,
                 "push_max_devices" => {
                     cfg.push_max_devices = v.int(1, MAX_DEVICES_CAP as i64)? as usize
@@ -339,6 +350,7 @@ impl Config {
                 "push_max_publish_options_size" => {
                     cfg.push_max_publish_options_size = v.int(64, 65_536)? as usize
                 }
+                "push_max_filter_jids" => cfg.push_max_filter_jids = v.int(0, 4096)? as usize,
                 "push_batch_window" => cfg.push_batch_window = v.seconds(0.001, 60.0)?,
                 "push_max_pending_publishes" => {
                     cfg.push_max_pending_publishes = v.int(1, 65_536)? as usize
@@ -562,6 +574,11 @@ impl fmt::Display for Config {
             "push_notification_with_sender = {}",
             self.push_notification_with_sender
         )?;
+        writeln!(
+            f,
+            "push_encrypted_with_body = {}",
+            self.push_encrypted_with_body
+        )?;
         writeln!(f, "push_max_errors = {}", self.push_max_errors)?;
         writeln!(f, "push_max_devices = {}", self.push_max_devices)?;
         writeln!(
@@ -589,6 +606,7 @@ impl fmt::Display for Config {
             "push_max_publish_options_size = {}",
             self.push_max_publish_options_size
         )?;
+        writeln!(f, "push_max_filter_jids = {}", self.push_max_filter_jids)?;
         writeln!(f, "push_batch_window = {}", secs(self.push_batch_window))?;
         writeln!(
             f,

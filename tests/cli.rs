@@ -636,6 +636,7 @@ fn seed_registrations(b: &Box, user: &str, regs: &[(&str, Option<&str>, &str)]) 
                     text: Some("slow\n\u{1b}[2Jdown".into()),
                 }),
                 last_timeout: None,
+                extensions: None,
             };
             let id = format!("{jid}<{}", node.unwrap_or(""));
             t.insert((user, id.as_str()), record.encode().unwrap().as_slice())

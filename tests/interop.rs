@@ -4,6 +4,9 @@
 //! - slixmpp (Python) with its XEP-0198 support, a hand-declared XEP-0357 `<enable/>`
 //!   (slixmpp ships no push plugin) and a slixmpp component as the app server:
 //!   `tests/interop/slixmpp_push.py`;
+//! - the Tigase encrypted push payload, enabled by a slixmpp client with a key made in
+//!   Python and opened at a slixmpp component by `cryptography`'s AESGCM (OpenSSL):
+//!   `tests/interop/tigase_encrypted_push.py`;
 //! - xmpp.js (`@xmpp/client` as the clients, `@xmpp/component` as the app server):
 //!   logins, roster and subscriptions, messages, offline storage, XEP-0198 resumption
 //!   through a proxy that cuts the connection, XEP-0357 publish:
@@ -234,6 +237,29 @@ async fn slixmpp_starttls_scram_smacks_resume_and_push() {
     let r = run(cmd, Duration::from_secs(100)).await;
     h.server.shutdown().await;
     judge("slixmpp", r);
+}
+
+/// The Tigase encrypted push payload opened by Python's `cryptography` (OpenSSL's
+/// AES-GCM) with the key the slixmpp client enabled: the tag must verify.
+#[actix_rt::test]
+async fn tigase_encrypted_push_opens_with_an_independent_aes_gcm() {
+    let Some(python) = tool("CLOUD_NOTIFY_PYTHON", "slixmpp + cryptography") else {
+        return;
+    };
+    let h = Harness::start(false).await;
+    let mut cmd = Command::new(&python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tigase_encrypted_push.py"))
+        .args(["--host", "127.0.0.1"])
+        .args(["--c2s-port", &h.c2s_port()])
+        .args(["--component-port", &h.component_port()])
+        .arg("--ca-cert")
+        .arg(&h.cert)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    // The script gives itself 50 s; this is the backstop if it hangs anyway.
+    let r = run(cmd, Duration::from_secs(80)).await;
+    h.server.shutdown().await;
+    judge("tigase encrypted push (slixmpp, cryptography)", r);
 }
 
 // -- xmpp.js ----------------------------------------------------------------------------

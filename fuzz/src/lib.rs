@@ -295,6 +295,7 @@ pub fn registration(
         last_success: None,
         last_error: None,
         last_timeout: None,
+        extensions: None,
     };
     Registration::from_record(identifier(jid, node.as_deref()), record)
 }

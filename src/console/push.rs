@@ -223,6 +223,9 @@ pub(super) fn format_ledger(user: &str, l: &PushLedger, cfg: &Config, now: u64) 
                 format!("{} bytes (not shown)", r.publish_options_bytes)
             }
         );
+        if !r.extensions.is_empty() {
+            let _ = writeln!(out, "  extensions:       {}", r.extensions);
+        }
     }
     let _ = writeln!(
         out,
@@ -353,6 +356,15 @@ mod tests {
             last_timeout: None,
             linked_sessions: 1,
             hibernated_sessions: 1,
+            extensions: crate::store::ledger::describe_extensions(&crate::store::PushExtensions {
+                encrypt: Some(crate::store::EncryptSettings {
+                    key: *b"do not show this",
+                    max_size: None,
+                }),
+                priority: true,
+                muted: vec!["bot@example.org".into()],
+                ..Default::default()
+            }),
         };
         let removed = Removal {
             removed_at_us: (now - 3600) * 1_000_000,
@@ -388,6 +400,11 @@ mod tests {
             "escaped: {text}"
         );
         assert!(text.contains("120 bytes (not shown)"));
+        assert!(
+            text.contains("  extensions:       encrypted (key not shown), priority, 1 muted\n"),
+            "{text}"
+        );
+        assert!(!text.contains("do not show"), "{text}");
         assert!(text.contains("removed in the last 30 days: 1 (newest first)"));
         assert!(text.contains("push.example.org (no node)\n  why:              16 error answers in a row (push_max_errors)"), "{text}");
     }

@@ -6,6 +6,8 @@
 //! - [`rules`]: which stanzas wake a phone, and which are important.
 //! - [`publish`]: the publish IQ and the app server's answers.
 //! - [`registration`]: a user's registrations and their eviction order.
+//! - [`tigase`]: the Tigase extensions (encrypted payload, priority, calls, muted JIDs,
+//!   groupchat rules).
 //! - [`machine`]: every per-user decision, as a state machine with no I/O: events in,
 //!   effects out. A host may drive it directly.
 //! - [`executor`]: runs a user's machine inside the actix actor that owns the user:
@@ -25,7 +27,9 @@ pub mod protocol;
 pub mod publish;
 pub mod registration;
 pub mod rules;
+pub mod tigase;
 mod user;
+mod xml_text;
 
 use std::sync::Arc;
 

@@ -13,6 +13,9 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use super::tigase::enable::{self as extensions, ExtensionError};
+use crate::store::PushExtensions;
+
 /// A validated push request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PushCommand {
@@ -31,6 +34,9 @@ pub struct EnableRequest {
     pub publish_options: Option<String>,
     /// The IQ's `xml:lang`, if any.
     pub language: Option<String>,
+    /// The Tigase extensions inside the enable, if any (it holds the encryption key:
+    /// never log it; its `Debug` does not show the key).
+    pub extensions: Option<PushExtensions>,
 }
 
 /// A validated `<disable/>`.
@@ -171,9 +177,17 @@ pub fn parse_push_iq(
                 Some(xml)
             }
         };
+        let extensions = extensions::parse(payload).map_err(|e| {
+            let condition = match e {
+                ExtensionError::Algorithm => DefinedCondition::FeatureNotImplemented,
+                _ => DefinedCondition::BadRequest,
+            };
+            reply(ErrorType::Modify, condition, Some(&e.to_string()))
+        })?;
         PushCommand::Enable(EnableRequest {
             jid,
             node,
+            extensions,
             publish_options,
             language: iq
                 .attr_ns(&xmpp_parsers::minidom::rxml::Namespace::XML, "lang")
@@ -254,6 +268,35 @@ mod tests {
         assert_eq!(e.node.as_deref(), Some("n1"));
         let kept: Element = e.publish_options.unwrap().parse().unwrap();
         assert_eq!(kept, form.parse::<Element>().unwrap());
+    }
+
+    #[test]
+    fn tigase_extensions_are_read_and_bad_ones_refused() {
+        let r = parse(&format!(
+            "<iq {C} type='set' id='a'><enable xmlns='urn:xmpp:push:0' jid='p.example'><encrypt xmlns='tigase:push:encrypt:0' alg='aes-128-gcm'>AAECAwQFBgcICQoLDA0ODw==</encrypt><priority xmlns='tigase:push:priority:0'/></enable></iq>"
+        ))
+        .unwrap();
+        let PushCommand::Enable(e) = r.command else {
+            panic!()
+        };
+        let ext = e.extensions.unwrap();
+        assert!(ext.priority && ext.encrypt.is_some());
+        let err = parse(&format!(
+            "<iq {C} type='set' id='a'><enable xmlns='urn:xmpp:push:0' jid='p.example'><encrypt xmlns='tigase:push:encrypt:0' alg='rot13'>AAECAwQFBgcICQoLDA0ODw==</encrypt></enable></iq>"
+        ))
+        .unwrap_err();
+        assert!(err.contains("<feature-not-implemented"), "{err}");
+        assert!(err.contains(">Unknown encryption algorithm<"), "{err}");
+        let err = parse(&format!(
+            "<iq {C} type='set' id='a'><enable xmlns='urn:xmpp:push:0' jid='p.example'><encrypt xmlns='tigase:push:encrypt:0' alg='aes-128-gcm'>c2hvcnQ=</encrypt></enable></iq>"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("<bad-request") && err.contains(">Invalid encryption key<"),
+            "{err}"
+        );
+        // The key never comes back in the reply.
+        assert!(!err.contains("c2hvcnQ"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,9 @@ use xmpp_parsers::ns;
 
 use super::registration::Registration;
 use super::rules;
+use super::tigase::notice::Notice;
+use super::tigase::{element, encrypt, payload};
+use super::xml_text::escape;
 use crate::config::Config;
 
 const PUSH_SUMMARY: &str = "urn:xmpp:push:summary";
@@ -25,6 +28,9 @@ pub struct Summary {
     pub sender: Option<String>,
     /// `last-message-body`: the real body, the placeholder, or nothing.
     pub body: Option<String>,
+    /// What the Tigase extensions need of the stanza; read only when a registration that
+    /// gets this publish enabled one of them.
+    pub notice: Option<Box<Notice>>,
 }
 
 impl Summary {
@@ -45,7 +51,25 @@ impl Summary {
         } else {
             None
         };
-        Summary { sender, body }
+        Summary {
+            sender,
+            body,
+            notice: None,
+        }
+    }
+
+    /// The summary with what the Tigase extensions need of `stanza` (`None`: a ping).
+    pub fn with_notice(mut self, stanza: Option<&Element>, important: bool, cfg: &Config) -> Self {
+        self.notice = stanza.map(|s| {
+            Box::new(Notice::of(
+                s,
+                important,
+                self.sender.as_deref(),
+                self.body.as_deref(),
+                cfg,
+            ))
+        });
+        self
     }
 
     /// What the body value is, for the log (never the text itself): `"message"` (the
@@ -55,27 +79,6 @@ impl Summary {
             (None, _) => "none",
             (Some(_), true) => "message",
             (Some(_), false) => "placeholder",
-        }
-    }
-}
-
-/// Escapes text for an XML attribute value quoted with `'`, or for character data.
-fn escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            // A parser turns a literal tab, newline or CR in an attribute value into a
-            // space, and a CR in text into a newline (XML 1.0 §3.3.3, §2.11); a client's
-            // node='&#9;…' would reach the app server as another node (found by fuzz/
-            // `enable`). Character references keep them.
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
         }
     }
 }
@@ -95,7 +98,32 @@ fn field(out: &mut String, var: &str, kind: &str, value: Option<&str>) {
     }
 }
 
-/// The publish IQ for one registration (spec §6.1), serialized.
+/// The summary form of XEP-0357 in Prosody's shape.
+fn summary_form(out: &mut String, summary: &Summary) {
+    out.push_str("<x xmlns='");
+    out.push_str(ns::DATA_FORMS);
+    out.push_str("' type='form'>");
+    field(out, "FORM_TYPE", "hidden", Some(PUSH_SUMMARY));
+    field(out, "message-count", "text-single", Some("1"));
+    field(out, "pending-subscription-count", "text-single", None);
+    field(
+        out,
+        "last-message-sender",
+        "jid-single",
+        summary.sender.as_deref(),
+    );
+    field(
+        out,
+        "last-message-body",
+        "text-single",
+        summary.body.as_deref(),
+    );
+    out.push_str("</x>");
+}
+
+/// The publish IQ for one registration (spec §6.1), serialized. A registration with the
+/// Tigase extensions gets their elements in the notification, and with encryption the
+/// encrypted payload instead of the summary form; its IV is drawn here, fresh each time.
 ///
 /// Written as text, not built as a minidom tree: the tree cost most of a publish's CPU
 /// and about 16 KB of memory while it waited for the app server's connection (profiled
@@ -105,6 +133,34 @@ fn field(out: &mut String, var: &str, kind: &str, value: Option<&str>) {
 /// is copied verbatim from its stored text, which was checked to be one element when it
 /// was stored and again when it was loaded.
 pub fn publish_xml(domain: &str, reg: &Registration, summary: &Summary, id: &str) -> String {
+    let encrypts = reg
+        .record
+        .extensions
+        .as_ref()
+        .is_some_and(|e| e.encrypt.is_some());
+    let iv = if encrypts {
+        let iv = encrypt::fresh_iv();
+        if iv.is_none() {
+            tracing::error!(
+                "no randomness for an encryption IV: notification sent without payload"
+            );
+        }
+        iv
+    } else {
+        None
+    };
+    publish_xml_with_iv(domain, reg, summary, id, iv)
+}
+
+/// [`publish_xml`] with the IV given (`None` for a registration that encrypts: the
+/// notification goes without any payload, never unencrypted).
+pub fn publish_xml_with_iv(
+    domain: &str,
+    reg: &Registration,
+    summary: &Summary,
+    id: &str,
+    iv: Option<[u8; encrypt::IV_LEN]>,
+) -> String {
     let options = reg.record.publish_options.as_deref();
     let mut out = String::with_capacity(640 + options.map_or(0, str::len));
     out.push_str("<iq type='set' from='");
@@ -123,25 +179,36 @@ pub fn publish_xml(domain: &str, reg: &Registration, summary: &Summary, id: &str
     }
     out.push_str("><item><notification xmlns='");
     out.push_str(ns::PUSH);
-    out.push_str("'><x xmlns='");
-    out.push_str(ns::DATA_FORMS);
-    out.push_str("' type='form'>");
-    field(&mut out, "FORM_TYPE", "hidden", Some(PUSH_SUMMARY));
-    field(&mut out, "message-count", "text-single", Some("1"));
-    field(&mut out, "pending-subscription-count", "text-single", None);
-    field(
-        &mut out,
-        "last-message-sender",
-        "jid-single",
-        summary.sender.as_deref(),
-    );
-    field(
-        &mut out,
-        "last-message-body",
-        "text-single",
-        summary.body.as_deref(),
-    );
-    out.push_str("</x></notification></item></publish>");
+    out.push_str("'>");
+    let extensions = reg.record.extensions.as_deref();
+    let notice = summary.notice.as_deref();
+    match extensions.and_then(|e| e.encrypt.as_ref()) {
+        // The spec: no summary form beside the encrypted payload, so nothing readable
+        // reaches the app server.
+        Some(settings) => {
+            let plain = payload::fit(notice, settings.max_size);
+            if let Some((iv, sealed)) =
+                iv.and_then(|iv| Some((iv, encrypt::seal(&settings.key, &iv, &plain)?)))
+            {
+                let voip = notice
+                    .and_then(|n| n.call.as_ref())
+                    .is_some_and(|c| c.rings());
+                element::encrypted(&mut out, &iv, &sealed, voip);
+            }
+        }
+        None => summary_form(&mut out, summary),
+    }
+    if let (Some(ext), Some(n)) = (extensions, notice) {
+        if ext.priority && n.high_priority() {
+            element::high_priority(&mut out);
+        }
+        if ext.jingle
+            && let Some(call) = &n.call
+        {
+            element::jingle(&mut out, call);
+        }
+    }
+    out.push_str("</notification></item></publish>");
     if let Some(options) = options {
         out.push_str("<publish-options>");
         out.push_str(options);
@@ -303,6 +370,7 @@ mod tests {
                 last_success: None,
                 last_error: None,
                 last_timeout: None,
+                extensions: None,
             },
         )
         .unwrap()
@@ -325,6 +393,7 @@ mod tests {
         let summary = Summary {
             sender: Some("a'b@example.org/<x>".into()),
             body: Some("1 < 2 & \"3\" > 0".into()),
+            ..Summary::default()
         };
         let iq = parse(&publish_xml(
             "example.com",
@@ -357,6 +426,7 @@ mod tests {
         let summary = Summary {
             sender: Some("a@b/\tr".into()),
             body: Some("line 1\r\nline 2\r".into()),
+            ..Summary::default()
         };
         let el = parse(&publish_xml(
             "example.com",
@@ -389,6 +459,7 @@ mod tests {
         let summary = Summary {
             sender: None,
             body: Some("New Message!".into()),
+            notice: None,
         };
         let iq = parse(&publish_xml(
             "example.com",
@@ -441,7 +512,8 @@ mod tests {
             Summary::of(Some(&m), true, &cfg),
             Summary {
                 sender: None,
-                body: Some("New Message!".into())
+                body: Some("New Message!".into()),
+                notice: None,
             }
         );
         assert_eq!(Summary::of(Some(&m), false, &cfg), Summary::default());
@@ -453,10 +525,146 @@ mod tests {
             Summary::of(Some(&m), true, &cfg),
             Summary {
                 sender: Some("romeo@example.org/desk".into()),
-                body: Some("hi".into())
+                body: Some("hi".into()),
+                notice: None,
             }
         );
         assert_eq!(Summary::of(None, false, &cfg), Summary::default());
+    }
+
+    fn tigase_reg(ext: crate::store::PushExtensions) -> Registration {
+        let mut r = reg(Some("n1"), None);
+        r.record.extensions = Some(Box::new(ext));
+        r
+    }
+
+    fn notification(xml: &str) -> Element {
+        let iq = parse(xml);
+        iq.get_child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.get_child("publish", ns::PUBSUB))
+            .and_then(|p| p.get_child("item", ns::PUBSUB))
+            .and_then(|i| i.get_child("notification", ns::PUSH))
+            .unwrap()
+            .clone()
+    }
+
+    /// The spec's layout: `<encrypted iv='base64(IV)'>base64(ciphertext ‖ tag)</encrypted>`,
+    /// no summary form; opened here with the key, which checks the tag.
+    #[test]
+    fn encrypted_payload_layout() {
+        use aes_gcm::aead::Aead;
+        use aes_gcm::{Aes128Gcm, KeyInit, Nonce};
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+
+        let key = [9u8; 16];
+        let r = tigase_reg(crate::store::PushExtensions {
+            encrypt: Some(crate::store::EncryptSettings {
+                key,
+                max_size: None,
+            }),
+            ..Default::default()
+        });
+        let cfg = Config::default();
+        let m: Element = "<message xmlns='jabber:client' type='chat' from='romeo@example.net/desk'><body>Wherefore</body></message>".parse().unwrap();
+        let summary = Summary::of(Some(&m), true, &cfg).with_notice(Some(&m), true, &cfg);
+        let iv = [3u8; 12];
+        let n = notification(&publish_xml_with_iv(
+            "example.com",
+            &r,
+            &summary,
+            "ID",
+            Some(iv),
+        ));
+        assert!(n.get_child("x", ns::DATA_FORMS).is_none());
+        let enc = n.get_child("encrypted", "tigase:push:encrypt:0").unwrap();
+        assert_eq!(STANDARD.decode(enc.attr("iv").unwrap()).unwrap(), iv);
+        assert_eq!(enc.attr("type"), None);
+        let sealed = STANDARD.decode(enc.text()).unwrap();
+        let plain = Aes128Gcm::new(&key.into())
+            .decrypt(Nonce::from_slice(&iv), sealed.as_slice())
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"unread": 1, "sender": "romeo@example.net", "type": "chat", "message": "Wherefore"})
+        );
+        // Neither the text nor the sender is readable on the wire.
+        let wire = publish_xml_with_iv("example.com", &r, &summary, "ID", Some(iv));
+        assert!(
+            !wire.contains("Wherefore") && !wire.contains("romeo"),
+            "{wire}"
+        );
+        // Without randomness there is no payload at all, never a plain one.
+        let n = notification(&publish_xml_with_iv(
+            "example.com",
+            &r,
+            &summary,
+            "ID",
+            None,
+        ));
+        assert_eq!(n.children().count(), 0);
+    }
+
+    #[test]
+    fn a_proposed_call_rings_with_priority_and_jingle() {
+        let r = tigase_reg(crate::store::PushExtensions {
+            encrypt: Some(crate::store::EncryptSettings {
+                key: [1; 16],
+                max_size: None,
+            }),
+            priority: true,
+            jingle: true,
+            ..Default::default()
+        });
+        let cfg = Config::default();
+        let call: Element = "<message xmlns='jabber:client' from='romeo@example.net/phone'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>".parse().unwrap();
+        let summary = Summary::of(Some(&call), true, &cfg).with_notice(Some(&call), true, &cfg);
+        let n = notification(&publish_xml("example.com", &r, &summary, "ID"));
+        let enc = n.get_child("encrypted", "tigase:push:encrypt:0").unwrap();
+        assert_eq!(enc.attr("type"), Some("voip"));
+        assert_eq!(
+            n.get_child("priority", "tigase:push:priority:0")
+                .map(|p| p.text()),
+            Some("high".into())
+        );
+        let j = n.get_child("jingle", "tigase:push:jingle:0").unwrap();
+        assert_eq!(
+            (j.attr("action"), j.attr("sid")),
+            (Some("propose"), Some("c1"))
+        );
+
+        let retract: Element = "<message xmlns='jabber:client' from='romeo@example.net/phone'><retract xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>".parse().unwrap();
+        let summary =
+            Summary::of(Some(&retract), true, &cfg).with_notice(Some(&retract), true, &cfg);
+        let n = notification(&publish_xml("example.com", &r, &summary, "ID"));
+        let enc = n.get_child("encrypted", "tigase:push:encrypt:0").unwrap();
+        assert_eq!(enc.attr("type"), None);
+        assert!(n.get_child("priority", "tigase:push:priority:0").is_none());
+        let j = n.get_child("jingle", "tigase:push:jingle:0").unwrap();
+        assert_eq!(j.attr("action"), Some("retract"));
+    }
+
+    /// Priority without encryption: the summary form stays, the mark goes beside it, and
+    /// only on important notifications.
+    #[test]
+    fn priority_beside_the_plain_form() {
+        let r = tigase_reg(crate::store::PushExtensions {
+            priority: true,
+            ..Default::default()
+        });
+        let cfg = Config::default();
+        let m: Element = "<message xmlns='jabber:client' from='r@x/y'><body>b</body></message>"
+            .parse()
+            .unwrap();
+        let summary = Summary::of(Some(&m), true, &cfg).with_notice(Some(&m), true, &cfg);
+        let n = notification(&publish_xml("example.com", &r, &summary, "ID"));
+        assert!(n.get_child("x", ns::DATA_FORMS).is_some());
+        assert!(n.get_child("priority", "tigase:push:priority:0").is_some());
+        let cs: Element = "<message xmlns='jabber:client' from='r@x/y'><active xmlns='http://jabber.org/protocol/chatstates'/></message>".parse().unwrap();
+        let summary = Summary::of(Some(&cs), false, &cfg).with_notice(Some(&cs), false, &cfg);
+        let n = notification(&publish_xml("example.com", &r, &summary, "ID"));
+        assert!(n.get_child("priority", "tigase:push:priority:0").is_none());
     }
 
     #[test]

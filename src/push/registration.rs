@@ -194,6 +194,7 @@ mod tests {
                 last_success: None,
                 last_error: None,
                 last_timeout: None,
+                extensions: None,
             },
         }
     }

@@ -116,6 +116,9 @@ pub struct RegistrationView {
     pub linked_sessions: u32,
     /// Of those, the hibernated ones.
     pub hibernated_sessions: u32,
+    /// The Tigase extensions enabled, in words (`encrypted (key not shown), priority, 2
+    /// muted`); empty without any. Never the key itself.
+    pub extensions: String,
 }
 
 impl RegistrationView {
@@ -135,8 +138,37 @@ impl RegistrationView {
             last_timeout: record.last_timeout,
             linked_sessions: 0,
             hibernated_sessions: 0,
+            extensions: record
+                .extensions
+                .as_deref()
+                .map(describe_extensions)
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The Tigase extensions of a registration, for the admin: what is on, never the key.
+pub fn describe_extensions(e: &super::record::PushExtensions) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(enc) = &e.encrypt {
+        parts.push(match enc.max_size {
+            Some(n) => format!("encrypted (key not shown, max-size {n})"),
+            None => "encrypted (key not shown)".into(),
+        });
+    }
+    if e.priority {
+        parts.push("priority".into());
+    }
+    if e.jingle {
+        parts.push("jingle".into());
+    }
+    if !e.muted.is_empty() {
+        parts.push(format!("{} muted", e.muted.len()));
+    }
+    if let Some(rooms) = &e.groupchat {
+        parts.push(format!("groupchat rules for {} rooms", rooms.len()));
+    }
+    parts.join(", ")
 }
 
 /// What `cloud-notify push list` shows for one user.
@@ -391,6 +423,7 @@ mod tests {
             last_success: None,
             last_error: None,
             last_timeout: None,
+            extensions: None,
         }
     }
 

@@ -32,7 +32,10 @@ pub use guard::panic_is_contained;
 pub use open::OpenError;
 use open::Reopen;
 pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
-pub use record::{Account, ErrorNote, RegistrationRecord, RosterItem, Subscription};
+pub use record::{
+    Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RoomRule, RosterItem,
+    Subscription,
+};
 pub use requeue::{Requeued, requeue_hibernated};
 use writer::{DbSlot, ExecBatch, Writer};
 

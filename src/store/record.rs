@@ -1,7 +1,8 @@
 //! What a push registration looks like on disk.
 //!
 //! Values are postcard-encoded. postcard is not self-describing, so any change to these
-//! structs is a schema change: bump `schema::SCHEMA_VERSION` and add a migration.
+//! structs is a schema change: bump `schema::SCHEMA_VERSION` and add a migration (or, as
+//! for the registration's `extensions`, a decoder that still reads the older form).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,88 @@ pub struct RegistrationRecord {
     pub last_error: Option<ErrorNote>,
     /// Unix seconds of the last publish that got no answer within `push_response_timeout`.
     pub last_timeout: Option<u64>,
+    /// The Tigase push extensions the client asked for in its `<enable/>` (schema 3);
+    /// `None` for a plain XEP-0357 registration and for every record written by schema 2.
+    /// Boxed: most registrations have none, and the record is kept in memory per device.
+    pub extensions: Option<Box<PushExtensions>>,
+}
+
+/// What a client enabled beyond XEP-0357 (the `tigase:push:*` extensions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushExtensions {
+    /// `tigase:push:encrypt:0`: the payload goes AES-128-GCM encrypted with this key.
+    pub encrypt: Option<EncryptSettings>,
+    /// `tigase:push:priority:0`: important notifications are marked `high`.
+    pub priority: bool,
+    /// `tigase:push:jingle:0`: call signals carry a `<jingle/>` element.
+    pub jingle: bool,
+    /// `tigase:push:filter:muted:0`: bare JIDs whose messages never publish (sorted).
+    pub muted: Vec<String>,
+    /// `tigase:push:filter:groupchat:0`: `None` when the client sent no rules (every
+    /// groupchat message may publish); otherwise only the rooms listed here publish,
+    /// sorted by room. A room the client marked `never` is simply not listed.
+    pub groupchat: Option<Vec<RoomRule>>,
+}
+
+/// One room of the groupchat filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRule {
+    /// The room's bare JID.
+    pub room: String,
+    /// `None`: `always`; `Some(nick)`: `mentioned`, only messages whose text names `nick`.
+    pub mention: Option<String>,
+}
+
+/// The key of an encrypted registration. Its `Debug` never shows the key, so no log line
+/// or panic message can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptSettings {
+    /// The AES-128 key the client sent (16 bytes, decoded from its base64).
+    pub key: [u8; 16],
+    /// The client's `max-size`: the most bytes the base64 payload may take.
+    pub max_size: Option<u32>,
+}
+
+impl std::fmt::Debug for EncryptSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptSettings")
+            .field("key", &"(not shown)")
+            .field("max_size", &self.max_size)
+            .finish()
+    }
+}
+
+/// A registration as schema 2 wrote it: the same fields without `extensions`.
+#[derive(Deserialize)]
+struct RegistrationRecordV2 {
+    jid: String,
+    node: Option<String>,
+    publish_options: Option<String>,
+    enabled_at_us: u64,
+    client: String,
+    language: Option<String>,
+    error_count: u32,
+    last_success: Option<u64>,
+    last_error: Option<ErrorNote>,
+    last_timeout: Option<u64>,
+}
+
+impl From<RegistrationRecordV2> for RegistrationRecord {
+    fn from(r: RegistrationRecordV2) -> Self {
+        RegistrationRecord {
+            jid: r.jid,
+            node: r.node,
+            publish_options: r.publish_options,
+            enabled_at_us: r.enabled_at_us,
+            client: r.client,
+            language: r.language,
+            error_count: r.error_count,
+            last_success: r.last_success,
+            last_error: r.last_error,
+            last_timeout: r.last_timeout,
+            extensions: None,
+        }
+    }
 }
 
 /// An error answer from an app server, as recorded in the ledger.
@@ -156,9 +239,17 @@ impl RegistrationRecord {
         postcard::to_stdvec(self)
     }
 
-    /// Decodes a value of the registrations table.
+    /// Decodes a value of the registrations table, in the current form or as schema 2
+    /// wrote it. A schema 2 record ends where `extensions` would start, so reading it in
+    /// the current form runs out of bytes and fails; the current form is never mistaken
+    /// for the older one, which is tried second.
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+        match postcard::from_bytes::<Self>(bytes) {
+            Ok(r) => Ok(r),
+            Err(current) => postcard::from_bytes::<RegistrationRecordV2>(bytes)
+                .map(Into::into)
+                .map_err(|_| current),
+        }
     }
 }
 
@@ -184,8 +275,75 @@ mod tests {
                 text: None,
             }),
             last_timeout: None,
+            extensions: None,
         };
         assert_eq!(RegistrationRecord::decode(&r.encode().unwrap()).unwrap(), r);
+        let rich = RegistrationRecord {
+            extensions: Some(Box::new(PushExtensions {
+                encrypt: Some(EncryptSettings {
+                    key: [7; 16],
+                    max_size: Some(2000),
+                }),
+                priority: true,
+                jingle: true,
+                muted: vec!["romeo@example.net".into()],
+                groupchat: Some(vec![RoomRule {
+                    room: "coven@chat.example".into(),
+                    mention: Some("Juliet".into()),
+                }]),
+            })),
+            ..r
+        };
+        assert_eq!(
+            RegistrationRecord::decode(&rich.encode().unwrap()).unwrap(),
+            rich
+        );
+    }
+
+    /// A record written by schema 2 (no `extensions`) is still read, as a registration
+    /// without extensions.
+    #[test]
+    fn schema_2_records_are_read() {
+        #[derive(Serialize)]
+        struct V2<'a> {
+            jid: &'a str,
+            node: Option<&'a str>,
+            publish_options: Option<&'a str>,
+            enabled_at_us: u64,
+            client: &'a str,
+            language: Option<&'a str>,
+            error_count: u32,
+            last_success: Option<u64>,
+            last_error: Option<ErrorNote>,
+            last_timeout: Option<u64>,
+        }
+        let bytes = postcard::to_stdvec(&V2 {
+            jid: "push.example.net",
+            node: Some("n1"),
+            publish_options: None,
+            enabled_at_us: 42,
+            client: "phone",
+            language: Some("en"),
+            error_count: 2,
+            last_success: None,
+            last_error: None,
+            last_timeout: Some(9),
+        })
+        .unwrap();
+        let r = RegistrationRecord::decode(&bytes).unwrap();
+        assert_eq!(r.node.as_deref(), Some("n1"));
+        assert_eq!((r.error_count, r.last_timeout), (2, Some(9)));
+        assert_eq!(r.extensions, None);
+    }
+
+    #[test]
+    fn the_key_is_never_in_debug_output() {
+        let e = EncryptSettings {
+            key: *b"0123456789abcdef",
+            max_size: None,
+        };
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("48") && !shown.contains("0123"), "{shown}");
     }
 
     #[test]

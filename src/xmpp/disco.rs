@@ -67,6 +67,11 @@ fn info(server: bool) -> Element {
         q.append_child(identity("account", "registered"));
         q.append_child(feature(DISCO_INFO));
         q.append_child(feature(ns::PUSH));
+        // The Tigase extensions built in push::tigase, which Siskin and Snikket iOS look
+        // for here before they enable them.
+        for var in crate::push::tigase::FEATURES {
+            q.append_child(feature(var));
+        }
     }
     q
 }

@@ -10,6 +10,7 @@ mod hostile;
 mod operate;
 mod raw;
 mod storage;
+mod tigase;
 
 use std::time::Duration;
 

@@ -246,6 +246,7 @@ fn record(node: &str) -> RegistrationRecord {
         last_success: None,
         last_error: None,
         last_timeout: None,
+        extensions: None,
     }
 }
 

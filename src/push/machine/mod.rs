@@ -51,6 +51,7 @@
 //!             jid: "push.example.net".parse()?,
 //!             node: Some("n1".into()),
 //!             publish_options: None,
+//!             extensions: None,
 //!             language: None,
 //!         },
 //!     },

@@ -15,7 +15,17 @@ use super::outstanding::Publish;
 use super::state::PushMachine;
 use crate::push::interface::{QueuedStanza, SessionId, StanzaKey};
 use crate::push::publish::{self, Summary};
+use crate::push::registration::Registration;
 use crate::push::rules::{self, Path};
+use crate::push::tigase::filters;
+
+/// The registration's Tigase filters keep this stanza from it.
+fn filtered(reg: &Registration, summary: &Summary) -> bool {
+    match (reg.record.extensions.as_deref(), summary.notice.as_deref()) {
+        (Some(ext), Some(notice)) => !filters::allows(ext, notice),
+        _ => false,
+    }
+}
 
 impl PushMachine {
     /// Sends one publish to one registration; its id, `None` when there is no such
@@ -28,6 +38,10 @@ impl PushMachine {
         out: &mut Vec<Effect>,
     ) -> Option<String> {
         let reg = self.registrations().and_then(|s| s.get(identifier))?;
+        if filtered(reg, summary) {
+            tracing::debug!(user = %self.user, registration = %identifier, "filtered by the registration (muted or groupchat rules): no publish");
+            return None;
+        }
         let id = publish::new_publish_id(self.route);
         let xml = publish::publish_xml(&self.cfg.domain, reg, summary, &id);
         let to = reg.jid.clone();
@@ -69,7 +83,7 @@ impl PushMachine {
         if !rules::wakes(stanza, Path::Offline, self.cfg.push_notify_on) {
             return;
         }
-        let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
+        let summary = self.summary(stanza, rules::is_important(stanza), None);
         for identifier in self.all_identifiers() {
             // Only read the marks: a keyed offline message comes from a session being
             // destroyed, so no later path can take it, and inserting here would evict the
@@ -107,7 +121,7 @@ impl PushMachine {
         if !(to_user || (urgent && from_user)) {
             return;
         }
-        let summary = Summary::of(Some(stanza), rules::is_important(stanza), &self.cfg);
+        let summary = self.summary(stanza, rules::is_important(stanza), None);
         let linked: HashSet<&str> = self
             .sessions
             .values()
@@ -168,11 +182,31 @@ impl PushMachine {
     }
 
     /// A publish for this stanza; the summary is built only for stanzas that publish.
-    fn candidate(&self, qs: &QueuedStanza, important: bool) -> Candidate {
+    fn candidate(&self, session: SessionId, qs: &QueuedStanza, important: bool) -> Candidate {
+        let identifier = self
+            .sessions
+            .get(&session)
+            .and_then(|l| l.identifier.as_deref());
         Candidate {
             seq: qs.key.seq,
             important,
-            summary: Summary::of(Some(&qs.stanza), important, &self.cfg),
+            summary: self.summary(&qs.stanza, important, Some(identifier)),
+        }
+    }
+
+    /// The summary of `stanza` for the registration `only` names (`None`: for every
+    /// registration), with what the Tigase extensions need when one of them enabled any.
+    fn summary(&self, stanza: &Element, important: bool, only: Option<Option<&str>>) -> Summary {
+        let summary = Summary::of(Some(stanza), important, &self.cfg);
+        let extended = self.registrations().is_some_and(|set| {
+            set.iter()
+                .filter(|r| only.is_none_or(|id| id == Some(r.identifier.as_str())))
+                .any(|r| r.record.extensions.is_some())
+        });
+        if extended {
+            summary.with_notice(Some(stanza), important, &self.cfg)
+        } else {
+            summary
         }
     }
 
@@ -188,7 +222,7 @@ impl PushMachine {
         let mut batch = Batch::default();
         for (qs, important) in self.wakeable(session, queue) {
             if batch.wants(important) {
-                batch.offer(self.candidate(qs, important));
+                batch.offer(self.candidate(session, qs, important));
             }
         }
         self.publish_candidates(c, session, batch.take(), out);
@@ -214,7 +248,7 @@ impl PushMachine {
             .collect();
         let candidates = admitted
             .into_iter()
-            .map(|(qs, important)| self.candidate(qs, important))
+            .map(|(qs, important)| self.candidate(session, qs, important))
             .collect();
         self.publish_candidates(c, session, candidates, out);
     }

@@ -15,6 +15,7 @@ use super::state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine, State
 use crate::push::interface::{AdminPushError, RegistrationView, Selector, SessionId};
 use crate::push::protocol::{self, DisableRequest, EnableRequest};
 use crate::push::registration::{self, Registration, RegistrationSet};
+use crate::push::tigase::enable::TOO_MANY_FILTER_JIDS;
 use crate::store::ledger::{RemovalReason, RemovalRecord};
 use crate::store::{Change, RegistrationRecord, StoreError};
 
@@ -108,6 +109,21 @@ impl PushMachine {
             out.push(reply(request, Reply::Iq(refused)));
             return;
         }
+        let named = req.extensions.as_ref().map_or(0, |e| {
+            e.muted.len() + e.groupchat.as_ref().map_or(0, |rooms| rooms.len())
+        });
+        if named > self.cfg.push_max_filter_jids {
+            tracing::info!(user = %self.user, named, limit = self.cfg.push_max_filter_jids, "enable refused: push_max_filter_jids");
+            let refused = protocol::error_reply(
+                &iq_id,
+                &jid,
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                Some(TOO_MANY_FILTER_JIDS),
+            );
+            out.push(reply(request, Reply::Iq(refused)));
+            return;
+        }
         let identifier = registration::identifier(&req.jid, req.node.as_deref());
         let record = RegistrationRecord {
             jid: req.jid.to_string(),
@@ -121,6 +137,9 @@ impl PushMachine {
             last_success: None,
             last_error: None,
             last_timeout: None,
+            // A re-enable without an extension turns it off (the spec's way to disable
+            // encryption), so the new record takes only what this enable says.
+            extensions: req.extensions.map(Box::new),
         };
         let reg = match Registration::from_record(identifier.clone(), record) {
             Ok(r) => r,

@@ -11,7 +11,7 @@ use super::*;
 use crate::push::interface::{QueuedStanza, Selector, StanzaKey, TestOutcome, TimerOwner};
 use crate::push::protocol::EnableRequest;
 use crate::push::publish::{Outcome, Response};
-use crate::store::Change;
+use crate::store::{Change, PushExtensions};
 
 const APP: &str = "push.example.net";
 const NORMAL: Duration = Duration::from_secs(300);
@@ -82,6 +82,16 @@ impl Rig {
 
     /// An enable of `node` by `session`, with the store's answer; every effect of both.
     fn enable(&mut self, session: u64, node: &str) -> Vec<Effect> {
+        self.enable_with(session, node, None)
+    }
+
+    /// An enable with the Tigase extensions `extensions`.
+    fn enable_with(
+        &mut self,
+        session: u64,
+        node: &str,
+        extensions: Option<PushExtensions>,
+    ) -> Vec<Effect> {
         let request = self.request();
         let jid: FullJid = format!("juliet@example.com/r{session}").parse().unwrap();
         let mut out = self.ev(Event::Enable {
@@ -93,6 +103,7 @@ impl Rig {
                 jid: APP.parse().unwrap(),
                 node: Some(node.into()),
                 publish_options: None,
+                extensions,
                 language: None,
             },
         });
@@ -148,6 +159,16 @@ impl Rig {
             outcome,
         }))
     }
+}
+
+/// The publish IQs' text, in order.
+fn publish_texts(out: &[Effect]) -> Vec<String> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Publish { xml, .. } => Some(xml.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn publishes(out: &[Effect]) -> Vec<String> {
@@ -214,6 +235,7 @@ fn enable_replies_only_after_the_write_and_not_at_all_on_failure() {
             jid: APP.parse().unwrap(),
             node: Some("n1".into()),
             publish_options: None,
+            extensions: None,
             language: None,
         },
     });
@@ -638,3 +660,5 @@ fn unloading_a_deleted_user_ends_its_held_hibernations() {
     assert_eq!((stats.registrations, stats.linked_sessions), (0, 0));
     assert!(r.ev(Event::Unload { flush: true }).is_empty());
 }
+
+mod tigase;

@@ -1,0 +1,31 @@
+//! The Tigase push extensions (the `tigase/tigase-xeps` documents under
+//! docs/push-notifications), which Siskin IM and Snikket iOS enable when the account's
+//! disco lists them: without them those apps show "New Message!" for everything and calls
+//! do not ring.
+//!
+//! - [`enable`]: what a client asks for inside its `<enable/>`.
+//! - [`notice`]: what a stanza tells the device: sender, text, kind, call.
+//! - [`payload`]: the JSON the encrypted payload carries, within the client's `max-size`.
+//! - [`encrypt`]: AES-128-GCM with a fresh IV and the real tag (RustCrypto's `aes-gcm`).
+//! - [`element`]: the elements the extensions add to a `<notification/>`.
+//! - [`filters`]: whether a registration's muted and groupchat filters let a stanza
+//!   publish.
+//!
+//! Every file holds pure functions; the push machine and the publish writer call them.
+
+pub mod element;
+pub mod enable;
+pub mod encrypt;
+pub mod filters;
+pub mod notice;
+pub mod payload;
+
+/// The features the account's disco lists, exactly those built here.
+pub const FEATURES: [&str; 6] = [
+    enable::NS_ENCRYPT,
+    encrypt::FEATURE_AES_128_GCM,
+    enable::NS_PRIORITY,
+    enable::NS_JINGLE,
+    enable::NS_MUTED,
+    enable::NS_GROUPCHAT,
+];
