@@ -8,6 +8,8 @@
 
 pub mod admin;
 mod admin_error;
+pub mod archive;
+mod archive_record;
 mod faults;
 mod guard;
 pub mod ledger;
@@ -188,6 +190,11 @@ pub struct LoadOffline {
 pub struct LoadRoster {
     pub user: String,
 }
+
+/// A page of a user's message archive.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<archive::ArchivePage, StoreError>")]
+pub struct QueryArchive(pub archive::ArchiveQuery);
 
 /// Every account's user name.
 #[derive(Message, Debug, Clone)]
@@ -432,6 +439,22 @@ impl Handler<LoadRoster> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Roster(r))) => Ok(r),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<QueryArchive> for Store {
+    type Result = ResponseFuture<Result<archive::ArchivePage, StoreError>>;
+
+    fn handle(&mut self, msg: QueryArchive, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::QueryArchive(msg.0), ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::ArchivePage(p))) => Ok(p),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

@@ -10,7 +10,10 @@ use redb::{ReadableDatabase, TableDefinition};
 ///    `push_removals`: the registrations removed in the last 30 days. Migrating from 1
 ///    creates both tables; nothing else changes. A version 1 binary refuses the file, as
 ///    it would neither deliver the queued messages nor delete them with their account.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3. The message archive (`archive`, `archive_with`, `archive_expiry`, `archive_count`,
+///    see `store::archive`). Migrating creates the four empty tables. A version 2 binary
+///    refuses the file, as it would not delete the archive with its account.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -40,6 +43,17 @@ pub const PUSH_REMOVALS: TableDefinition<(&str, u64), &[u8]> =
 /// acknowledges the message, when it moves to offline storage as its session ends, and
 /// at the next start for whatever a crash left behind.
 pub const SM_QUEUE: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("sm_queue");
+
+/// The message archive (XEP-0313), see `store::archive`:
+/// `(username, archive id)` → postcard [`ArchivedMessage`].
+pub const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
+/// `(username, peer's bare JID, archive id)` → nothing: the `with` index.
+pub const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("archive_with");
+/// `(archive id, username)` → nothing: every user's messages in time order, for expiry.
+pub const ARCHIVE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("archive_expiry");
+/// `username` → how many messages the user's archive holds.
+pub const ARCHIVE_COUNT: TableDefinition<&str, u64> = TableDefinition::new("archive_count");
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -89,6 +103,10 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(ROSTER).map_err(redb::Error::from)?;
                 txn.open_table(PUSH_REMOVALS).map_err(redb::Error::from)?;
                 txn.open_table(SM_QUEUE).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_WITH).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_EXPIRY).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_COUNT).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())

@@ -20,6 +20,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 
+use super::archive::{self, ARCHIVE, ARCHIVE_WITH, ArchiveTables};
 use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
@@ -315,6 +316,11 @@ impl Writer {
                 &txn.open_table(ACCOUNTS)?,
                 &txn.open_table(PUSH_REGISTRATIONS)?,
             ),
+            StoreOp::QueryArchive(q) => Ok(StoreReply::ArchivePage(archive::query(
+                &txn.open_table(ARCHIVE)?,
+                &txn.open_table(ARCHIVE_WITH)?,
+                q,
+            )?)),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -391,6 +397,13 @@ impl Writer {
                 self.read(|| load_removals(&txn.open_table(PUSH_REMOVALS)?, user))
             }
             StoreOp::Counts => self.read(|| counts(&t.accounts, &t.registrations)),
+            StoreOp::QueryArchive(q) => self.read(|| {
+                Ok(StoreReply::ArchivePage(archive::query(
+                    &txn.open_table(ARCHIVE)?,
+                    &txn.open_table(ARCHIVE_WITH)?,
+                    q,
+                )?))
+            }),
             StoreOp::PushOffline {
                 user,
                 stanza,
@@ -522,6 +535,18 @@ impl<'txn> Tables<'txn> {
                 up_to,
             } => self.delete_queued(user, session, *up_to)?,
             Change::DeleteUser { user } => self.delete_user(txn, usage, user)?,
+            Change::Archive {
+                user,
+                id,
+                message,
+                max,
+            } => ArchiveTables::open(txn)?.insert(user, *id, message, *max)?,
+            Change::ExpireArchive { before } => {
+                let n = ArchiveTables::open(txn)?.expire(*before)?;
+                if n > 0 {
+                    tracing::debug!(messages = n, "archive expiry");
+                }
+            }
             Change::LogRemoval {
                 user,
                 at_us,
@@ -576,6 +601,7 @@ impl<'txn> Tables<'txn> {
             self.registrations.remove((user, id.as_str()))?;
         }
         ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
+        ArchiveTables::open(txn)?.delete_user(user)?;
         Ok(())
     }
 }
