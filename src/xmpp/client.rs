@@ -9,8 +9,8 @@ use super::bound::Bound;
 use super::connection::{Xml, close_with};
 use super::stanza::{self, CLIENT_NS};
 use super::user::SetAvailable;
-use super::{disco, offline, ping, presence, roster, roster_iq};
-use crate::push::PushRequest;
+use super::{disco, mam, offline, ping, presence, roster, roster_iq};
+use crate::push::{MessageArchived, PushRequest};
 
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
@@ -49,7 +49,15 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
                 return st.reply(xml, r).await;
             }
         }
-        "iq" if to_self || to_server => {
+        "iq" if to_self && !to_server => {
+            if let Some(go) = mam::handler::answer(&el, xml, st).await {
+                return go;
+            }
+            if let Some(r) = server_iq(&el, to_server, st).await {
+                return st.reply(xml, r).await;
+            }
+        }
+        "iq" if to_server => {
             if let Some(r) = server_iq(&el, to_server, st).await {
                 return st.reply(xml, r).await;
             }
@@ -65,9 +73,40 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
                 presence::subscribe_out(el, to.to_bare(), st).await;
             }
         }
+        "message" => {
+            archive_sent(&el, to.as_ref(), st);
+            st.route(el);
+        }
         _ => st.route(el),
     }
     true
+}
+
+/// A message the user sends goes into their own archive (outgoing), as it leaves. The
+/// push module hears of it too: its own outgoing messages never wake the user's phones
+/// (D15), but a call answered here stops the others ringing (D17).
+fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
+    let Some(to) = to else {
+        return;
+    };
+    if !mam::archiving::archivable(el) {
+        return;
+    }
+    let id = mam::clock::next_id();
+    mam::archiving::save(
+        &st.shared.store,
+        &st.user,
+        &to.to_string(),
+        true,
+        el,
+        id,
+        st.shared.cfg.archive_max_messages_per_user,
+    );
+    st.shared.hub.do_send(MessageArchived {
+        user: st.user.clone(),
+        stanza: el.clone(),
+        user_has_sessions: true,
+    });
 }
 
 /// The client's own presence: in force at its user actor, then broadcast. After the

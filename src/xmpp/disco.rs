@@ -3,6 +3,7 @@
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
+use super::mam::{MAM_EXTENDED, MAM_NS};
 use super::ping::PING_NS;
 use super::sm::SM_NS;
 use super::stanza;
@@ -43,7 +44,8 @@ fn items(server: bool, cfg: &Config) -> Element {
     q
 }
 
-/// B01/B02: the push feature is the account's, not the server's.
+/// B01/B02: the push feature is the account's, not the server's; so is the archive
+/// (XEP-0313 §7).
 fn info(server: bool) -> Element {
     let identity = |category: &str, kind: &str| {
         let mut e = Element::builder("identity", DISCO_INFO).build();
@@ -67,6 +69,8 @@ fn info(server: bool) -> Element {
         q.append_child(identity("account", "registered"));
         q.append_child(feature(DISCO_INFO));
         q.append_child(feature(ns::PUSH));
+        q.append_child(feature(MAM_NS));
+        q.append_child(feature(MAM_EXTENDED));
     }
     q
 }

@@ -7,6 +7,7 @@ mod client_bugs;
 mod d23;
 mod fates;
 mod hostile;
+mod mam;
 mod operate;
 mod raw;
 mod storage;

@@ -32,7 +32,9 @@ impl Handler<Deliver> for User {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.count_router_message();
-        self.deliver(msg.stanza, &msg.to, ctx);
+        // XEP-0313: archived (and stamped with its stanza-id) before any copy is sent.
+        let stanza = self.archive_incoming(msg.stanza);
+        self.deliver(stanza, &msg.to, ctx);
         self.report_if_idle();
     }
 }

@@ -7,6 +7,7 @@
 //! live state costs nothing. Stopping is agreed with the router (see [`idle`]), so no
 //! stanza is ever sent to a user actor that is about to stop.
 
+mod archive;
 mod delivery;
 mod end;
 mod gauges;
