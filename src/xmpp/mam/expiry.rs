@@ -1,9 +1,10 @@
 //! `archive_expires_after`: what is older leaves the archive, checked on a period.
 //!
 //! Each round is one store write that reads only the expired rows (the archive's
-//! time-ordered index), never a rewrite of the archive. It is not durable on its own: a
-//! crash before the next durable commit brings the expired messages back until the next
-//! round, which costs nothing that matters and saves an fsync.
+//! time-ordered index), never a rewrite of the archive. The round is durable: one fsync
+//! a period (hourly at the default) also makes the archive writes before it durable,
+//! which redb needs before it can reuse the pages they freed, so a server whose users
+//! only chat with each other (no other durable write) does not grow its file.
 
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub fn start(store: Addr<Store>, keep: Duration) {
             let before = cutoff(clock::now_us(), keep);
             let write = Write {
                 changes: vec![Change::ExpireArchive { before }],
-                durable: false,
+                durable: true,
             };
             match store.send(write).await {
                 Ok(Ok(())) => {}
