@@ -8,7 +8,7 @@ use xmpp_parsers::ns;
 use super::bound::Bound;
 use super::connection::{Xml, close_with};
 use super::stanza::{self, CLIENT_NS};
-use super::user::SetAvailable;
+use super::user::{CARBONS_NS, Sent, SetAvailable, SetCarbons};
 use super::{disco, mam, offline, ping, presence, roster, roster_iq};
 use crate::push::{MessageArchived, PushRequest};
 
@@ -75,6 +75,10 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
         }
         "message" => {
             archive_sent(&el, to.as_ref(), st);
+            st.owner.do_send(Sent {
+                id: st.id,
+                stanza: el.clone(),
+            });
             st.route(el);
         }
         _ => st.route(el),
@@ -142,6 +146,23 @@ async fn own_presence(el: Element, xml: &mut Xml, st: &Bound) -> bool {
     true
 }
 
+/// XEP-0280 `<enable/>` and `<disable/>`, answered once in force at the user actor.
+async fn carbons(iq: &Element, p: &Element, st: &Bound) -> Element {
+    let enabled = match (iq.attr("type"), p.name()) {
+        (Some("set"), "enable") => true,
+        (Some("set"), "disable") => false,
+        _ => {
+            return stanza::error_reply(iq, "modify", "bad-request")
+                .unwrap_or_else(|| stanza::iq_result(iq, None));
+        }
+    };
+    match st.owner.send(SetCarbons { id: st.id, enabled }).await {
+        Ok(()) => stanza::iq_result(iq, None),
+        Err(_) => stanza::error_reply(iq, "wait", "internal-server-error")
+            .unwrap_or_else(|| stanza::iq_result(iq, None)),
+    }
+}
+
 /// IQs to the server or to the user's own account.
 async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element> {
     let t = iq.attr("type");
@@ -167,7 +188,10 @@ async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element>
     if let Some(answer) = disco::answer(iq, to_server, &st.shared.cfg) {
         return Some(answer);
     }
-    // Everything else (carbons until they exist, private XML storage and bookmarks,
+    if let Some(p) = payload.filter(|p| p.has_ns(CARBONS_NS)) {
+        return Some(carbons(iq, p, st).await);
+    }
+    // Everything else (private XML storage and bookmarks,
     // vCards, version, blocking): RFC 6120 §8.4, not implemented.
     stanza::error_reply(iq, "cancel", "service-unavailable")
 }

@@ -7,6 +7,7 @@ use super::mam::{MAM_EXTENDED, MAM_NS};
 use super::ping::PING_NS;
 use super::sm::SM_NS;
 use super::stanza;
+use super::user::CARBONS_NS;
 use crate::config::Config;
 
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -65,6 +66,7 @@ fn info(server: bool) -> Element {
         q.append_child(feature(DISCO_ITEMS));
         q.append_child(feature(PING_NS));
         q.append_child(feature(SM_NS));
+        q.append_child(feature(CARBONS_NS));
     } else {
         q.append_child(identity("account", "registered"));
         q.append_child(feature(DISCO_INFO));

@@ -1,6 +1,7 @@
 //! The server over real sockets: a scripted client (tokio-xmpp's initiator side parses
 //! what the server sends) and a scripted component app server.
 
+mod carbons;
 mod checklist;
 mod client;
 mod client_bugs;

@@ -34,6 +34,8 @@ impl Handler<Deliver> for User {
         self.count_router_message();
         // XEP-0313: archived (and stamped with its stanza-id) before any copy is sent.
         let stanza = self.archive_incoming(msg.stanza);
+        // XEP-0280: copies for the other sessions of a message to one of them.
+        self.carbons_for_received(&stanza, msg.to.resource().map(|r| r.as_str()), ctx);
         self.deliver(stanza, &msg.to, ctx);
         self.report_if_idle();
     }

@@ -8,6 +8,7 @@
 //! stanza is ever sent to a user actor that is about to stop.
 
 mod archive;
+mod carbons;
 mod delivery;
 mod end;
 mod gauges;
@@ -22,6 +23,7 @@ mod state;
 mod stream;
 mod to_router;
 
+pub use carbons::{CARBONS_NS, Sent, SetCarbons};
 pub use delivery::Deliver;
 pub use gauges::Gauges;
 pub use resume::{Resume, ResumeError, Resumed};

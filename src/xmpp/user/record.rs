@@ -32,6 +32,15 @@ pub(super) struct Entry {
     /// push module was told it is overdue.
     pub ack_timer: Option<SpawnHandle>,
     pub ack_overdue_sent: bool,
+    /// What the session asked of the server beyond the stream: carbons, client state.
+    pub flags: SessionFlags,
+}
+
+/// A session's requests that change what it is sent.
+#[derive(Default)]
+pub(super) struct SessionFlags {
+    /// XEP-0280: copies of the user's other sessions' messages.
+    pub carbons: bool,
 }
 
 /// Where a session's stanzas go.
