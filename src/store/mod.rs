@@ -228,6 +228,15 @@ pub struct Write {
     pub durable: bool,
 }
 
+/// Archive a message (a `Change::Archive`, or any change whose loss on a crash costs
+/// only a copy). Not answered: the archive changes waiting when a batch starts go into
+/// it as one non-durable write, so a burst of messages takes one place in the queue, not
+/// one each, and no fsync of its own. Past `store_max_pending` waiting changes one is
+/// dropped with a log line (the message itself was delivered or stored).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Archive(pub Change);
+
 /// Commit what is pending, flush, and close the file. Later requests fail with `Closed`.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -251,6 +260,8 @@ pub struct Store {
     db: DbSlot,
     faults: Arc<StoreFaults>,
     pending: VecDeque<Pending>,
+    /// Archive changes for the next batch (see [`Archive`]), at most `max_pending`.
+    archive: Vec<Change>,
     in_flight: bool,
     max_pending: usize,
     /// Commits (batches) executed so far: how much group commit saved shows in benchmarks.
@@ -285,6 +296,7 @@ impl Store {
             db: slot,
             faults,
             pending: VecDeque::new(),
+            archive: Vec::new(),
             in_flight: false,
             max_pending,
             batches: 0,
@@ -316,12 +328,17 @@ impl Store {
     /// Sends everything queued as one batch, unless a batch is already running; its
     /// completion calls `kick` again.
     fn kick(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.pending.is_empty() {
+        if self.in_flight || (self.pending.is_empty() && self.archive.is_empty()) {
             return;
         }
         self.in_flight = true;
         self.batches += 1;
-        let batch: Vec<Pending> = self.pending.drain(..).collect();
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.pending.len() + 1);
+        // First, so that a query in the same batch sees what was archived before it.
+        if !self.archive.is_empty() {
+            batch.push(Self::archive_write(std::mem::take(&mut self.archive)));
+        }
+        batch.extend(self.pending.drain(..));
         let ops: Vec<StoreOp> = batch.iter().map(|p| p.op.clone()).collect();
         let writes = ops.iter().any(StoreOp::is_write);
         tracing::trace!(size = batch.len(), "store batch");
@@ -347,6 +364,42 @@ impl Store {
             act.kick(ctx);
             act.metrics.store_pending(act.pending.len());
         }));
+    }
+}
+
+impl Store {
+    /// The batch's archive changes as one non-durable write, whose failure is logged.
+    fn archive_write(changes: Vec<Change>) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        let n = changes.len();
+        actix::spawn(async move {
+            if let Ok(Err(e)) = rx.await {
+                tracing::warn!(messages = n, error = %e, "archive write failed: messages not archived");
+            }
+        });
+        Pending {
+            op: StoreOp::Write {
+                changes,
+                durable: false,
+            },
+            reply: tx,
+        }
+    }
+}
+
+impl Handler<Archive> for Store {
+    type Result = ();
+
+    fn handle(&mut self, msg: Archive, ctx: &mut Context<Self>) {
+        if self.archive.len() >= self.max_pending {
+            tracing::warn!(
+                limit = self.max_pending,
+                "archive writes waiting past store_max_pending: a message not archived"
+            );
+            return;
+        }
+        self.archive.push(msg.0);
+        self.kick(ctx);
     }
 }
 

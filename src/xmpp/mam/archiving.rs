@@ -10,7 +10,7 @@ use xmpp_parsers::jid::Jid;
 
 use super::SID_NS;
 use crate::store::archive::ArchivedMessage;
-use crate::store::{Change, Store, Write};
+use crate::store::{Archive, Change, Store};
 use crate::xmpp::stanza;
 
 const HINTS_NS: &str = "urn:xmpp:hints";
@@ -51,9 +51,8 @@ pub fn archivable(message: &Element) -> bool {
 }
 
 /// Hands a message to the store's archive. The write is not durable on its own: it
-/// rides the next commit that is (group commit), so archiving costs no fsync. A refusal
-/// (the store's queue full, a failing disk) is logged: the message itself was delivered
-/// or stored, only its archive copy is missing.
+/// rides the next commit that is (group commit), so archiving costs no fsync, and the
+/// archive writes waiting for a batch share one place in the store's queue.
 pub fn save(
     store: &Addr<Store>,
     user: &str,
@@ -66,7 +65,7 @@ pub fn save(
     let with = peer
         .parse::<Jid>()
         .map_or_else(|_| peer.to_string(), |j| j.to_string());
-    let change = Change::Archive {
+    store.do_send(Archive(Change::Archive {
         user: user.to_string(),
         id,
         message: ArchivedMessage {
@@ -75,19 +74,7 @@ pub fn save(
             stanza: String::from(stanza),
         },
         max: u64::try_from(max).unwrap_or(u64::MAX),
-    };
-    let fut = store.send(Write {
-        changes: vec![change],
-        durable: false,
-    });
-    let user = user.to_string();
-    actix::spawn(async move {
-        match fut.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(%user, error = %e, "message not archived"),
-            Err(_) => tracing::warn!(%user, "message not archived: the store is gone"),
-        }
-    });
+    }));
 }
 
 /// The message with the stanza-id `id` given by `by` (the archive's owner, a bare JID).
