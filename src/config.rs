@@ -126,6 +126,9 @@ pub struct Config {
     /// Messages in one page of an archive query (Prosody's `max_archive_query_results`):
     /// a client asking for more gets this many and pages on.
     pub max_archive_query_results: usize,
+    /// Stanzas held for an inactive client (XEP-0352) before they are all sent anyway
+    /// (Prosody's `csi_queue_size`).
+    pub csi_queue_size: usize,
     /// Roster items per user; past it new contacts (and strangers' subscription
     /// requests) are refused.
     pub roster_max_items: usize,
@@ -195,6 +198,7 @@ impl Default for Config {
             archive_expires_after: Duration::from_secs(7 * 86_400),
             archive_max_messages_per_user: 10_000,
             max_archive_query_results: 50,
+            csi_queue_size: 256,
             roster_max_items: 1000,
             smacks_hibernation_time: Duration::from_secs(600),
             smacks_max_queue_size: 500,
@@ -249,6 +253,7 @@ pub const KEYS: &[&str] = &[
     "archive_expires_after",
     "archive_max_messages_per_user",
     "max_archive_query_results",
+    "csi_queue_size",
     "roster_max_items",
     "smacks_hibernation_time",
     "smacks_max_queue_size",
@@ -399,6 +404,7 @@ impl Config {
                 "max_archive_query_results" => {
                     cfg.max_archive_query_results = v.int(1, 1000)? as usize
                 }
+                "csi_queue_size" => cfg.csi_queue_size = v.int(1, 100_000)? as usize,
                 "roster_max_items" => cfg.roster_max_items = v.int(1, 100_000)? as usize,
                 "smacks_hibernation_time" => {
                     cfg.smacks_hibernation_time = v.seconds(1.0, 604_800.0)?
@@ -692,6 +698,7 @@ impl fmt::Display for Config {
             "max_archive_query_results = {}",
             self.max_archive_query_results
         )?;
+        writeln!(f, "csi_queue_size = {}", self.csi_queue_size)?;
         writeln!(f, "roster_max_items = {}", self.roster_max_items)?;
         writeln!(
             f,

@@ -9,6 +9,7 @@
 
 mod archive;
 mod carbons;
+mod csi;
 mod delivery;
 mod end;
 mod gauges;
@@ -24,6 +25,7 @@ mod stream;
 mod to_router;
 
 pub use carbons::{CARBONS_NS, Sent, SetCarbons};
+pub use csi::{CSI_NS, SetClientState};
 pub use delivery::Deliver;
 pub use gauges::Gauges;
 pub use resume::{Resume, ResumeError, Resumed};

@@ -41,6 +41,8 @@ pub(super) struct Entry {
 pub(super) struct SessionFlags {
     /// XEP-0280: copies of the user's other sessions' messages.
     pub carbons: bool,
+    /// XEP-0352: whether the client is inactive, and the stanzas waiting meanwhile.
+    pub csi: super::csi::ClientState,
 }
 
 /// Where a session's stanzas go.
