@@ -365,10 +365,10 @@ async fn mam_prefs_say_everything_is_kept() {
     assert!(error_of(&r).contains("feature-not-implemented"));
 }
 
-/// B40: the phone has a registration and no session; the desktop is online. The
+/// B37, B40: the phone has a registration and no session; the desktop is online. The
 /// message reaches the desktop, is archived, and the phone is pushed.
 #[actix_rt::test]
-async fn b40_wire_archived_message_pushes_the_absent_phone_while_the_desktop_is_online() {
+async fn b37_b40_wire_archived_message_pushes_the_absent_phone_while_the_desktop_is_online() {
     let t = TestServer::start(|c| {
         c.push_notification_with_body = true;
         c.push_batch_window = Duration::from_millis(100);
@@ -383,6 +383,34 @@ async fn b40_wire_archived_message_pushes_the_absent_phone_while_the_desktop_is_
     let p = app.next().await;
     assert_eq!(node_of(&p).as_deref(), Some("n1"));
     assert_eq!(body_of(&p).as_deref(), Some("while you were out"));
+}
+
+/// B38: a registration whose session is online is not pushed from the archive; the
+/// absent tablet's is, for each message.
+#[actix_rt::test]
+async fn b38_wire_archive_skips_the_registration_of_the_online_phone() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_millis(100);
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    let mut tablet = t.login("juliet", "tablet").await;
+    enable_push(&mut tablet, "n2").await;
+    tablet.close().await;
+    let (mut phone, mut romeo) = online_pair(&t).await;
+    enable_push(&mut phone, "n1").await;
+    for body in ["one", "two"] {
+        romeo_sends(&mut phone, &mut romeo, &[body]).await;
+        let p = app.next().await;
+        assert_eq!(
+            (node_of(&p).as_deref(), body_of(&p).as_deref()),
+            (Some("n2"), Some(body)),
+            "{}",
+            String::from(&p)
+        );
+        app.answer_result(&p).await;
+    }
 }
 
 /// B41: a call's proposal is pushed to every registration, even the online phone's.

@@ -369,3 +369,41 @@ async fn metrics_count_a_publish_by_outcome_and_app_server_and_name_no_user() {
     let (head, _) = scrape(addr, "\u{7f}garbage\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }
+
+/// D7: deleting an account on a running server deletes its message archive; the peer's
+/// archive keeps its own side.
+#[actix_rt::test]
+async fn deleting_an_account_deletes_its_archive() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send("<presence/>").await;
+    juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>kept by romeo</body></message>")
+        .await;
+    juliet.until("message").await;
+    let mam = "<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>";
+    juliet.send(mam).await;
+    let (_, before) = juliet.until("iq").await;
+    assert_eq!(before.len(), 1, "archived before the deletion");
+    juliet.close().await;
+    let run = cli(&t, &["user", "del", "juliet"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let run = cli(&t, &["user", "add", "juliet", "--password", "juliet-pw"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send(mam).await;
+    let (fin, before) = juliet.until("iq").await;
+    assert_eq!(fin.attr("type"), Some("result"));
+    assert!(
+        before.is_empty(),
+        "{:?}",
+        before.iter().map(String::from).collect::<Vec<_>>()
+    );
+    romeo.send(mam).await;
+    let (_, before) = romeo.until("iq").await;
+    assert_eq!(before.len(), 1, "romeo's side stays");
+}
