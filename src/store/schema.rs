@@ -159,4 +159,32 @@ mod tests {
         assert!(txn.open_table(SM_QUEUE).unwrap().is_empty().unwrap());
         assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
     }
+
+    /// A version 2 file (no archive) is migrated at open: the four archive tables are
+    /// created empty, the rest kept.
+    #[test]
+    fn a_version_2_file_gets_the_archive_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+            crate::store::admin::add_user(&db, "juliet", "pw", 4096).unwrap();
+            let txn = db.begin_write().unwrap();
+            for t in ["archive", "archive_with", "archive_expiry", "archive_count"] {
+                assert!(
+                    txn.delete_table(redb::TableDefinition::<&str, u64>::new(t))
+                        .unwrap()
+                );
+            }
+            txn.commit().unwrap();
+            force_version(&db, 2).unwrap();
+        }
+        let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        assert_eq!(version(&db), Some(SCHEMA_VERSION));
+        let txn = db.begin_read().unwrap();
+        assert!(txn.open_table(ARCHIVE).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_WITH).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_EXPIRY).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_COUNT).unwrap().is_empty().unwrap());
+        assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
+    }
 }
