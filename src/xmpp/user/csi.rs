@@ -5,8 +5,6 @@
 //! connection's end. Important is what the push module calls important, so a phone is
 //! woken for the same stanzas either way.
 
-use std::collections::VecDeque;
-
 use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
 
@@ -16,15 +14,6 @@ use crate::push::SessionId;
 use crate::push::rules;
 
 pub const CSI_NS: &str = "urn:xmpp:csi:0";
-
-/// A session's client state and what waits for it.
-#[derive(Default)]
-pub(super) struct ClientState {
-    pub inactive: bool,
-    pub held: VecDeque<Element>,
-    /// Set while the held stanzas are written, so that they are not held again.
-    pub flushing: bool,
-}
 
 /// Whether an inactive session's `stanza` may wait: presence, and messages the push
 /// module does not call important. Never an IQ: its sender waits for the answer.

@@ -42,7 +42,16 @@ pub(super) struct SessionFlags {
     /// XEP-0280: copies of the user's other sessions' messages.
     pub carbons: bool,
     /// XEP-0352: whether the client is inactive, and the stanzas waiting meanwhile.
-    pub csi: super::csi::ClientState,
+    pub csi: ClientState,
+}
+
+/// A session's client state (XEP-0352) and what waits for it (`csi.rs`).
+#[derive(Default)]
+pub(super) struct ClientState {
+    pub inactive: bool,
+    pub held: VecDeque<Element>,
+    /// Set while the held stanzas are written, so that they are not held again.
+    pub flushing: bool,
 }
 
 /// Where a session's stanzas go.
