@@ -540,7 +540,14 @@ impl<'txn> Tables<'txn> {
                 id,
                 message,
                 max,
-            } => ArchiveTables::open(txn)?.insert(user, *id, message, *max)?,
+            } => {
+                // A message for a name with no account is bounced by offline storage or
+                // never delivered; it must not leave an archive behind (names are free
+                // for a sender to invent).
+                if self.accounts.get(user.as_str())?.is_some() {
+                    ArchiveTables::open(txn)?.insert(user, *id, message, *max)?;
+                }
+            }
             Change::ExpireArchive { before } => {
                 let n = ArchiveTables::open(txn)?.expire(*before)?;
                 if n > 0 {
@@ -722,6 +729,54 @@ fn list_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::archive::{ArchiveQuery, ArchivedMessage};
+
+    fn archive(user: &str, id: u64) -> StoreOp {
+        StoreOp::Write {
+            changes: vec![Change::Archive {
+                user: user.into(),
+                id,
+                message: ArchivedMessage {
+                    with: "romeo@x".into(),
+                    outgoing: false,
+                    stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
+                },
+                max: 100,
+            }],
+            durable: false,
+        }
+    }
+
+    fn page(user: &str) -> StoreOp {
+        StoreOp::QueryArchive(ArchiveQuery {
+            user: user.into(),
+            high: u64::MAX,
+            max: 10,
+            ..Default::default()
+        })
+    }
+
+    /// Only an account has an archive: messages to invented names leave nothing.
+    #[test]
+    fn a_name_without_an_account_gets_no_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        crate::store::admin::add_user(&file, "juliet", "pw", 4096).unwrap();
+        let mut w = Writer {
+            db: Arc::new(Mutex::new(Some(file.into_database()))),
+            faults: Arc::default(),
+            reopen: None,
+            health: Health::default(),
+        };
+        let results = w.execute(vec![archive("juliet", 1), archive("nobody", 2)]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let rows = |r: &Result<StoreReply, StoreError>| match r {
+            Ok(StoreReply::ArchivePage(p)) => p.rows.len(),
+            other => panic!("{other:?}"),
+        };
+        let pages = w.execute(vec![page("juliet"), page("nobody")]);
+        assert_eq!((rows(&pages[0]), rows(&pages[1])), (1, 0));
+    }
 
     #[test]
     fn reopen_backoff_starts_at_once_doubles_and_is_capped() {
