@@ -14,9 +14,11 @@
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-pub use super::archive_record::{ArchivePage, ArchiveQuery, ArchiveRow, ArchivedMessage, bare};
+pub use super::archive_record::{
+    ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveRow, ArchivedMessage, PrefsDefault, bare,
+};
 use super::ops::StoreError;
-pub use super::schema::{ARCHIVE, ARCHIVE_COUNT, ARCHIVE_EXPIRY, ARCHIVE_WITH};
+pub use super::schema::{ARCHIVE, ARCHIVE_COUNT, ARCHIVE_EXPIRY, ARCHIVE_PREFS, ARCHIVE_WITH};
 
 /// Expired rows removed per step: the list of keys a step holds in memory is bounded
 /// whatever expires at once.
@@ -28,6 +30,7 @@ pub(super) struct ArchiveTables<'txn> {
     with: Table<'txn, (&'static str, &'static str, u64), ()>,
     expiry: Table<'txn, (u64, &'static str), ()>,
     count: Table<'txn, &'static str, u64>,
+    prefs: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> ArchiveTables<'txn> {
@@ -37,6 +40,7 @@ impl<'txn> ArchiveTables<'txn> {
             with: txn.open_table(ARCHIVE_WITH)?,
             expiry: txn.open_table(ARCHIVE_EXPIRY)?,
             count: txn.open_table(ARCHIVE_COUNT)?,
+            prefs: txn.open_table(ARCHIVE_PREFS)?,
         })
     }
 
@@ -136,8 +140,35 @@ impl<'txn> ArchiveTables<'txn> {
             }
         }
         self.count.remove(user)?;
+        self.prefs.remove(user)?;
         Ok(())
     }
+
+    /// The user's preferences; `None` when they never set any (everything is archived).
+    pub fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
+        load_prefs(&self.prefs, user)
+    }
+
+    pub fn put_prefs(&mut self, user: &str, prefs: &ArchivePrefs) -> Result<(), StoreError> {
+        let bytes = prefs
+            .encode()
+            .map_err(|e| StoreError::Failed(format!("encoding archive preferences: {e}")))?;
+        self.prefs.insert(user, bytes.as_slice())?;
+        Ok(())
+    }
+}
+
+/// The user's archive preferences, from a read or a write transaction.
+pub fn load_prefs(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    user: &str,
+) -> Result<Option<ArchivePrefs>, StoreError> {
+    let Some(v) = table.get(user)? else {
+        return Ok(None);
+    };
+    ArchivePrefs::decode(v.value())
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("archive preferences of {user}: {e}")))
 }
 
 /// Answers a query from the archive's tables (in a read or a write transaction).

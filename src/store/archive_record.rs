@@ -68,3 +68,91 @@ impl ArchivedMessage {
 pub fn bare(jid: &str) -> &str {
     jid.split_once('/').map_or(jid, |(b, _)| b)
 }
+
+/// Which messages a user wants archived (XEP-0441), by the peer's bare JID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivePrefs {
+    pub default: PrefsDefault,
+    /// Always archived, whatever the default (bare JIDs).
+    pub always: Vec<String>,
+    /// Never archived; wins over `always` for a JID in both.
+    pub never: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrefsDefault {
+    Always,
+    Never,
+    /// Only peers in the user's roster.
+    Roster,
+}
+
+impl Default for ArchivePrefs {
+    fn default() -> Self {
+        ArchivePrefs {
+            default: PrefsDefault::Always,
+            always: Vec::new(),
+            never: Vec::new(),
+        }
+    }
+}
+
+impl ArchivePrefs {
+    /// Whether a message with `peer` (a bare JID) is archived; `in_roster` says whether
+    /// the peer is in the user's roster.
+    pub fn archives(&self, peer: &str, in_roster: bool) -> bool {
+        if self.never.iter().any(|j| j == peer) {
+            return false;
+        }
+        if self.always.iter().any(|j| j == peer) {
+            return true;
+        }
+        match self.default {
+            PrefsDefault::Always => true,
+            PrefsDefault::Never => false,
+            PrefsDefault::Roster => in_roster,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_wins_then_always_then_the_default() {
+        let p = ArchivePrefs {
+            default: PrefsDefault::Roster,
+            always: vec!["a@x".into(), "b@x".into()],
+            never: vec!["b@x".into()],
+        };
+        assert!(p.archives("a@x", false));
+        assert!(!p.archives("b@x", true));
+        assert!(p.archives("c@x", true));
+        assert!(!p.archives("c@x", false));
+        let never = ArchivePrefs {
+            default: PrefsDefault::Never,
+            ..Default::default()
+        };
+        assert!(!never.archives("c@x", true));
+        assert!(ArchivePrefs::default().archives("c@x", false));
+    }
+
+    #[test]
+    fn prefs_round_trip() {
+        let p = ArchivePrefs {
+            default: PrefsDefault::Never,
+            always: vec!["a@x".into()],
+            never: Vec::new(),
+        };
+        assert_eq!(ArchivePrefs::decode(&p.encode().unwrap()).unwrap(), p);
+    }
+}

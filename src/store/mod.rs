@@ -196,6 +196,13 @@ pub struct LoadRoster {
 #[rtype(result = "Result<archive::ArchivePage, StoreError>")]
 pub struct QueryArchive(pub archive::ArchiveQuery);
 
+/// A user's archive preferences (`None`: never set, everything is archived).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<archive::ArchivePrefs>, StoreError>")]
+pub struct LoadArchivePrefs {
+    pub user: String,
+}
+
 /// Every account's user name.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Vec<String>, StoreError>")]
@@ -508,6 +515,22 @@ impl Handler<QueryArchive> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::ArchivePage(p))) => Ok(p),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadArchivePrefs> for Store {
+    type Result = ResponseFuture<Result<Option<archive::ArchivePrefs>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadArchivePrefs, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadArchivePrefs { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::ArchivePrefs(p))) => Ok(p),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),

@@ -1,7 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
-use super::archive_record::{ArchivePage, ArchiveQuery, ArchivedMessage};
+use super::archive_record::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 use super::ledger::{Removal, RemovalRecord};
 use super::record::{Account, RegistrationRecord, RosterItem};
 
@@ -57,6 +57,8 @@ pub enum Change {
     },
     /// Remove every archived message older than `before` (microseconds since the epoch).
     ExpireArchive { before: u64 },
+    /// Set which messages the user wants archived (XEP-0441).
+    PutArchivePrefs { user: String, prefs: ArchivePrefs },
     /// Remove everything stored for a user: account, registrations, offline messages,
     /// roster, queued messages, removal log, archive (D7).
     DeleteUser { user: String },
@@ -108,6 +110,8 @@ pub enum StoreOp {
     Counts,
     /// A page of the user's message archive.
     QueryArchive(ArchiveQuery),
+    /// The user's archive preferences (`None`: never set).
+    LoadArchivePrefs { user: String },
     /// Commit everything before it, flush, and close the file.
     Close,
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
@@ -140,6 +144,7 @@ pub enum StoreReply {
     Accounts(Vec<String>),
     Removals(Vec<Removal>),
     ArchivePage(ArchivePage),
+    ArchivePrefs(Option<ArchivePrefs>),
     Counts {
         accounts: u64,
         registrations: u64,

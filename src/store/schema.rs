@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, TableDefinition};
 ///    creates both tables; nothing else changes. A version 1 binary refuses the file, as
 ///    it would neither deliver the queued messages nor delete them with their account.
 /// 3. The message archive (`archive`, `archive_with`, `archive_expiry`, `archive_count`,
-///    see `store::archive`). Migrating creates the four empty tables. A version 2 binary
+///    `archive_prefs`, see `store::archive`). Migrating creates the five empty tables. A version 2 binary
 ///    refuses the file, as it would not delete the archive with its account.
 pub const SCHEMA_VERSION: u64 = 3;
 
@@ -54,6 +54,10 @@ pub const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> =
 pub const ARCHIVE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("archive_expiry");
 /// `username` → how many messages the user's archive holds.
 pub const ARCHIVE_COUNT: TableDefinition<&str, u64> = TableDefinition::new("archive_count");
+
+/// `username` → postcard `ArchivePrefs`: which messages the user wants archived
+/// (XEP-0441); no row: all of them.
+pub const ARCHIVE_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("archive_prefs");
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -107,6 +111,7 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(ARCHIVE_WITH).map_err(redb::Error::from)?;
                 txn.open_table(ARCHIVE_EXPIRY).map_err(redb::Error::from)?;
                 txn.open_table(ARCHIVE_COUNT).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_PREFS).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())
@@ -160,7 +165,7 @@ mod tests {
         assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
     }
 
-    /// A version 2 file (no archive) is migrated at open: the four archive tables are
+    /// A version 2 file (no archive) is migrated at open: the five archive tables are
     /// created empty, the rest kept.
     #[test]
     fn a_version_2_file_gets_the_archive_tables() {
@@ -169,7 +174,13 @@ mod tests {
             let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
             crate::store::admin::add_user(&db, "juliet", "pw", 4096).unwrap();
             let txn = db.begin_write().unwrap();
-            for t in ["archive", "archive_with", "archive_expiry", "archive_count"] {
+            for t in [
+                "archive",
+                "archive_with",
+                "archive_expiry",
+                "archive_count",
+                "archive_prefs",
+            ] {
                 assert!(
                     txn.delete_table(redb::TableDefinition::<&str, u64>::new(t))
                         .unwrap()
@@ -185,6 +196,7 @@ mod tests {
         assert!(txn.open_table(ARCHIVE_WITH).unwrap().is_empty().unwrap());
         assert!(txn.open_table(ARCHIVE_EXPIRY).unwrap().is_empty().unwrap());
         assert!(txn.open_table(ARCHIVE_COUNT).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_PREFS).unwrap().is_empty().unwrap());
         assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
     }
 }

@@ -20,7 +20,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 
-use super::archive::{self, ARCHIVE, ARCHIVE_WITH, ArchiveTables};
+use super::archive::{self, ARCHIVE, ARCHIVE_PREFS, ARCHIVE_WITH, ArchiveTables};
 use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
@@ -321,6 +321,9 @@ impl Writer {
                 &txn.open_table(ARCHIVE_WITH)?,
                 q,
             )?)),
+            StoreOp::LoadArchivePrefs { user } => Ok(StoreReply::ArchivePrefs(
+                archive::load_prefs(&txn.open_table(ARCHIVE_PREFS)?, user)?,
+            )),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -397,6 +400,12 @@ impl Writer {
                 self.read(|| load_removals(&txn.open_table(PUSH_REMOVALS)?, user))
             }
             StoreOp::Counts => self.read(|| counts(&t.accounts, &t.registrations)),
+            StoreOp::LoadArchivePrefs { user } => self.read(|| {
+                Ok(StoreReply::ArchivePrefs(archive::load_prefs(
+                    &txn.open_table(ARCHIVE_PREFS)?,
+                    user,
+                )?))
+            }),
             StoreOp::QueryArchive(q) => self.read(|| {
                 Ok(StoreReply::ArchivePage(archive::query(
                     &txn.open_table(ARCHIVE)?,
@@ -545,8 +554,21 @@ impl<'txn> Tables<'txn> {
                 // never delivered; it must not leave an archive behind (names are free
                 // for a sender to invent).
                 if self.accounts.get(user.as_str())?.is_some() {
-                    ArchiveTables::open(txn)?.insert(user, *id, message, *max)?;
+                    let mut tables = ArchiveTables::open(txn)?;
+                    let peer = archive::bare(&message.with);
+                    let wanted = match tables.prefs(user)? {
+                        None => true,
+                        Some(p) => {
+                            p.archives(peer, self.roster.get((user.as_str(), peer))?.is_some())
+                        }
+                    };
+                    if wanted {
+                        tables.insert(user, *id, message, *max)?;
+                    }
                 }
+            }
+            Change::PutArchivePrefs { user, prefs } => {
+                ArchiveTables::open(txn)?.put_prefs(user, prefs)?
             }
             Change::ExpireArchive { before } => {
                 let n = ArchiveTables::open(txn)?.expire(*before)?;

@@ -344,10 +344,11 @@ async fn archive_expires_after_empties_the_archive() {
     }
 }
 
+/// XEP-0441: preferences are kept per user and decide what is archived from then on.
 #[actix_rt::test]
-async fn mam_prefs_say_everything_is_kept() {
+async fn prefs_decide_what_is_archived() {
     let t = TestServer::start(|_| {}).await;
-    let mut juliet = t.login("juliet", "phone").await;
+    let (mut juliet, mut romeo) = online_pair(&t).await;
     let p = juliet
         .iq(&format!(
             "<iq type='get' id='p'><prefs xmlns='{MAM}'/></iq>"
@@ -355,14 +356,45 @@ async fn mam_prefs_say_everything_is_kept() {
         .await;
     assert_eq!(
         p.get_child("prefs", MAM).and_then(|p| p.attr("default")),
-        Some("always")
+        Some("always"),
+        "never set: everything"
     );
+    let set = |default: &str, list: &str| {
+        format!(
+            "<iq type='set' id='s-{default}'><prefs xmlns='{MAM}' default='{default}'>{list}</prefs></iq>"
+        )
+    };
     let r = juliet
-        .iq(&format!(
-            "<iq type='set' id='s'><prefs xmlns='{MAM}' default='never'/></iq>"
+        .iq(&set(
+            "always",
+            "<never><jid>romeo@localhost/desk</jid></never>",
         ))
         .await;
-    assert!(error_of(&r).contains("feature-not-implemented"));
+    let never: Vec<String> = r
+        .get_child("prefs", MAM)
+        .and_then(|p| p.get_child("never", MAM))
+        .map(|n| n.children().map(|j| j.text()).collect())
+        .unwrap_or_default();
+    assert_eq!(never, ["romeo@localhost"], "{}", String::from(&r));
+    romeo_sends(&mut juliet, &mut romeo, &["unkept"]).await;
+    juliet
+        .iq(&set("never", "<always><jid>romeo@localhost</jid></always>"))
+        .await;
+    romeo_sends(&mut juliet, &mut romeo, &["kept"]).await;
+    let a = query(&mut juliet, "q", "").await;
+    assert_eq!(a.bodies(), ["kept"]);
+    let r = juliet.iq(&set("sometimes", "")).await;
+    assert!(error_of(&r).contains("bad-request"));
+    let p = juliet
+        .iq(&format!(
+            "<iq type='get' id='p2'><prefs xmlns='{MAM}'/></iq>"
+        ))
+        .await;
+    assert_eq!(
+        p.get_child("prefs", MAM).and_then(|p| p.attr("default")),
+        Some("never"),
+        "kept across requests"
+    );
 }
 
 /// B37, B40: the phone has a registration and no session; the desktop is online. The

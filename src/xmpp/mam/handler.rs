@@ -5,7 +5,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::query::{self, Refusal};
 use super::{MAM_NS, results};
-use crate::store::QueryArchive;
+use crate::store::{Change, LoadArchivePrefs, QueryArchive, Write};
 use crate::xmpp::bound::Bound;
 use crate::xmpp::connection::Xml;
 use crate::xmpp::stanza;
@@ -20,20 +20,7 @@ pub async fn answer(iq: &Element, xml: &mut Xml, st: &Bound) -> Option<bool> {
     let reply = match (payload.name(), iq.attr("type")) {
         ("query", Some("get")) => stanza::iq_result(iq, Some(query::form())),
         ("query", Some("set")) => return Some(run_query(iq, payload, xml, st).await),
-        ("prefs", Some("get")) => stanza::iq_result(iq, Some(prefs())),
-        ("prefs", Some("set")) if payload.attr("default") == Some("always") => {
-            stanza::iq_result(iq, Some(prefs()))
-        }
-        ("prefs", Some("set")) => refusal(
-            iq,
-            &Refusal {
-                error_type: "cancel",
-                condition: "feature-not-implemented",
-                text:
-                    "this archive keeps every message (default='always') and no per-contact rules"
-                        .into(),
-            },
-        )?,
+        ("prefs", Some("get" | "set")) => prefs(iq, payload, st).await?,
         _ => stanza::error_reply(iq, "cancel", "service-unavailable")?,
     };
     Some(st.reply(xml, reply).await)
@@ -104,14 +91,34 @@ async fn run_query(iq: &Element, payload: &Element, xml: &mut Xml, st: &Bound) -
     st.reply(xml, stanza::iq_result(iq, Some(fin))).await
 }
 
-/// The preferences this archive has: everything is kept.
-fn prefs() -> Element {
-    let mut p = Element::builder("prefs", MAM_NS)
-        .append(Element::builder("always", MAM_NS).build())
-        .append(Element::builder("never", MAM_NS).build())
-        .build();
-    stanza::set_attr(&mut p, "default", "always");
-    p
+/// XEP-0441: the preferences as stored (everything archived when never set), or set
+/// (durable before answered) and answered as they now are. `None`: no answer is due.
+async fn prefs(iq: &Element, payload: &Element, st: &Bound) -> Option<Element> {
+    let user = st.user.clone();
+    if iq.attr("type") == Some("get") {
+        return match st.shared.store.send(LoadArchivePrefs { user }).await {
+            Ok(Ok(p)) => Some(stanza::iq_result(
+                iq,
+                Some(super::prefs::build(&p.unwrap_or_default())),
+            )),
+            _ => stanza::error_reply(iq, "wait", "internal-server-error"),
+        };
+    }
+    let p = match super::prefs::parse(payload, st.shared.cfg.roster_max_items) {
+        Ok(p) => p,
+        Err(refused) => return refusal(iq, &refused),
+    };
+    let write = Write {
+        changes: vec![Change::PutArchivePrefs {
+            user,
+            prefs: p.clone(),
+        }],
+        durable: true,
+    };
+    match st.shared.store.send(write).await {
+        Ok(Ok(())) => Some(stanza::iq_result(iq, Some(super::prefs::build(&p)))),
+        _ => stanza::error_reply(iq, "wait", "internal-server-error"),
+    }
 }
 
 /// The error answer to `iq` for `refused`, with its text.

@@ -7,6 +7,7 @@ pub mod archiving;
 pub mod clock;
 pub mod expiry;
 pub mod handler;
+pub mod prefs;
 pub mod query;
 pub mod results;
 pub mod rsm;
