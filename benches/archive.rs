@@ -119,12 +119,15 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<(), String> {
     while i < args.messages {
         let end = (i + step).min(args.messages);
         for n in i..end {
-            store.do_send(Archive(Change::Archive {
-                user: "juliet".into(),
-                id: base + n * STEP_US,
-                message: message(n),
-                max: u64::MAX,
-            }));
+            store.do_send(Archive {
+                change: Change::Archive {
+                    user: "juliet".into(),
+                    id: base + n * STEP_US,
+                    message: message(n),
+                    max: u64::MAX,
+                },
+                durable: false,
+            });
         }
         barrier(&store).await?;
         if i < args.messages / 10 && end >= args.messages / 10 {

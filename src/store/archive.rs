@@ -9,8 +9,10 @@
 //! - `archive_expiry`: `(id, user)`, across users, so expiry reads only what expires;
 //! - `archive_count`: `user` → messages kept, for the per-user cap without a scan.
 //!
-//! Archive writes are not durable on their own: they ride the next commit that is (the
-//! message itself was already delivered or stored offline), so archiving costs no fsync.
+//! Archive writes share the store's commits (see `store::Archive`): durable only when
+//! the host asks, which it does when the push module will hear of the message (the
+//! archive is then the copy a woken phone catches up from); otherwise they ride the
+//! next durable commit and cost no fsync.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 

@@ -235,14 +235,18 @@ pub struct Write {
     pub durable: bool,
 }
 
-/// Archive a message (a `Change::Archive`, or any change whose loss on a crash costs
-/// only a copy). Not answered: the archive changes waiting when a batch starts go into
-/// it as one non-durable write, so a burst of messages takes one place in the queue, not
-/// one each, and no fsync of its own. Past `store_max_pending` waiting changes one is
-/// dropped with a log line (the message itself was delivered or stored).
+/// Archive a message (a `Change::Archive`). The archive changes waiting when a batch
+/// starts go into it as one write, so a burst of messages takes one place in the queue,
+/// not one each. That write is durable only when one of its changes asks to be
+/// (`durable`): otherwise it rides the next durable commit and costs no fsync. Answered
+/// once committed; past `store_max_pending` waiting changes it is refused (`Busy`) and
+/// the message is not archived (it was delivered or stored all the same).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Archive(pub Change);
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Archive {
+    pub change: Change,
+    pub durable: bool,
+}
 
 /// Commit what is pending, flush, and close the file. Later requests fail with `Closed`.
 #[derive(Message, Debug)]
@@ -268,7 +272,7 @@ pub struct Store {
     faults: Arc<StoreFaults>,
     pending: VecDeque<Pending>,
     /// Archive changes for the next batch (see [`Archive`]), at most `max_pending`.
-    archive: Vec<Change>,
+    archive: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>,
     in_flight: bool,
     max_pending: usize,
     /// Commits (batches) executed so far: how much group commit saved shows in benchmarks.
@@ -375,38 +379,45 @@ impl Store {
 }
 
 impl Store {
-    /// The batch's archive changes as one non-durable write, whose failure is logged.
-    fn archive_write(changes: Vec<Change>) -> Pending {
+    /// The batch's archive changes as one write (durable when one of them asks), its
+    /// answer passed to each.
+    fn archive_write(waiting: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>) -> Pending {
+        let durable = waiting.iter().any(|(a, _)| a.durable);
+        let (changes, replies): (Vec<Change>, Vec<_>) =
+            waiting.into_iter().map(|(a, tx)| (a.change, tx)).unzip();
         let (tx, rx) = oneshot::channel();
-        let n = changes.len();
         actix::spawn(async move {
-            if let Ok(Err(e)) = rx.await {
-                tracing::warn!(messages = n, error = %e, "archive write failed: messages not archived");
+            let result = match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            };
+            for reply in replies {
+                let _ = reply.send(result.clone());
             }
         });
         Pending {
-            op: StoreOp::Write {
-                changes,
-                durable: false,
-            },
+            op: StoreOp::Write { changes, durable },
             reply: tx,
         }
     }
 }
 
 impl Handler<Archive> for Store {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), StoreError>>;
 
-    fn handle(&mut self, msg: Archive, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Archive, ctx: &mut Context<Self>) -> Self::Result {
         if self.archive.len() >= self.max_pending {
             tracing::warn!(
                 limit = self.max_pending,
                 "archive writes waiting past store_max_pending: a message not archived"
             );
-            return;
+            return Box::pin(async { Err(StoreError::Busy) });
         }
-        self.archive.push(msg.0);
+        let (tx, rx) = oneshot::channel();
+        self.archive.push((msg, tx));
         self.kick(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Closed)) })
     }
 }
 

@@ -97,8 +97,7 @@ fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
         return;
     }
     let id = mam::clock::next_id();
-    mam::archiving::save(
-        &st.shared.store,
+    let change = mam::archiving::change(
         &st.user,
         &to.to_string(),
         true,
@@ -106,6 +105,7 @@ fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
         id,
         st.shared.cfg.archive_max_messages_per_user,
     );
+    mam::archiving::save(&st.shared.store, &st.user, change);
     st.shared.hub.do_send(MessageArchived {
         user: st.user.clone(),
         stanza: el.clone(),

@@ -237,8 +237,9 @@ async fn b57_b59_wire_only_unimportant_pushes_keep_the_extended_timeout() {
 
 #[actix_rt::test]
 async fn b61_wire_after_disable_no_publish_and_no_extension() {
-    // The messages are kept out of the archive (XEP-0334): its path would push the
-    // absent tablet at once (B40), which is not what this test is about.
+    // The first message reaches the phone while it is online: kept out of the archive
+    // (XEP-0334), so that the archive path (B40: the absent tablet pushed at once) stays
+    // out of this test of the hibernation path.
     let t = TestServer::start(|c| {
         c.push_notification_with_body = true;
         c.smacks_hibernation_time = Duration::from_secs(1);
@@ -329,8 +330,6 @@ async fn b66_b67_b69_wire_foreign_unknown_and_missing_answers_change_nothing() {
 
 #[actix_rt::test]
 async fn b68_wire_removal_while_hibernating_stops_publishes() {
-    // The messages are kept out of the archive (XEP-0334): its path would push the
-    // absent tablet at once (B40), which is not what this test is about.
     let t = TestServer::start(|c| {
         c.push_notification_with_body = true;
         c.push_batch_window = Duration::from_millis(100);
@@ -345,13 +344,13 @@ async fn b68_wire_removal_while_hibernating_stops_publishes() {
     sleeping_phone(&t, "n1").await;
     let mut romeo = t.login("romeo", "desk").await;
     romeo
-        .send("<message type='chat' to='juliet@localhost/phone'><body>one</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>")
+        .send("<message type='chat' to='juliet@localhost/phone'><body>one</body></message>")
         .await;
     let p = app.next().await;
     assert_eq!(node_of(&p).as_deref(), Some("n1"));
     app.answer_error(&p, "cancel", "item-not-found").await;
     romeo
-        .send("<message type='chat' to='juliet@localhost/phone'><body>two</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>")
+        .send("<message type='chat' to='juliet@localhost/phone'><body>two</body></message>")
         .await;
     // n1 is removed and the phone's session no longer publishes; it is back on the
     // normal timeout, at whose end both messages go offline: to n2 only.

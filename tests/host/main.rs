@@ -794,8 +794,9 @@ async fn b36_wire_groupchat_to_an_absent_resource_publishes_to_every_registratio
 
 #[actix_rt::test]
 async fn b44_wire_session_without_push_hibernates_without_publishing() {
-    // The messages are kept out of the archive (XEP-0334): its path would push the
-    // absent tablet at once (B40), which is not what this test is about.
+    // The first message reaches the phone while it is online: kept out of the archive
+    // (XEP-0334), so that the archive path (B40: the absent tablet pushed at once) stays
+    // out of this test of the hibernation path.
     let t = TestServer::start(|c| {
         c.push_notification_with_body = true;
         c.smacks_hibernation_time = Duration::from_secs(1);
@@ -817,7 +818,7 @@ async fn b44_wire_session_without_push_hibernates_without_publishing() {
     phone.drop_connection().await;
     let dropped = std::time::Instant::now();
     romeo
-        .send("<message type='chat' to='juliet@localhost'><body>queued</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>")
+        .send("<message type='chat' to='juliet@localhost'><body>queued</body></message>")
         .await;
     // Nothing is published while the phone's session hibernates; when it expires its
     // unacked messages go offline and only then reach the tablet's registration.
@@ -953,8 +954,6 @@ async fn b47_wire_messages_in_separate_windows_give_two_publishes() {
 /// the phone's own registration already had it (D13).
 #[actix_rt::test]
 async fn b58_d14_wire_cut_back_then_expiry_hands_the_message_to_offline() {
-    // The messages are kept out of the archive (XEP-0334): its path would push the
-    // absent tablet at once (B40), which is not what this test is about.
     let t = TestServer::start(|c| {
         c.push_notification_with_body = true;
         c.push_batch_window = Duration::from_millis(100);
@@ -973,7 +972,7 @@ async fn b58_d14_wire_cut_back_then_expiry_hands_the_message_to_offline() {
     // late arrival of the publish at the test cannot move.
     let pushed = std::time::Instant::now();
     romeo
-        .send("<message type='chat' to='juliet@localhost'><body>wake</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>")
+        .send("<message type='chat' to='juliet@localhost'><body>wake</body></message>")
         .await;
     let first = app.next().await;
     assert_eq!(node_of(&first).as_deref(), Some("n1"));

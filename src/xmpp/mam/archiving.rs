@@ -50,22 +50,20 @@ pub fn archivable(message: &Element) -> bool {
         || crate::push::rules::is_urgent(message)
 }
 
-/// Hands a message to the store's archive. The write is not durable on its own: it
-/// rides the next commit that is (group commit), so archiving costs no fsync, and the
-/// archive writes waiting for a batch share one place in the store's queue.
-pub fn save(
-    store: &Addr<Store>,
+/// The store change that archives `stanza` for `user` under `id`; `peer` is the other
+/// side (normalised as a JID when it parses).
+pub fn change(
     user: &str,
     peer: &str,
     outgoing: bool,
     stanza: &Element,
     id: u64,
     max: usize,
-) {
+) -> Change {
     let with = peer
         .parse::<Jid>()
         .map_or_else(|_| peer.to_string(), |j| j.to_string());
-    store.do_send(Archive(Change::Archive {
+    Change::Archive {
         user: user.to_string(),
         id,
         message: ArchivedMessage {
@@ -74,7 +72,25 @@ pub fn save(
             stanza: String::from(stanza),
         },
         max: u64::try_from(max).unwrap_or(u64::MAX),
-    }));
+    }
+}
+
+/// Hands an archive change to the store without waiting: it rides the next durable
+/// commit, at no fsync of its own; a refusal is logged (the message itself was
+/// delivered or stored).
+pub fn save(store: &Addr<Store>, user: &str, change: Change) {
+    let fut = store.send(Archive {
+        change,
+        durable: false,
+    });
+    let user = user.to_string();
+    actix::spawn(async move {
+        match fut.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%user, error = %e, "message not archived"),
+            Err(_) => tracing::warn!(%user, "message not archived: the store is gone"),
+        }
+    });
 }
 
 /// The message with the stanza-id `id` given by `by` (the archive's owner, a bare JID).

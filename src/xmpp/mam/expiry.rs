@@ -3,8 +3,7 @@
 //! Each round is one store write that reads only the expired rows (the archive's
 //! time-ordered index), never a rewrite of the archive. The round is durable: one fsync
 //! a period (hourly at the default) also makes the archive writes before it durable,
-//! which redb needs before it can reuse the pages they freed, so a server whose users
-//! only chat with each other (no other durable write) does not grow its file.
+//! which redb needs before it can reuse the pages they freed.
 
 use std::time::Duration;
 
