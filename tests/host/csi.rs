@@ -146,3 +146,47 @@ async fn what_waited_is_not_lost_when_the_connection_drops() {
         );
     }
 }
+
+/// With stream management, what waited when the connection drops is counted like what
+/// was written: it is in the hibernated session's queue, and the resumed stream gets it.
+#[actix_rt::test]
+async fn with_stream_management_what_waited_comes_after_resumption() {
+    let t = TestServer::start(|_| {}).await;
+    let mut phone = t.login("juliet", "phone").await;
+    let previd = super::enable_sm(&mut phone).await;
+    phone
+        .send_nonza(&format!("<inactive xmlns='{CSI}'/>"))
+        .await;
+    // Answered through the user actor (stream management): the state is in force.
+    phone
+        .iq("<iq type='get' id='order' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    phone.send_nonza("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    let mut laptop = t.login("juliet", "laptop").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo.send(&composing(1)).await;
+    // Behind the chat state at Juliet's user actor: once answered, it was held.
+    romeo
+        .send("<iq type='get' id='v' to='juliet@localhost/laptop'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let (iq, _) = laptop.until("iq").await;
+    laptop
+        .send(&format!(
+            "<iq type='result' id='{}' to='romeo@localhost/desk'/>",
+            iq.attr("id").unwrap_or_default()
+        ))
+        .await;
+    romeo.until("iq").await;
+    phone.drop_connection().await;
+    let mut phone = super::client::authenticate(&t, "juliet", "juliet-pw")
+        .await
+        .unwrap();
+    phone
+        .send_nonza(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>"
+        ))
+        .await;
+    phone.until("resumed").await;
+    let (m, _) = phone.until("message").await;
+    assert_eq!(m.attr("id"), Some("s1"));
+}
