@@ -702,3 +702,60 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archive::{ArchiveQuery, ArchivedMessage};
+
+    fn archive(id: u64) -> Archive {
+        Archive {
+            change: Change::Archive {
+                user: "juliet".into(),
+                id,
+                message: ArchivedMessage {
+                    with: "romeo@x".into(),
+                    outgoing: false,
+                    stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
+                },
+                max: 1000,
+            },
+            durable: false,
+        }
+    }
+
+    /// While a commit runs, at most `store_max_pending` archive writes wait for the next;
+    /// the others are refused (`Busy`), and exactly the accepted ones are archived.
+    #[actix_rt::test]
+    async fn archive_writes_past_the_bound_are_refused_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open_database(dir.path(), 1 << 20).unwrap();
+        admin::add_user(&file, "juliet", "pw", 4096).unwrap();
+        let store = Store::start(file, 2);
+        // All sent before the store runs: the first starts a commit, two wait for the
+        // next, the rest find the bound reached.
+        let sent: Vec<_> = (1..=20).map(|id| store.send(archive(id))).collect();
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for (id, answer) in (1..=20u64).zip(sent) {
+            match answer.await.unwrap() {
+                Ok(()) => accepted.push(id),
+                Err(StoreError::Busy) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused > 0, "nothing refused: the bound was never reached");
+        let page = store
+            .send(QueryArchive(ArchiveQuery {
+                user: "juliet".into(),
+                high: u64::MAX,
+                max: 100,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .unwrap();
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.id).collect();
+        assert_eq!(ids, accepted);
+    }
+}
