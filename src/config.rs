@@ -125,6 +125,16 @@ pub struct Config {
     /// Bytes of messages kept per user while they have no available session; past it the
     /// sender gets `resource-constraint`, as past `offline_max_messages`.
     pub offline_max_bytes: usize,
+    /// How long archived messages (XEP-0313) are kept (Prosody's `archive_expires_after`).
+    pub archive_expires_after: Duration,
+    /// Archived messages kept per user; past it the oldest go.
+    pub archive_max_messages_per_user: usize,
+    /// Messages in one page of an archive query (Prosody's `max_archive_query_results`):
+    /// a client asking for more gets this many and pages on.
+    pub max_archive_query_results: usize,
+    /// Stanzas held for an inactive client (XEP-0352) before they are all sent anyway
+    /// (Prosody's `csi_queue_size`).
+    pub csi_queue_size: usize,
     /// Roster items per user; past it new contacts (and strangers' subscription
     /// requests) are refused.
     pub roster_max_items: usize,
@@ -193,6 +203,10 @@ impl Default for Config {
             c2s_auth_timeout: Duration::from_secs(30),
             offline_max_messages: 1000,
             offline_max_bytes: 10 * 1024 * 1024,
+            archive_expires_after: Duration::from_secs(7 * 86_400),
+            archive_max_messages_per_user: 10_000,
+            max_archive_query_results: 50,
+            csi_queue_size: 256,
             roster_max_items: 1000,
             smacks_hibernation_time: Duration::from_secs(600),
             smacks_max_queue_size: 500,
@@ -246,6 +260,10 @@ pub const KEYS: &[&str] = &[
     "c2s_auth_timeout",
     "offline_max_messages",
     "offline_max_bytes",
+    "archive_expires_after",
+    "archive_max_messages_per_user",
+    "max_archive_query_results",
+    "csi_queue_size",
     "roster_max_items",
     "smacks_hibernation_time",
     "smacks_max_queue_size",
@@ -389,6 +407,16 @@ impl Config {
                 "c2s_auth_timeout" => cfg.c2s_auth_timeout = v.seconds(1.0, 3600.0)?,
                 "offline_max_messages" => cfg.offline_max_messages = v.int(1, 1_000_000)? as usize,
                 "offline_max_bytes" => cfg.offline_max_bytes = v.int(1024, 1 << 30)? as usize,
+                "archive_expires_after" => {
+                    cfg.archive_expires_after = v.seconds(1.0, 3650.0 * 86_400.0)?
+                }
+                "archive_max_messages_per_user" => {
+                    cfg.archive_max_messages_per_user = v.int(1, 10_000_000)? as usize
+                }
+                "max_archive_query_results" => {
+                    cfg.max_archive_query_results = v.int(1, 1000)? as usize
+                }
+                "csi_queue_size" => cfg.csi_queue_size = v.int(1, 100_000)? as usize,
                 "roster_max_items" => cfg.roster_max_items = v.int(1, 100_000)? as usize,
                 "smacks_hibernation_time" => {
                     cfg.smacks_hibernation_time = v.seconds(1.0, 604_800.0)?
@@ -673,6 +701,22 @@ impl fmt::Display for Config {
         writeln!(f, "c2s_auth_timeout = {}", secs(self.c2s_auth_timeout))?;
         writeln!(f, "offline_max_messages = {}", self.offline_max_messages)?;
         writeln!(f, "offline_max_bytes = {}", self.offline_max_bytes)?;
+        writeln!(
+            f,
+            "archive_expires_after = {}",
+            secs(self.archive_expires_after)
+        )?;
+        writeln!(
+            f,
+            "archive_max_messages_per_user = {}",
+            self.archive_max_messages_per_user
+        )?;
+        writeln!(
+            f,
+            "max_archive_query_results = {}",
+            self.max_archive_query_results
+        )?;
+        writeln!(f, "csi_queue_size = {}", self.csi_queue_size)?;
         writeln!(f, "roster_max_items = {}", self.roster_max_items)?;
         writeln!(
             f,

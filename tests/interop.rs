@@ -2,7 +2,8 @@
 //! in-process (127.0.0.1, ephemeral ports, the self-signed certificate of its data dir):
 //!
 //! - slixmpp (Python) with its XEP-0198 support, a hand-declared XEP-0357 `<enable/>`
-//!   (slixmpp ships no push plugin) and a slixmpp component as the app server:
+//!   (slixmpp ships no push plugin), its carbons (XEP-0280) and MAM (XEP-0313, paged
+//!   with RSM) plugins, and a slixmpp component as the app server:
 //!   `tests/interop/slixmpp_push.py`;
 //! - the Tigase encrypted push payload, enabled by a slixmpp client with a key made in
 //!   Python and opened at a slixmpp component by `cryptography`'s AESGCM (OpenSSL):

@@ -120,6 +120,9 @@ pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
         // Resumption ids are ASCII: every one sorts below U+10FFFF.
         txn.open_table(SM_QUEUE)?
             .retain_in((user, "", 0)..=(user, "\u{10FFFF}", u64::MAX), |_, _| false)?;
+        super::archive::ArchiveTables::open(&txn)
+            .and_then(|mut a| a.delete_user(user))
+            .map_err(|e| AdminError::Db(e.to_string()))?;
     }
     txn.commit()?;
     Ok(())

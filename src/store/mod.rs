@@ -8,6 +8,8 @@
 
 pub mod admin;
 mod admin_error;
+pub mod archive;
+mod archive_record;
 mod faults;
 mod guard;
 pub mod ledger;
@@ -192,6 +194,18 @@ pub struct LoadRoster {
     pub user: String,
 }
 
+/// A page of a user's message archive.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<archive::ArchivePage, StoreError>")]
+pub struct QueryArchive(pub archive::ArchiveQuery);
+
+/// A user's archive preferences (`None`: never set, everything is archived).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Option<archive::ArchivePrefs>, StoreError>")]
+pub struct LoadArchivePrefs {
+    pub user: String,
+}
+
 /// Every account's user name.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Vec<String>, StoreError>")]
@@ -224,6 +238,19 @@ pub struct Write {
     pub durable: bool,
 }
 
+/// Archive a message (a `Change::Archive`). The archive changes waiting when a batch
+/// starts go into it as one write, so a burst of messages takes one place in the queue,
+/// not one each. That write is durable only when one of its changes asks to be
+/// (`durable`): otherwise it rides the next durable commit and costs no fsync. Answered
+/// once committed; past `store_max_pending` waiting changes it is refused (`Busy`) and
+/// the message is not archived (it was delivered or stored all the same).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Archive {
+    pub change: Change,
+    pub durable: bool,
+}
+
 /// Commit what is pending, flush, and close the file. Later requests fail with `Closed`.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -247,6 +274,8 @@ pub struct Store {
     db: DbSlot,
     faults: Arc<StoreFaults>,
     pending: VecDeque<Pending>,
+    /// Archive changes for the next batch (see [`Archive`]), at most `max_pending`.
+    archive: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>,
     in_flight: bool,
     max_pending: usize,
     /// Commits (batches) executed so far: how much group commit saved shows in benchmarks.
@@ -281,6 +310,7 @@ impl Store {
             db: slot,
             faults,
             pending: VecDeque::new(),
+            archive: Vec::new(),
             in_flight: false,
             max_pending,
             batches: 0,
@@ -312,12 +342,17 @@ impl Store {
     /// Sends everything queued as one batch, unless a batch is already running; its
     /// completion calls `kick` again.
     fn kick(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.pending.is_empty() {
+        if self.in_flight || (self.pending.is_empty() && self.archive.is_empty()) {
             return;
         }
         self.in_flight = true;
         self.batches += 1;
-        let batch: Vec<Pending> = self.pending.drain(..).collect();
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.pending.len() + 1);
+        // First, so that a query in the same batch sees what was archived before it.
+        if !self.archive.is_empty() {
+            batch.push(Self::archive_write(std::mem::take(&mut self.archive)));
+        }
+        batch.extend(self.pending.drain(..));
         let ops: Vec<StoreOp> = batch.iter().map(|p| p.op.clone()).collect();
         let writes = ops.iter().any(StoreOp::is_write);
         tracing::trace!(size = batch.len(), "store batch");
@@ -343,6 +378,49 @@ impl Store {
             act.kick(ctx);
             act.metrics.store_pending(act.pending.len());
         }));
+    }
+}
+
+impl Store {
+    /// The batch's archive changes as one write (durable when one of them asks), its
+    /// answer passed to each.
+    fn archive_write(waiting: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>) -> Pending {
+        let durable = waiting.iter().any(|(a, _)| a.durable);
+        let (changes, replies): (Vec<Change>, Vec<_>) =
+            waiting.into_iter().map(|(a, tx)| (a.change, tx)).unzip();
+        let (tx, rx) = oneshot::channel();
+        actix::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            };
+            for reply in replies {
+                let _ = reply.send(result.clone());
+            }
+        });
+        Pending {
+            op: StoreOp::Write { changes, durable },
+            reply: tx,
+        }
+    }
+}
+
+impl Handler<Archive> for Store {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Archive, ctx: &mut Context<Self>) -> Self::Result {
+        if self.archive.len() >= self.max_pending {
+            tracing::warn!(
+                limit = self.max_pending,
+                "archive writes waiting past store_max_pending: a message not archived"
+            );
+            return Box::pin(async { Err(StoreError::Busy) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.archive.push((msg, tx));
+        self.kick(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Closed)) })
     }
 }
 
@@ -435,6 +513,38 @@ impl Handler<LoadRoster> for Store {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(StoreReply::Roster(r))) => Ok(r),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<QueryArchive> for Store {
+    type Result = ResponseFuture<Result<archive::ArchivePage, StoreError>>;
+
+    fn handle(&mut self, msg: QueryArchive, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::QueryArchive(msg.0), ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::ArchivePage(p))) => Ok(p),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+impl Handler<LoadArchivePrefs> for Store {
+    type Result = ResponseFuture<Result<Option<archive::ArchivePrefs>, StoreError>>;
+
+    fn handle(&mut self, msg: LoadArchivePrefs, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::LoadArchivePrefs { user: msg.user }, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::ArchivePrefs(p))) => Ok(p),
                 Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),
@@ -593,5 +703,62 @@ impl Store {
             load: addr.clone().recipient(),
             write: addr.clone().recipient(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archive::{ArchiveQuery, ArchivedMessage};
+
+    fn archive(id: u64) -> Archive {
+        Archive {
+            change: Change::Archive {
+                user: "juliet".into(),
+                id,
+                message: ArchivedMessage {
+                    with: "romeo@x".into(),
+                    outgoing: false,
+                    stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
+                },
+                max: 1000,
+            },
+            durable: false,
+        }
+    }
+
+    /// While a commit runs, at most `store_max_pending` archive writes wait for the next;
+    /// the others are refused (`Busy`), and exactly the accepted ones are archived.
+    #[actix_rt::test]
+    async fn archive_writes_past_the_bound_are_refused_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open_database(dir.path(), 1 << 20).unwrap();
+        admin::add_user(&file, "juliet", "pw", 4096).unwrap();
+        let store = Store::start(file, 2);
+        // All sent before the store runs: the first starts a commit, two wait for the
+        // next, the rest find the bound reached.
+        let sent: Vec<_> = (1..=20).map(|id| store.send(archive(id))).collect();
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for (id, answer) in (1..=20u64).zip(sent) {
+            match answer.await.unwrap() {
+                Ok(()) => accepted.push(id),
+                Err(StoreError::Busy) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused > 0, "nothing refused: the bound was never reached");
+        let page = store
+            .send(QueryArchive(ArchiveQuery {
+                user: "juliet".into(),
+                high: u64::MAX,
+                max: 100,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .unwrap();
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.id).collect();
+        assert_eq!(ids, accepted);
     }
 }

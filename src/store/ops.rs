@@ -1,6 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
+use super::archive_record::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 use super::ledger::{Removal, RemovalRecord};
 use super::record::{Account, RegistrationRecord, RosterItem};
 
@@ -46,8 +47,20 @@ pub enum Change {
         session: String,
         up_to: u64,
     },
+    /// Archive a message (XEP-0313) under `id` (its time in microseconds, unique); past
+    /// `max` messages the user's oldest go.
+    Archive {
+        user: String,
+        id: u64,
+        message: ArchivedMessage,
+        max: u64,
+    },
+    /// Remove every archived message older than `before` (microseconds since the epoch).
+    ExpireArchive { before: u64 },
+    /// Set which messages the user wants archived (XEP-0441).
+    PutArchivePrefs { user: String, prefs: ArchivePrefs },
     /// Remove everything stored for a user: account, registrations, offline messages,
-    /// roster, queued messages, removal log (D7).
+    /// roster, queued messages, removal log, archive (D7).
     DeleteUser { user: String },
     /// Note a removed registration in the user's removal log (`ledger`), at `at_us`
     /// (microseconds since the epoch); old entries past the log's bounds go.
@@ -95,6 +108,10 @@ pub enum StoreOp {
     LoadRemovals { user: String },
     /// How many accounts and registrations are stored.
     Counts,
+    /// A page of the user's message archive.
+    QueryArchive(ArchiveQuery),
+    /// The user's archive preferences (`None`: never set).
+    LoadArchivePrefs { user: String },
     /// Commit everything before it, flush, and close the file.
     Close,
     /// Apply changes. `durable = false` rides on the next durable commit (or the flush at
@@ -126,6 +143,8 @@ pub enum StoreReply {
     Roster(Vec<(String, RosterItem)>),
     Accounts(Vec<String>),
     Removals(Vec<Removal>),
+    ArchivePage(ArchivePage),
+    ArchivePrefs(Option<ArchivePrefs>),
     Counts {
         accounts: u64,
         registrations: u64,

@@ -10,7 +10,13 @@ use redb::{ReadableDatabase, TableDefinition};
 ///    `push_removals`: the registrations removed in the last 30 days. Migrating from 1
 ///    creates both tables; nothing else changes. A version 1 binary refuses the file, as
 ///    it would neither deliver the queued messages nor delete them with their account.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3. The message archive (`archive`, `archive_with`, `archive_expiry`, `archive_count`,
+///    `archive_prefs`, see `store::archive`), and registration records that may carry the
+///    Tigase push extensions (version 2 records are still read as they are). Migrating
+///    creates the five empty tables and rewrites nothing. A version 2 binary refuses the
+///    file, as it would neither delete the archive with its account nor read such a
+///    registration.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -40,6 +46,21 @@ pub const PUSH_REMOVALS: TableDefinition<(&str, u64), &[u8]> =
 /// acknowledges the message, when it moves to offline storage as its session ends, and
 /// at the next start for whatever a crash left behind.
 pub const SM_QUEUE: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("sm_queue");
+
+/// The message archive (XEP-0313), see `store::archive`:
+/// `(username, archive id)` → postcard [`ArchivedMessage`].
+pub const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
+/// `(username, peer's bare JID, archive id)` → nothing: the `with` index.
+pub const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("archive_with");
+/// `(archive id, username)` → nothing: every user's messages in time order, for expiry.
+pub const ARCHIVE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("archive_expiry");
+/// `username` → how many messages the user's archive holds.
+pub const ARCHIVE_COUNT: TableDefinition<&str, u64> = TableDefinition::new("archive_count");
+
+/// `username` → postcard `ArchivePrefs`: which messages the user wants archived
+/// (XEP-0441); no row: all of them.
+pub const ARCHIVE_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("archive_prefs");
 
 const VERSION_KEY: &str = "schema_version";
 
@@ -89,6 +110,11 @@ pub fn check_or_init(db: &redb::Database) -> Result<(), SchemaError> {
                 txn.open_table(ROSTER).map_err(redb::Error::from)?;
                 txn.open_table(PUSH_REMOVALS).map_err(redb::Error::from)?;
                 txn.open_table(SM_QUEUE).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_WITH).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_EXPIRY).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_COUNT).map_err(redb::Error::from)?;
+                txn.open_table(ARCHIVE_PREFS).map_err(redb::Error::from)?;
             }
             txn.commit().map_err(redb::Error::from)?;
             Ok(())
@@ -139,6 +165,41 @@ mod tests {
             .collect();
         assert!(names.iter().any(|n| n == "sm_queue"), "{names:?}");
         assert!(txn.open_table(SM_QUEUE).unwrap().is_empty().unwrap());
+        assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
+    }
+
+    /// A version 2 file (no archive) is migrated at open: the five archive tables are
+    /// created empty, the rest kept.
+    #[test]
+    fn a_version_2_file_gets_the_archive_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+            crate::store::admin::add_user(&db, "juliet", "pw", 4096).unwrap();
+            let txn = db.begin_write().unwrap();
+            for t in [
+                "archive",
+                "archive_with",
+                "archive_expiry",
+                "archive_count",
+                "archive_prefs",
+            ] {
+                assert!(
+                    txn.delete_table(redb::TableDefinition::<&str, u64>::new(t))
+                        .unwrap()
+                );
+            }
+            txn.commit().unwrap();
+            force_version(&db, 2).unwrap();
+        }
+        let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        assert_eq!(version(&db), Some(SCHEMA_VERSION));
+        let txn = db.begin_read().unwrap();
+        assert!(txn.open_table(ARCHIVE).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_WITH).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_EXPIRY).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_COUNT).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(ARCHIVE_PREFS).unwrap().is_empty().unwrap());
         assert_eq!(txn.open_table(ACCOUNTS).unwrap().len().unwrap(), 1);
     }
 }

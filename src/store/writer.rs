@@ -20,6 +20,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 
+use super::archive::{self, ARCHIVE, ARCHIVE_PREFS, ARCHIVE_WITH, ArchiveTables};
 use super::faults::StoreFaults;
 use super::guard;
 use super::ledger;
@@ -315,6 +316,14 @@ impl Writer {
                 &txn.open_table(ACCOUNTS)?,
                 &txn.open_table(PUSH_REGISTRATIONS)?,
             ),
+            StoreOp::QueryArchive(q) => Ok(StoreReply::ArchivePage(archive::query(
+                &txn.open_table(ARCHIVE)?,
+                &txn.open_table(ARCHIVE_WITH)?,
+                q,
+            )?)),
+            StoreOp::LoadArchivePrefs { user } => Ok(StoreReply::ArchivePrefs(
+                archive::load_prefs(&txn.open_table(ARCHIVE_PREFS)?, user)?,
+            )),
             StoreOp::Write { .. } | StoreOp::PushOffline { .. } | StoreOp::Close => {
                 Err(StoreError::Failed("write in a read-only batch".into()))
             }
@@ -391,6 +400,19 @@ impl Writer {
                 self.read(|| load_removals(&txn.open_table(PUSH_REMOVALS)?, user))
             }
             StoreOp::Counts => self.read(|| counts(&t.accounts, &t.registrations)),
+            StoreOp::LoadArchivePrefs { user } => self.read(|| {
+                Ok(StoreReply::ArchivePrefs(archive::load_prefs(
+                    &txn.open_table(ARCHIVE_PREFS)?,
+                    user,
+                )?))
+            }),
+            StoreOp::QueryArchive(q) => self.read(|| {
+                Ok(StoreReply::ArchivePage(archive::query(
+                    &txn.open_table(ARCHIVE)?,
+                    &txn.open_table(ARCHIVE_WITH)?,
+                    q,
+                )?))
+            }),
             StoreOp::PushOffline {
                 user,
                 stanza,
@@ -522,6 +544,38 @@ impl<'txn> Tables<'txn> {
                 up_to,
             } => self.delete_queued(user, session, *up_to)?,
             Change::DeleteUser { user } => self.delete_user(txn, usage, user)?,
+            Change::Archive {
+                user,
+                id,
+                message,
+                max,
+            } => {
+                // A message for a name with no account is bounced by offline storage or
+                // never delivered; it must not leave an archive behind (names are free
+                // for a sender to invent).
+                if self.accounts.get(user.as_str())?.is_some() {
+                    let mut tables = ArchiveTables::open(txn)?;
+                    let peer = archive::bare(&message.with);
+                    let wanted = match tables.prefs(user)? {
+                        None => true,
+                        Some(p) => {
+                            p.archives(peer, self.roster.get((user.as_str(), peer))?.is_some())
+                        }
+                    };
+                    if wanted {
+                        tables.insert(user, *id, message, *max)?;
+                    }
+                }
+            }
+            Change::PutArchivePrefs { user, prefs } => {
+                ArchiveTables::open(txn)?.put_prefs(user, prefs)?
+            }
+            Change::ExpireArchive { before } => {
+                let n = ArchiveTables::open(txn)?.expire(*before)?;
+                if n > 0 {
+                    tracing::debug!(messages = n, "archive expiry");
+                }
+            }
             Change::LogRemoval {
                 user,
                 at_us,
@@ -576,6 +630,7 @@ impl<'txn> Tables<'txn> {
             self.registrations.remove((user, id.as_str()))?;
         }
         ledger::delete_removals(&mut txn.open_table(PUSH_REMOVALS)?, user)?;
+        ArchiveTables::open(txn)?.delete_user(user)?;
         Ok(())
     }
 }
@@ -696,6 +751,54 @@ fn list_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::archive::{ArchiveQuery, ArchivedMessage};
+
+    fn archive(user: &str, id: u64) -> StoreOp {
+        StoreOp::Write {
+            changes: vec![Change::Archive {
+                user: user.into(),
+                id,
+                message: ArchivedMessage {
+                    with: "romeo@x".into(),
+                    outgoing: false,
+                    stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
+                },
+                max: 100,
+            }],
+            durable: false,
+        }
+    }
+
+    fn page(user: &str) -> StoreOp {
+        StoreOp::QueryArchive(ArchiveQuery {
+            user: user.into(),
+            high: u64::MAX,
+            max: 10,
+            ..Default::default()
+        })
+    }
+
+    /// Only an account has an archive: messages to invented names leave nothing.
+    #[test]
+    fn a_name_without_an_account_gets_no_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::store::open_database(dir.path(), 1 << 20).unwrap();
+        crate::store::admin::add_user(&file, "juliet", "pw", 4096).unwrap();
+        let mut w = Writer {
+            db: Arc::new(Mutex::new(Some(file.into_database()))),
+            faults: Arc::default(),
+            reopen: None,
+            health: Health::default(),
+        };
+        let results = w.execute(vec![archive("juliet", 1), archive("nobody", 2)]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let rows = |r: &Result<StoreReply, StoreError>| match r {
+            Ok(StoreReply::ArchivePage(p)) => p.rows.len(),
+            other => panic!("{other:?}"),
+        };
+        let pages = w.execute(vec![page("juliet"), page("nobody")]);
+        assert_eq!((rows(&pages[0]), rows(&pages[1])), (1, 0));
+    }
 
     #[test]
     fn reopen_backoff_starts_at_once_doubles_and_is_capped() {

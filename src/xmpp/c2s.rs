@@ -21,6 +21,7 @@ use super::sasl::{self, SaslOutcome};
 use super::sm::SM_NS;
 use super::socket::{self, Start};
 use super::stanza::{self, CLIENT_NS};
+use super::user::CSI_NS;
 use super::xml::{self, Header, OurHeader, Read, XmlStream};
 use crate::config::Config;
 
@@ -43,6 +44,7 @@ fn features(cfg: &Config, tls: bool, authenticated: bool) -> Element {
                     .append(Element::builder("optional", SESSION_NS)),
             )
             .append(Element::builder("sm", SM_NS))
+            .append(Element::builder("csi", CSI_NS))
             .build();
     }
     if !tls {

@@ -8,8 +8,8 @@ use xmpp_parsers::ns;
 use super::bound::Bound;
 use super::connection::{Xml, close_with};
 use super::stanza::{self, CLIENT_NS};
-use super::user::{PushIq, SetAvailable};
-use super::{disco, offline, ping, presence, roster, roster_iq};
+use super::user::{CARBONS_NS, PushIq, Sent, SentArchived, SetAvailable, SetCarbons};
+use super::{disco, mam, offline, ping, presence, roster, roster_iq};
 
 const SESSION_NS: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
@@ -48,7 +48,15 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
                 return st.reply(xml, r).await;
             }
         }
-        "iq" if to_self || to_server => {
+        "iq" if to_self && !to_server => {
+            if let Some(go) = mam::handler::answer(&el, xml, st).await {
+                return go;
+            }
+            if let Some(r) = server_iq(&el, to_server, st).await {
+                return st.reply(xml, r).await;
+            }
+        }
+        "iq" if to_server => {
             if let Some(r) = server_iq(&el, to_server, st).await {
                 return st.reply(xml, r).await;
             }
@@ -64,9 +72,40 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
                 presence::subscribe_out(el, to.to_bare(), st).await;
             }
         }
+        "message" => {
+            archive_sent(&el, to.as_ref(), st);
+            st.owner.do_send(Sent {
+                id: st.id,
+                stanza: el.clone(),
+            });
+            st.route(el);
+        }
         _ => st.route(el),
     }
     true
+}
+
+/// A message the user sends goes into their own archive (outgoing), as it leaves. The
+/// push module hears of it too: its own outgoing messages never wake the user's phones
+/// (D15), but a call answered here stops the others ringing (D17).
+fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
+    let Some(to) = to else {
+        return;
+    };
+    if !mam::archiving::archivable(el) {
+        return;
+    }
+    let id = mam::clock::next_id();
+    let change = mam::archiving::change(
+        &st.user,
+        &to.to_string(),
+        true,
+        el,
+        id,
+        st.shared.cfg.archive_max_messages_per_user,
+    );
+    mam::archiving::save(&st.shared.store, &st.user, change);
+    st.owner.do_send(SentArchived { stanza: el.clone() });
 }
 
 /// The client's own presence: in force at its user actor, then broadcast. After the
@@ -102,6 +141,23 @@ async fn own_presence(el: Element, xml: &mut Xml, st: &Bound) -> bool {
     true
 }
 
+/// XEP-0280 `<enable/>` and `<disable/>`, answered once in force at the user actor.
+async fn carbons(iq: &Element, p: &Element, st: &Bound) -> Element {
+    let enabled = match (iq.attr("type"), p.name()) {
+        (Some("set"), "enable") => true,
+        (Some("set"), "disable") => false,
+        _ => {
+            return stanza::error_reply(iq, "modify", "bad-request")
+                .unwrap_or_else(|| stanza::iq_result(iq, None));
+        }
+    };
+    match st.owner.send(SetCarbons { id: st.id, enabled }).await {
+        Ok(()) => stanza::iq_result(iq, None),
+        Err(_) => stanza::error_reply(iq, "wait", "internal-server-error")
+            .unwrap_or_else(|| stanza::iq_result(iq, None)),
+    }
+}
+
 /// IQs to the server or to the user's own account.
 async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element> {
     let t = iq.attr("type");
@@ -127,7 +183,10 @@ async fn server_iq(iq: &Element, to_server: bool, st: &Bound) -> Option<Element>
     if let Some(answer) = disco::answer(iq, to_server, &st.shared.cfg) {
         return Some(answer);
     }
-    // Everything else (carbons until they exist, private XML storage and bookmarks,
+    if let Some(p) = payload.filter(|p| p.has_ns(CARBONS_NS)) {
+        return Some(carbons(iq, p, st).await);
+    }
+    // Everything else (private XML storage and bookmarks,
     // vCards, version, blocking): RFC 6120 §8.4, not implemented.
     stanza::error_reply(iq, "cancel", "service-unavailable")
 }

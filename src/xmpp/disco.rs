@@ -3,9 +3,11 @@
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
+use super::mam::{MAM_EXTENDED, MAM_NS};
 use super::ping::PING_NS;
 use super::sm::SM_NS;
 use super::stanza;
+use super::user::CARBONS_NS;
 use crate::config::Config;
 
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -43,7 +45,8 @@ fn items(server: bool, cfg: &Config) -> Element {
     q
 }
 
-/// B01/B02: the push feature is the account's, not the server's.
+/// B01/B02: the push feature is the account's, not the server's; so is the archive
+/// (XEP-0313 §7).
 fn info(server: bool) -> Element {
     let identity = |category: &str, kind: &str| {
         let mut e = Element::builder("identity", DISCO_INFO).build();
@@ -63,6 +66,7 @@ fn info(server: bool) -> Element {
         q.append_child(feature(DISCO_ITEMS));
         q.append_child(feature(PING_NS));
         q.append_child(feature(SM_NS));
+        q.append_child(feature(CARBONS_NS));
     } else {
         q.append_child(identity("account", "registered"));
         q.append_child(feature(DISCO_INFO));
@@ -72,6 +76,8 @@ fn info(server: bool) -> Element {
         for var in crate::push::tigase::FEATURES {
             q.append_child(feature(var));
         }
+        q.append_child(feature(MAM_NS));
+        q.append_child(feature(MAM_EXTENDED));
     }
     q
 }

@@ -16,6 +16,7 @@ pub mod component;
 pub mod connection;
 mod disco;
 pub mod io;
+pub mod mam;
 mod offline;
 mod ping;
 pub mod preflight;

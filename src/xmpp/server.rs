@@ -68,6 +68,7 @@ impl Server {
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
         requeue_hibernated(&db, &cfg);
         let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
+        super::mam::expiry::start(store.clone(), cfg.archive_expires_after);
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;

@@ -19,7 +19,7 @@ use super::ping;
 use super::route::ToSocket;
 use super::sm::SM_NS;
 use super::stanza;
-use super::user::{ClientAck, EnableSm, Gauges, SocketEnded, User};
+use super::user::{CSI_NS, ClientAck, EnableSm, Gauges, SetClientState, SocketEnded, User};
 use crate::push::SessionId;
 
 /// What a socket task starts with: its stream, and its place in the user actor.
@@ -121,6 +121,14 @@ async fn connected(
                         if !sm_nonza(el, xml, received, st).await {
                             return Ended::Closed;
                         }
+                        continue;
+                    }
+                    // XEP-0352: a nonza, not counted; the user actor keeps the state.
+                    if el.has_ns(CSI_NS) {
+                        st.owner.do_send(SetClientState {
+                            id: st.id,
+                            active: el.name() == "active",
+                        });
                         continue;
                     }
                     if st.sm {

@@ -436,3 +436,41 @@ async fn past_push_max_active_users_other_users_are_refused_not_queued() {
         .await;
     assert_eq!(r.attr("type"), Some("result"));
 }
+
+/// D7: deleting an account on a running server deletes its message archive; the peer's
+/// archive keeps its own side.
+#[actix_rt::test]
+async fn deleting_an_account_deletes_its_archive() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send("<presence/>").await;
+    juliet
+        .iq("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>kept by romeo</body></message>")
+        .await;
+    juliet.until("message").await;
+    let mam = "<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>";
+    juliet.send(mam).await;
+    let (_, before) = juliet.until("iq").await;
+    assert_eq!(before.len(), 1, "archived before the deletion");
+    juliet.close().await;
+    let run = cli(&t, &["user", "del", "juliet"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let run = cli(&t, &["user", "add", "juliet", "--password", "juliet-pw"]).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet.send(mam).await;
+    let (fin, before) = juliet.until("iq").await;
+    assert_eq!(fin.attr("type"), Some("result"));
+    assert!(
+        before.is_empty(),
+        "{:?}",
+        before.iter().map(String::from).collect::<Vec<_>>()
+    );
+    romeo.send(mam).await;
+    let (_, before) = romeo.until("iq").await;
+    assert_eq!(before.len(), 1, "romeo's side stays");
+}

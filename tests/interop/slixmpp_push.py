@@ -10,7 +10,11 @@ Scenario (XEP-0198 + XEP-0357, Prosody's mod_cloud_notify behaviour):
 3. romeo (SCRAM-SHA-1) sends juliet a chat message;
 4. the app server receives exactly one publish in Prosody's shape and answers it;
 5. juliet reconnects, resumes the stream (slixmpp's xep_0198) and receives the message;
-6. with --tls-port, romeo logs in once more over direct TLS (XEP-0368).
+6. juliet enables carbons (slixmpp's xep_0280); romeo writes to juliet's desk session
+   and the phone receives the carbon copy;
+7. juliet pages through her archive with slixmpp's xep_0313 (RSM, one message a page)
+   and finds both of romeo's messages, in order;
+8. with --tls-port, romeo logs in once more over direct TLS (XEP-0368).
 
 Each stage is reported as `STEP <name>: PASS|FAIL|SKIP <detail>` for tests/interop.rs;
 the first one that fails is FAIL, the ones after it SKIP.
@@ -31,7 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-from slixmpp import ClientXMPP, ComponentXMPP, Iq
+from slixmpp import JID, ClientXMPP, ComponentXMPP, Iq
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
@@ -70,8 +74,11 @@ STEPS = [
     "push: one publish in Prosody's shape while hibernated",
     "XEP-0198 resumption after a dropped socket, message delivered",
     "exactly one publish, no duplicate message",
+    "XEP-0280 carbons: the phone receives a copy of a message to the desk",
+    "XEP-0313 MAM query with RSM paging finds both messages",
     "login: direct TLS (XEP-0368)",
 ]
+DIRECT_TLS = STEPS[-1]
 passed_steps = {}
 
 
@@ -157,7 +164,7 @@ def configure_tls(xmpp, ca_cert):
 
 def make_client(jid, password, mech, ca_cert):
     c = ClientXMPP(jid, password, sasl_mech=mech)
-    for p in ("xep_0004", "xep_0030", "xep_0198", "xep_0199"):
+    for p in ("xep_0004", "xep_0030", "xep_0059", "xep_0198", "xep_0199", "xep_0280", "xep_0313"):
         c.register_plugin(p)
     # The server asks for an ack after every stanza; keep our own requests rare.
     c.plugin["xep_0198"].window = 100
@@ -259,7 +266,7 @@ async def scenario(args, say):
     jr = Recorder()
     jr.hook(juliet, "session_start", "sm_enabled", "sm_failed", "session_resumed",
             "failed_auth", "failed_all_auth", "disconnected", "stream_error",
-            "ssl_invalid_chain", "connection_failed", "session_end")
+            "ssl_invalid_chain", "connection_failed", "session_end", "carbon_received")
     bodies = []
 
     def on_message(msg):
@@ -377,8 +384,40 @@ async def scenario(args, say):
     say("exactly one publish; no duplicate message")
     passed(STEPS[6])
 
+    # -- carbons: a copy of a message to juliet's other session -------------------------
+    try:
+        await juliet.plugin["xep_0280"].enable(timeout=STEP_TIMEOUT)
+    except (IqError, IqTimeout) as e:
+        raise Fail(f"carbons <enable/> refused or unanswered: {e}")
+    desk = make_client(f"juliet@{DOMAIN}/desk", "juliet-pw", "SCRAM-SHA-256", args.ca_cert)
+    dkr = Recorder()
+    dkr.hook(desk, "session_start", "failed_auth", "failed_all_auth", "stream_error",
+             "ssl_invalid_chain", "disconnected")
+    desk.connect(host, args.c2s_port)
+    await dkr.wait("juliet's desk session", lambda: dkr.count("session_start"), fail_on=auth_failures)
+    text2 = f"to the desk {uuid.uuid4().hex[:8]}"
+    romeo.send_message(mto=f"juliet@{DOMAIN}/desk", mbody=text2, mtype="chat")
+    await jr.wait("a carbon of the message to the desk", lambda: jr.count("carbon_received"),
+                  fail_on=("stream_error",))
+    copy = jr.seen["carbon_received"][-1]["carbon_received"]
+    if copy["body"] != text2 or not str(copy["from"]).startswith(f"romeo@{DOMAIN}"):
+        raise Fail(f"the carbon holds {copy['body']!r} from {copy['from']!s}, expected {text2!r}")
+    say(f"the phone got a carbon of {text2!r}")
+    passed(STEPS[7])
+
+    # -- MAM: both of romeo's messages, one per RSM page --------------------------------
+    archived = []
+    async for m in juliet.plugin["xep_0313"].iterate(with_jid=JID(f"romeo@{DOMAIN}"), rsm={"max": 1}):
+        archived.append(m["mam_result"]["forwarded"]["stanza"]["body"])
+        if len(archived) > 10:
+            break
+    if archived != [text, text2]:
+        raise Fail(f"the archive with romeo holds {archived}, expected {[text, text2]}")
+    say(f"MAM, one message a page: {archived}")
+    passed(STEPS[8])
+
     # Clean ends for everyone.
-    for x, rec in ((juliet, jr), (romeo, rr), (app, app_rec)):
+    for x, rec in ((juliet, jr), (desk, dkr), (romeo, rr), (app, app_rec)):
         n = rec.count("disconnected")
         x.disconnect(wait=2.0)
         await rec.wait("clean disconnect", lambda: rec.count("disconnected") > n, timeout=5)
@@ -397,7 +436,7 @@ async def scenario(args, say):
                   fail_on=auth_failures + ("connection_failed",))
     if "starttls" in direct.features:
         raise Fail("STARTTLS negotiated inside direct TLS")
-    passed(STEPS[7], f"{direct.boundjid}")
+    passed(DIRECT_TLS, f"{direct.boundjid}")
     n = dr.count("disconnected")
     direct.disconnect(wait=2.0)
     await dr.wait("clean disconnect", lambda: dr.count("disconnected") > n, timeout=5)
@@ -442,7 +481,7 @@ def main():
     if failure:
         first = True
         for name in STEPS:
-            if name in passed_steps or (name == STEPS[7] and args.tls_port is None):
+            if name in passed_steps or (name == DIRECT_TLS and args.tls_port is None):
                 continue
             status = "FAIL " + " ".join(failure.split())[:2000] if first else "SKIP (an earlier step failed)"
             print(f"STEP {name}: {status}", flush=True)
@@ -454,9 +493,10 @@ def main():
         print(f"FAIL: {failure}", flush=True)
         sys.stderr.write(f"FAIL: {failure}\n")
         sys.exit(1)
-    print("MISSING slixmpp: nothing (with xep_0030, xep_0198 and xep_0199 it asks for no more than "
-          "bind and stream management)", flush=True)
-    say("PASS: slixmpp interop (STARTTLS, direct TLS, SCRAM, XEP-0198 resume, XEP-0357 publish)")
+    print("MISSING slixmpp: nothing (with xep_0030, xep_0198, xep_0199, xep_0280 and xep_0313 it "
+          "asks for no more than bind, stream management, carbons and MAM)", flush=True)
+    say("PASS: slixmpp interop (STARTTLS, direct TLS, SCRAM, XEP-0198 resume, XEP-0357 publish, "
+        "carbons, MAM)")
     sys.exit(0)
 
 

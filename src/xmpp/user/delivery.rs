@@ -33,7 +33,11 @@ impl Handler<Deliver> for User {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.count_router_message(ctx);
-        self.deliver(msg.stanza, &msg.to, ctx);
+        // XEP-0313: archived (and stamped with its stanza-id) before any copy is sent.
+        let stanza = self.archive_incoming(msg.stanza, ctx);
+        // XEP-0280: copies for the other sessions of a message to one of them.
+        self.carbons_for_received(&stanza, msg.to.resource().map(|r| r.as_str()), ctx);
+        self.deliver(stanza, &msg.to, ctx);
         self.report_if_idle(ctx);
     }
 }

@@ -7,6 +7,9 @@
 //! live state costs nothing. Stopping is agreed with the router (see [`idle`]), so no
 //! stanza is ever sent to a user actor that is about to stop.
 
+mod archive;
+mod carbons;
+mod csi;
 mod delivery;
 mod end;
 mod gauges;
@@ -22,6 +25,9 @@ mod state;
 mod stream;
 mod to_router;
 
+pub use archive::SentArchived;
+pub use carbons::{CARBONS_NS, Sent, SetCarbons};
+pub use csi::{CSI_NS, SetClientState};
 pub use delivery::Deliver;
 pub use gauges::Gauges;
 pub use push::{DeleteAccount, PushAnswer, PushIq};

@@ -32,6 +32,26 @@ pub(super) struct Entry {
     /// push module was told it is overdue.
     pub ack_timer: Option<SpawnHandle>,
     pub ack_overdue_sent: bool,
+    /// What the session asked of the server beyond the stream: carbons, client state.
+    pub flags: SessionFlags,
+}
+
+/// A session's requests that change what it is sent.
+#[derive(Default)]
+pub(super) struct SessionFlags {
+    /// XEP-0280: copies of the user's other sessions' messages.
+    pub carbons: bool,
+    /// XEP-0352: whether the client is inactive, and the stanzas waiting meanwhile.
+    pub csi: ClientState,
+}
+
+/// A session's client state (XEP-0352) and what waits for it (`csi.rs`).
+#[derive(Default)]
+pub(super) struct ClientState {
+    pub inactive: bool,
+    pub held: VecDeque<Element>,
+    /// Set while the held stanzas are written, so that they are not held again.
+    pub flushing: bool,
 }
 
 /// Where a session's stanzas go.

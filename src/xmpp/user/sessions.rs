@@ -86,6 +86,7 @@ impl Handler<Bind> for User {
             spill: Vec::new(),
             ack_timer: None,
             ack_overdue_sent: false,
+            flags: Default::default(),
         });
         Ok(bound)
     }

@@ -125,6 +125,10 @@ impl User {
         stanza: Element,
         ctx: &mut Context<Self>,
     ) -> Result<(), Element> {
+        // XEP-0352: an inactive client's unimportant stanzas wait (csi.rs).
+        let Some(stanza) = self.csi_hold(id, stanza, ctx) else {
+            return Ok(());
+        };
         let max_unacked = self.shared.cfg.smacks_max_unacked_stanzas;
         let ack_delay = self.shared.cfg.smacks_max_ack_delay;
         let Some(i) = self.index_of(id) else {
@@ -207,6 +211,8 @@ impl Handler<SocketEnded> for User {
     type Result = ();
 
     fn handle(&mut self, msg: SocketEnded, ctx: &mut Context<Self>) {
+        // XEP-0352: what waited is counted (or settled) like what was written.
+        self.csi_flush(msg.id, ctx);
         let Some(i) = self.index_of(msg.id) else {
             return;
         };
