@@ -10,12 +10,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admission::Admission;
+use super::route::UseS2s;
 use super::router::{EndAllSessions, Router};
 use super::{c2s, component, connection, tls};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
 use crate::push::{self, PushHub, Shutdown};
+use crate::s2s;
 use crate::store::{self, Close, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,11 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("cannot create the admin socket {path}: {source}")]
     Admin {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read or create the dialback secret {path}: {source}")]
+    Secret {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
@@ -41,6 +48,8 @@ pub struct Server {
     pub c2s_addr: SocketAddr,
     pub direct_tls_addr: Option<SocketAddr>,
     pub component_addr: SocketAddr,
+    /// The server-to-server listener, when `s2s_listen` is set.
+    pub s2s_addr: Option<SocketAddr>,
     /// The OpenMetrics endpoint, when `metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     /// What the server counts (for `status` and the metrics endpoint).
@@ -73,7 +82,7 @@ impl Server {
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
-        let listeners = Listeners::bind(&cfg).await?;
+        let mut listeners = Listeners::bind(&cfg).await?;
         let (router, hub) = start_router_and_hub(&cfg, &store, &metrics);
         let mut decoy_secret = [0u8; 32];
         let _ = getrandom::fill(&mut decoy_secret);
@@ -96,6 +105,7 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
+        let s2s_shared = start_s2s(&cfg, tls.clone(), &router, &hub, &stopped)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -103,6 +113,9 @@ impl Server {
             hub: hub.clone(),
         });
         let addresses = listeners.addresses(&cfg)?;
+        if let Some(l) = listeners.s2s.take() {
+            s2s::inbound::listen(l, s2s_shared, stopped.clone());
+        }
         listeners.serve(
             &cfg,
             c2s_shared,
@@ -118,6 +131,7 @@ impl Server {
             c2s_addr: addresses.c2s,
             direct_tls_addr: addresses.direct_tls,
             component_addr: addresses.component,
+            s2s_addr: addresses.s2s,
             metrics_addr: addresses.metrics,
             metrics,
             hub,
@@ -230,6 +244,35 @@ fn start_router_and_hub(
     (router, hub)
 }
 
+/// The server-to-server links, handed to the router; what the inbound listener needs.
+fn start_s2s(
+    cfg: &Arc<Config>,
+    tls: Arc<rustls::ServerConfig>,
+    router: &Addr<Router>,
+    hub: &Addr<PushHub>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Rc<s2s::Shared>, StartError> {
+    let secret =
+        s2s::dialback::load_or_create(&cfg.data_dir).map_err(|source| StartError::Secret {
+            path: s2s::dialback::secret_path(&cfg.data_dir),
+            source,
+        })?;
+    let tls_client = s2s::client_tls::config()
+        .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))?;
+    let shared = Rc::new(s2s::Shared {
+        cfg: cfg.clone(),
+        tls_server: tls,
+        tls_client,
+        secret,
+        router: router.clone().recipient(),
+        answers: hub.clone().recipient(),
+        stopping: stopped.clone(),
+    });
+    let links = s2s::links::Links::new(shared.clone()).start();
+    router.do_send(UseS2s(links.recipient()));
+    Ok(shared)
+}
+
 /// Every listening socket, bound before anything is served so that a taken port fails
 /// the start.
 struct Listeners {
@@ -237,6 +280,7 @@ struct Listeners {
     component: TcpListener,
     direct_tls: Option<TcpListener>,
     metrics: Option<TcpListener>,
+    s2s: Option<TcpListener>,
 }
 
 /// Where the listeners ended up (a configured port 0 picks one).
@@ -245,6 +289,7 @@ struct Addresses {
     component: SocketAddr,
     direct_tls: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
+    s2s: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -261,11 +306,16 @@ impl Listeners {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let s2s = match cfg.s2s_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         Ok(Listeners {
             c2s,
             component,
             direct_tls,
             metrics,
+            s2s,
         })
     }
 
@@ -279,6 +329,7 @@ impl Listeners {
             component: local(&self.component, cfg.component_listen)?,
             direct_tls: self.direct_tls.as_ref().and_then(|l| l.local_addr().ok()),
             metrics: self.metrics.as_ref().and_then(|l| l.local_addr().ok()),
+            s2s: self.s2s.as_ref().and_then(|l| l.local_addr().ok()),
         })
     }
 
@@ -320,6 +371,9 @@ impl Addresses {
         tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
         if let Some(direct_tls_addr) = self.direct_tls {
             tracing::info!(%direct_tls_addr, "serving direct TLS (XEP-0368)");
+        }
+        if let Some(s2s_addr) = self.s2s {
+            tracing::info!(%s2s_addr, "serving server-to-server");
         }
         if let Some(metrics_addr) = self.metrics {
             tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");

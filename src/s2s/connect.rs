@@ -1,0 +1,157 @@
+//! Opening a stream to a remote server: resolve, connect, exchange headers, STARTTLS
+//! when offered (or required by `s2s_require_encryption`), and the features of the
+//! stream that authentication then runs on. Used by outbound links and by dialback's
+//! verification requests.
+
+use tokio::net::TcpStream;
+use xmpp_parsers::minidom::Element;
+
+use super::Shared;
+use super::negotiate::{self, Step, TLS_NS};
+use super::resolve;
+use crate::xmpp::io::{self, SizeGuard, Transport};
+use crate::xmpp::xml::{OurHeader, Read, SERVER_NS, STREAM_NS, XmlStream};
+
+/// Why a link to a domain could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the domain has no address (DNS or s2s_hosts)")]
+    NoAddress,
+    #[error("connection failed: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("the peer offers no TLS and s2s_require_encryption is set")]
+    NoTls,
+    #[error("the stream failed: {0}")]
+    Stream(String),
+    #[error("the peer refused our dialback key")]
+    Refused,
+    #[error("no link within s2s_timeout")]
+    Timeout,
+}
+
+impl LinkError {
+    /// The stanza error condition a stanza waiting for this link bounces with
+    /// (RFC 6120 §8.3.3.15 and .16).
+    pub fn condition(&self) -> &'static str {
+        match self {
+            LinkError::Timeout => "remote-server-timeout",
+            _ => "remote-server-not-found",
+        }
+    }
+}
+
+/// A secured stream to a remote server, not yet authenticated.
+pub struct Opened {
+    pub xml: XmlStream,
+    pub guard: SizeGuard,
+    /// The id of the peer's stream header, which dialback keys are made for.
+    pub stream_id: String,
+}
+
+fn stream_failed(what: &str, read: &Read) -> LinkError {
+    LinkError::Stream(match read {
+        Read::Element(el) if el.is("error", STREAM_NS) => format!(
+            "{what}: stream error {}",
+            el.children().next().map_or("", |c| c.name())
+        ),
+        Read::Element(el) => format!("{what}: unexpected <{}/>", el.name()),
+        other => format!("{what}: {other:?}"),
+    })
+}
+
+/// Sends our header, reads the peer's and its features.
+async fn start(
+    xml: &mut XmlStream,
+    guard: &SizeGuard,
+    ours: &str,
+    domain: &str,
+) -> Result<(String, Element), LinkError> {
+    let header = OurHeader {
+        from: Some(ours),
+        to: Some(domain),
+        id: None,
+    };
+    xml.feed_header(header)
+        .map_err(|e| LinkError::Stream(e.to_string()))?;
+    xml.flush().await.map_err(LinkError::Connect)?;
+    let header = xml
+        .read_header()
+        .await
+        .map_err(|r| stream_failed("header", &r))?;
+    let id = header
+        .id
+        .ok_or_else(|| LinkError::Stream("the peer's header has no id".into()))?;
+    match xml.next().await {
+        Read::Element(f) if f.is("features", STREAM_NS) => {
+            guard.reset();
+            Ok((id, f))
+        }
+        other => Err(stream_failed("features", &other)),
+    }
+}
+
+async fn tcp(domain: &str, shared: &Shared) -> Result<TcpStream, LinkError> {
+    let addresses = resolve::addresses(domain, &shared.cfg.s2s_hosts).await;
+    let mut last = None;
+    for a in addresses {
+        match TcpStream::connect(a).await {
+            Ok(t) => {
+                let _ = t.set_nodelay(true);
+                return Ok(t);
+            }
+            Err(e) => {
+                tracing::debug!(%domain, address = %a, error = %e, "server connection failed");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.map_or(LinkError::NoAddress, LinkError::Connect))
+}
+
+/// A stream to `domain`, encrypted unless the peer offers no TLS and encryption is not
+/// required.
+pub async fn open(domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
+    let ours = shared.cfg.domain.as_str();
+    let limit = shared.cfg.s2s_stanza_size_limit;
+    let (io, guard) = io::wrap(Transport::Plain(tcp(domain, shared).await?), limit);
+    let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
+    let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;
+    let offered = negotiate::offered(&features);
+    match negotiate::next_step(offered, false, shared.cfg.s2s_require_encryption) {
+        Step::Authenticate => {
+            return Ok(Opened {
+                xml,
+                guard,
+                stream_id,
+            });
+        }
+        Step::NoTls => return Err(LinkError::NoTls),
+        Step::StartTls => {}
+    }
+    xml.send(&Element::builder("starttls", TLS_NS).build())
+        .await
+        .map_err(LinkError::Connect)?;
+    match xml.next().await {
+        Read::Element(el) if el.is("proceed", TLS_NS) => {}
+        other => return Err(stream_failed("STARTTLS", &other)),
+    }
+    let (Transport::Plain(tcp), _) = io::unwrap(xml.into_inner()) else {
+        return Err(LinkError::Tls("the stream was encrypted already".into()));
+    };
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string())
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(shared.tls_client.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let (io, guard) = io::wrap(Transport::TlsOut(Box::new(tls)), limit);
+    let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
+    let (stream_id, _) = start(&mut xml, &guard, ours, domain).await?;
+    Ok(Opened {
+        xml,
+        guard,
+        stream_id,
+    })
+}

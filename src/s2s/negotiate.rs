@@ -1,0 +1,198 @@
+//! The pure parts of a server-to-server stream: the features we offer, what a peer's
+//! features offer, the dialback elements, and whether an inbound stanza may enter.
+
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+
+use crate::xmpp::stanza::set_attr;
+use crate::xmpp::xml::{DIALBACK_NS, STREAM_NS};
+
+pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// The stream feature that announces dialback (XEP-0220 §2.4).
+pub const DIALBACK_FEATURE_NS: &str = "urn:xmpp:features:dialback";
+
+/// The features of an inbound stream: STARTTLS until the stream is encrypted, dialback
+/// once it may be used (encrypted, or encryption not required).
+pub fn inbound_features(tls: bool, require_encryption: bool) -> Element {
+    let mut f = Element::builder("features", STREAM_NS).build();
+    if !tls {
+        let mut starttls = Element::builder("starttls", TLS_NS).build();
+        if require_encryption {
+            starttls.append_child(Element::builder("required", TLS_NS).build());
+        }
+        f.append_child(starttls);
+    }
+    if tls || !require_encryption {
+        f.append_child(
+            Element::builder("dialback", DIALBACK_FEATURE_NS)
+                .append(Element::builder("errors", DIALBACK_FEATURE_NS))
+                .build(),
+        );
+    }
+    f
+}
+
+/// What a peer's `<stream:features/>` offer us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    pub starttls: bool,
+}
+
+pub fn offered(features: &Element) -> Offered {
+    Offered {
+        starttls: features.has_child("starttls", TLS_NS),
+    }
+}
+
+/// Our next step on an outbound stream, from what the peer offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    StartTls,
+    /// Authenticate (dialback) on this stream as it is.
+    Authenticate,
+    /// Encryption is required and the peer offers none.
+    NoTls,
+}
+
+pub fn next_step(offered: Offered, tls: bool, require_encryption: bool) -> Step {
+    match (tls, offered.starttls) {
+        (false, true) => Step::StartTls,
+        (false, false) if require_encryption => Step::NoTls,
+        _ => Step::Authenticate,
+    }
+}
+
+fn db(name: &str, from: &str, to: &str) -> Element {
+    let mut el = Element::builder(name, DIALBACK_NS).build();
+    set_attr(&mut el, "from", from);
+    set_attr(&mut el, "to", to);
+    el
+}
+
+/// `<db:result/>` carrying our key (XEP-0220 §2.1.1).
+pub fn result_request(from: &str, to: &str, key: &str) -> Element {
+    let mut el = db("result", from, to);
+    el.append_text_node(key);
+    el
+}
+
+/// The answer to a `<db:result/>`: `valid` or `invalid`.
+pub fn result_answer(from: &str, to: &str, valid: bool) -> Element {
+    let mut el = db("result", from, to);
+    set_attr(&mut el, "type", if valid { "valid" } else { "invalid" });
+    el
+}
+
+/// `<db:verify/>`: asks the authoritative server whether `key` is its key for `id`.
+pub fn verify_request(from: &str, to: &str, id: &str, key: &str) -> Element {
+    let mut el = db("verify", from, to);
+    set_attr(&mut el, "id", id);
+    el.append_text_node(key);
+    el
+}
+
+pub fn verify_answer(from: &str, to: &str, id: &str, valid: bool) -> Element {
+    let mut el = db("verify", from, to);
+    set_attr(&mut el, "id", id);
+    set_attr(&mut el, "type", if valid { "valid" } else { "invalid" });
+    el
+}
+
+/// Why an inbound stanza may not enter: the stream error it ends the stream with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Its `from` is not a domain authenticated on this stream.
+    InvalidFrom,
+    /// Its `to` is not our domain.
+    HostUnknown,
+}
+
+impl Refused {
+    pub fn condition(self) -> &'static str {
+        match self {
+            Refused::InvalidFrom => "invalid-from",
+            Refused::HostUnknown => "host-unknown",
+        }
+    }
+}
+
+fn domain_of(attr: Option<&str>) -> Option<String> {
+    attr.and_then(|a| a.parse::<Jid>().ok())
+        .map(|j| j.domain().as_str().to_string())
+}
+
+/// RFC 6120 §8.1.1.2 and §8.1.2.2: a stanza on an inbound stream must come from a domain
+/// authenticated on it and be addressed to ours.
+pub fn admit(stanza: &Element, authenticated: &[String], ours: &str) -> Result<(), Refused> {
+    let from = domain_of(stanza.attr("from")).ok_or(Refused::InvalidFrom)?;
+    if !authenticated.contains(&from) {
+        return Err(Refused::InvalidFrom);
+    }
+    match domain_of(stanza.attr("to")) {
+        Some(to) if to == ours => Ok(()),
+        _ => Err(Refused::HostUnknown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starttls_first_then_dialback() {
+        let plain = inbound_features(false, true);
+        assert!(plain.has_child("starttls", TLS_NS));
+        assert!(!plain.has_child("dialback", DIALBACK_FEATURE_NS));
+        let secure = inbound_features(true, true);
+        assert!(!secure.has_child("starttls", TLS_NS));
+        assert!(secure.has_child("dialback", DIALBACK_FEATURE_NS));
+        assert!(inbound_features(false, false).has_child("dialback", DIALBACK_FEATURE_NS));
+    }
+
+    #[test]
+    fn outbound_steps_follow_the_offer_and_the_policy() {
+        let tls = Offered { starttls: true };
+        let none = Offered { starttls: false };
+        assert_eq!(next_step(tls, false, true), Step::StartTls);
+        assert_eq!(next_step(none, false, true), Step::NoTls);
+        assert_eq!(next_step(none, false, false), Step::Authenticate);
+        assert_eq!(next_step(none, true, true), Step::Authenticate);
+        assert_eq!(offered(&inbound_features(false, true)), tls);
+    }
+
+    #[test]
+    fn inbound_stanzas_need_an_authenticated_from_and_our_to() {
+        let auth = vec!["a.test".to_string()];
+        let el = |from: &str, to: &str| {
+            let mut m = Element::builder("message", "jabber:server").build();
+            set_attr(&mut m, "from", from);
+            set_attr(&mut m, "to", to);
+            m
+        };
+        assert_eq!(
+            admit(&el("x@a.test/r", "y@b.test"), &auth, "b.test"),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&el("x@c.test", "y@b.test"), &auth, "b.test"),
+            Err(Refused::InvalidFrom)
+        );
+        assert_eq!(
+            admit(&el("x@a.test", "y@d.test"), &auth, "b.test"),
+            Err(Refused::HostUnknown)
+        );
+        let no_from = Element::builder("message", "jabber:server").build();
+        assert_eq!(admit(&no_from, &auth, "b.test"), Err(Refused::InvalidFrom));
+    }
+
+    #[test]
+    fn dialback_elements_carry_names_ids_and_keys() {
+        let r = result_request("a.test", "b.test", "k");
+        assert!(r.is("result", DIALBACK_NS));
+        assert_eq!(r.attr("from"), Some("a.test"));
+        assert_eq!(r.text(), "k");
+        let v = verify_answer("a.test", "b.test", "id1", false);
+        assert_eq!(v.attr("type"), Some("invalid"));
+        assert_eq!(v.attr("id"), Some("id1"));
+    }
+}
