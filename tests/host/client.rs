@@ -255,7 +255,7 @@ fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// STARTTLS and SCRAM-SHA-256, up to the restarted stream (before bind).
 pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<Client, String> {
-    let mut c = plain_client(t, DOMAIN).await?;
+    let mut c = plain_client(t, &t.cfg.domain).await?;
     c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         .await;
     let proceed = c.stream.next().await?;
@@ -266,13 +266,13 @@ pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<
     let tcp = xml.into_inner().into_inner();
     let tls = tls_connector(t)
         .connect(
-            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            rustls::pki_types::ServerName::try_from(t.cfg.domain.clone()).unwrap(),
             tcp,
         )
         .await
         .map_err(|e| e.to_string())?;
     let header = StreamHeader {
-        to: Some(DOMAIN.into()),
+        to: Some(t.cfg.domain.clone().into()),
         from: None,
         id: None,
     };
@@ -347,7 +347,7 @@ pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<
         unreachable!()
     };
     let header = StreamHeader {
-        to: Some(DOMAIN.into()),
+        to: Some(t.cfg.domain.clone().into()),
         from: None,
         id: None,
     };

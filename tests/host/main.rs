@@ -9,6 +9,7 @@ mod fates;
 mod hostile;
 mod operate;
 mod raw;
+mod s2s;
 mod storage;
 
 use std::time::Duration;
