@@ -110,10 +110,9 @@ async fn tcp(domain: &str, shared: &Shared) -> Result<TcpStream, LinkError> {
     Err(last.map_or(LinkError::NoAddress, LinkError::Connect))
 }
 
-/// A stream to `domain`, encrypted unless the peer offers no TLS and encryption is not
-/// required.
-pub async fn open(domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
-    let ours = shared.cfg.domain.as_str();
+/// A stream from our domain `ours` (ours or a component's) to `domain`, encrypted unless
+/// the peer offers no TLS and encryption is not required.
+pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
     let limit = shared.cfg.s2s_stanza_size_limit;
     let (io, guard) = io::wrap(Transport::Plain(tcp(domain, shared).await?), limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());

@@ -15,7 +15,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::Shared;
-use super::negotiate::{self, TLS_NS};
+use super::negotiate::{self, Pair, TLS_NS, served};
 use super::verify;
 use crate::push::AppServerResponse;
 use crate::xmpp::admission::{Admission, Place};
@@ -69,7 +69,7 @@ struct Stream {
     guard: SizeGuard,
     tls: bool,
     id: String,
-    authenticated: Vec<String>,
+    authenticated: Vec<Pair>,
     deadline: Instant,
 }
 
@@ -138,11 +138,12 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
         }
     };
     s.id = stanza::random_id();
-    let ours = shared.cfg.domain.as_str();
+    let to = header.to.as_deref().map(str::to_ascii_lowercase);
+    let addressed = to.as_deref().filter(|t| served(&shared.cfg, t));
     let ok = s
         .xml
         .feed_header(OurHeader {
-            from: Some(ours),
+            from: Some(addressed.unwrap_or(&shared.cfg.domain)),
             to: header.from.as_deref(),
             id: Some(&s.id),
         })
@@ -150,7 +151,7 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
     if !ok {
         return false;
     }
-    if header.to.as_deref().map(str::to_ascii_lowercase).as_deref() != Some(ours) {
+    if addressed.is_none() {
         tracing::info!(to = ?header.to, "inbound server stream for another domain refused");
         s.xml.close_with("host-unknown").await;
         return false;
@@ -250,16 +251,19 @@ async fn starttls(s: Stream, shared: &Shared) -> Option<Stream> {
 /// A peer's `<db:result/>`: its key checked with its authoritative server; `false` when
 /// the stream is over.
 async fn dialback_result(s: &mut Stream, el: &Element, shared: &Shared) -> bool {
-    let ours = shared.cfg.domain.as_str();
     let Some(from) = el.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
         s.xml.close_with("invalid-from").await;
         return false;
     };
     let from = from.domain().as_str().to_string();
-    if el.attr("to").map(str::to_ascii_lowercase).as_deref() != Some(ours) {
+    let Some(to) = el
+        .attr("to")
+        .map(str::to_ascii_lowercase)
+        .filter(|t| served(&shared.cfg, t))
+    else {
         s.xml.close_with("host-unknown").await;
         return false;
-    }
+    };
     if shared.cfg.s2s_require_encryption && !s.tls {
         tracing::info!(domain = %from, "dialback before STARTTLS refused (s2s_require_encryption)");
         s.xml.close_with("policy-violation").await;
@@ -269,8 +273,8 @@ async fn dialback_result(s: &mut Stream, el: &Element, shared: &Shared) -> bool 
         s.xml.close_with("policy-violation").await;
         return false;
     }
-    let valid = verify::confirmed(&from, &s.id, &el.text(), shared).await;
-    let answer = negotiate::result_answer(ours, &from, valid);
+    let valid = verify::confirmed(&from, &to, &s.id, &el.text(), shared).await;
+    let answer = negotiate::result_answer(&to, &from, valid);
     if s.xml.send(&answer).await.is_err() {
         return false;
     }
@@ -279,21 +283,27 @@ async fn dialback_result(s: &mut Stream, el: &Element, shared: &Shared) -> bool 
         let _ = s.xml.shutdown().await;
         return false;
     }
-    tracing::info!(domain = %from, "inbound server stream authenticated (dialback)");
-    if !s.authenticated.contains(&from) {
-        s.authenticated.push(from);
+    tracing::info!(domain = %from, local = %to, "inbound server stream authenticated (dialback)");
+    let pair = Pair {
+        remote: from,
+        local: to,
+    };
+    if !s.authenticated.contains(&pair) {
+        s.authenticated.push(pair);
     }
     true
 }
 
 /// The authoritative side of dialback: is this the key we made for that stream?
 fn verify_answer(el: &Element, shared: &Shared) -> Element {
-    let ours = shared.cfg.domain.as_str();
     let from = el.attr("from").unwrap_or("");
     let id = el.attr("id").unwrap_or("");
-    let addressed_to_us = el.attr("to").map(str::to_ascii_lowercase).as_deref() == Some(ours);
-    let valid = addressed_to_us && shared.secret.verify(from, ours, id, &el.text());
-    negotiate::verify_answer(ours, from, id, valid)
+    let to = el
+        .attr("to")
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let valid = served(&shared.cfg, &to) && shared.secret.verify(from, &to, id, &el.text());
+    negotiate::verify_answer(&to, from, id, valid)
 }
 
 /// A stanza from an authenticated peer enters the router (an answer to a publish goes to
@@ -308,7 +318,7 @@ async fn stanza_in(s: &mut Stream, el: Element, shared: &Shared) -> bool {
         s.xml.close_with("unsupported-stanza-type").await;
         return false;
     }
-    if let Err(refused) = negotiate::admit(&el, &s.authenticated, &shared.cfg.domain) {
+    if let Err(refused) = negotiate::admit(&el, &s.authenticated, &shared.cfg) {
         tracing::info!(
             condition = refused.condition(),
             "inbound server stanza refused"
@@ -317,10 +327,13 @@ async fn stanza_in(s: &mut Stream, el: Element, shared: &Shared) -> bool {
         return false;
     }
     let el = stanza::rename_ns(el, SERVER_NS, CLIENT_NS);
+    // Publishes leave from our bare domain, so their answers come back to it.
     let to_domain = el
         .attr("to")
         .and_then(|t| t.parse::<Jid>().ok())
-        .is_some_and(|t| t.node().is_none() && t.resource().is_none());
+        .is_some_and(|t| {
+            t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
+        });
     let answer = el.name() == "iq" && matches!(el.attr("type"), Some("result") | Some("error"));
     if answer && to_domain {
         shared.answers.do_send(AppServerResponse { iq: el });

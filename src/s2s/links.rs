@@ -1,5 +1,6 @@
-//! The outbound links, one per remote domain: the actor the router hands remote
-//! stanzas and publishes to (`ToRemote`). Each link's queue is bounded
+//! The outbound links, one per pair of our domain (ours or a component's: the stanza's
+//! `from`) and remote domain: the actor the router hands remote stanzas and publishes to
+//! (`ToRemote`). Each link's queue is bounded
 //! (`s2s_queue_size`), and so is the number of links (`s2s_max_connections`). A domain
 //! that just failed is not retried at once: for a backoff (1 s, doubling up to 60 s) its
 //! stanzas bounce with the failure's condition without a new connection attempt.
@@ -12,12 +13,30 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::negotiate::served;
 use super::outbound::{self, LinkEnded};
 use crate::xmpp::route::{Remote, Route, ToRemote};
 use crate::xmpp::stanza;
+use xmpp_parsers::jid::Jid;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Which link: from our `local` domain to the `remote` one.
+type Key = (String, String);
+
+/// Our domain a stanza leaves from: its `from`'s domain when we serve it (a component's
+/// answer to a remote server leaves as the component), otherwise ours.
+fn local_of(item: &Remote, shared: &Shared) -> String {
+    let from = match item {
+        Remote::Stanza(s) => s.attr("from").and_then(|f| f.parse::<Jid>().ok()),
+        Remote::Publish(_) => None,
+    };
+    match from {
+        Some(f) if served(&shared.cfg, f.domain().as_str()) => f.domain().as_str().to_string(),
+        _ => shared.cfg.domain.clone(),
+    }
+}
 
 struct Link {
     tx: flume::Sender<Remote>,
@@ -34,8 +53,8 @@ struct Failed {
 
 pub struct Links {
     shared: Rc<Shared>,
-    links: HashMap<String, Link>,
-    failed: HashMap<String, Failed>,
+    links: HashMap<Key, Link>,
+    failed: HashMap<Key, Failed>,
     next_generation: u64,
 }
 
@@ -52,7 +71,8 @@ impl Links {
     /// A stanza that cannot go out goes back to its sender with `condition`; a publish
     /// is dropped and logged, and the push module records it as unanswered, never as the
     /// app server's error (D21).
-    fn bounce(&self, item: Remote, domain: &str, condition: &'static str) {
+    fn bounce(&self, item: Remote, key: &Key, condition: &'static str) {
+        let domain = &key.1;
         match item {
             Remote::Stanza(s) => {
                 let error_type = match condition {
@@ -69,7 +89,7 @@ impl Links {
         }
     }
 
-    fn start_link(&mut self, domain: &str, ctx: &mut Context<Self>) -> Option<&Link> {
+    fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
         if self.links.len() >= self.shared.cfg.s2s_max_connections {
             return None;
         }
@@ -77,49 +97,49 @@ impl Links {
         let generation = self.next_generation;
         self.next_generation += 1;
         actix::spawn(outbound::run(
-            domain.to_string(),
+            key.0.clone(),
+            key.1.clone(),
             generation,
             rx.clone(),
             self.shared.clone(),
             ctx.address().recipient(),
         ));
-        self.links
-            .insert(domain.to_string(), Link { tx, rx, generation });
-        self.links.get(domain)
+        self.links.insert(key.clone(), Link { tx, rx, generation });
+        self.links.get(key)
     }
 
-    fn send(&mut self, domain: String, item: Remote, ctx: &mut Context<Self>) {
+    fn send(&mut self, key: Key, item: Remote, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        if let Some(f) = self.failed.get(&domain)
+        if let Some(f) = self.failed.get(&key)
             && f.until > now
         {
             let condition = f.condition;
-            self.bounce(item, &domain, condition);
+            self.bounce(item, &key, condition);
             return;
         }
-        let link = match self.links.contains_key(&domain) {
-            true => self.links.get(&domain),
-            false => self.start_link(&domain, ctx),
+        let link = match self.links.contains_key(&key) {
+            true => self.links.get(&key),
+            false => self.start_link(&key, ctx),
         };
         let Some(link) = link else {
-            tracing::warn!(%domain, "s2s_max_connections links open: stanza bounced");
-            self.bounce(item, &domain, "resource-constraint");
+            tracing::warn!(domain = %key.1, "s2s_max_connections links open: stanza bounced");
+            self.bounce(item, &key, "resource-constraint");
             return;
         };
         if let Err(flume::TrySendError::Full(item) | flume::TrySendError::Disconnected(item)) =
             link.tx.try_send(item)
         {
-            tracing::warn!(%domain, "s2s_queue_size reached: stanza bounced");
-            self.bounce(item, &domain, "resource-constraint");
+            tracing::warn!(domain = %key.1, "s2s_queue_size reached: stanza bounced");
+            self.bounce(item, &key, "resource-constraint");
         }
     }
 
-    fn note_failure(&mut self, domain: &str, condition: &'static str) {
+    fn note_failure(&mut self, key: &Key, condition: &'static str) {
         let now = Instant::now();
         self.failed.retain(|_, f| f.until > now);
         let backoff = self
             .failed
-            .get(domain)
+            .get(key)
             .map_or(FIRST_BACKOFF, |f| (f.backoff * 2).min(MAX_BACKOFF));
         if self.failed.len() >= self.shared.cfg.s2s_max_connections {
             // Bounded: the entry that would expire first makes room.
@@ -133,7 +153,7 @@ impl Links {
             }
         }
         self.failed.insert(
-            domain.to_string(),
+            key.clone(),
             Failed {
                 until: now + backoff,
                 backoff,
@@ -151,7 +171,8 @@ impl Handler<ToRemote> for Links {
     type Result = ();
 
     fn handle(&mut self, msg: ToRemote, ctx: &mut Context<Self>) {
-        self.send(msg.domain, msg.item, ctx);
+        let key = (local_of(&msg.item, &self.shared), msg.domain);
+        self.send(key, msg.item, ctx);
     }
 }
 
@@ -159,30 +180,31 @@ impl Handler<LinkEnded> for Links {
     type Result = ();
 
     fn handle(&mut self, msg: LinkEnded, ctx: &mut Context<Self>) {
+        let key = (msg.local, msg.domain);
         if self
             .links
-            .get(&msg.domain)
+            .get(&key)
             .is_none_or(|l| l.generation != msg.generation)
         {
             return;
         }
-        let Some(link) = self.links.remove(&msg.domain) else {
+        let Some(link) = self.links.remove(&key) else {
             return;
         };
         // Every send happens in this actor, so nothing is added to the queue after this.
         let left: Vec<Remote> = link.rx.drain().collect();
         match msg.failure {
             Some(condition) => {
-                self.note_failure(&msg.domain, condition);
+                self.note_failure(&key, condition);
                 for item in left {
-                    self.bounce(item, &msg.domain, condition);
+                    self.bounce(item, &key, condition);
                 }
             }
             None => {
-                self.failed.remove(&msg.domain);
+                self.failed.remove(&key);
                 // Queued while the link was closing: they go out on a new one.
                 for item in left {
-                    self.send(msg.domain.clone(), item, ctx);
+                    self.send(key.clone(), item, ctx);
                 }
             }
         }

@@ -4,6 +4,7 @@
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
+use crate::config::Config;
 use crate::xmpp::stanza::set_attr;
 use crate::xmpp::xml::{DIALBACK_NS, STREAM_NS};
 
@@ -121,16 +122,40 @@ fn domain_of(attr: Option<&str>) -> Option<String> {
         .map(|j| j.domain().as_str().to_string())
 }
 
-/// RFC 6120 §8.1.1.2 and §8.1.2.2: a stanza on an inbound stream must come from a domain
-/// authenticated on it and be addressed to ours.
-pub fn admit(stanza: &Element, authenticated: &[String], ours: &str) -> Result<(), Refused> {
+/// Whether we answer for `domain` on server-to-server streams: our own domain and our
+/// components' (an app server attached as a component is reached by other servers
+/// through us, and answers them through us).
+pub fn served(cfg: &Config, domain: &str) -> bool {
+    domain.eq_ignore_ascii_case(&cfg.domain)
+        || cfg
+            .components
+            .iter()
+            .any(|c| c.jid.eq_ignore_ascii_case(domain))
+}
+
+/// A remote domain authenticated towards one of ours on an inbound stream (dialback
+/// authenticates such a pair, XEP-0220 §2.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub remote: String,
+    pub local: String,
+}
+
+/// RFC 6120 §8.1.1.2 and §8.1.2.2: a stanza on an inbound stream must be addressed to a
+/// domain we serve and come from a domain authenticated on the stream towards it.
+pub fn admit(stanza: &Element, authenticated: &[Pair], cfg: &Config) -> Result<(), Refused> {
     let from = domain_of(stanza.attr("from")).ok_or(Refused::InvalidFrom)?;
-    if !authenticated.contains(&from) {
-        return Err(Refused::InvalidFrom);
+    let to = domain_of(stanza.attr("to")).ok_or(Refused::HostUnknown)?;
+    if !served(cfg, &to) {
+        return Err(Refused::HostUnknown);
     }
-    match domain_of(stanza.attr("to")) {
-        Some(to) if to == ours => Ok(()),
-        _ => Err(Refused::HostUnknown),
+    let pair = Pair {
+        remote: from,
+        local: to,
+    };
+    match authenticated.contains(&pair) {
+        true => Ok(()),
+        false => Err(Refused::InvalidFrom),
     }
 }
 
@@ -162,27 +187,42 @@ mod tests {
 
     #[test]
     fn inbound_stanzas_need_an_authenticated_from_and_our_to() {
-        let auth = vec!["a.test".to_string()];
+        let cfg = Config {
+            domain: "b.test".into(),
+            components: vec![crate::config::ComponentConfig {
+                jid: "push.b.test".into(),
+                secret: "s".into(),
+            }],
+            ..Config::default()
+        };
+        assert!(served(&cfg, "B.test") && served(&cfg, "push.b.test"));
+        assert!(!served(&cfg, "c.test"));
+        let auth = vec![Pair {
+            remote: "a.test".into(),
+            local: "b.test".into(),
+        }];
         let el = |from: &str, to: &str| {
             let mut m = Element::builder("message", "jabber:server").build();
             set_attr(&mut m, "from", from);
             set_attr(&mut m, "to", to);
             m
         };
+        assert_eq!(admit(&el("x@a.test/r", "y@b.test"), &auth, &cfg), Ok(()));
         assert_eq!(
-            admit(&el("x@a.test/r", "y@b.test"), &auth, "b.test"),
-            Ok(())
-        );
-        assert_eq!(
-            admit(&el("x@c.test", "y@b.test"), &auth, "b.test"),
+            admit(&el("x@c.test", "y@b.test"), &auth, &cfg),
             Err(Refused::InvalidFrom)
         );
         assert_eq!(
-            admit(&el("x@a.test", "y@d.test"), &auth, "b.test"),
+            admit(&el("x@a.test", "y@d.test"), &auth, &cfg),
             Err(Refused::HostUnknown)
         );
+        // Authenticated towards b.test only, not towards the component's domain.
+        assert_eq!(
+            admit(&el("x@a.test", "push.b.test"), &auth, &cfg),
+            Err(Refused::InvalidFrom)
+        );
         let no_from = Element::builder("message", "jabber:server").build();
-        assert_eq!(admit(&no_from, &auth, "b.test"), Err(Refused::InvalidFrom));
+        assert_eq!(admit(&no_from, &auth, &cfg), Err(Refused::InvalidFrom));
     }
 
     #[test]

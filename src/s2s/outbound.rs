@@ -19,6 +19,8 @@ use crate::xmpp::xml::{DIALBACK_NS, Read, SERVER_NS, STREAM_NS};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LinkEnded {
+    /// Our side of the link: our domain or a component's.
+    pub local: String,
     pub domain: String,
     pub generation: u64,
     pub failure: Option<&'static str>,
@@ -28,13 +30,15 @@ pub struct LinkEnded {
 const WRITE_BATCH: usize = 64;
 
 pub async fn run(
+    local: String,
     domain: String,
     generation: u64,
     rx: flume::Receiver<Remote>,
     shared: Rc<Shared>,
     ended: Recipient<LinkEnded>,
 ) {
-    let link = tokio::time::timeout(shared.cfg.s2s_timeout, establish(&domain, &shared)).await;
+    let establish = establish(&local, &domain, &shared);
+    let link = tokio::time::timeout(shared.cfg.s2s_timeout, establish).await;
     let failure = match link {
         Err(_) => Some(LinkError::Timeout),
         Ok(Err(e)) => Some(e),
@@ -49,15 +53,15 @@ pub async fn run(
         tracing::warn!(%domain, error = %e, "no server-to-server link");
     }
     ended.do_send(LinkEnded {
+        local,
         domain,
         generation,
         failure: failure.map(|e| e.condition()),
     });
 }
 
-async fn establish(domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
-    let mut opened = connect::open(domain, shared).await?;
-    let ours = shared.cfg.domain.as_str();
+async fn establish(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
+    let mut opened = connect::open(ours, domain, shared).await?;
     let key = shared.secret.key(domain, ours, &opened.stream_id);
     opened
         .xml

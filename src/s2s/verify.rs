@@ -7,10 +7,16 @@ use super::connect::{self, LinkError};
 use super::negotiate::verify_request;
 use crate::xmpp::xml::{DIALBACK_NS, Read};
 
-/// Whether `authoritative` confirms `key` for the stream `stream_id` it opened to us.
-/// Any failure to ask is a "no".
-pub async fn confirmed(authoritative: &str, stream_id: &str, key: &str, shared: &Shared) -> bool {
-    let ask = ask(authoritative, stream_id, key, shared);
+/// Whether `authoritative` confirms `key` for the stream `stream_id` it opened to our
+/// domain `local`. Any failure to ask is a "no".
+pub async fn confirmed(
+    authoritative: &str,
+    local: &str,
+    stream_id: &str,
+    key: &str,
+    shared: &Shared,
+) -> bool {
+    let ask = ask(authoritative, local, stream_id, key, shared);
     match tokio::time::timeout(shared.cfg.s2s_timeout, ask).await {
         Ok(Ok(valid)) => valid,
         Ok(Err(e)) => {
@@ -26,12 +32,13 @@ pub async fn confirmed(authoritative: &str, stream_id: &str, key: &str, shared: 
 
 async fn ask(
     authoritative: &str,
+    local: &str,
     stream_id: &str,
     key: &str,
     shared: &Shared,
 ) -> Result<bool, LinkError> {
-    let mut opened = connect::open(authoritative, shared).await?;
-    let request = verify_request(&shared.cfg.domain, authoritative, stream_id, key);
+    let mut opened = connect::open(local, authoritative, shared).await?;
+    let request = verify_request(local, authoritative, stream_id, key);
     opened
         .xml
         .send(&request)

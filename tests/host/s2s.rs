@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use xmpp_parsers::minidom::Element;
 
-use super::TestServer;
-use super::client::Client;
+use super::client::{Client, Component};
+use super::{APP, FORM, TestServer, until_user_stats};
 
 const A: &str = "a.localhost";
 const B: &str = "b.localhost";
@@ -164,4 +164,130 @@ async fn s2s_without_a_listener_a_remote_domain_still_bounces_at_once() {
         .await;
     let (e, _) = juliet.until("message").await;
     assert_eq!(condition(&e).as_deref(), Some("remote-server-not-found"));
+}
+
+/// a.localhost with no component of its own, told where b.localhost and its app server
+/// component push.localhost are; b.localhost with the component configured.
+async fn pair_with_remote_app_server() -> (TestServer, TestServer) {
+    let (la, lb) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
+    let t = Duration::from_secs(10);
+    let hosts: Vec<(String, SocketAddr)> = vec![(B.into(), lb), (APP.into(), lb)];
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.components.clear();
+        c.s2s_listen = Some(la);
+        c.s2s_hosts = hosts.into_iter().collect();
+        c.s2s_timeout = t;
+    })
+    .await;
+    let b = server(B, lb, &[(A, la)], t).await;
+    (a, b)
+}
+
+#[actix_rt::test]
+async fn s2s_publish_reaches_a_remote_app_server_and_its_answer_comes_back() {
+    let (a, b) = pair_with_remote_app_server().await;
+    let mut app = Component::connect(&b).await;
+    let mut juliet = a.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    juliet.close().await;
+    let mut romeo = a.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@a.localhost' id='m1'><body>secret words</body></message>")
+        .await;
+    // Over a.localhost → b.localhost (dialback as a.localhost), then b's component link.
+    let publish = app.next().await;
+    assert_eq!(
+        publish.attr("type"),
+        Some("set"),
+        "{}",
+        String::from(&publish)
+    );
+    assert_eq!(publish.attr("from"), Some(A));
+    assert_eq!(publish.attr("to"), Some(APP));
+    let xml = String::from(&publish);
+    assert!(
+        xml.contains("the-secret"),
+        "publish-options passed through: {xml}"
+    );
+    assert!(!xml.contains("secret words"), "no body by default");
+    until_user_stats(&a, "juliet", "the publish pending", |s| {
+        s.pending_publishes == 1
+    })
+    .await;
+    // The answer leaves b.localhost as push.localhost (its own dialback) and reaches the
+    // push module on a.localhost, which matches it to the publish.
+    app.answer_result(&publish).await;
+    until_user_stats(&a, "juliet", "the answer matched", |s| {
+        s.pending_publishes == 0 && s.registrations == 1
+    })
+    .await;
+    until_publishes(&a, "the answer counted as a success", |h| h.success == 1).await;
+}
+
+/// D21: the app server's domain cannot be reached. Each publish fails in our own s2s
+/// layer, which is no answer from the app server: with `push_max_errors = 1` the
+/// registration still stays (Prosody counts `remote-server-not-found` and removes it).
+#[actix_rt::test]
+async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
+    let nobody = free_port("127.0.0.4");
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.components.clear();
+        c.push_max_errors = 1;
+        c.push_response_timeout = Duration::from_secs(1);
+        c.s2s_hosts = [(APP.to_string(), nobody)].into_iter().collect();
+    })
+    .await;
+    let mut juliet = a.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    juliet.close().await;
+    let mut romeo = a.login("romeo", "desk").await;
+    for i in 0..3 {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@a.localhost' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+        // Each publish goes out, fails in the s2s layer and ends unanswered.
+        until_publishes(&a, "the publish recorded as unanswered", |h| h.timeout > i).await;
+    }
+    until_publishes(&a, "no error counted", |h| h.error == 0 && h.success == 0).await;
+    until_user_stats(&a, "juliet", "the registration kept", |s| {
+        s.registrations == 1
+    })
+    .await;
+    // The messages themselves are stored for juliet, not bounced to romeo.
+    let r = romeo
+        .iq("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+}
+
+/// Polls the publish outcomes of the last hour until `pred` holds, failing at a deadline.
+async fn until_publishes(
+    t: &TestServer,
+    what: &str,
+    pred: impl Fn(&cloud_notify::metrics::HourCounts) -> bool,
+) {
+    let metrics = t.server.as_ref().expect("server running").metrics.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        let h = metrics.last_hour();
+        if pred(&h) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {h:?}"
+        );
+        tick.tick().await;
+    }
 }
