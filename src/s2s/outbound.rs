@@ -26,6 +26,13 @@ pub struct LinkEnded {
     pub failure: Option<&'static str>,
 }
 
+/// What waits in a link's queue: a stanza or publish, and for a publish that failed once
+/// already, when it is given up (D21: retried for a bounded time).
+pub struct Queued {
+    pub item: Remote,
+    pub give_up: Option<Instant>,
+}
+
 /// Stanzas written before one flush, so that a burst costs one write.
 const WRITE_BATCH: usize = 64;
 
@@ -33,7 +40,7 @@ pub async fn run(
     local: String,
     domain: String,
     generation: u64,
-    rx: flume::Receiver<Remote>,
+    rx: flume::Receiver<Queued>,
     shared: Rc<Shared>,
     ended: Recipient<LinkEnded>,
 ) {
@@ -94,7 +101,7 @@ async fn establish(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, 
 async fn exchange(
     opened: &mut Opened,
     domain: &str,
-    rx: &flume::Receiver<Remote>,
+    rx: &flume::Receiver<Queued>,
     shared: &Shared,
 ) {
     let idle = shared.cfg.s2s_idle_timeout;
@@ -128,11 +135,11 @@ async fn exchange(
 
 /// Writes `first` and what is queued behind it, then flushes once; `false` when the
 /// stream is no longer writable.
-async fn write_batch(opened: &mut Opened, first: Remote, rx: &flume::Receiver<Remote>) -> bool {
+async fn write_batch(opened: &mut Opened, first: Queued, rx: &flume::Receiver<Queued>) -> bool {
     let mut next = Some(first);
     let mut written = 0;
-    while let Some(item) = next.take() {
-        match item {
+    while let Some(queued) = next.take() {
+        match queued.item {
             Remote::Stanza(s) => {
                 let s = stanza::rename_ns(*s, CLIENT_NS, SERVER_NS);
                 if let Err(e) = opened.xml.feed(&s) {

@@ -291,3 +291,51 @@ async fn until_publishes(
         tick.tick().await;
     }
 }
+
+/// D21, the rest: publishes to an app server whose domain is down are held and sent
+/// again with backoff; when the domain comes back within `push_response_timeout` they
+/// reach the app server, the answer is matched, and the registration was never touched.
+#[actix_rt::test]
+async fn d21_publishes_flow_again_when_the_app_servers_domain_returns() {
+    let (la, lb) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
+    let hosts: Vec<(String, SocketAddr)> = vec![(B.into(), lb), (APP.into(), lb)];
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.components.clear();
+        c.push_max_errors = 1;
+        c.push_response_timeout = Duration::from_secs(30);
+        c.s2s_listen = Some(la);
+        c.s2s_hosts = hosts.into_iter().collect();
+    })
+    .await;
+    let mut juliet = a.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    juliet.close().await;
+    // The app server's domain is down: whatever answers there hangs up at once.
+    let down = tokio::net::TcpListener::bind(lb).await.unwrap();
+    let mut romeo = a.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@a.localhost' id='m1'><body>hi</body></message>")
+        .await;
+    let (hung_up, _) = tokio::time::timeout(Duration::from_secs(10), down.accept())
+        .await
+        .expect("the link was tried")
+        .unwrap();
+    drop(hung_up);
+    drop(down);
+    // The domain returns, with the app server attached.
+    let b = server(B, lb, &[(A, la)], Duration::from_secs(10)).await;
+    let mut app = Component::connect(&b).await;
+    let publish = app.next().await;
+    assert_eq!(publish.attr("from"), Some(A), "{}", String::from(&publish));
+    app.answer_result(&publish).await;
+    until_publishes(&a, "the retried publish answered", |h| h.success == 1).await;
+    until_user_stats(&a, "juliet", "the registration kept", |s| {
+        s.registrations == 1 && s.pending_publishes == 0
+    })
+    .await;
+    until_publishes(&a, "no error counted", |h| h.error == 0).await;
+}
