@@ -339,3 +339,69 @@ async fn d21_publishes_flow_again_when_the_app_servers_domain_returns() {
     .await;
     until_publishes(&a, "no error counted", |h| h.error == 0).await;
 }
+
+/// The error condition of the next error message `c` receives.
+async fn next_bounce(c: &mut Client) -> (Option<String>, Option<String>) {
+    loop {
+        let (m, _) = c.until("message").await;
+        if m.attr("type") == Some("error") {
+            return (m.attr("id").map(str::to_string), condition(&m));
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn s2s_queue_past_s2s_queue_size_bounces_resource_constraint() {
+    // The domain accepts and never speaks: its link stays in the connecting phase.
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let hosts = [("d.localhost".to_string(), silent.local_addr().unwrap())];
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_queue_size = 1;
+        c.s2s_hosts = hosts.into_iter().collect();
+    })
+    .await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    for i in 1..=2 {
+        juliet
+            .send(&format!(
+                "<message type='chat' to='x@d.localhost' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+    }
+    let (id, cond) = next_bounce(&mut juliet).await;
+    assert_eq!(id.as_deref(), Some("m2"), "the one that did not fit");
+    assert_eq!(cond.as_deref(), Some("resource-constraint"));
+    drop(silent);
+}
+
+#[actix_rt::test]
+async fn s2s_links_past_s2s_max_connections_bounce_resource_constraint() {
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let s = silent.local_addr().unwrap();
+    let hosts = [
+        ("d.localhost".to_string(), s),
+        ("e.localhost".to_string(), s),
+    ];
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_max_connections = 1;
+        c.s2s_hosts = hosts.into_iter().collect();
+    })
+    .await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    juliet
+        .send("<message type='chat' to='x@d.localhost' id='m1'><body>hi</body></message>")
+        .await;
+    juliet
+        .send("<message type='chat' to='x@e.localhost' id='m2'><body>hi</body></message>")
+        .await;
+    let (id, cond) = next_bounce(&mut juliet).await;
+    assert_eq!(
+        id.as_deref(),
+        Some("m2"),
+        "the second domain's link is refused"
+    );
+    assert_eq!(cond.as_deref(), Some("resource-constraint"));
+    drop(silent);
+}
