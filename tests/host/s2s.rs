@@ -405,3 +405,44 @@ async fn s2s_links_past_s2s_max_connections_bounce_resource_constraint() {
     assert_eq!(cond.as_deref(), Some("resource-constraint"));
     drop(silent);
 }
+
+/// The next presence `c` receives from `from` (bare or full) with this `type`.
+async fn presence_from(c: &mut Client, from: &str, kind: Option<&str>) -> Element {
+    loop {
+        let (p, _) = c.until("presence").await;
+        let sender = p.attr("from").unwrap_or_default();
+        if (sender == from || sender.starts_with(&format!("{from}/"))) && p.attr("type") == kind {
+            return p;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn s2s_subscription_with_a_remote_contact_and_presence_both_ways() {
+    let (a, b) = pair().await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let mut romeo = online(&b, "romeo", "desk").await;
+    juliet
+        .send("<presence type='subscribe' to='romeo@b.localhost'/>")
+        .await;
+    presence_from(&mut romeo, "juliet@a.localhost", Some("subscribe")).await;
+    romeo
+        .send("<presence type='subscribed' to='juliet@a.localhost'/>")
+        .await;
+    // Approved: a change of romeo's presence is broadcast to his remote subscriber. (His
+    // current presence right after the approval, RFC 6121 §3.1.5, reaches only local
+    // users so far: the user actor probes only local contacts after `subscribed`.)
+    romeo.send("<presence><show>away</show></presence>").await;
+    let p = presence_from(&mut juliet, "romeo@b.localhost", None).await;
+    assert_eq!(
+        p.get_child("show", "jabber:client")
+            .map(|s| s.text())
+            .as_deref(),
+        Some("away"),
+        "{}",
+        String::from(&p)
+    );
+    // Unavailable at logout.
+    romeo.close().await;
+    presence_from(&mut juliet, "romeo@b.localhost", Some("unavailable")).await;
+}
