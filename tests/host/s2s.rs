@@ -47,12 +47,36 @@ async fn pair() -> (TestServer, TestServer) {
 }
 
 /// Logs in and sends the initial presence; returns once the server has processed it.
-async fn online(t: &TestServer, user: &str, resource: &str) -> Client {
+pub(super) async fn online(t: &TestServer, user: &str, resource: &str) -> Client {
     let mut c = t.login(user, resource).await;
     c.send("<presence/>").await;
     c.iq("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
     c
+}
+
+/// Enables push for `c` with the app server `app` (node n1, the test form), then logs
+/// the session out, so that the next message for the user is published.
+pub(super) async fn enable_push_and_leave(mut c: Client, app: &str) {
+    let r = c
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{app}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    c.close().await;
+}
+
+/// juliet, online on `a`, sends a chat message to `to`: the error it bounces with.
+async fn bounced(a: &TestServer, to: &str) -> Element {
+    let mut juliet = online(a, "juliet", "phone").await;
+    juliet
+        .send(&format!(
+            "<message type='chat' to='{to}' id='m1'><body>hello?</body></message>"
+        ))
+        .await;
+    let (e, _) = juliet.until("message").await;
+    assert_eq!(e.attr("type"), Some("error"), "{}", String::from(&e));
+    assert_eq!(e.attr("id"), Some("m1"));
+    e
 }
 
 fn body(m: &Element) -> Option<String> {
@@ -122,13 +146,7 @@ async fn s2s_unreachable_domain_bounces_remote_server_not_found() {
         Duration::from_secs(10),
     )
     .await;
-    let mut juliet = online(&a, "juliet", "phone").await;
-    juliet
-        .send("<message type='chat' to='x@c.localhost' id='m1'><body>hello?</body></message>")
-        .await;
-    let (e, _) = juliet.until("message").await;
-    assert_eq!(e.attr("type"), Some("error"), "{}", String::from(&e));
-    assert_eq!(e.attr("id"), Some("m1"));
+    let e = bounced(&a, "x@c.localhost").await;
     assert_eq!(condition(&e).as_deref(), Some("remote-server-not-found"));
 }
 
@@ -144,12 +162,7 @@ async fn s2s_silent_domain_bounces_remote_server_timeout() {
         Duration::from_secs(2),
     )
     .await;
-    let mut juliet = online(&a, "juliet", "phone").await;
-    juliet
-        .send("<message type='chat' to='x@d.localhost' id='m1'><body>hello?</body></message>")
-        .await;
-    let (e, _) = juliet.until("message").await;
-    assert_eq!(e.attr("type"), Some("error"), "{}", String::from(&e));
+    let e = bounced(&a, "x@d.localhost").await;
     assert_eq!(condition(&e).as_deref(), Some("remote-server-timeout"));
     drop(silent);
 }
@@ -158,11 +171,7 @@ async fn s2s_silent_domain_bounces_remote_server_timeout() {
 async fn s2s_without_a_listener_a_remote_domain_still_bounces_at_once() {
     // s2s_listen unset: outbound links still exist.
     let a = TestServer::start(|c| c.domain = A.into()).await;
-    let mut juliet = online(&a, "juliet", "phone").await;
-    juliet
-        .send("<message type='chat' to='x@e.invalid' id='m1'><body>hello?</body></message>")
-        .await;
-    let (e, _) = juliet.until("message").await;
+    let e = bounced(&a, "x@e.invalid").await;
     assert_eq!(condition(&e).as_deref(), Some("remote-server-not-found"));
 }
 
@@ -188,12 +197,7 @@ async fn pair_with_remote_app_server() -> (TestServer, TestServer) {
 async fn s2s_publish_reaches_a_remote_app_server_and_its_answer_comes_back() {
     let (a, b) = pair_with_remote_app_server().await;
     let mut app = Component::connect(&b).await;
-    let mut juliet = a.login("juliet", "phone").await;
-    let r = juliet
-        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
-        .await;
-    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
-    juliet.close().await;
+    enable_push_and_leave(a.login("juliet", "phone").await, APP).await;
     let mut romeo = a.login("romeo", "desk").await;
     romeo
         .send("<message type='chat' to='juliet@a.localhost' id='m1'><body>secret words</body></message>")
@@ -242,12 +246,7 @@ async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
         c.s2s_hosts = [(APP.to_string(), nobody)].into_iter().collect();
     })
     .await;
-    let mut juliet = a.login("juliet", "phone").await;
-    let r = juliet
-        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
-        .await;
-    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
-    juliet.close().await;
+    enable_push_and_leave(a.login("juliet", "phone").await, APP).await;
     let mut romeo = a.login("romeo", "desk").await;
     for i in 0..3 {
         romeo
@@ -308,12 +307,7 @@ async fn d21_publishes_flow_again_when_the_app_servers_domain_returns() {
         c.s2s_hosts = hosts.into_iter().collect();
     })
     .await;
-    let mut juliet = a.login("juliet", "phone").await;
-    let r = juliet
-        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
-        .await;
-    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
-    juliet.close().await;
+    enable_push_and_leave(a.login("juliet", "phone").await, APP).await;
     // The app server's domain is down: whatever answers there hangs up at once.
     let down = tokio::net::TcpListener::bind(lb).await.unwrap();
     let mut romeo = a.login("romeo", "desk").await;

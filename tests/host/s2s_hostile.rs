@@ -137,11 +137,7 @@ async fn s2s_after_dialback_stanzas_enter_but_a_foreign_from_is_invalid_from() {
     })
     .await;
     let verifier = actix_rt::spawn(authoritative(evil));
-    let mut juliet = t.login("juliet", "phone").await;
-    juliet.send("<presence/>").await;
-    juliet
-        .iq("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
+    let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
     let mut peer = opened(addr, "evil.localhost", A).await;
     peer.until("</stream:features>").await;
     peer.write(b"<db:result from='evil.localhost' to='a.localhost'>somekey</db:result>")

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sha1::Digest;
 
 use super::raw::Raw;
-use super::{FORM, TestServer, until_user_stats};
+use super::{TestServer, until_user_stats};
 
 const OURS: &str = "127.0.0.2";
 const PEER: &str = "p.localhost";
@@ -204,11 +204,7 @@ async fn prosody_federation_iq_both_ways_and_a_push_to_its_component() {
     assert_eq!(r.attr("from"), Some(PEER));
     // A push to an app server attached to Prosody, as a phone with Conversations' p2
     // would use it; the answer comes back and is matched.
-    let r = juliet
-        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{PEER_APP}' node='n1'>{FORM}</enable></iq>"))
-        .await;
-    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
-    juliet.close().await;
+    super::s2s::enable_push_and_leave(juliet, PEER_APP).await;
     let mut romeo = t.login("romeo", "desk").await;
     romeo
         .send("<message type='chat' to='juliet@127.0.0.2' id='m1'><body>hi</body></message>")
