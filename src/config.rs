@@ -143,6 +143,9 @@ pub struct Config {
     /// Remote domains reached at a fixed address instead of through DNS (tests,
     /// split-horizon and LAN setups).
     pub s2s_hosts: BTreeMap<String, SocketAddr>,
+    /// The DNS server that server-to-server links ask (SRV, A, AAAA); `None`: the
+    /// system's (/etc/resolv.conf).
+    pub s2s_dns_server: Option<SocketAddr>,
     /// Refuse a server-to-server stream that is not encrypted (Prosody's name).
     pub s2s_require_encryption: bool,
     /// How long an outbound link may take to connect and authenticate, and how long an
@@ -218,6 +221,7 @@ impl Default for Config {
             metrics_listen: None,
             s2s_listen: None,
             s2s_hosts: BTreeMap::new(),
+            s2s_dns_server: None,
             s2s_require_encryption: true,
             s2s_timeout: Duration::from_secs(90),
             s2s_queue_size: 1024,
@@ -277,6 +281,7 @@ pub const KEYS: &[&str] = &[
     "metrics_listen",
     "s2s_listen",
     "s2s_hosts",
+    "s2s_dns_server",
     "s2s_require_encryption",
     "s2s_timeout",
     "s2s_queue_size",
@@ -444,6 +449,7 @@ impl Config {
                 }
                 "s2s_listen" => cfg.s2s_listen = Some(v.socket()?),
                 "s2s_hosts" => cfg.s2s_hosts = v.hosts()?,
+                "s2s_dns_server" => cfg.s2s_dns_server = Some(v.socket()?),
                 "s2s_require_encryption" => cfg.s2s_require_encryption = v.bool()?,
                 "s2s_timeout" => cfg.s2s_timeout = v.seconds(1.0, 3600.0)?,
                 "s2s_queue_size" => cfg.s2s_queue_size = v.int(1, 1_000_000)? as usize,
@@ -769,6 +775,9 @@ impl fmt::Display for Config {
             .map(|(d, a)| format!("{} = {}", quote(d), quote(&a.to_string())))
             .collect();
         writeln!(f, "s2s_hosts = {{ {} }}", hosts.join(", "))?;
+        if let Some(a) = self.s2s_dns_server {
+            writeln!(f, "s2s_dns_server = {}", quote(&a.to_string()))?;
+        }
         writeln!(
             f,
             "s2s_require_encryption = {}",
@@ -822,6 +831,7 @@ mod tests {
             c2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9540))),
             s2s_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
+            s2s_dns_server: Some(SocketAddr::from(([127, 0, 0, 53], 53))),
             tls_certificate: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             components: vec![ComponentConfig {

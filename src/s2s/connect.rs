@@ -93,7 +93,7 @@ async fn start(
 }
 
 async fn tcp(domain: &str, shared: &Shared) -> Result<TcpStream, LinkError> {
-    let addresses = resolve::addresses(domain, &shared.cfg.s2s_hosts).await;
+    let addresses = resolve::addresses(domain, &shared.cfg.s2s_hosts, &shared.resolver).await;
     let mut last = None;
     for a in addresses {
         match TcpStream::connect(a).await {

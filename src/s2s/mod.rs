@@ -2,7 +2,7 @@
 //! publishes reach app servers on other domains (Conversations', Monal's, Siskin's).
 //!
 //! Outbound, one link per remote domain (`links`, `outbound`): it resolves the domain
-//! (`resolve`: `s2s_hosts`, then its addresses on 5269), connects with STARTTLS
+//! (`resolve`: `s2s_hosts`, then SRV records, then its addresses on 5269), connects with STARTTLS
 //! (`connect`, `client_tls`) and authenticates with dialback (`dialback`); while it does,
 //! that domain's stanzas wait in a bounded queue, and when it fails they bounce with
 //! `remote-server-not-found` or `remote-server-timeout`. Inbound (`inbound`), a peer
@@ -37,6 +37,7 @@ pub struct Shared {
     pub tls_server: Arc<rustls::ServerConfig>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub secret: dialback::Secret,
+    pub resolver: resolve::Resolver,
     /// Inbound stanzas and bounces enter the router here.
     pub router: Recipient<Route>,
     /// App servers' answers to publishes.

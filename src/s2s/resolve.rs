@@ -1,31 +1,128 @@
-//! Where a remote domain's server listens: the `s2s_hosts` entry when there is one,
-//! otherwise the domain's own addresses on port 5269 (RFC 6120 §3.2.2, the fallback
-//! when a domain has no SRV records). SRV lookups (`_xmpp-server._tcp`,
-//! `_xmpps-server._tcp`) are not done yet.
+//! Where a remote domain's server listens (RFC 6120 §3.2): the `s2s_hosts` entry when
+//! there is one; an IP literal as it is, on 5269; otherwise the domain's
+//! `_xmpp-server._tcp` SRV records in priority order, each target's addresses on its
+//! port; and with no SRV record the domain's own A/AAAA records on 5269. A single SRV
+//! record with the target "." says the domain has no server-to-server service at all.
+//! `_xmpps-server._tcp` (direct TLS, XEP-0368) is not looked up yet.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 
 /// The port of server-to-server streams when DNS names none.
 pub const DEFAULT_PORT: u16 = 5269;
+
+pub type Resolver = TokioResolver;
+
+/// The resolver: the system's (/etc/resolv.conf), or the one DNS server given
+/// (`s2s_dns_server`).
+pub fn resolver(dns_server: Option<SocketAddr>) -> Result<Resolver, String> {
+    let builder = match dns_server {
+        None => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
+        Some(a) => {
+            let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+            for c in &mut ns.connections {
+                c.port = a.port();
+            }
+            let config = ResolverConfig::from_name_servers(vec![ns]);
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+    };
+    builder.build().map_err(|e| e.to_string())
+}
 
 /// The configured address of `domain`, if `s2s_hosts` names it.
 pub fn fixed(domain: &str, hosts: &BTreeMap<String, SocketAddr>) -> Option<SocketAddr> {
     hosts.get(&domain.to_ascii_lowercase()).copied()
 }
 
-/// The addresses to try, in order; empty when the domain has none.
-pub async fn addresses(domain: &str, hosts: &BTreeMap<String, SocketAddr>) -> Vec<SocketAddr> {
-    if let Some(a) = fixed(domain, hosts) {
-        return vec![a];
+/// One SRV answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// The target host, as DNS gave it ("." for none).
+    pub target: String,
+}
+
+fn no_target(target: &str) -> bool {
+    target == "." || target.is_empty()
+}
+
+/// The hosts and ports to try, in order: lowest priority first, and within one priority
+/// the heavier first (RFC 2782 picks by weight at random; a fixed order is enough for a
+/// handful of servers and makes the choice reproducible). `None`: the domain says it has
+/// no service (a single record with the target ".").
+pub fn order(mut records: Vec<Srv>) -> Option<Vec<(String, u16)>> {
+    if records.len() == 1 && no_target(&records[0].target) {
+        return None;
     }
-    match tokio::net::lookup_host((domain, DEFAULT_PORT)).await {
-        Ok(found) => found.collect(),
+    records.retain(|r| !no_target(&r.target));
+    records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
+    Some(records.into_iter().map(|r| (r.target, r.port)).collect())
+}
+
+async fn ips(resolver: &Resolver, host: &str, port: u16) -> Vec<SocketAddr> {
+    match resolver.lookup_ip(host).await {
+        Ok(found) => found.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
         Err(e) => {
-            tracing::debug!(%domain, error = %e, "no address for the domain");
+            tracing::debug!(%host, error = %e, "no address");
             Vec::new()
         }
     }
+}
+
+/// The addresses to try, in order; empty when the domain has none.
+pub async fn addresses(
+    domain: &str,
+    hosts: &BTreeMap<String, SocketAddr>,
+    resolver: &Resolver,
+) -> Vec<SocketAddr> {
+    if let Some(a) = fixed(domain, hosts) {
+        return vec![a];
+    }
+    if let Ok(ip) = domain.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, DEFAULT_PORT)];
+    }
+    let records: Vec<Srv> = match resolver
+        .srv_lookup(format!("_xmpp-server._tcp.{domain}."))
+        .await
+    {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some(Srv {
+                    priority: s.priority,
+                    weight: s.weight,
+                    port: s.port,
+                    target: s.target.to_string(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(%domain, error = %e, "no SRV record");
+            Vec::new()
+        }
+    };
+    if records.is_empty() {
+        return ips(resolver, &format!("{domain}."), DEFAULT_PORT).await;
+    }
+    let Some(targets) = order(records) else {
+        tracing::info!(%domain, "the domain's SRV record says it has no server-to-server service");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (host, port) in targets {
+        out.extend(ips(resolver, &host, port).await);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -41,13 +138,33 @@ mod tests {
         assert_eq!(fixed("c.test", &hosts), None);
     }
 
-    #[actix_rt::test]
-    async fn an_unknown_name_has_no_address() {
-        // `.invalid` never resolves (RFC 6761).
-        assert!(
-            addresses("nowhere.invalid", &BTreeMap::new())
-                .await
-                .is_empty()
+    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
+        Srv {
+            priority,
+            weight,
+            port: 5269,
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn srv_targets_go_by_priority_then_weight() {
+        let got = order(vec![
+            srv(20, 0, "backup."),
+            srv(10, 1, "light."),
+            srv(10, 60, "heavy."),
+        ])
+        .unwrap();
+        let hosts: Vec<&str> = got.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["heavy.", "light.", "backup."]);
+    }
+
+    #[test]
+    fn a_lone_dot_target_means_no_service() {
+        assert_eq!(order(vec![srv(0, 0, ".")]), None);
+        assert_eq!(
+            order(vec![srv(0, 0, "."), srv(5, 0, "x.")]),
+            Some(vec![("x.".to_string(), 5269)])
         );
     }
 }

@@ -36,6 +36,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot set up the DNS resolver for server-to-server links: {0}")]
+    Resolver(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -257,6 +259,8 @@ fn start_s2s(
             path: s2s::dialback::secret_path(&cfg.data_dir),
             source,
         })?;
+    let resolver = s2s::resolve::resolver(cfg.s2s_dns_server)
+        .map_err(|e| StartError::Resolver(e.to_string()))?;
     let tls_client = s2s::client_tls::config()
         .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))?;
     let shared = Rc::new(s2s::Shared {
@@ -264,6 +268,7 @@ fn start_s2s(
         tls_server: tls,
         tls_client,
         secret,
+        resolver,
         router: router.clone().recipient(),
         answers: hub.clone().recipient(),
         stopping: stopped.clone(),

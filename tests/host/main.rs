@@ -10,6 +10,7 @@ mod hostile;
 mod operate;
 mod raw;
 mod s2s;
+mod s2s_dns;
 mod s2s_hostile;
 mod s2s_prosody;
 mod storage;
