@@ -140,6 +140,8 @@ pub struct Config {
     /// Where other servers connect (server-to-server, STARTTLS); off when unset, and
     /// then only our own outbound links carry federation traffic.
     pub s2s_listen: Option<SocketAddr>,
+    /// Where other servers connect with TLS from the first byte (XEP-0368); off when unset.
+    pub s2s_direct_tls_listen: Option<SocketAddr>,
     /// Remote domains reached at a fixed address instead of through DNS (tests,
     /// split-horizon and LAN setups).
     pub s2s_hosts: BTreeMap<String, SocketAddr>,
@@ -220,6 +222,7 @@ impl Default for Config {
             components: Vec::new(),
             metrics_listen: None,
             s2s_listen: None,
+            s2s_direct_tls_listen: None,
             s2s_hosts: BTreeMap::new(),
             s2s_dns_server: None,
             s2s_require_encryption: true,
@@ -280,6 +283,7 @@ pub const KEYS: &[&str] = &[
     "smacks_max_old_sessions",
     "metrics_listen",
     "s2s_listen",
+    "s2s_direct_tls_listen",
     "s2s_hosts",
     "s2s_dns_server",
     "s2s_require_encryption",
@@ -448,6 +452,7 @@ impl Config {
                     cfg.metrics_listen = Some(addr);
                 }
                 "s2s_listen" => cfg.s2s_listen = Some(v.socket()?),
+                "s2s_direct_tls_listen" => cfg.s2s_direct_tls_listen = Some(v.socket()?),
                 "s2s_hosts" => cfg.s2s_hosts = v.hosts()?,
                 "s2s_dns_server" => cfg.s2s_dns_server = Some(v.socket()?),
                 "s2s_require_encryption" => cfg.s2s_require_encryption = v.bool()?,
@@ -769,6 +774,9 @@ impl fmt::Display for Config {
         if let Some(a) = self.s2s_listen {
             writeln!(f, "s2s_listen = {}", quote(&a.to_string()))?;
         }
+        if let Some(a) = self.s2s_direct_tls_listen {
+            writeln!(f, "s2s_direct_tls_listen = {}", quote(&a.to_string()))?;
+        }
         let hosts: Vec<String> = self
             .s2s_hosts
             .iter()
@@ -832,6 +840,7 @@ mod tests {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9540))),
             s2s_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
             s2s_dns_server: Some(SocketAddr::from(([127, 0, 0, 53], 53))),
+            s2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5270))),
             tls_certificate: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             components: vec![ComponentConfig {

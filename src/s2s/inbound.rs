@@ -1,4 +1,5 @@
-//! Inbound server-to-server streams (`s2s_listen`): STARTTLS with our certificate,
+//! Inbound server-to-server streams (`s2s_listen`, and `s2s_direct_tls_listen` with TLS
+//! from the first byte, XEP-0368, ALPN `xmpp-server`): STARTTLS with our certificate,
 //! dialback (a peer's `<db:result/>` is checked with its authoritative server, and
 //! `<db:verify/>` questions about keys we handed out are answered), then the peer's
 //! stanzas: each must come from a domain authenticated on the stream and be addressed
@@ -7,6 +8,7 @@
 //! `s2s_max_connections_per_ip`.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -27,14 +29,40 @@ use crate::xmpp::xml::{DIALBACK_NS, OurHeader, Read, SERVER_NS, XmlStream};
 /// Domains one stream may authenticate (XEP-0220 multiplexing); more are refused.
 const MAX_DOMAINS_PER_STREAM: usize = 16;
 
-/// Accepts server connections until the server stops.
-pub fn listen(listener: TcpListener, shared: Rc<Shared>, mut stopped: watch::Receiver<bool>) {
+/// Accepts server connections until the server stops, on the STARTTLS listener and the
+/// direct-TLS one, under one set of quotas.
+pub fn listen(
+    plain: Option<TcpListener>,
+    direct_tls: Option<TcpListener>,
+    shared: Rc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
     let cfg = &shared.cfg;
     let admission = Admission::with_limits(
         cfg.s2s_max_connections,
         cfg.s2s_max_connections_per_ip,
         cfg.s2s_max_connections,
     );
+    for (listener, direct) in [(plain, false), (direct_tls, true)] {
+        if let Some(l) = listener {
+            accept(
+                l,
+                direct,
+                admission.clone(),
+                shared.clone(),
+                stopped.clone(),
+            );
+        }
+    }
+}
+
+fn accept(
+    listener: TcpListener,
+    direct_tls: bool,
+    admission: Admission,
+    shared: Rc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     actix::spawn(async move {
         loop {
             tokio::select! {
@@ -42,7 +70,7 @@ pub fn listen(listener: TcpListener, shared: Rc<Shared>, mut stopped: watch::Rec
                     Ok((tcp, peer)) => match admission.admit(peer.ip()) {
                         Ok((place, _)) => {
                             let _ = tcp.set_nodelay(true);
-                            actix::spawn(serve(tcp, place, shared.clone()));
+                            actix::spawn(serve(tcp, place, direct_tls, shared.clone()));
                         }
                         Err(refusal) => {
                             let limit = match refusal {
@@ -79,17 +107,26 @@ enum Next {
     Over,
 }
 
-pub async fn serve(tcp: TcpStream, place: Place, shared: Rc<Shared>) {
+pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Shared>) {
     let peer = tcp.peer_addr().ok();
-    let (mut io, guard) = io::wrap(Transport::Plain(tcp), shared.cfg.s2s_stanza_size_limit);
-    io::hold(&mut io, Some(place));
-    let mut s = Stream {
-        xml: XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits()),
-        guard,
-        tls: false,
-        id: String::new(),
-        authenticated: Vec::new(),
-        deadline: Instant::now() + shared.cfg.s2s_timeout,
+    let deadline = Instant::now() + shared.cfg.s2s_timeout;
+    let mut s = if direct_tls {
+        let config = shared.tls_direct.clone();
+        match secured(tcp, Some(place), config, deadline, &shared).await {
+            Some(s) => s,
+            None => return,
+        }
+    } else {
+        let (mut io, guard) = io::wrap(Transport::Plain(tcp), shared.cfg.s2s_stanza_size_limit);
+        io::hold(&mut io, Some(place));
+        Stream {
+            xml: XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits()),
+            guard,
+            tls: false,
+            id: String::new(),
+            authenticated: Vec::new(),
+            deadline,
+        }
     };
     if !open(&mut s, &shared).await {
         return;
@@ -224,7 +261,19 @@ async fn starttls(s: Stream, shared: &Shared) -> Option<Stream> {
     let (Transport::Plain(tcp), place) = io::unwrap(xml.into_inner()) else {
         return None;
     };
-    let accept = tokio_rustls::TlsAcceptor::from(shared.tls_server.clone()).accept(tcp);
+    secured(tcp, place, shared.tls_server.clone(), deadline, shared).await
+}
+
+/// TLS on `tcp` (after `<proceed/>`, or from the first byte); the stream over it, or
+/// `None` when the handshake failed or missed the deadline.
+async fn secured(
+    tcp: TcpStream,
+    place: Option<Place>,
+    config: Arc<rustls::ServerConfig>,
+    deadline: Instant,
+    shared: &Shared,
+) -> Option<Stream> {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
     let tls = match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {

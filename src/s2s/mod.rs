@@ -35,6 +35,8 @@ pub struct Shared {
     pub cfg: Arc<Config>,
     /// Our certificate, for inbound STARTTLS.
     pub tls_server: Arc<rustls::ServerConfig>,
+    /// Our certificate with ALPN `xmpp-server`, for `s2s_direct_tls_listen`.
+    pub tls_direct: Arc<rustls::ServerConfig>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub secret: dialback::Secret,
     pub resolver: resolve::Resolver,

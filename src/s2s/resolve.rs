@@ -19,10 +19,18 @@ pub const DEFAULT_PORT: u16 = 5269;
 pub type Resolver = TokioResolver;
 
 /// The resolver: the system's (/etc/resolv.conf), or the one DNS server given
-/// (`s2s_dns_server`).
+/// (`s2s_dns_server`). A system without a readable resolver configuration gets a
+/// resolver that finds nothing (logged): the server still runs, and remote domains
+/// without an `s2s_hosts` entry bounce `remote-server-not-found`.
 pub fn resolver(dns_server: Option<SocketAddr>) -> Result<Resolver, String> {
     let builder = match dns_server {
-        None => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
+        None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no system DNS configuration: other domains are found only through s2s_hosts");
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(Vec::new()),
+                TokioRuntimeProvider::default(),
+            )
+        }),
         Some(a) => {
             let mut ns = NameServerConfig::udp_and_tcp(a.ip());
             for c in &mut ns.connections {

@@ -170,6 +170,9 @@ pub fn listeners(cfg: &Config, server_running: bool) -> Vec<Finding> {
     if let Some(a) = cfg.s2s_listen {
         addrs.push(("s2s_listen", a));
     }
+    if let Some(a) = cfg.s2s_direct_tls_listen {
+        addrs.push(("s2s_direct_tls_listen", a));
+    }
     addrs
         .into_iter()
         .map(|(key, addr)| match std::net::TcpListener::bind(addr) {

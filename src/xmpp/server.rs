@@ -52,6 +52,8 @@ pub struct Server {
     pub component_addr: SocketAddr,
     /// The server-to-server listener, when `s2s_listen` is set.
     pub s2s_addr: Option<SocketAddr>,
+    /// The direct-TLS server-to-server listener, when `s2s_direct_tls_listen` is set.
+    pub s2s_direct_tls_addr: Option<SocketAddr>,
     /// The OpenMetrics endpoint, when `metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     /// What the server counts (for `status` and the metrics endpoint).
@@ -107,7 +109,11 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
-        let s2s_shared = start_s2s(&cfg, tls.clone(), &router, &hub, &stopped)?;
+        let s2s_tls = (
+            tls.clone(),
+            tls::server_config_with(certificates.clone(), Some(b"xmpp-server"))?,
+        );
+        let s2s_shared = start_s2s(&cfg, s2s_tls, &router, &hub, &stopped)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -115,9 +121,12 @@ impl Server {
             hub: hub.clone(),
         });
         let addresses = listeners.addresses(&cfg)?;
-        if let Some(l) = listeners.s2s.take() {
-            s2s::inbound::listen(l, s2s_shared, stopped.clone());
-        }
+        s2s::inbound::listen(
+            listeners.s2s.take(),
+            listeners.s2s_direct_tls.take(),
+            s2s_shared,
+            stopped.clone(),
+        );
         listeners.serve(
             &cfg,
             c2s_shared,
@@ -134,6 +143,7 @@ impl Server {
             direct_tls_addr: addresses.direct_tls,
             component_addr: addresses.component,
             s2s_addr: addresses.s2s,
+            s2s_direct_tls_addr: addresses.s2s_direct_tls,
             metrics_addr: addresses.metrics,
             metrics,
             hub,
@@ -249,7 +259,7 @@ fn start_router_and_hub(
 /// The server-to-server links, handed to the router; what the inbound listener needs.
 fn start_s2s(
     cfg: &Arc<Config>,
-    tls: Arc<rustls::ServerConfig>,
+    (tls_server, tls_direct): (Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>),
     router: &Addr<Router>,
     hub: &Addr<PushHub>,
     stopped: &watch::Receiver<bool>,
@@ -265,7 +275,8 @@ fn start_s2s(
         .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))?;
     let shared = Rc::new(s2s::Shared {
         cfg: cfg.clone(),
-        tls_server: tls,
+        tls_server,
+        tls_direct,
         tls_client,
         secret,
         resolver,
@@ -286,6 +297,7 @@ struct Listeners {
     direct_tls: Option<TcpListener>,
     metrics: Option<TcpListener>,
     s2s: Option<TcpListener>,
+    s2s_direct_tls: Option<TcpListener>,
 }
 
 /// Where the listeners ended up (a configured port 0 picks one).
@@ -295,6 +307,7 @@ struct Addresses {
     direct_tls: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     s2s: Option<SocketAddr>,
+    s2s_direct_tls: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -315,12 +328,17 @@ impl Listeners {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let s2s_direct_tls = match cfg.s2s_direct_tls_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         Ok(Listeners {
             c2s,
             component,
             direct_tls,
             metrics,
             s2s,
+            s2s_direct_tls,
         })
     }
 
@@ -335,6 +353,10 @@ impl Listeners {
             direct_tls: self.direct_tls.as_ref().and_then(|l| l.local_addr().ok()),
             metrics: self.metrics.as_ref().and_then(|l| l.local_addr().ok()),
             s2s: self.s2s.as_ref().and_then(|l| l.local_addr().ok()),
+            s2s_direct_tls: self
+                .s2s_direct_tls
+                .as_ref()
+                .and_then(|l| l.local_addr().ok()),
         })
     }
 
@@ -379,6 +401,9 @@ impl Addresses {
         }
         if let Some(s2s_addr) = self.s2s {
             tracing::info!(%s2s_addr, "serving server-to-server");
+        }
+        if let Some(s2s_direct_tls_addr) = self.s2s_direct_tls {
+            tracing::info!(%s2s_direct_tls_addr, "serving server-to-server over direct TLS");
         }
         if let Some(metrics_addr) = self.metrics {
             tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");

@@ -159,3 +159,43 @@ async fn s2s_after_dialback_stanzas_enter_but_a_foreign_from_is_invalid_from() {
     assert!(rest.contains("invalid-from"), "{rest}");
     verifier.await.unwrap();
 }
+
+#[actix_rt::test]
+async fn s2s_direct_tls_listener_offers_dialback_at_once() {
+    let t = TestServer::start(|c| {
+        c.domain = A.into();
+        c.s2s_direct_tls_listen = Some("127.0.0.2:0".parse().unwrap());
+    })
+    .await;
+    let addr = t
+        .server
+        .as_ref()
+        .unwrap()
+        .s2s_direct_tls_addr
+        .expect("listener");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut config = (*cloud_notify::s2s::client_tls::config().unwrap()).clone();
+    config.alpn_protocols = vec![b"xmpp-server".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(A).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS from the first byte");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-server"[..]));
+    let (mut r, mut w) = tokio::io::split(tls);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    w.write_all(&header("evil.localhost", A)).await.unwrap();
+    let mut got = String::new();
+    let deadline = tokio::time::Instant::now() + super::raw::DEADLINE;
+    while !got.contains("</stream:features>") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, r.read(&mut buf))
+            .await
+            .expect("features within the deadline")
+            .unwrap();
+        assert!(n > 0, "closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("urn:xmpp:features:dialback"), "{got}");
+    assert!(!got.contains("starttls"), "already encrypted: {got}");
+}
