@@ -59,13 +59,15 @@ impl ServerCertVerifier for DialbackAuthenticates {
     }
 }
 
-/// The client configuration of every outbound link.
-pub fn config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// The client configuration of every outbound link; `alpn` for direct TLS
+/// (`xmpp-server`, XEP-0368).
+pub fn config(alpn: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(DialbackAuthenticates(provider)))
         .with_no_client_auth();
+    config.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
     Ok(Arc::new(config))
 }

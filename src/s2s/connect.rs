@@ -92,17 +92,19 @@ async fn start(
     }
 }
 
-async fn tcp(domain: &str, shared: &Shared) -> Result<TcpStream, LinkError> {
-    let addresses = resolve::addresses(domain, &shared.cfg.s2s_hosts, &shared.resolver).await;
+/// A connection to the first place that answers, and whether it expects TLS from the
+/// first byte.
+async fn tcp(domain: &str, shared: &Shared) -> Result<(TcpStream, bool), LinkError> {
+    let targets = resolve::addresses(domain, &shared.cfg.s2s_hosts, &shared.resolver).await;
     let mut last = None;
-    for a in addresses {
-        match TcpStream::connect(a).await {
-            Ok(t) => {
-                let _ = t.set_nodelay(true);
-                return Ok(t);
+    for t in targets {
+        match TcpStream::connect(t.addr).await {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, t.direct_tls));
             }
             Err(e) => {
-                tracing::debug!(%domain, address = %a, error = %e, "server connection failed");
+                tracing::debug!(%domain, address = %t.addr, error = %e, "server connection failed");
                 last = Some(e);
             }
         }
@@ -110,15 +112,35 @@ async fn tcp(domain: &str, shared: &Shared) -> Result<TcpStream, LinkError> {
     Err(last.map_or(LinkError::NoAddress, LinkError::Connect))
 }
 
+async fn tls(
+    tcp: TcpStream,
+    domain: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<Transport, LinkError> {
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string())
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    Ok(Transport::TlsOut(Box::new(tls)))
+}
+
 /// A stream from our domain `ours` (ours or a component's) to `domain`, encrypted unless
 /// the peer offers no TLS and encryption is not required.
 pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
     let limit = shared.cfg.s2s_stanza_size_limit;
-    let (io, guard) = io::wrap(Transport::Plain(tcp(domain, shared).await?), limit);
+    let (tcp, direct_tls) = tcp(domain, shared).await?;
+    let transport = match direct_tls {
+        true => tls(tcp, domain, shared.tls_client_direct.clone()).await?,
+        false => Transport::Plain(tcp),
+    };
+    let encrypted = transport.is_tls();
+    let (io, guard) = io::wrap(transport, limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
     let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;
     let offered = negotiate::offered(&features);
-    match negotiate::next_step(offered, false, shared.cfg.s2s_require_encryption) {
+    match negotiate::next_step(offered, encrypted, shared.cfg.s2s_require_encryption) {
         Step::Authenticate => {
             return Ok(Opened {
                 xml,
@@ -139,13 +161,8 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let (Transport::Plain(tcp), _) = io::unwrap(xml.into_inner()) else {
         return Err(LinkError::Tls("the stream was encrypted already".into()));
     };
-    let name = rustls::pki_types::ServerName::try_from(domain.to_string())
-        .map_err(|e| LinkError::Tls(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(shared.tls_client.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| LinkError::Tls(e.to_string()))?;
-    let (io, guard) = io::wrap(Transport::TlsOut(Box::new(tls)), limit);
+    let transport = tls(tcp, domain, shared.tls_client.clone()).await?;
+    let (io, guard) = io::wrap(transport, limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
     let (stream_id, _) = start(&mut xml, &guard, ours, domain).await?;
     Ok(Opened {

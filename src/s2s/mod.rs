@@ -2,8 +2,8 @@
 //! publishes reach app servers on other domains (Conversations', Monal's, Siskin's).
 //!
 //! Outbound, one link per remote domain (`links`, `outbound`): it resolves the domain
-//! (`resolve`: `s2s_hosts`, then SRV records, then its addresses on 5269), connects with STARTTLS
-//! (`connect`, `client_tls`) and authenticates with dialback (`dialback`); while it does,
+//! (`resolve`: `s2s_hosts`, then SRV records, then its addresses on 5269), connects with
+//! STARTTLS or direct TLS (`connect`, `client_tls`) and authenticates with dialback (`dialback`); while it does,
 //! that domain's stanzas wait in a bounded queue, and when it fails they bounce with
 //! `remote-server-not-found` or `remote-server-timeout`. Inbound (`inbound`), a peer
 //! authenticates its domain with dialback, which we check with its authoritative server
@@ -38,6 +38,8 @@ pub struct Shared {
     /// Our certificate with ALPN `xmpp-server`, for `s2s_direct_tls_listen`.
     pub tls_direct: Arc<rustls::ServerConfig>,
     pub tls_client: Arc<rustls::ClientConfig>,
+    /// The same with ALPN `xmpp-server`, for direct TLS (XEP-0368).
+    pub tls_client_direct: Arc<rustls::ClientConfig>,
     pub secret: dialback::Secret,
     pub resolver: resolve::Resolver,
     /// Inbound stanzas and bounces enter the router here.

@@ -1,9 +1,9 @@
-//! Where a remote domain's server listens (RFC 6120 §3.2): the `s2s_hosts` entry when
-//! there is one; an IP literal as it is, on 5269; otherwise the domain's
-//! `_xmpp-server._tcp` SRV records in priority order, each target's addresses on its
-//! port; and with no SRV record the domain's own A/AAAA records on 5269. A single SRV
-//! record with the target "." says the domain has no server-to-server service at all.
-//! `_xmpps-server._tcp` (direct TLS, XEP-0368) is not looked up yet.
+//! Where a remote domain's server listens (RFC 6120 §3.2, XEP-0368): the `s2s_hosts`
+//! entry when there is one; an IP literal as it is, on 5269; otherwise the domain's
+//! `_xmpps-server._tcp` (TLS from the first byte) and `_xmpp-server._tcp` (STARTTLS) SRV
+//! records together in priority order, each target's addresses on its port; and with no
+//! SRV record the domain's own A/AAAA records on 5269. SRV records whose targets are all
+//! "." say the domain has no server-to-server service at all.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -56,28 +56,57 @@ pub struct Srv {
     pub port: u16,
     /// The target host, as DNS gave it ("." for none).
     pub target: String,
+    /// From `_xmpps-server._tcp`: TLS from the first byte.
+    pub direct_tls: bool,
+}
+
+/// Where to connect, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub direct_tls: bool,
+}
+
+impl Target {
+    fn starttls(addr: SocketAddr) -> Self {
+        Target {
+            addr,
+            direct_tls: false,
+        }
+    }
 }
 
 fn no_target(target: &str) -> bool {
     target == "." || target.is_empty()
 }
 
-/// The hosts and ports to try, in order: lowest priority first, and within one priority
-/// the heavier first (RFC 2782 picks by weight at random; a fixed order is enough for a
-/// handful of servers and makes the choice reproducible). `None`: the domain says it has
-/// no service (a single record with the target ".").
-pub fn order(mut records: Vec<Srv>) -> Option<Vec<(String, u16)>> {
-    if records.len() == 1 && no_target(&records[0].target) {
+/// The records to try, in order: lowest priority first, within one priority the heavier
+/// first, and on a tie direct TLS first (RFC 2782 picks by weight at random; a fixed
+/// order is enough for a handful of servers and makes the choice reproducible). `None`:
+/// the domain says it has no service (every target is ".").
+pub fn order(mut records: Vec<Srv>) -> Option<Vec<Srv>> {
+    if !records.is_empty() && records.iter().all(|r| no_target(&r.target)) {
         return None;
     }
     records.retain(|r| !no_target(&r.target));
-    records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
-    Some(records.into_iter().map(|r| (r.target, r.port)).collect())
+    records.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then(b.direct_tls.cmp(&a.direct_tls))
+    });
+    Some(records)
 }
 
-async fn ips(resolver: &Resolver, host: &str, port: u16) -> Vec<SocketAddr> {
+async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Vec<Target> {
     match resolver.lookup_ip(host).await {
-        Ok(found) => found.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+        Ok(found) => found
+            .iter()
+            .map(|ip| Target {
+                addr: SocketAddr::new(ip, port),
+                direct_tls,
+            })
+            .collect(),
         Err(e) => {
             tracing::debug!(%host, error = %e, "no address");
             Vec::new()
@@ -85,20 +114,10 @@ async fn ips(resolver: &Resolver, host: &str, port: u16) -> Vec<SocketAddr> {
     }
 }
 
-/// The addresses to try, in order; empty when the domain has none.
-pub async fn addresses(
-    domain: &str,
-    hosts: &BTreeMap<String, SocketAddr>,
-    resolver: &Resolver,
-) -> Vec<SocketAddr> {
-    if let Some(a) = fixed(domain, hosts) {
-        return vec![a];
-    }
-    if let Ok(ip) = domain.parse::<IpAddr>() {
-        return vec![SocketAddr::new(ip, DEFAULT_PORT)];
-    }
-    let records: Vec<Srv> = match resolver
-        .srv_lookup(format!("_xmpp-server._tcp.{domain}."))
+async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
+    let direct_tls = service == "_xmpps-server";
+    match resolver
+        .srv_lookup(format!("{service}._tcp.{domain}."))
         .await
     {
         Ok(lookup) => lookup
@@ -110,25 +129,42 @@ pub async fn addresses(
                     weight: s.weight,
                     port: s.port,
                     target: s.target.to_string(),
+                    direct_tls,
                 }),
                 _ => None,
             })
             .collect(),
         Err(e) => {
-            tracing::debug!(%domain, error = %e, "no SRV record");
+            tracing::debug!(%domain, %service, error = %e, "no SRV record");
             Vec::new()
         }
-    };
+    }
+}
+
+/// The places to try, in order; empty when the domain has none.
+pub async fn addresses(
+    domain: &str,
+    hosts: &BTreeMap<String, SocketAddr>,
+    resolver: &Resolver,
+) -> Vec<Target> {
+    if let Some(a) = fixed(domain, hosts) {
+        return vec![Target::starttls(a)];
+    }
+    if let Ok(ip) = domain.parse::<IpAddr>() {
+        return vec![Target::starttls(SocketAddr::new(ip, DEFAULT_PORT))];
+    }
+    let mut records = srv(resolver, "_xmpps-server", domain).await;
+    records.extend(srv(resolver, "_xmpp-server", domain).await);
     if records.is_empty() {
-        return ips(resolver, &format!("{domain}."), DEFAULT_PORT).await;
+        return ips(resolver, &format!("{domain}."), DEFAULT_PORT, false).await;
     }
     let Some(targets) = order(records) else {
         tracing::info!(%domain, "the domain's SRV record says it has no server-to-server service");
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (host, port) in targets {
-        out.extend(ips(resolver, &host, port).await);
+    for r in targets {
+        out.extend(ips(resolver, &r.target, r.port, r.direct_tls).await);
     }
     out
 }
@@ -152,27 +188,34 @@ mod tests {
             weight,
             port: 5269,
             target: target.into(),
+            direct_tls: false,
         }
     }
 
+    fn hosts(records: &[Srv]) -> Vec<&str> {
+        records.iter().map(|r| r.target.as_str()).collect()
+    }
+
     #[test]
-    fn srv_targets_go_by_priority_then_weight() {
+    fn srv_targets_go_by_priority_then_weight_then_direct_tls() {
+        let tls = Srv {
+            direct_tls: true,
+            ..srv(10, 60, "heavy-tls.")
+        };
         let got = order(vec![
             srv(20, 0, "backup."),
             srv(10, 1, "light."),
             srv(10, 60, "heavy."),
+            tls,
         ])
         .unwrap();
-        let hosts: Vec<&str> = got.iter().map(|(h, _)| h.as_str()).collect();
-        assert_eq!(hosts, ["heavy.", "light.", "backup."]);
+        assert_eq!(hosts(&got), ["heavy-tls.", "heavy.", "light.", "backup."]);
     }
 
     #[test]
-    fn a_lone_dot_target_means_no_service() {
+    fn dot_targets_only_mean_no_service() {
         assert_eq!(order(vec![srv(0, 0, ".")]), None);
-        assert_eq!(
-            order(vec![srv(0, 0, "."), srv(5, 0, "x.")]),
-            Some(vec![("x.".to_string(), 5269)])
-        );
+        let got = order(vec![srv(0, 0, "."), srv(5, 0, "x.")]).unwrap();
+        assert_eq!(hosts(&got), ["x."]);
     }
 }

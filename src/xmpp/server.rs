@@ -271,13 +271,17 @@ fn start_s2s(
         })?;
     let resolver = s2s::resolve::resolver(cfg.s2s_dns_server)
         .map_err(|e| StartError::Resolver(e.to_string()))?;
-    let tls_client = s2s::client_tls::config()
-        .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))?;
+    let client = |alpn| {
+        s2s::client_tls::config(alpn)
+            .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))
+    };
+    let (tls_client, tls_client_direct) = (client(None)?, client(Some(b"xmpp-server"))?);
     let shared = Rc::new(s2s::Shared {
         cfg: cfg.clone(),
         tls_server,
         tls_direct,
         tls_client,
+        tls_client_direct,
         secret,
         resolver,
         router: router.clone().recipient(),

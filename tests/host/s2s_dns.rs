@@ -121,3 +121,55 @@ async fn s2s_finds_the_remote_server_through_its_srv_record() {
         String::from(&e)
     );
 }
+
+#[actix_rt::test]
+async fn s2s_uses_an_xmpps_server_record_for_direct_tls() {
+    let (la, lb) = (
+        std::net::TcpListener::bind("127.0.0.2:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+        std::net::TcpListener::bind("127.0.0.3:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    );
+    let mut zone = HashMap::new();
+    // Only a direct-TLS record: b.test has no STARTTLS listener at all.
+    zone.insert(
+        ("_xmpps-server._tcp.b.test.".to_string(), RecordType::SRV),
+        vec![RData::SRV(SRV::new(0, 0, lb.port(), name("xmpp.b.test.")))],
+    );
+    zone.insert(
+        ("xmpp.b.test.".to_string(), RecordType::A),
+        vec![RData::A(ARecord::new(127, 0, 0, 3))],
+    );
+    let dns = dns_server(zone).await;
+    let a = TestServer::start(move |c| {
+        c.domain = "a.localhost".into();
+        c.s2s_listen = Some(la);
+        c.s2s_dns_server = Some(dns);
+        c.s2s_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let b = TestServer::start(move |c| {
+        c.domain = "b.test".into();
+        c.s2s_direct_tls_listen = Some(lb);
+        c.s2s_hosts = [("a.localhost".to_string(), la)].into_iter().collect();
+    })
+    .await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let mut romeo = online(&b, "romeo", "desk").await;
+    juliet
+        .send(
+            "<message type='chat' to='romeo@b.test' id='m1'><body>over direct TLS</body></message>",
+        )
+        .await;
+    let (m, _) = romeo.until("message").await;
+    assert_eq!(
+        m.attr("from"),
+        Some("juliet@a.localhost/phone"),
+        "{}",
+        String::from(&m)
+    );
+}
