@@ -1,16 +1,17 @@
 //! Server-to-server links (RFC 6120, XEP-0220): our users reach other servers, and
 //! publishes reach app servers on other domains (Conversations', Monal's, Siskin's).
 //!
-//! Outbound, one link per remote domain (`links`, `outbound`): it resolves the domain
-//! (`resolve`: `s2s_hosts`, then SRV records, then its addresses on 5269), connects with
-//! STARTTLS or direct TLS (`connect`, `client_tls`) and authenticates with dialback (`dialback`); while it does,
-//! that domain's stanzas wait in a bounded queue, and when it fails they bounce with
-//! `remote-server-not-found` or `remote-server-timeout`. Inbound (`inbound`), a peer
-//! authenticates its domain with dialback, which we check with its authoritative server
-//! over a connection of our own (`verify`); then its stanzas enter the router like local
-//! ones, and app servers' answers to publishes go to the push module, as a component's do.
-//! The pure decisions (features, steps, dialback elements, which stanza may enter) are in
-//! `negotiate`.
+//! Outbound, one link per pair of our domain and a remote one (`links`, `outbound`): it
+//! resolves the domain (`resolve`: `s2s_hosts`, then SRV records, then its addresses on
+//! 5269), connects with STARTTLS or direct TLS (`connect`, `client_tls`) and
+//! authenticates with dialback (`dialback`); while it does, that domain's stanzas wait in
+//! a bounded queue, and when it fails they bounce with `remote-server-not-found` or
+//! `remote-server-timeout` (publishes are held and retried instead, D21). Inbound
+//! (`inbound`), a peer authenticates its domain with dialback, which we check with its
+//! authoritative server over a connection of our own (`verify`); then its stanzas enter
+//! the router like local ones, and app servers' answers to publishes go to the push
+//! module, as a component's do. The pure decisions (features, steps, dialback elements,
+//! which stanza may enter) are in `negotiate`.
 
 pub mod client_tls;
 pub mod connect;
