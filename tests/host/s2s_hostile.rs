@@ -198,3 +198,67 @@ async fn s2s_direct_tls_listener_offers_dialback_at_once() {
     assert!(got.contains("urn:xmpp:features:dialback"), "{got}");
     assert!(!got.contains("starttls"), "already encrypted: {got}");
 }
+
+#[actix_rt::test]
+async fn s2s_dialback_before_starttls_is_refused_when_encryption_is_required() {
+    let (_t, addr) = listening(|c| c.s2s_require_encryption = true).await;
+    let mut peer = opened(addr, "evil.localhost", A).await;
+    let features = peer.until("</stream:features>").await;
+    assert!(
+        features.contains("<required"),
+        "STARTTLS required: {features}"
+    );
+    assert!(
+        !features.contains("urn:xmpp:features:dialback"),
+        "no dialback before TLS: {features}"
+    );
+    peer.write(b"<db:result from='evil.localhost' to='a.localhost'>somekey</db:result>")
+        .await;
+    let rest = peer.rest_until_closed().await;
+    assert!(rest.contains("policy-violation"), "{rest}");
+}
+
+/// A peer that offers no STARTTLS: with `s2s_require_encryption` (the default) no link
+/// is made, and the message bounces.
+#[actix_rt::test]
+async fn s2s_peer_without_tls_gets_no_link_when_encryption_is_required() {
+    let plain = TcpListener::bind("127.0.0.6:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let t = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_hosts = [("plain.localhost".to_string(), plain_addr)]
+            .into_iter()
+            .collect();
+    })
+    .await;
+    let peer = actix_rt::spawn(async move {
+        let (tcp, _) = plain.accept().await.unwrap();
+        let mut p = Raw::over(tcp);
+        p.until("<stream:stream").await;
+        p.until(">").await;
+        p.write(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+              xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+              from='plain.localhost' id='p1' version='1.0'><stream:features>\
+              <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+        )
+        .await;
+        p.rest_until_closed().await
+    });
+    let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
+    juliet
+        .send("<message type='chat' to='x@plain.localhost' id='m1'><body>secret</body></message>")
+        .await;
+    let (e, _) = juliet.until("message").await;
+    assert_eq!(e.attr("type"), Some("error"), "{}", String::from(&e));
+    assert!(
+        String::from(&e).contains("remote-server-not-found"),
+        "{}",
+        String::from(&e)
+    );
+    let seen = peer.await.unwrap();
+    assert!(
+        !seen.contains("secret"),
+        "nothing sent in the clear: {seen}"
+    );
+}
