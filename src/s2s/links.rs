@@ -212,6 +212,9 @@ impl Links {
         };
         let held = std::mem::take(&mut f.held);
         let now = Instant::now();
+        // The backoff is over whatever the clock's rounding says: a publish sent now must
+        // not be held again with no retry left to take it.
+        f.until = f.until.min(now);
         for (give_up, xml) in held {
             let queued = Queued {
                 item: Remote::Publish(xml),
