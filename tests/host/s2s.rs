@@ -440,3 +440,32 @@ async fn s2s_subscription_with_a_remote_contact_and_presence_both_ways() {
     romeo.close().await;
     presence_from(&mut juliet, "romeo@b.localhost", Some("unavailable")).await;
 }
+
+/// What Conversations does before `<enable/>`: an ad-hoc command from the phone to the
+/// app server on another server, through ours; the answer comes back to the session.
+#[actix_rt::test]
+async fn s2s_adhoc_command_from_a_phone_reaches_the_remote_app_server_and_is_answered() {
+    let (a, b) = pair_with_remote_app_server().await;
+    let mut app = Component::connect(&b).await;
+    let mut juliet = a.login("juliet", "phone").await;
+    juliet
+        .send(&format!("<iq type='set' id='reg1' to='{APP}'><command xmlns='http://jabber.org/protocol/commands' node='register-push-fcm' action='execute'/></iq>"))
+        .await;
+    let command = app.next().await;
+    assert_eq!(
+        command.attr("from"),
+        Some("juliet@a.localhost/phone"),
+        "{}",
+        String::from(&command)
+    );
+    assert!(command.has_child("command", "http://jabber.org/protocol/commands"));
+    app.answer_result(&command).await;
+    loop {
+        let (r, _) = juliet.until("iq").await;
+        if r.attr("id") == Some("reg1") {
+            assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+            assert_eq!(r.attr("from"), Some(APP));
+            break;
+        }
+    }
+}
