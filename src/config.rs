@@ -145,6 +145,9 @@ pub struct Config {
     /// Remote domains reached at a fixed address instead of through DNS (tests,
     /// split-horizon and LAN setups).
     pub s2s_hosts: BTreeMap<String, SocketAddr>,
+    /// Certificate authorities trusted for other servers' certificates besides the
+    /// system's (PEM), for SASL EXTERNAL; a private CA, or a test's.
+    pub s2s_ca_file: Option<PathBuf>,
     /// The DNS server that server-to-server links ask (SRV, A, AAAA); `None`: the
     /// system's (/etc/resolv.conf).
     pub s2s_dns_server: Option<SocketAddr>,
@@ -225,6 +228,7 @@ impl Default for Config {
             s2s_direct_tls_listen: None,
             s2s_hosts: BTreeMap::new(),
             s2s_dns_server: None,
+            s2s_ca_file: None,
             s2s_require_encryption: true,
             s2s_timeout: Duration::from_secs(90),
             s2s_queue_size: 1024,
@@ -286,6 +290,7 @@ pub const KEYS: &[&str] = &[
     "s2s_direct_tls_listen",
     "s2s_hosts",
     "s2s_dns_server",
+    "s2s_ca_file",
     "s2s_require_encryption",
     "s2s_timeout",
     "s2s_queue_size",
@@ -455,6 +460,7 @@ impl Config {
                 "s2s_direct_tls_listen" => cfg.s2s_direct_tls_listen = Some(v.socket()?),
                 "s2s_hosts" => cfg.s2s_hosts = v.hosts()?,
                 "s2s_dns_server" => cfg.s2s_dns_server = Some(v.socket()?),
+                "s2s_ca_file" => cfg.s2s_ca_file = Some(PathBuf::from(v.string(4096)?)),
                 "s2s_require_encryption" => cfg.s2s_require_encryption = v.bool()?,
                 "s2s_timeout" => cfg.s2s_timeout = v.seconds(1.0, 3600.0)?,
                 "s2s_queue_size" => cfg.s2s_queue_size = v.int(1, 1_000_000)? as usize,
@@ -786,6 +792,9 @@ impl fmt::Display for Config {
         if let Some(a) = self.s2s_dns_server {
             writeln!(f, "s2s_dns_server = {}", quote(&a.to_string()))?;
         }
+        if let Some(p) = &self.s2s_ca_file {
+            writeln!(f, "s2s_ca_file = {}", quote(&p.display().to_string()))?;
+        }
         writeln!(
             f,
             "s2s_require_encryption = {}",
@@ -841,6 +850,7 @@ mod tests {
             s2s_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
             s2s_dns_server: Some(SocketAddr::from(([127, 0, 0, 53], 53))),
             s2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5270))),
+            s2s_ca_file: Some("ca.pem".into()),
             tls_certificate: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             components: vec![ComponentConfig {

@@ -1,8 +1,15 @@
 //! TLS on our outbound server-to-server links. The peer's certificate is not checked
 //! against trust roots here: such links are authenticated by dialback (XEP-0220), which
 //! proves the domain through DNS and the peer's secret, the way Prosody does with
-//! `s2s_secure_auth = false`. The handshake's signatures are still verified, so the
-//! session key belongs to whoever holds the presented certificate's private key.
+//! `s2s_secure_auth = false`; whether the certificate is valid for the domain is judged
+//! after the handshake (`trust`). The handshake's signatures are still verified, so the
+//! session key belongs to whoever holds the presented certificate's private key. We
+//! present our own certificate as the client's, for the peer's SASL EXTERNAL.
+//!
+//! The server side of server-to-server TLS is here too: it asks the peer for its
+//! certificate and takes any (or none).
+
+use crate::xmpp::tls::Certificates;
 
 use std::sync::Arc;
 
@@ -59,15 +66,56 @@ impl ServerCertVerifier for DialbackAuthenticates {
     }
 }
 
+/// Our certificate, offered as the client's.
+#[derive(Debug)]
+struct OurCertificate(Arc<Certificates>);
+
+impl rustls::client::ResolvesClientCert for OurCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.get())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// The client configuration of every outbound link; `alpn` for direct TLS
-/// (`xmpp-server`, XEP-0368).
-pub fn config(alpn: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// (`xmpp-server`, XEP-0368). Without `ours` no client certificate is presented.
+pub fn config(
+    alpn: Option<&[u8]>,
+    ours: Option<Arc<Certificates>>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(DialbackAuthenticates(provider)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(DialbackAuthenticates(provider)));
+    let mut config = match ours {
+        Some(c) => builder.with_client_cert_resolver(Arc::new(OurCertificate(c))),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
+    Ok(Arc::new(config))
+}
+
+/// The server configuration of inbound server-to-server streams: our certificate, and
+/// the peer's asked for; `alpn` for the direct-TLS listener.
+pub fn server_config(
+    certificates: Arc<Certificates>,
+    alpn: Option<&[u8]>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(super::trust::AnyClientCert(provider)))
+        .with_cert_resolver(certificates);
+    if let Some(proto) = alpn {
+        config.alpn_protocols = vec![proto.to_vec()];
+    }
     Ok(Arc::new(config))
 }

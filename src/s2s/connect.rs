@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use xmpp_parsers::minidom::Element;
 
 use super::Shared;
-use super::negotiate::{self, Step, TLS_NS};
+use super::negotiate::{self, SASL_NS, Step, TLS_NS};
 use super::resolve;
 use crate::xmpp::io::{self, SizeGuard, Transport};
 use crate::xmpp::xml::{OurHeader, Read, SERVER_NS, STREAM_NS, XmlStream};
@@ -48,6 +48,8 @@ pub struct Opened {
     pub guard: SizeGuard,
     /// The id of the peer's stream header, which dialback keys are made for.
     pub stream_id: String,
+    /// The peer accepted our certificate (SASL EXTERNAL): no dialback needed.
+    pub authenticated: bool,
 }
 
 fn stream_failed(what: &str, read: &Read) -> LinkError {
@@ -142,11 +144,7 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let offered = negotiate::offered(&features);
     match negotiate::next_step(offered, encrypted, shared.cfg.s2s_require_encryption) {
         Step::Authenticate => {
-            return Ok(Opened {
-                xml,
-                guard,
-                stream_id,
-            });
+            return external(xml, guard, stream_id, offered.external, ours, domain).await;
         }
         Step::NoTls => return Err(LinkError::NoTls),
         Step::StartTls => {}
@@ -164,10 +162,49 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let transport = tls(tcp, domain, shared.tls_client.clone()).await?;
     let (io, guard) = io::wrap(transport, limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
+    let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;
+    let external_offered = negotiate::offered(&features).external;
+    external(xml, guard, stream_id, external_offered, ours, domain).await
+}
+
+/// SASL EXTERNAL (XEP-0178) when the peer offers it, that is, when it found our
+/// certificate valid for our domain; after a refusal the stream stays for dialback.
+async fn external(
+    mut xml: XmlStream,
+    guard: SizeGuard,
+    stream_id: String,
+    offered: bool,
+    ours: &str,
+    domain: &str,
+) -> Result<Opened, LinkError> {
+    let unauthenticated = |xml, guard, stream_id| Opened {
+        xml,
+        guard,
+        stream_id,
+        authenticated: false,
+    };
+    if !offered {
+        return Ok(unauthenticated(xml, guard, stream_id));
+    }
+    xml.send(&negotiate::external_auth(ours))
+        .await
+        .map_err(LinkError::Connect)?;
+    match xml.next().await {
+        Read::Element(el) if el.is("success", SASL_NS) => {}
+        Read::Element(el) if el.is("failure", SASL_NS) => {
+            tracing::info!(%domain, "SASL EXTERNAL refused by the peer: dialback instead");
+            guard.reset();
+            return Ok(unauthenticated(xml, guard, stream_id));
+        }
+        other => return Err(stream_failed("SASL", &other)),
+    }
+    xml.restart();
     let (stream_id, _) = start(&mut xml, &guard, ours, domain).await?;
+    tracing::debug!(%domain, "authenticated with SASL EXTERNAL");
     Ok(Opened {
         xml,
         guard,
         stream_id,
+        authenticated: true,
     })
 }

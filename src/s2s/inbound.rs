@@ -10,6 +10,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::Shared;
-use super::negotiate::{self, Pair, TLS_NS, served};
+use super::negotiate::{self, Pair, SASL_NS, TLS_NS, served};
 use super::verify;
 use crate::push::AppServerResponse;
 use crate::xmpp::admission::{Admission, Place};
@@ -99,6 +100,13 @@ struct Stream {
     id: String,
     authenticated: Vec<Pair>,
     deadline: Instant,
+    /// The certificate chain the peer presented in the TLS handshake (may be empty).
+    peer_certs: Vec<CertificateDer<'static>>,
+    /// The header's `from` and `to` (ours), lowercase.
+    peer_domain: Option<String>,
+    local: String,
+    /// SASL EXTERNAL succeeded: the restarted stream offers nothing more.
+    sasl_done: bool,
 }
 
 enum Next {
@@ -126,6 +134,10 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
             id: String::new(),
             authenticated: Vec::new(),
             deadline,
+            peer_certs: Vec::new(),
+            peer_domain: None,
+            local: String::new(),
+            sasl_done: false,
         }
     };
     if !open(&mut s, &shared).await {
@@ -147,6 +159,16 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
         } else if el.is("result", DIALBACK_NS) {
             if !dialback_result(&mut s, &el, &shared).await {
                 break;
+            }
+        } else if el.is("auth", SASL_NS) {
+            match external(&mut s, &el, &shared).await {
+                Some(true) => {
+                    if !open(&mut s, &shared).await {
+                        return;
+                    }
+                }
+                Some(false) => {}
+                None => break,
             }
         } else if el.is("verify", DIALBACK_NS) {
             let answer = verify_answer(&el, &shared);
@@ -175,6 +197,7 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
         }
     };
     s.id = stanza::random_id();
+    s.peer_domain = header.from.as_deref().map(str::to_ascii_lowercase);
     let to = header.to.as_deref().map(str::to_ascii_lowercase);
     let addressed = to.as_deref().filter(|t| served(&shared.cfg, t));
     let ok = s
@@ -188,12 +211,22 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
     if !ok {
         return false;
     }
-    if addressed.is_none() {
+    let Some(addressed) = addressed else {
         tracing::info!(to = ?header.to, "inbound server stream for another domain refused");
         s.xml.close_with("host-unknown").await;
         return false;
-    }
-    let features = negotiate::inbound_features(s.tls, shared.cfg.s2s_require_encryption);
+    };
+    s.local = addressed.to_string();
+    let features = match s.sasl_done {
+        true => Element::builder("features", crate::xmpp::xml::STREAM_NS).build(),
+        false => {
+            let external = s
+                .peer_domain
+                .as_deref()
+                .is_some_and(|d| shared.trust.valid_for(&s.peer_certs, d));
+            negotiate::inbound_features(s.tls, shared.cfg.s2s_require_encryption, external)
+        }
+    };
     s.xml.send(&features).await.is_ok()
 }
 
@@ -282,6 +315,12 @@ async fn secured(
         }
         Err(_) => return None,
     };
+    let peer_certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
     let (mut io, guard) = io::wrap(
         Transport::Tls(Box::new(tls)),
         shared.cfg.s2s_stanza_size_limit,
@@ -294,7 +333,37 @@ async fn secured(
         id: String::new(),
         authenticated: Vec::new(),
         deadline,
+        peer_certs,
+        peer_domain: None,
+        local: String::new(),
+        sasl_done: false,
     })
+}
+
+/// SASL EXTERNAL (XEP-0178): the peer is authenticated as the domain it asks for when
+/// its certificate is valid for that domain. `Some(true)`: success, the stream restarts;
+/// `Some(false)`: refused, the peer may still use dialback; `None`: the stream is over.
+async fn external(s: &mut Stream, auth: &Element, shared: &Shared) -> Option<bool> {
+    let identity = negotiate::external_identity(auth, s.peer_domain.as_deref());
+    let valid = s.tls
+        && !s.sasl_done
+        && identity
+            .as_deref()
+            .is_some_and(|d| shared.trust.valid_for(&s.peer_certs, d));
+    let Some(domain) = identity.filter(|_| valid) else {
+        tracing::info!(peer = ?s.peer_domain, "SASL EXTERNAL refused: no valid certificate for the domain");
+        let failure = negotiate::sasl_failure("not-authorized");
+        return s.xml.send(&failure).await.ok().map(|_| false);
+    };
+    s.xml.send(&negotiate::sasl_success()).await.ok()?;
+    tracing::info!(%domain, local = %s.local, "inbound server stream authenticated (SASL EXTERNAL)");
+    s.authenticated.push(Pair {
+        remote: domain,
+        local: s.local.clone(),
+    });
+    s.sasl_done = true;
+    s.xml.restart();
+    Some(true)
 }
 
 /// A peer's `<db:result/>`: its key checked with its authoritative server; `false` when

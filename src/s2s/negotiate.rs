@@ -9,13 +9,22 @@ use crate::xmpp::stanza::set_attr;
 use crate::xmpp::xml::{DIALBACK_NS, STREAM_NS};
 
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+pub const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// The stream feature that announces dialback (XEP-0220 §2.4).
 pub const DIALBACK_FEATURE_NS: &str = "urn:xmpp:features:dialback";
 
-/// The features of an inbound stream: STARTTLS until the stream is encrypted, dialback
-/// once it may be used (encrypted, or encryption not required).
-pub fn inbound_features(tls: bool, require_encryption: bool) -> Element {
+/// The features of an inbound stream: STARTTLS until the stream is encrypted, SASL
+/// EXTERNAL when the peer's certificate is valid for the domain it claims (`external`),
+/// dialback once it may be used (encrypted, or encryption not required).
+pub fn inbound_features(tls: bool, require_encryption: bool, external: bool) -> Element {
     let mut f = Element::builder("features", STREAM_NS).build();
+    if tls && external {
+        f.append_child(
+            Element::builder("mechanisms", SASL_NS)
+                .append(Element::builder("mechanism", SASL_NS).append("EXTERNAL"))
+                .build(),
+        );
+    }
     if !tls {
         let mut starttls = Element::builder("starttls", TLS_NS).build();
         if require_encryption {
@@ -37,12 +46,60 @@ pub fn inbound_features(tls: bool, require_encryption: bool) -> Element {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offered {
     pub starttls: bool,
+    /// SASL EXTERNAL: the peer found our certificate valid for our domain.
+    pub external: bool,
 }
 
 pub fn offered(features: &Element) -> Offered {
+    let external = features.get_child("mechanisms", SASL_NS).is_some_and(|m| {
+        m.children()
+            .any(|c| c.is("mechanism", SASL_NS) && c.text().trim() == "EXTERNAL")
+    });
     Offered {
         starttls: features.has_child("starttls", TLS_NS),
+        external,
     }
+}
+
+/// `<auth mechanism='EXTERNAL'/>` for our domain (XEP-0178 §3: the authorization
+/// identity is the domain, base64).
+pub fn external_auth(ours: &str) -> Element {
+    use base64::Engine;
+    let mut el = Element::builder("auth", SASL_NS).build();
+    set_attr(&mut el, "mechanism", "EXTERNAL");
+    el.append_text_node(base64::engine::general_purpose::STANDARD.encode(ours));
+    el
+}
+
+/// The domain an inbound `<auth/>` asks to be authenticated as: its EXTERNAL
+/// authorization identity, or when that is empty ("="), the stream header's `from`.
+/// `None` for another mechanism or an undecodable identity.
+pub fn external_identity(auth: &Element, header_from: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    if auth.attr("mechanism") != Some("EXTERNAL") {
+        return None;
+    }
+    let text = auth.text();
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return header_from.map(str::to_ascii_lowercase);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()
+        .map(|s| s.to_ascii_lowercase())
+}
+
+pub fn sasl_success() -> Element {
+    Element::builder("success", SASL_NS).build()
+}
+
+pub fn sasl_failure(condition: &str) -> Element {
+    Element::builder("failure", SASL_NS)
+        .append(Element::builder(condition, SASL_NS))
+        .build()
 }
 
 /// Our next step on an outbound stream, from what the peer offered.
@@ -165,24 +222,59 @@ mod tests {
 
     #[test]
     fn starttls_first_then_dialback() {
-        let plain = inbound_features(false, true);
+        let plain = inbound_features(false, true, true);
         assert!(plain.has_child("starttls", TLS_NS));
         assert!(!plain.has_child("dialback", DIALBACK_FEATURE_NS));
-        let secure = inbound_features(true, true);
+        assert!(
+            !plain.has_child("mechanisms", SASL_NS),
+            "no SASL before TLS"
+        );
+        let secure = inbound_features(true, true, false);
         assert!(!secure.has_child("starttls", TLS_NS));
         assert!(secure.has_child("dialback", DIALBACK_FEATURE_NS));
-        assert!(inbound_features(false, false).has_child("dialback", DIALBACK_FEATURE_NS));
+        assert!(!offered(&secure).external);
+        assert!(offered(&inbound_features(true, true, true)).external);
+        assert!(inbound_features(false, false, false).has_child("dialback", DIALBACK_FEATURE_NS));
+    }
+
+    #[test]
+    fn external_identity_is_the_authzid_or_the_header() {
+        let auth = external_auth("a.test");
+        assert_eq!(
+            external_identity(&auth, Some("x.test")).as_deref(),
+            Some("a.test")
+        );
+        let mut empty = Element::builder("auth", SASL_NS).build();
+        set_attr(&mut empty, "mechanism", "EXTERNAL");
+        empty.append_text_node("=");
+        assert_eq!(
+            external_identity(&empty, Some("X.test")).as_deref(),
+            Some("x.test")
+        );
+        let mut other = Element::builder("auth", SASL_NS).build();
+        set_attr(&mut other, "mechanism", "PLAIN");
+        assert_eq!(external_identity(&other, Some("x.test")), None);
+        let mut junk = external_auth("a.test");
+        junk.take_nodes();
+        junk.append_text_node("!!");
+        assert_eq!(external_identity(&junk, Some("x.test")), None);
     }
 
     #[test]
     fn outbound_steps_follow_the_offer_and_the_policy() {
-        let tls = Offered { starttls: true };
-        let none = Offered { starttls: false };
+        let tls = Offered {
+            starttls: true,
+            external: false,
+        };
+        let none = Offered {
+            starttls: false,
+            external: false,
+        };
         assert_eq!(next_step(tls, false, true), Step::StartTls);
         assert_eq!(next_step(none, false, true), Step::NoTls);
         assert_eq!(next_step(none, false, false), Step::Authenticate);
         assert_eq!(next_step(none, true, true), Step::Authenticate);
-        assert_eq!(offered(&inbound_features(false, true)), tls);
+        assert_eq!(offered(&inbound_features(false, true, false)), tls);
     }
 
     #[test]

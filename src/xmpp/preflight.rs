@@ -192,10 +192,10 @@ pub fn federation(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     match cfg.s2s_listen {
         None => out.push(Finding::ok(
-            "s2s_listen is unset: other servers cannot check our dialback key, so they \
-             refuse our links; users reach no other server and publishes reach only \
-             component app servers (set s2s_listen and forward TCP 5269 to federate; \
-             bidirectional streams, which would not need it, are not built)",
+            "s2s_listen is unset: other servers cannot check our dialback key, so only \
+             those that accept our certificate (SASL EXTERNAL) take our links, and \
+             nothing comes back (set s2s_listen and forward TCP 5269 to federate; \
+             bidirectional streams are not built)",
         )),
         Some(a) => out.push(Finding::ok(format!(
             "s2s_listen {a}: other servers connect here; {}",

@@ -109,11 +109,7 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
-        let s2s_tls = (
-            tls.clone(),
-            tls::server_config_with(certificates.clone(), Some(b"xmpp-server"))?,
-        );
-        let s2s_shared = start_s2s(&cfg, s2s_tls, &router, &hub, &stopped)?;
+        let s2s_shared = start_s2s(&cfg, &certificates, &router, &hub, &stopped)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -259,7 +255,7 @@ fn start_router_and_hub(
 /// The server-to-server links, handed to the router; what the inbound listener needs.
 fn start_s2s(
     cfg: &Arc<Config>,
-    (tls_server, tls_direct): (Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>),
+    certificates: &Arc<tls::Certificates>,
     router: &Addr<Router>,
     hub: &Addr<PushHub>,
     stopped: &watch::Receiver<bool>,
@@ -271,11 +267,19 @@ fn start_s2s(
         })?;
     let resolver = s2s::resolve::resolver(cfg.s2s_dns_server)
         .map_err(|e| StartError::Resolver(e.to_string()))?;
-    let client = |alpn| {
-        s2s::client_tls::config(alpn)
-            .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e.to_string())))
-    };
-    let (tls_client, tls_client_direct) = (client(None)?, client(Some(b"xmpp-server"))?);
+    let rustls_err = |e: rustls::Error| StartError::Tls(tls::TlsError::Rustls(e.to_string()));
+    let client = |alpn| s2s::client_tls::config(alpn, Some(certificates.clone()));
+    let (tls_client, tls_client_direct) = (
+        client(None).map_err(rustls_err)?,
+        client(Some(b"xmpp-server")).map_err(rustls_err)?,
+    );
+    let server = |alpn| s2s::client_tls::server_config(certificates.clone(), alpn);
+    let (tls_server, tls_direct) = (
+        server(None).map_err(rustls_err)?,
+        server(Some(b"xmpp-server")).map_err(rustls_err)?,
+    );
+    let trust = s2s::trust::Trust::load(cfg.s2s_ca_file.as_deref())
+        .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e)))?;
     let shared = Rc::new(s2s::Shared {
         cfg: cfg.clone(),
         tls_server,
@@ -284,6 +288,7 @@ fn start_s2s(
         tls_client_direct,
         secret,
         resolver,
+        trust,
         router: router.clone().recipient(),
         answers: hub.clone().recipient(),
         stopping: stopped.clone(),

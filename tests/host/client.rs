@@ -202,7 +202,13 @@ fn tls_connector(t: &TestServer) -> tokio_rustls::TlsConnector {
 }
 
 fn tls_connector_alpn(t: &TestServer, alpn: Option<&[u8]>) -> tokio_rustls::TlsConnector {
-    let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&t.cfg.data_dir);
+    // The server's own chain is trusted: the self-signed certificate, or a configured
+    // chain whose CA certificate is in the file (as in a full chain).
+    let cert = t
+        .cfg
+        .tls_certificate
+        .clone()
+        .unwrap_or_else(|| cloud_notify::xmpp::tls::self_signed_paths(&t.cfg.data_dir).0);
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {

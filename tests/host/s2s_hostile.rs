@@ -174,7 +174,7 @@ async fn s2s_direct_tls_listener_offers_dialback_at_once() {
         .s2s_direct_tls_addr
         .expect("listener");
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let config = cloud_notify::s2s::client_tls::config(Some(b"xmpp-server")).unwrap();
+    let config = cloud_notify::s2s::client_tls::config(Some(b"xmpp-server"), None).unwrap();
     let name = rustls::pki_types::ServerName::try_from(A).unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
