@@ -153,6 +153,13 @@ pub struct Config {
     pub s2s_dns_server: Option<SocketAddr>,
     /// Refuse a server-to-server stream that is not encrypted (Prosody's name).
     pub s2s_require_encryption: bool,
+    /// Require a certificate valid for the peer's domain, both ways: no dialback
+    /// (Prosody's name).
+    pub s2s_secure_auth: bool,
+    /// Domains held to `s2s_secure_auth` even when it is off (Prosody's name).
+    pub s2s_secure_domains: Vec<String>,
+    /// Domains allowed dialback even with `s2s_secure_auth` (Prosody's name).
+    pub s2s_insecure_domains: Vec<String>,
     /// How long an outbound link may take to connect and authenticate, and how long an
     /// inbound stream may stay unauthenticated (Prosody's name).
     pub s2s_timeout: Duration,
@@ -230,6 +237,9 @@ impl Default for Config {
             s2s_dns_server: None,
             s2s_ca_file: None,
             s2s_require_encryption: true,
+            s2s_secure_auth: false,
+            s2s_secure_domains: Vec::new(),
+            s2s_insecure_domains: Vec::new(),
             s2s_timeout: Duration::from_secs(90),
             s2s_queue_size: 1024,
             s2s_idle_timeout: Duration::from_secs(300),
@@ -292,6 +302,9 @@ pub const KEYS: &[&str] = &[
     "s2s_dns_server",
     "s2s_ca_file",
     "s2s_require_encryption",
+    "s2s_secure_auth",
+    "s2s_secure_domains",
+    "s2s_insecure_domains",
     "s2s_timeout",
     "s2s_queue_size",
     "s2s_idle_timeout",
@@ -462,6 +475,9 @@ impl Config {
                 "s2s_dns_server" => cfg.s2s_dns_server = Some(v.socket()?),
                 "s2s_ca_file" => cfg.s2s_ca_file = Some(PathBuf::from(v.string(4096)?)),
                 "s2s_require_encryption" => cfg.s2s_require_encryption = v.bool()?,
+                "s2s_secure_auth" => cfg.s2s_secure_auth = v.bool()?,
+                "s2s_secure_domains" => cfg.s2s_secure_domains = v.domains()?,
+                "s2s_insecure_domains" => cfg.s2s_insecure_domains = v.domains()?,
                 "s2s_timeout" => cfg.s2s_timeout = v.seconds(1.0, 3600.0)?,
                 "s2s_queue_size" => cfg.s2s_queue_size = v.int(1, 1_000_000)? as usize,
                 "s2s_idle_timeout" => cfg.s2s_idle_timeout = v.seconds(1.0, 86_400.0)?,
@@ -597,6 +613,24 @@ impl Value<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// A list of domains (`s2s_secure_domains`, `s2s_insecure_domains`), lowercase.
+    fn domains(&self) -> Result<Vec<String>, ConfigError> {
+        let expected = "a list of domains such as [\"example.org\"]";
+        let list = self
+            .value
+            .as_array()
+            .ok_or_else(|| self.wrong_type(expected))?;
+        list.iter()
+            .map(|d| {
+                d.as_str()
+                    .and_then(|s| xmpp_parsers::jid::BareJid::new(s).ok())
+                    .filter(|j| j.node().is_none())
+                    .map(|j| j.to_string())
+                    .ok_or_else(|| self.out_of_range(expected))
+            })
+            .collect()
     }
 
     /// `s2s_hosts`: an inline table from a domain to an address and port.
@@ -800,6 +834,18 @@ impl fmt::Display for Config {
             "s2s_require_encryption = {}",
             self.s2s_require_encryption
         )?;
+        writeln!(f, "s2s_secure_auth = {}", self.s2s_secure_auth)?;
+        let list = |l: &[String]| l.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        writeln!(
+            f,
+            "s2s_secure_domains = [{}]",
+            list(&self.s2s_secure_domains)
+        )?;
+        writeln!(
+            f,
+            "s2s_insecure_domains = [{}]",
+            list(&self.s2s_insecure_domains)
+        )?;
         writeln!(f, "s2s_timeout = {}", secs(self.s2s_timeout))?;
         writeln!(f, "s2s_queue_size = {}", self.s2s_queue_size)?;
         writeln!(f, "s2s_idle_timeout = {}", secs(self.s2s_idle_timeout))?;
@@ -989,6 +1035,11 @@ mod tests {
         let e = Config::parse("s2s_hosts = { \"u@a.test\" = \"127.0.0.1:1\" }").unwrap_err();
         assert!(e.to_string().contains("is not a domain"), "{e}");
         assert!(Config::parse("s2s_hosts = \"a.test\"").is_err());
+        let cfg =
+            Config::parse("s2s_secure_domains = [\"A.test\"]\ns2s_insecure_domains = []").unwrap();
+        assert_eq!(cfg.s2s_secure_domains, ["a.test"]);
+        assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+        assert!(Config::parse("s2s_secure_domains = [\"u@a.test\"]").is_err());
     }
 
     #[test]

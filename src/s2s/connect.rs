@@ -114,10 +114,13 @@ async fn tcp(domain: &str, shared: &Shared) -> Result<(TcpStream, bool), LinkErr
     Err(last.map_or(LinkError::NoAddress, LinkError::Connect))
 }
 
+/// TLS to `domain`. Unless dialback is allowed for it, its certificate must be valid
+/// for it (`s2s_secure_auth`).
 async fn tls(
     tcp: TcpStream,
     domain: &str,
     config: std::sync::Arc<rustls::ClientConfig>,
+    shared: &Shared,
 ) -> Result<Transport, LinkError> {
     let name = rustls::pki_types::ServerName::try_from(domain.to_string())
         .map_err(|e| LinkError::Tls(e.to_string()))?;
@@ -125,6 +128,14 @@ async fn tls(
         .connect(name, tcp)
         .await
         .map_err(|e| LinkError::Tls(e.to_string()))?;
+    if !negotiate::dialback_allowed(&shared.cfg, domain) {
+        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        if !shared.trust.valid_for(chain, domain) {
+            return Err(LinkError::Tls(format!(
+                "the certificate is not valid for {domain} (s2s_secure_auth)"
+            )));
+        }
+    }
     Ok(Transport::TlsOut(Box::new(tls)))
 }
 
@@ -134,7 +145,7 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let limit = shared.cfg.s2s_stanza_size_limit;
     let (tcp, direct_tls) = tcp(domain, shared).await?;
     let transport = match direct_tls {
-        true => tls(tcp, domain, shared.tls_client_direct.clone()).await?,
+        true => tls(tcp, domain, shared.tls_client_direct.clone(), shared).await?,
         false => Transport::Plain(tcp),
     };
     let encrypted = transport.is_tls();
@@ -143,6 +154,12 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;
     let offered = negotiate::offered(&features);
     match negotiate::next_step(offered, encrypted, shared.cfg.s2s_require_encryption) {
+        // Unencrypted (s2s_require_encryption off, no STARTTLS offered): no certificate.
+        Step::Authenticate if !encrypted && !negotiate::dialback_allowed(&shared.cfg, domain) => {
+            return Err(LinkError::Tls(format!(
+                "no certificate from {domain} on an unencrypted stream (s2s_secure_auth)"
+            )));
+        }
         Step::Authenticate => {
             return external(xml, guard, stream_id, offered.external, ours, domain).await;
         }
@@ -159,7 +176,7 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let (Transport::Plain(tcp), _) = io::unwrap(xml.into_inner()) else {
         return Err(LinkError::Tls("the stream was encrypted already".into()));
     };
-    let transport = tls(tcp, domain, shared.tls_client.clone()).await?;
+    let transport = tls(tcp, domain, shared.tls_client.clone(), shared).await?;
     let (io, guard) = io::wrap(transport, limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
     let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;

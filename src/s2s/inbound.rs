@@ -224,7 +224,12 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
                 .peer_domain
                 .as_deref()
                 .is_some_and(|d| shared.trust.valid_for(&s.peer_certs, d));
-            negotiate::inbound_features(s.tls, shared.cfg.s2s_require_encryption, external)
+            let dialback = s
+                .peer_domain
+                .as_deref()
+                .is_none_or(|d| negotiate::dialback_allowed(&shared.cfg, d));
+            let require = shared.cfg.s2s_require_encryption;
+            negotiate::inbound_features(s.tls, require, external, dialback)
         }
     };
     s.xml.send(&features).await.is_ok()
@@ -382,6 +387,11 @@ async fn dialback_result(s: &mut Stream, el: &Element, shared: &Shared) -> bool 
         s.xml.close_with("host-unknown").await;
         return false;
     };
+    if !negotiate::dialback_allowed(&shared.cfg, &from) {
+        tracing::info!(domain = %from, "dialback refused (s2s_secure_auth): a valid certificate is required");
+        s.xml.close_with("not-authorized").await;
+        return false;
+    }
     if shared.cfg.s2s_require_encryption && !s.tls {
         tracing::info!(domain = %from, "dialback before STARTTLS refused (s2s_require_encryption)");
         s.xml.close_with("policy-violation").await;

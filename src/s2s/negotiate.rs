@@ -15,8 +15,14 @@ pub const DIALBACK_FEATURE_NS: &str = "urn:xmpp:features:dialback";
 
 /// The features of an inbound stream: STARTTLS until the stream is encrypted, SASL
 /// EXTERNAL when the peer's certificate is valid for the domain it claims (`external`),
-/// dialback once it may be used (encrypted, or encryption not required).
-pub fn inbound_features(tls: bool, require_encryption: bool, external: bool) -> Element {
+/// dialback once it may be used (encrypted, or encryption not required) and is allowed
+/// for the peer (`dialback`).
+pub fn inbound_features(
+    tls: bool,
+    require_encryption: bool,
+    external: bool,
+    dialback: bool,
+) -> Element {
     let mut f = Element::builder("features", STREAM_NS).build();
     if tls && external {
         f.append_child(
@@ -32,7 +38,7 @@ pub fn inbound_features(tls: bool, require_encryption: bool, external: bool) -> 
         }
         f.append_child(starttls);
     }
-    if tls || !require_encryption {
+    if dialback && (tls || !require_encryption) {
         f.append_child(
             Element::builder("dialback", DIALBACK_FEATURE_NS)
                 .append(Element::builder("errors", DIALBACK_FEATURE_NS))
@@ -190,6 +196,17 @@ pub fn served(cfg: &Config, domain: &str) -> bool {
             .any(|c| c.jid.eq_ignore_ascii_case(domain))
 }
 
+/// Whether `domain` may authenticate with dialback (and be reached without a valid
+/// certificate): `s2s_insecure_domains` yes, `s2s_secure_domains` no, otherwise unless
+/// `s2s_secure_auth` (Prosody's three options, with its precedence).
+pub fn dialback_allowed(cfg: &Config, domain: &str) -> bool {
+    let listed = |l: &[String]| l.iter().any(|d| d.eq_ignore_ascii_case(domain));
+    if listed(&cfg.s2s_insecure_domains) {
+        return true;
+    }
+    !listed(&cfg.s2s_secure_domains) && !cfg.s2s_secure_auth
+}
+
 /// A remote domain authenticated towards one of ours on an inbound stream (dialback
 /// authenticates such a pair, XEP-0220 §2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,19 +239,37 @@ mod tests {
 
     #[test]
     fn starttls_first_then_dialback() {
-        let plain = inbound_features(false, true, true);
+        let plain = inbound_features(false, true, true, true);
         assert!(plain.has_child("starttls", TLS_NS));
         assert!(!plain.has_child("dialback", DIALBACK_FEATURE_NS));
         assert!(
             !plain.has_child("mechanisms", SASL_NS),
             "no SASL before TLS"
         );
-        let secure = inbound_features(true, true, false);
+        let secure = inbound_features(true, true, false, true);
         assert!(!secure.has_child("starttls", TLS_NS));
         assert!(secure.has_child("dialback", DIALBACK_FEATURE_NS));
         assert!(!offered(&secure).external);
-        assert!(offered(&inbound_features(true, true, true)).external);
-        assert!(inbound_features(false, false, false).has_child("dialback", DIALBACK_FEATURE_NS));
+        assert!(offered(&inbound_features(true, true, true, true)).external);
+        assert!(
+            inbound_features(false, false, false, true).has_child("dialback", DIALBACK_FEATURE_NS)
+        );
+    }
+
+    #[test]
+    fn dialback_policy_follows_prosodys_three_options() {
+        let mut cfg = Config::default();
+        assert!(dialback_allowed(&cfg, "a.test"));
+        cfg.s2s_secure_domains = vec!["a.test".into()];
+        assert!(!dialback_allowed(&cfg, "A.test"));
+        assert!(dialback_allowed(&cfg, "b.test"));
+        cfg.s2s_secure_auth = true;
+        assert!(!dialback_allowed(&cfg, "b.test"));
+        cfg.s2s_insecure_domains = vec!["b.test".into()];
+        assert!(dialback_allowed(&cfg, "b.test"));
+        assert!(
+            !inbound_features(true, true, false, false).has_child("dialback", DIALBACK_FEATURE_NS)
+        );
     }
 
     #[test]
@@ -274,7 +309,7 @@ mod tests {
         assert_eq!(next_step(none, false, true), Step::NoTls);
         assert_eq!(next_step(none, false, false), Step::Authenticate);
         assert_eq!(next_step(none, true, true), Step::Authenticate);
-        assert_eq!(offered(&inbound_features(false, true, false)), tls);
+        assert_eq!(offered(&inbound_features(false, true, false, true)), tls);
     }
 
     #[test]

@@ -469,3 +469,37 @@ async fn s2s_adhoc_command_from_a_phone_reaches_the_remote_app_server_and_is_ans
         }
     }
 }
+
+/// `s2s_secure_auth`: a peer with a self-signed certificate gets no link from us (its
+/// certificate is not valid for its domain), unless `s2s_insecure_domains` names it.
+#[actix_rt::test]
+async fn s2s_secure_auth_refuses_a_self_signed_peer_unless_it_is_listed_insecure() {
+    for insecure in [false, true] {
+        let (la, lb) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
+        let hosts = [(B.to_string(), lb)];
+        let a = TestServer::start(move |c| {
+            c.domain = A.into();
+            c.s2s_listen = Some(la);
+            c.s2s_hosts = hosts.into_iter().collect();
+            c.s2s_secure_auth = true;
+            if insecure {
+                c.s2s_insecure_domains = vec![B.into()];
+            }
+        })
+        .await;
+        let b = server(B, lb, &[(A, la)], Duration::from_secs(10)).await;
+        let mut juliet = online(&a, "juliet", "phone").await;
+        let mut romeo = online(&b, "romeo", "desk").await;
+        juliet
+            .send("<message type='chat' to='romeo@b.localhost' id='m1'><body>hi</body></message>")
+            .await;
+        if insecure {
+            let (m, _) = romeo.until("message").await;
+            assert_eq!(m.attr("from"), Some("juliet@a.localhost/phone"));
+        } else {
+            let (e, _) = juliet.until("message").await;
+            assert_eq!(e.attr("type"), Some("error"), "{}", String::from(&e));
+            assert_eq!(condition(&e).as_deref(), Some("remote-server-not-found"));
+        }
+    }
+}

@@ -262,3 +262,18 @@ async fn s2s_peer_without_tls_gets_no_link_when_encryption_is_required() {
         "nothing sent in the clear: {seen}"
     );
 }
+
+#[actix_rt::test]
+async fn s2s_secure_auth_offers_no_dialback_and_refuses_it() {
+    let (_t, addr) = listening(|c| c.s2s_secure_auth = true).await;
+    let mut peer = opened(addr, "evil.localhost", A).await;
+    let features = peer.until("</stream:features>").await;
+    assert!(
+        !features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    peer.write(b"<db:result from='evil.localhost' to='a.localhost'>somekey</db:result>")
+        .await;
+    let rest = peer.rest_until_closed().await;
+    assert!(rest.contains("not-authorized"), "{rest}");
+}
