@@ -79,6 +79,24 @@ async fn bounced(a: &TestServer, to: &str) -> Element {
     e
 }
 
+/// `sender` sends a chat message with `text` to `to`; `receiver` gets it from `from`.
+pub(super) async fn message_arrives(
+    sender: &mut Client,
+    receiver: &mut Client,
+    to: &str,
+    from: &str,
+    text: &str,
+) {
+    sender
+        .send(&format!(
+            "<message type='chat' to='{to}' id='m1'><body>{text}</body></message>"
+        ))
+        .await;
+    let (m, _) = receiver.until("message").await;
+    assert_eq!(m.attr("from"), Some(from), "{}", String::from(&m));
+    assert_eq!(body(&m).as_deref(), Some(text));
+}
+
 fn body(m: &Element) -> Option<String> {
     m.get_child("body", "jabber:client").map(|b| b.text())
 }
@@ -94,28 +112,22 @@ async fn s2s_chat_messages_go_both_ways_over_dialback() {
     let (a, b) = pair().await;
     let mut juliet = online(&a, "juliet", "phone").await;
     let mut romeo = online(&b, "romeo", "desk").await;
-    juliet
-        .send("<message type='chat' to='romeo@b.localhost' id='m1'><body>from a</body></message>")
-        .await;
-    let (m, _) = romeo.until("message").await;
-    assert_eq!(
-        m.attr("from"),
-        Some("juliet@a.localhost/phone"),
-        "{}",
-        String::from(&m)
-    );
-    assert_eq!(body(&m).as_deref(), Some("from a"));
-    romeo
-        .send("<message type='chat' to='juliet@a.localhost/phone' id='m2'><body>from b</body></message>")
-        .await;
-    let (m, _) = juliet.until("message").await;
-    assert_eq!(
-        m.attr("from"),
-        Some("romeo@b.localhost/desk"),
-        "{}",
-        String::from(&m)
-    );
-    assert_eq!(body(&m).as_deref(), Some("from b"));
+    message_arrives(
+        &mut juliet,
+        &mut romeo,
+        "romeo@b.localhost",
+        "juliet@a.localhost/phone",
+        "from a",
+    )
+    .await;
+    message_arrives(
+        &mut romeo,
+        &mut juliet,
+        "juliet@a.localhost/phone",
+        "romeo@b.localhost/desk",
+        "from b",
+    )
+    .await;
 }
 
 #[actix_rt::test]

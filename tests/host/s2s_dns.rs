@@ -100,16 +100,14 @@ async fn s2s_finds_the_remote_server_through_its_srv_record() {
     .await;
     let mut juliet = online(&a, "juliet", "phone").await;
     let mut romeo = online(&b, "romeo", "desk").await;
-    juliet
-        .send("<message type='chat' to='romeo@b.test' id='m1'><body>found you</body></message>")
-        .await;
-    let (m, _) = romeo.until("message").await;
-    assert_eq!(
-        m.attr("from"),
-        Some("juliet@a.localhost/phone"),
-        "{}",
-        String::from(&m)
-    );
+    super::s2s::message_arrives(
+        &mut juliet,
+        &mut romeo,
+        "romeo@b.test",
+        "juliet@a.localhost/phone",
+        "found you",
+    )
+    .await;
     juliet
         .send("<message type='chat' to='x@c.test' id='m2'><body>anyone?</body></message>")
         .await;

@@ -65,16 +65,14 @@ async fn s2s_sasl_external_with_a_trusted_certificate_needs_no_dialback() {
     .await;
     let mut juliet = a.login("juliet", "phone").await;
     let mut romeo = online(&b, "romeo", "desk").await;
-    juliet
-        .send("<message type='chat' to='romeo@b.localhost' id='m1'><body>by certificate</body></message>")
-        .await;
-    let (m, _) = romeo.until("message").await;
-    assert_eq!(
-        m.attr("from"),
-        Some("juliet@a.localhost/phone"),
-        "{}",
-        String::from(&m)
-    );
+    super::s2s::message_arrives(
+        &mut juliet,
+        &mut romeo,
+        "romeo@b.localhost",
+        "juliet@a.localhost/phone",
+        "by certificate",
+    )
+    .await;
 }
 
 #[actix_rt::test]
