@@ -9,6 +9,8 @@
 #                 tests/interop/xmppjs/package-lock.json) -> CLOUD_NOTIFY_XMPPJS, _NODE
 #   go-sendxmpp   Debian package                 -> CLOUD_NOTIFY_GO_SENDXMPP
 #   profanity     Debian package, with tmux      -> CLOUD_NOTIFY_PROFANITY, _TMUX
+#   prosody       Debian package (the federation peer of tests/host/s2s_prosody.rs,
+#                 run by the test with its own configuration) -> CLOUD_NOTIFY_PROSODY
 #
 # Idempotent: what is already there at the pinned version is reused without a word (no
 # registry is asked then). Only the export lines go to stdout; everything else goes to
@@ -94,11 +96,12 @@ if ! xmppjs_ready; then
     "@xmpp/component $("$node" -p "require('$xmppjs/node_modules/@xmpp/component/package.json').version")"
 fi
 
-# -- Debian packages: go-sendxmpp; profanity driven through tmux ------------------------
+# -- Debian packages: go-sendxmpp; profanity driven through tmux; prosody ---------------
 # Debian 12's versions. A machine with another version installed keeps it (said on
 # stderr); a machine without a package gets the pinned one. apt-get update runs only
 # when something is to be installed.
-debs=(go-sendxmpp=0.5.6+git20221206.bbc83969-1+b6 profanity=0.13.1-2 tmux=3.3a-3)
+debs=(go-sendxmpp=0.5.6+git20221206.bbc83969-1+b6 profanity=0.13.1-2 tmux=3.3a-3
+  prosody=0.12.3-1+deb12u1)
 need=()
 for pv in "${debs[@]}"; do
   pkg="${pv%%=*}" ver="${pv#*=}"
@@ -126,9 +129,18 @@ if [ "${#need[@]}" -gt 0 ]; then
   done
 fi
 
+# The package starts a system-wide Prosody where a service manager runs; it would hold
+# port 5269 on every address, which the federation test needs on 127.0.0.2. The test
+# runs its own Prosody.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prosody 2>/dev/null; then
+  say "stopping and disabling the system's prosody service (the tests run their own)"
+  systemctl disable --now prosody >&2
+fi
+
 printf 'export CLOUD_NOTIFY_PYTHON=%q\n' "$venv/bin/python"
 printf 'export CLOUD_NOTIFY_XMPPJS=%q\n' "$xmppjs"
 printf 'export CLOUD_NOTIFY_NODE=%q\n' "$node"
 printf 'export CLOUD_NOTIFY_GO_SENDXMPP=%q\n' "$(command -v go-sendxmpp)"
 printf 'export CLOUD_NOTIFY_PROFANITY=%q\n' "$(command -v profanity)"
 printf 'export CLOUD_NOTIFY_TMUX=%q\n' "$(command -v tmux)"
+printf 'export CLOUD_NOTIFY_PROSODY=%q\n' "$(command -v prosody)"

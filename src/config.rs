@@ -6,6 +6,7 @@
 //! that names the key, the value and what is allowed, because a push server that silently
 //! ignores a typo runs for months with the wrong privacy setting.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,43 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// The OpenMetrics endpoint (`GET /metrics`), on a loopback address; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where other servers connect (server-to-server, STARTTLS); off when unset, and
+    /// then only our own outbound links carry federation traffic.
+    pub s2s_listen: Option<SocketAddr>,
+    /// Where other servers connect with TLS from the first byte (XEP-0368); off when unset.
+    pub s2s_direct_tls_listen: Option<SocketAddr>,
+    /// Remote domains reached at a fixed address instead of through DNS (tests,
+    /// split-horizon and LAN setups).
+    pub s2s_hosts: BTreeMap<String, SocketAddr>,
+    /// Certificate authorities trusted for other servers' certificates besides the
+    /// system's (PEM), for SASL EXTERNAL; a private CA, or a test's.
+    pub s2s_ca_file: Option<PathBuf>,
+    /// The DNS server that server-to-server links ask (SRV, A, AAAA); `None`: the
+    /// system's (/etc/resolv.conf).
+    pub s2s_dns_server: Option<SocketAddr>,
+    /// Refuse a server-to-server stream that is not encrypted (Prosody's name).
+    pub s2s_require_encryption: bool,
+    /// Require a certificate valid for the peer's domain, both ways: no dialback
+    /// (Prosody's name).
+    pub s2s_secure_auth: bool,
+    /// Domains held to `s2s_secure_auth` even when it is off (Prosody's name).
+    pub s2s_secure_domains: Vec<String>,
+    /// Domains allowed dialback even with `s2s_secure_auth` (Prosody's name).
+    pub s2s_insecure_domains: Vec<String>,
+    /// How long an outbound link may take to connect and authenticate, and how long an
+    /// inbound stream may stay unauthenticated (Prosody's name).
+    pub s2s_timeout: Duration,
+    /// Stanzas waiting for one remote domain's link while it connects; past it they
+    /// bounce with `resource-constraint`.
+    pub s2s_queue_size: usize,
+    /// An outbound link with nothing sent or received for this long is closed.
+    pub s2s_idle_timeout: Duration,
+    /// Inbound server-to-server connections at once.
+    pub s2s_max_connections: usize,
+    /// Inbound server-to-server connections from one IP address at once.
+    pub s2s_max_connections_per_ip: usize,
+    /// Largest stanza another server may send, in bytes.
+    pub s2s_stanza_size_limit: usize,
 }
 
 /// One `[[component]]` entry.
@@ -215,6 +253,21 @@ impl Default for Config {
             smacks_max_old_sessions: 10,
             components: Vec::new(),
             metrics_listen: None,
+            s2s_listen: None,
+            s2s_direct_tls_listen: None,
+            s2s_hosts: BTreeMap::new(),
+            s2s_dns_server: None,
+            s2s_ca_file: None,
+            s2s_require_encryption: true,
+            s2s_secure_auth: false,
+            s2s_secure_domains: Vec::new(),
+            s2s_insecure_domains: Vec::new(),
+            s2s_timeout: Duration::from_secs(90),
+            s2s_queue_size: 1024,
+            s2s_idle_timeout: Duration::from_secs(300),
+            s2s_max_connections: 100,
+            s2s_max_connections_per_ip: 10,
+            s2s_stanza_size_limit: 512 * 1024,
         }
     }
 }
@@ -271,6 +324,21 @@ pub const KEYS: &[&str] = &[
     "smacks_max_unacked_stanzas",
     "smacks_max_old_sessions",
     "metrics_listen",
+    "s2s_listen",
+    "s2s_direct_tls_listen",
+    "s2s_hosts",
+    "s2s_dns_server",
+    "s2s_ca_file",
+    "s2s_require_encryption",
+    "s2s_secure_auth",
+    "s2s_secure_domains",
+    "s2s_insecure_domains",
+    "s2s_timeout",
+    "s2s_queue_size",
+    "s2s_idle_timeout",
+    "s2s_max_connections",
+    "s2s_max_connections_per_ip",
+    "s2s_stanza_size_limit",
     "component",
 ];
 
@@ -441,6 +509,25 @@ impl Config {
                     }
                     cfg.metrics_listen = Some(addr);
                 }
+                "s2s_listen" => cfg.s2s_listen = Some(v.socket()?),
+                "s2s_direct_tls_listen" => cfg.s2s_direct_tls_listen = Some(v.socket()?),
+                "s2s_hosts" => cfg.s2s_hosts = v.hosts()?,
+                "s2s_dns_server" => cfg.s2s_dns_server = Some(v.socket()?),
+                "s2s_ca_file" => cfg.s2s_ca_file = Some(PathBuf::from(v.string(4096)?)),
+                "s2s_require_encryption" => cfg.s2s_require_encryption = v.bool()?,
+                "s2s_secure_auth" => cfg.s2s_secure_auth = v.bool()?,
+                "s2s_secure_domains" => cfg.s2s_secure_domains = v.domains()?,
+                "s2s_insecure_domains" => cfg.s2s_insecure_domains = v.domains()?,
+                "s2s_timeout" => cfg.s2s_timeout = v.seconds(1.0, 3600.0)?,
+                "s2s_queue_size" => cfg.s2s_queue_size = v.int(1, 1_000_000)? as usize,
+                "s2s_idle_timeout" => cfg.s2s_idle_timeout = v.seconds(1.0, 86_400.0)?,
+                "s2s_max_connections" => cfg.s2s_max_connections = v.int(1, 1_000_000)? as usize,
+                "s2s_max_connections_per_ip" => {
+                    cfg.s2s_max_connections_per_ip = v.int(1, 1_000_000)? as usize
+                }
+                "s2s_stanza_size_limit" => {
+                    cfg.s2s_stanza_size_limit = v.int(10 * 1024, 16 * 1024 * 1024)? as usize
+                }
                 "component" => cfg.components = v.components()?,
                 _ => return Err(ConfigError::UnknownKey { key: key.clone() }),
             }
@@ -564,6 +651,50 @@ impl Value<'_> {
                 jid,
                 secret: field("secret")?,
             });
+        }
+        Ok(out)
+    }
+
+    /// A list of domains (`s2s_secure_domains`, `s2s_insecure_domains`), lowercase.
+    fn domains(&self) -> Result<Vec<String>, ConfigError> {
+        let expected = "a list of domains such as [\"example.org\"]";
+        let list = self
+            .value
+            .as_array()
+            .ok_or_else(|| self.wrong_type(expected))?;
+        list.iter()
+            .map(|d| {
+                d.as_str()
+                    .and_then(|s| xmpp_parsers::jid::BareJid::new(s).ok())
+                    .filter(|j| j.node().is_none())
+                    .map(|j| j.to_string())
+                    .ok_or_else(|| self.out_of_range(expected))
+            })
+            .collect()
+    }
+
+    /// `s2s_hosts`: an inline table from a domain to an address and port.
+    fn hosts(&self) -> Result<BTreeMap<String, SocketAddr>, ConfigError> {
+        let expected = "a table such as { \"example.org\" = \"192.0.2.1:5269\" }";
+        let table = self
+            .value
+            .as_table()
+            .ok_or_else(|| self.wrong_type(expected))?;
+        let mut out = BTreeMap::new();
+        for (domain, addr) in table {
+            let jid = xmpp_parsers::jid::BareJid::new(domain)
+                .ok()
+                .filter(|j| j.node().is_none())
+                .ok_or_else(|| {
+                    self.out_of_range(format!("{expected}: `{domain}` is not a domain"))
+                })?;
+            let addr = addr
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .ok_or_else(|| {
+                    self.out_of_range(format!("{expected}: `{domain}` needs an address and port"))
+                })?;
+            out.insert(jid.to_string(), addr);
         }
         Ok(out)
     }
@@ -742,6 +873,51 @@ impl fmt::Display for Config {
         if let Some(a) = self.metrics_listen {
             writeln!(f, "metrics_listen = {}", quote(&a.to_string()))?;
         }
+        if let Some(a) = self.s2s_listen {
+            writeln!(f, "s2s_listen = {}", quote(&a.to_string()))?;
+        }
+        if let Some(a) = self.s2s_direct_tls_listen {
+            writeln!(f, "s2s_direct_tls_listen = {}", quote(&a.to_string()))?;
+        }
+        let hosts: Vec<String> = self
+            .s2s_hosts
+            .iter()
+            .map(|(d, a)| format!("{} = {}", quote(d), quote(&a.to_string())))
+            .collect();
+        writeln!(f, "s2s_hosts = {{ {} }}", hosts.join(", "))?;
+        if let Some(a) = self.s2s_dns_server {
+            writeln!(f, "s2s_dns_server = {}", quote(&a.to_string()))?;
+        }
+        if let Some(p) = &self.s2s_ca_file {
+            writeln!(f, "s2s_ca_file = {}", quote(&p.display().to_string()))?;
+        }
+        writeln!(
+            f,
+            "s2s_require_encryption = {}",
+            self.s2s_require_encryption
+        )?;
+        writeln!(f, "s2s_secure_auth = {}", self.s2s_secure_auth)?;
+        let list = |l: &[String]| l.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        writeln!(
+            f,
+            "s2s_secure_domains = [{}]",
+            list(&self.s2s_secure_domains)
+        )?;
+        writeln!(
+            f,
+            "s2s_insecure_domains = [{}]",
+            list(&self.s2s_insecure_domains)
+        )?;
+        writeln!(f, "s2s_timeout = {}", secs(self.s2s_timeout))?;
+        writeln!(f, "s2s_queue_size = {}", self.s2s_queue_size)?;
+        writeln!(f, "s2s_idle_timeout = {}", secs(self.s2s_idle_timeout))?;
+        writeln!(f, "s2s_max_connections = {}", self.s2s_max_connections)?;
+        writeln!(
+            f,
+            "s2s_max_connections_per_ip = {}",
+            self.s2s_max_connections_per_ip
+        )?;
+        writeln!(f, "s2s_stanza_size_limit = {}", self.s2s_stanza_size_limit)?;
         for c in &self.components {
             // The secret is a password: never printed.
             writeln!(
@@ -779,6 +955,10 @@ mod tests {
         let cfg = Config {
             c2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9540))),
+            s2s_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
+            s2s_dns_server: Some(SocketAddr::from(([127, 0, 0, 53], 53))),
+            s2s_direct_tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5270))),
+            s2s_ca_file: Some("ca.pem".into()),
             tls_certificate: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             components: vec![ComponentConfig {
@@ -898,6 +1078,30 @@ mod tests {
         let e = Config::parse("metrics_listen = \"0.0.0.0:9540\"").unwrap_err();
         assert!(e.to_string().contains("a loopback address"), "{e}");
         assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn s2s_hosts_map_domains_to_addresses() {
+        let cfg = Config::parse(
+            "s2s_hosts = { \"Example.ORG\" = \"127.0.0.2:5269\", \"b.test\" = \"[::1]:5270\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.s2s_hosts.get("example.org"),
+            Some(&"127.0.0.2:5269".parse().unwrap())
+        );
+        assert_eq!(cfg.s2s_hosts.len(), 2);
+        assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+        let e = Config::parse("s2s_hosts = { \"a.test\" = \"nowhere\" }").unwrap_err();
+        assert!(e.to_string().contains("needs an address and port"), "{e}");
+        let e = Config::parse("s2s_hosts = { \"u@a.test\" = \"127.0.0.1:1\" }").unwrap_err();
+        assert!(e.to_string().contains("is not a domain"), "{e}");
+        assert!(Config::parse("s2s_hosts = \"a.test\"").is_err());
+        let cfg =
+            Config::parse("s2s_secure_domains = [\"A.test\"]\ns2s_insecure_domains = []").unwrap();
+        assert_eq!(cfg.s2s_secure_domains, ["a.test"]);
+        assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+        assert!(Config::parse("s2s_secure_domains = [\"u@a.test\"]").is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`metrics`]: what the server counts, for `status` and the OpenMetrics endpoint.
 //! - [`push`]: the push module (Prosody's `mod_cloud_notify`, improved), which talks to
 //!   its host only through the messages in [`push::interface`].
+//! - [`xmpp`]: the XMPP host (client streams, routing, sessions, components).
+//! - [`s2s`]: server-to-server links (federation), entered from the router.
 
 pub mod config;
 #[cfg(unix)]
@@ -16,5 +18,6 @@ pub mod credentials;
 pub mod logging;
 pub mod metrics;
 pub mod push;
+pub mod s2s;
 pub mod store;
 pub mod xmpp;

@@ -312,6 +312,7 @@ fn check(cfg: &Config, source: &str) -> Result<String, String> {
     let findings: Vec<preflight::Finding> = preflight::tls(cfg, now)
         .into_iter()
         .chain(preflight::listeners(cfg, running))
+        .chain(preflight::federation(cfg))
         .chain(preflight::data(cfg, running))
         .collect();
     let report: String = findings

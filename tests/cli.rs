@@ -86,6 +86,39 @@ fn check_prints_the_effective_configuration() {
     );
 }
 
+#[test]
+fn check_says_which_federation_setup_it_is() {
+    let b = setup(EPHEMERAL_PORTS);
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("s2s_listen is unset"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("dialback is the only way"),
+        "{}",
+        stdout(&o)
+    );
+    let b = setup(&format!(
+        "{EPHEMERAL_PORTS}\ns2s_listen = \"127.0.0.1:0\"\ns2s_hosts = {{ \"other.example\" = \"127.0.0.1:5269\" }}"
+    ));
+    let o = run(&b, &["check"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("other servers connect here"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("s2s_listen 127.0.0.1:0 can be bound"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("other.example reached without DNS"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 /// Writes a certificate for `names` valid until `not_after` and its key.
 fn certificate(dir: &std::path::Path, stem: &str, names: &[&str], days: i64) -> (String, String) {
     let mut params =

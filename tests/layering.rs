@@ -31,6 +31,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("push", &["push"]),
     // Streams, routing, sessions and components.
     ("host", &["xmpp"]),
+    // Server-to-server links: streams to and from other servers, entered from the router
+    // through `xmpp::route::ToRemote`.
+    ("federation", &["s2s"]),
     // What an operator sees of a running host: the admin socket, `check`, the status
     // snapshot and the metrics endpoint.
     (

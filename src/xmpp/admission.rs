@@ -85,11 +85,20 @@ fn lock(m: &Mutex<HashMap<IpAddr, usize>>) -> std::sync::MutexGuard<'_, HashMap<
 
 impl Admission {
     pub fn new(cfg: &Config) -> Self {
+        Admission::with_limits(
+            cfg.c2s_max_connections,
+            cfg.c2s_max_connections_per_ip,
+            cfg.c2s_max_unauthenticated,
+        )
+    }
+
+    /// Quotas of another kind of connection (server-to-server streams).
+    pub fn with_limits(total: usize, per_ip: usize, negotiating: usize) -> Self {
         Admission {
-            total: Arc::new(Semaphore::new(cfg.c2s_max_connections)),
-            unauthenticated: Arc::new(Semaphore::new(cfg.c2s_max_unauthenticated)),
+            total: Arc::new(Semaphore::new(total)),
+            unauthenticated: Arc::new(Semaphore::new(negotiating)),
             per_ip: Arc::default(),
-            max_per_ip: cfg.c2s_max_connections_per_ip,
+            max_per_ip: per_ip,
         }
     }
 

@@ -18,11 +18,13 @@ use super::admission::Place;
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// TLS on a connection we opened (an outbound server-to-server link).
+    TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Transport {
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
+        matches!(self, Transport::Tls(_) | Transport::TlsOut(_))
     }
 }
 
@@ -48,6 +50,7 @@ fn poll_write_transport(
     match inner {
         Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
         Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        Transport::TlsOut(s) => Pin::new(s.as_mut()).poll_write(cx, data),
     }
 }
 
@@ -129,6 +132,7 @@ impl AsyncRead for Limited {
         let res = match &mut this.inner {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::TlsOut(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         let n = buf.filled().len() - before;
         this.read_since_reset.fetch_add(n, Ordering::Relaxed);
@@ -152,6 +156,7 @@ impl AsyncWrite for Limited {
         match &mut self.get_mut().inner {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::TlsOut(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -159,6 +164,7 @@ impl AsyncWrite for Limited {
         match &mut self.get_mut().inner {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::TlsOut(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -167,6 +167,12 @@ pub fn listeners(cfg: &Config, server_running: bool) -> Vec<Finding> {
     if let Some(a) = cfg.c2s_direct_tls_listen {
         addrs.push(("c2s_direct_tls_listen", a));
     }
+    if let Some(a) = cfg.s2s_listen {
+        addrs.push(("s2s_listen", a));
+    }
+    if let Some(a) = cfg.s2s_direct_tls_listen {
+        addrs.push(("s2s_direct_tls_listen", a));
+    }
     addrs
         .into_iter()
         .map(|(key, addr)| match std::net::TcpListener::bind(addr) {
@@ -177,6 +183,44 @@ pub fn listeners(cfg: &Config, server_running: bool) -> Vec<Finding> {
             Err(e) => Finding::fail(format!("{key} {addr} cannot be bound: {e}")),
         })
         .collect()
+}
+
+/// Which federation setup this is: whether other servers can reach us, and how they
+/// will authenticate us. Informational: a server with only local app servers needs
+/// none of it.
+pub fn federation(cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match cfg.s2s_listen {
+        None => out.push(Finding::ok(
+            "s2s_listen is unset: other servers cannot check our dialback key, so only \
+             those that accept our certificate (SASL EXTERNAL) take our links, and \
+             nothing comes back (set s2s_listen and forward TCP 5269 to federate; \
+             bidirectional streams are not built)",
+        )),
+        Some(a) => out.push(Finding::ok(format!(
+            "s2s_listen {a}: other servers connect here; {}",
+            if cfg.s2s_require_encryption {
+                "STARTTLS is required (s2s_require_encryption)"
+            } else {
+                "s2s_require_encryption = false: streams may stay unencrypted"
+            }
+        ))),
+    }
+    if cfg.tls_certificate.is_none() {
+        out.push(Finding::ok(
+            "no tls_certificate: with the self-signed certificate, server dialback is the \
+             only way other servers authenticate us (peers requiring a valid certificate \
+             refuse us)",
+        ));
+    }
+    if !cfg.s2s_hosts.is_empty() {
+        let names: Vec<&str> = cfg.s2s_hosts.keys().map(String::as_str).collect();
+        out.push(Finding::ok(format!(
+            "s2s_hosts: {} reached without DNS",
+            names.join(", ")
+        )));
+    }
+    out
 }
 
 /// The data directory and database, without creating either.

@@ -30,3 +30,26 @@ pub enum ToSocket {
 /// is as large as `smacks_max_queue_size` allows (what it holds is unacked, so that
 /// bound is reached first).
 pub const SESSION_CHANNEL: usize = 256;
+
+/// What the router hands the server-to-server links for a domain that is neither ours
+/// nor a connected component's.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToRemote {
+    /// The remote domain, lowercase.
+    pub domain: String,
+    pub item: Remote,
+}
+
+pub enum Remote {
+    /// A stanza in `jabber:client`, `from` stamped; bounced to its sender if the domain
+    /// cannot be reached.
+    Stanza(Box<Element>),
+    /// A publish from the push module, serialized without a namespace on its root.
+    Publish(String),
+}
+
+/// Gives the router the server-to-server links (sent once, at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseS2s(pub actix::Recipient<ToRemote>);

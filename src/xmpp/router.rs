@@ -1,6 +1,6 @@
 //! The router: where a stanza goes. A local user's stanzas go to that user's actor
-//! (started on demand, see `user`), a component's to its connection, and the rest is
-//! bounced (no server-to-server links yet).
+//! (started on demand, see `user`), a component's to its connection, and the rest to
+//! the server-to-server links (`ToRemote`), or bounced when there are none.
 //!
 //! It also stands for the host at the push module's boundary for publishes
 //! (`RoutePublish`, to a connected component). It keeps no per-session state and walks
@@ -13,7 +13,7 @@ use actix::prelude::*;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
-use super::route::{Route, ToSocket};
+use super::route::{Remote, Route, ToRemote, ToSocket, UseS2s};
 use super::stanza;
 use super::user::{
     self, Bind, BindAnswer, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
@@ -55,6 +55,8 @@ pub struct Router {
     /// (smacks_max_old_sessions). The user is kept so that only its owner learns an `h`.
     old_sessions: VecDeque<OldSession>,
     components: HashMap<String, flume::Sender<ToComponent>>,
+    /// Where stanzas and publishes for other domains go (`UseS2s`).
+    s2s: Option<Recipient<ToRemote>>,
     next_session: u64,
     next_generation: u64,
     /// Who waits for the last user actor to stop (orderly shutdown).
@@ -91,6 +93,7 @@ impl Router {
             routes: HashMap::new(),
             old_sessions: VecDeque::new(),
             components: HashMap::new(),
+            s2s: None,
             next_session: 1,
             next_generation: 1,
             drained: Vec::new(),
@@ -200,8 +203,13 @@ impl Router {
             return;
         }
         if domain != self.cfg.domain {
-            // No server-to-server links yet: remote domains are unreachable.
-            self.bounce(&stanza, "remote-server-not-found", ctx);
+            match &self.s2s {
+                Some(s2s) => s2s.do_send(ToRemote {
+                    domain: domain.to_ascii_lowercase(),
+                    item: Remote::Stanza(Box::new(stanza)),
+                }),
+                None => self.bounce(&stanza, "remote-server-not-found", ctx),
+            }
             return;
         }
         let Some(name) = to.node().map(|n| n.to_string()) else {
@@ -477,10 +485,26 @@ impl Handler<RoutePublish> for Router {
                     tracing::warn!(component = %domain, "app server queue full: publish dropped");
                 }
             }
+            None if domain != self.cfg.domain && self.s2s.is_some() => {
+                if let Some(s2s) = &self.s2s {
+                    s2s.do_send(ToRemote {
+                        domain: domain.to_ascii_lowercase(),
+                        item: Remote::Publish(msg.xml),
+                    });
+                }
+            }
             None => {
-                tracing::warn!(to = %msg.to, "no connected component for this app server (server-to-server links are not built yet): publish dropped");
+                tracing::warn!(to = %msg.to, "no connected component for this app server: publish dropped");
             }
         }
+    }
+}
+
+impl Handler<UseS2s> for Router {
+    type Result = ();
+
+    fn handle(&mut self, UseS2s(s2s): UseS2s, _: &mut Context<Self>) {
+        self.s2s = Some(s2s);
     }
 }
 

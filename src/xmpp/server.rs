@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admission::Admission;
+use super::route::UseS2s;
 use super::router::{EndAllSessions, Router};
 use super::{c2s, component, connection, tls};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
+use crate::s2s;
 use crate::store::{self, Close, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,13 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read or create the dialback secret {path}: {source}")]
+    Secret {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the DNS resolver for server-to-server links: {0}")]
+    Resolver(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -40,6 +49,10 @@ pub struct Server {
     pub c2s_addr: SocketAddr,
     pub direct_tls_addr: Option<SocketAddr>,
     pub component_addr: SocketAddr,
+    /// The server-to-server listener, when `s2s_listen` is set.
+    pub s2s_addr: Option<SocketAddr>,
+    /// The direct-TLS server-to-server listener, when `s2s_direct_tls_listen` is set.
+    pub s2s_direct_tls_addr: Option<SocketAddr>,
     /// The OpenMetrics endpoint, when `metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     /// What the server counts (for `status` and the metrics endpoint).
@@ -72,7 +85,7 @@ impl Server {
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
-        let listeners = Listeners::bind(&cfg).await?;
+        let mut listeners = Listeners::bind(&cfg).await?;
         let router =
             Router::create(|ctx| Router::new(cfg.clone(), store.clone(), metrics.clone(), ctx));
         let mut decoy_secret = [0u8; 32];
@@ -94,12 +107,19 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
+        let s2s_shared = start_s2s(&cfg, &certificates, &router, &stopped)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
             router: router.clone(),
         });
         let addresses = listeners.addresses(&cfg)?;
+        s2s::inbound::listen(
+            listeners.s2s.take(),
+            listeners.s2s_direct_tls.take(),
+            s2s_shared,
+            stopped.clone(),
+        );
         listeners.serve(
             &cfg,
             c2s_shared,
@@ -115,6 +135,8 @@ impl Server {
             c2s_addr: addresses.c2s,
             direct_tls_addr: addresses.direct_tls,
             component_addr: addresses.component,
+            s2s_addr: addresses.s2s,
+            s2s_direct_tls_addr: addresses.s2s_direct_tls,
             metrics_addr: addresses.metrics,
             metrics,
             store,
@@ -202,6 +224,51 @@ fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
     })))
 }
 
+/// The server-to-server links, handed to the router; what the inbound listener needs.
+fn start_s2s(
+    cfg: &Arc<Config>,
+    certificates: &Arc<tls::Certificates>,
+    router: &Addr<Router>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Rc<s2s::Shared>, StartError> {
+    let secret =
+        s2s::dialback::load_or_create(&cfg.data_dir).map_err(|source| StartError::Secret {
+            path: s2s::dialback::secret_path(&cfg.data_dir),
+            source,
+        })?;
+    let resolver = s2s::resolve::resolver(cfg.s2s_dns_server)
+        .map_err(|e| StartError::Resolver(e.to_string()))?;
+    let rustls_err = |e: rustls::Error| StartError::Tls(tls::TlsError::Rustls(e.to_string()));
+    let client = |alpn| s2s::client_tls::config(alpn, Some(certificates.clone()));
+    let (tls_client, tls_client_direct) = (
+        client(None).map_err(rustls_err)?,
+        client(Some(b"xmpp-server")).map_err(rustls_err)?,
+    );
+    let server = |alpn| s2s::client_tls::server_config(certificates.clone(), alpn);
+    let (tls_server, tls_direct) = (
+        server(None).map_err(rustls_err)?,
+        server(Some(b"xmpp-server")).map_err(rustls_err)?,
+    );
+    let trust = s2s::trust::Trust::load(cfg.s2s_ca_file.as_deref())
+        .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e)))?;
+    let shared = Rc::new(s2s::Shared {
+        cfg: cfg.clone(),
+        tls_server,
+        tls_direct,
+        tls_client,
+        tls_client_direct,
+        secret,
+        resolver,
+        trust,
+        router: router.clone().recipient(),
+        answers: router.clone().recipient(),
+        stopping: stopped.clone(),
+    });
+    let links = s2s::links::Links::new(shared.clone()).start();
+    router.do_send(UseS2s(links.recipient()));
+    Ok(shared)
+}
+
 /// Every listening socket, bound before anything is served so that a taken port fails
 /// the start.
 struct Listeners {
@@ -209,6 +276,8 @@ struct Listeners {
     component: TcpListener,
     direct_tls: Option<TcpListener>,
     metrics: Option<TcpListener>,
+    s2s: Option<TcpListener>,
+    s2s_direct_tls: Option<TcpListener>,
 }
 
 /// Where the listeners ended up (a configured port 0 picks one).
@@ -217,6 +286,8 @@ struct Addresses {
     component: SocketAddr,
     direct_tls: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
+    s2s: Option<SocketAddr>,
+    s2s_direct_tls: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -233,11 +304,21 @@ impl Listeners {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let s2s = match cfg.s2s_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let s2s_direct_tls = match cfg.s2s_direct_tls_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         Ok(Listeners {
             c2s,
             component,
             direct_tls,
             metrics,
+            s2s,
+            s2s_direct_tls,
         })
     }
 
@@ -251,6 +332,11 @@ impl Listeners {
             component: local(&self.component, cfg.component_listen)?,
             direct_tls: self.direct_tls.as_ref().and_then(|l| l.local_addr().ok()),
             metrics: self.metrics.as_ref().and_then(|l| l.local_addr().ok()),
+            s2s: self.s2s.as_ref().and_then(|l| l.local_addr().ok()),
+            s2s_direct_tls: self
+                .s2s_direct_tls
+                .as_ref()
+                .and_then(|l| l.local_addr().ok()),
         })
     }
 
@@ -292,6 +378,12 @@ impl Addresses {
         tracing::info!(%c2s_addr, %component_addr, domain = %cfg.domain, "serving");
         if let Some(direct_tls_addr) = self.direct_tls {
             tracing::info!(%direct_tls_addr, "serving direct TLS (XEP-0368)");
+        }
+        if let Some(s2s_addr) = self.s2s {
+            tracing::info!(%s2s_addr, "serving server-to-server");
+        }
+        if let Some(s2s_direct_tls_addr) = self.s2s_direct_tls {
+            tracing::info!(%s2s_direct_tls_addr, "serving server-to-server over direct TLS");
         }
         if let Some(metrics_addr) = self.metrics {
             tracing::info!(%metrics_addr, "metrics endpoint: GET /metrics");

@@ -86,7 +86,8 @@ impl Certificates {
         Ok(())
     }
 
-    fn get(&self) -> Arc<CertifiedKey> {
+    /// The certificate in use now (server-to-server links also present it as a client).
+    pub fn get(&self) -> Arc<CertifiedKey> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -202,7 +202,13 @@ fn tls_connector(t: &TestServer) -> tokio_rustls::TlsConnector {
 }
 
 fn tls_connector_alpn(t: &TestServer, alpn: Option<&[u8]>) -> tokio_rustls::TlsConnector {
-    let (cert, _) = cloud_notify::xmpp::tls::self_signed_paths(&t.cfg.data_dir);
+    // The server's own chain is trusted: the self-signed certificate, or a configured
+    // chain whose CA certificate is in the file (as in a full chain).
+    let cert = t
+        .cfg
+        .tls_certificate
+        .clone()
+        .unwrap_or_else(|| cloud_notify::xmpp::tls::self_signed_paths(&t.cfg.data_dir).0);
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
@@ -255,7 +261,7 @@ fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// STARTTLS and SCRAM-SHA-256, up to the restarted stream (before bind).
 pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<Client, String> {
-    let mut c = plain_client(t, DOMAIN).await?;
+    let mut c = plain_client(t, &t.cfg.domain).await?;
     c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         .await;
     let proceed = c.stream.next().await?;
@@ -266,13 +272,13 @@ pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<
     let tcp = xml.into_inner().into_inner();
     let tls = tls_connector(t)
         .connect(
-            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            rustls::pki_types::ServerName::try_from(t.cfg.domain.clone()).unwrap(),
             tcp,
         )
         .await
         .map_err(|e| e.to_string())?;
     let header = StreamHeader {
-        to: Some(DOMAIN.into()),
+        to: Some(t.cfg.domain.clone().into()),
         from: None,
         id: None,
     };
@@ -347,7 +353,7 @@ pub async fn authenticate(t: &TestServer, user: &str, password: &str) -> Result<
         unreachable!()
     };
     let header = StreamHeader {
-        to: Some(DOMAIN.into()),
+        to: Some(t.cfg.domain.clone().into()),
         from: None,
         id: None,
     };

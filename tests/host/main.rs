@@ -12,6 +12,11 @@ mod hostile;
 mod mam;
 mod operate;
 mod raw;
+mod s2s;
+mod s2s_dns;
+mod s2s_external;
+mod s2s_hostile;
+mod s2s_prosody;
 mod storage;
 mod tigase;
 

@@ -8,4 +8,4 @@ pub mod writer;
 
 pub use reader::{Header, Limits, ReadError, STREAM_NS};
 pub use stream::{Read, XmlStream, stream_error};
-pub use writer::OurHeader;
+pub use writer::{DIALBACK_NS, OurHeader, SERVER_NS};

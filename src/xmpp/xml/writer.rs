@@ -31,8 +31,21 @@ fn encoder(default_ns: &'static str) -> Encoder<SimpleNamespaces> {
     encoder
         .ns_tracker_mut()
         .declare_fixed(None, Namespace::from(default_ns));
+    // A server-to-server stream declares the dialback prefix on its header: that is how
+    // a peer learns we speak dialback (XEP-0220 §2.1), and `<db:result/>` needs it.
+    if default_ns == SERVER_NS {
+        let db = NcNameStr::from_str("db").ok().map(|n| n.to_ncname());
+        encoder
+            .ns_tracker_mut()
+            .declare_fixed(db.as_deref(), Namespace::from(DIALBACK_NS));
+    }
     encoder
 }
+
+/// The default namespace of server-to-server streams.
+pub const SERVER_NS: &str = "jabber:server";
+/// Server dialback (XEP-0220).
+pub const DIALBACK_NS: &str = "jabber:server:dialback";
 
 enum Step<'a> {
     Open(&'a Element),

@@ -1,0 +1,282 @@
+//! The outbound links, one per pair of our domain (ours or a component's: the stanza's
+//! `from`) and remote domain: the actor the router hands remote stanzas and publishes to
+//! (`ToRemote`). Each link's queue is bounded (`s2s_queue_size`), and so is the number
+//! of links (`s2s_max_connections`).
+//!
+//! A pair that just failed is not retried at once: for a backoff (1 s, doubling up to
+//! 60 s) its stanzas bounce with the failure's condition without a new connection
+//! attempt. Publishes do not bounce (D21: our failure is no answer from the app server):
+//! they are held, at most `s2s_queue_size` per pair, and sent again when the backoff
+//! ends, until `push_response_timeout` after their first failure, when the push module
+//! has stopped waiting for their answer anyway.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::time::Instant;
+use xmpp_parsers::jid::Jid;
+
+use super::Shared;
+use super::negotiate::served;
+use super::outbound::{self, LinkEnded, Queued};
+use crate::xmpp::route::{Remote, Route, ToRemote};
+use crate::xmpp::stanza;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Which link: from our `local` domain (`.0`) to the remote one (`.1`).
+type Key = (String, String);
+
+/// Our domain a stanza leaves from: its `from`'s domain when we serve it (a component's
+/// answer to a remote server leaves as the component), otherwise ours.
+fn local_of(item: &Remote, shared: &Shared) -> String {
+    let from = match item {
+        Remote::Stanza(s) => s.attr("from").and_then(|f| f.parse::<Jid>().ok()),
+        Remote::Publish(_) => None,
+    };
+    match from {
+        Some(f) if served(&shared.cfg, f.domain().as_str()) => f.domain().as_str().to_string(),
+        _ => shared.cfg.domain.clone(),
+    }
+}
+
+struct Link {
+    tx: flume::Sender<Queued>,
+    /// Kept so that whatever the link did not take when it ended is found here.
+    rx: flume::Receiver<Queued>,
+    generation: u64,
+}
+
+struct Failed {
+    until: Instant,
+    backoff: Duration,
+    condition: &'static str,
+    /// Publishes waiting for the retry, each with the time it is given up.
+    held: VecDeque<(Instant, String)>,
+}
+
+pub struct Links {
+    shared: Rc<Shared>,
+    links: HashMap<Key, Link>,
+    failed: HashMap<Key, Failed>,
+    next_generation: u64,
+}
+
+impl Links {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Links {
+            shared,
+            links: HashMap::new(),
+            failed: HashMap::new(),
+            next_generation: 1,
+        }
+    }
+
+    /// A stanza that cannot go out goes back to its sender with `condition`. A publish
+    /// that cannot go out is dropped and logged: the push module records it as
+    /// unanswered, never as the app server's error (D21).
+    fn bounce(&self, item: Remote, key: &Key, condition: &'static str) {
+        let domain = &key.1;
+        match item {
+            Remote::Stanza(s) => {
+                let error_type = match condition {
+                    "remote-server-timeout" | "resource-constraint" => "wait",
+                    _ => "cancel",
+                };
+                if let Some(reply) = stanza::error_reply(&s, error_type, condition) {
+                    self.shared.router.do_send(Route(reply));
+                }
+            }
+            Remote::Publish(_) => {
+                tracing::warn!(%domain, condition, "publish to a remote app server given up");
+            }
+        }
+    }
+
+    fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
+        if self.links.len() >= self.shared.cfg.s2s_max_connections {
+            return None;
+        }
+        let (tx, rx) = flume::bounded(self.shared.cfg.s2s_queue_size);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        actix::spawn(outbound::run(
+            key.0.clone(),
+            key.1.clone(),
+            generation,
+            rx.clone(),
+            self.shared.clone(),
+            ctx.address().recipient(),
+        ));
+        self.links.insert(key.clone(), Link { tx, rx, generation });
+        self.links.get(key)
+    }
+
+    fn send(&mut self, key: Key, queued: Queued, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if let Some(f) = self.failed.get(&key)
+            && f.until > now
+        {
+            let condition = f.condition;
+            self.hold_or_bounce(&key, queued, condition);
+            return;
+        }
+        let link = match self.links.contains_key(&key) {
+            true => self.links.get(&key),
+            false => self.start_link(&key, ctx),
+        };
+        let Some(link) = link else {
+            tracing::warn!(domain = %key.1, "s2s_max_connections links open: stanza bounced");
+            self.bounce(queued.item, &key, "resource-constraint");
+            return;
+        };
+        if let Err(flume::TrySendError::Full(q) | flume::TrySendError::Disconnected(q)) =
+            link.tx.try_send(queued)
+        {
+            tracing::warn!(domain = %key.1, "s2s_queue_size reached: stanza bounced");
+            self.bounce(q.item, &key, "resource-constraint");
+        }
+    }
+
+    /// While a pair backs off: a publish waits for the retry (until its give-up time), a
+    /// stanza bounces.
+    fn hold_or_bounce(&mut self, key: &Key, queued: Queued, condition: &'static str) {
+        let now = Instant::now();
+        let limit = self.shared.cfg.s2s_queue_size;
+        let give_up_after = self.shared.cfg.push_response_timeout;
+        let Queued { item, give_up } = queued;
+        let xml = match item {
+            Remote::Publish(xml) => xml,
+            stanza => return self.bounce(stanza, key, condition),
+        };
+        let Some(f) = self.failed.get_mut(key) else {
+            tracing::warn!(domain = %key.1, condition, "publish to a remote app server given up");
+            return;
+        };
+        let give_up = give_up.unwrap_or(now + give_up_after);
+        if give_up <= now {
+            tracing::warn!(domain = %key.1, condition, "publish to a remote app server given up");
+            return;
+        }
+        if f.held.len() >= limit {
+            f.held.pop_front();
+            tracing::warn!(domain = %key.1, "s2s_queue_size publishes held for a retry: the oldest given up");
+        }
+        f.held.push_back((give_up, xml));
+    }
+
+    fn note_failure(&mut self, key: &Key, condition: &'static str, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.failed
+            .retain(|_, f| f.until > now || !f.held.is_empty());
+        let backoff = self
+            .failed
+            .get(key)
+            .map_or(FIRST_BACKOFF, |f| (f.backoff * 2).min(MAX_BACKOFF));
+        if !self.failed.contains_key(key)
+            && self.failed.len() >= self.shared.cfg.s2s_max_connections
+        {
+            // Bounded: the entry that would expire first makes room.
+            if let Some(k) = self
+                .failed
+                .iter()
+                .min_by_key(|(_, f)| f.until)
+                .map(|(k, _)| k.clone())
+                && let Some(gone) = self.failed.remove(&k)
+                && !gone.held.is_empty()
+            {
+                tracing::warn!(domain = %k.1, publishes = gone.held.len(), "failed domains past s2s_max_connections: held publishes given up");
+            }
+        }
+        let held = self.failed.remove(key).map(|f| f.held).unwrap_or_default();
+        self.failed.insert(
+            key.clone(),
+            Failed {
+                until: now + backoff,
+                backoff,
+                condition,
+                held,
+            },
+        );
+        let key = key.clone();
+        ctx.run_later(backoff, move |act, ctx| act.retry(key, ctx));
+    }
+
+    /// The backoff ended: the held publishes that are still wanted go out on a new link.
+    fn retry(&mut self, key: Key, ctx: &mut Context<Self>) {
+        let Some(f) = self.failed.get_mut(&key) else {
+            return;
+        };
+        let held = std::mem::take(&mut f.held);
+        let now = Instant::now();
+        // The backoff is over whatever the clock's rounding says: a publish sent now must
+        // not be held again with no retry left to take it.
+        f.until = f.until.min(now);
+        for (give_up, xml) in held {
+            let queued = Queued {
+                item: Remote::Publish(xml),
+                give_up: Some(give_up),
+            };
+            if give_up <= now {
+                tracing::warn!(domain = %key.1, "publish to a remote app server given up");
+                continue;
+            }
+            self.send(key.clone(), queued, ctx);
+        }
+    }
+}
+
+impl Actor for Links {
+    type Context = Context<Self>;
+}
+
+impl Handler<ToRemote> for Links {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToRemote, ctx: &mut Context<Self>) {
+        let key = (local_of(&msg.item, &self.shared), msg.domain);
+        let queued = Queued {
+            item: msg.item,
+            give_up: None,
+        };
+        self.send(key, queued, ctx);
+    }
+}
+
+impl Handler<LinkEnded> for Links {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkEnded, ctx: &mut Context<Self>) {
+        let key = (msg.local, msg.domain);
+        if self
+            .links
+            .get(&key)
+            .is_none_or(|l| l.generation != msg.generation)
+        {
+            return;
+        }
+        let Some(link) = self.links.remove(&key) else {
+            return;
+        };
+        // Every send happens in this actor, so nothing is added to the queue after this.
+        let left: Vec<Queued> = link.rx.drain().collect();
+        match msg.failure {
+            Some(condition) => {
+                self.note_failure(&key, condition, ctx);
+                for queued in left {
+                    self.hold_or_bounce(&key, queued, condition);
+                }
+            }
+            None => {
+                self.failed.remove(&key);
+                // Queued while the link was closing: they go out on a new one.
+                for queued in left {
+                    self.send(key.clone(), queued, ctx);
+                }
+            }
+        }
+    }
+}

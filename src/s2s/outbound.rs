@@ -1,0 +1,160 @@
+//! One outbound link's task: open and authenticate within `s2s_timeout`, then write the
+//! domain's queue until the link is idle for `s2s_idle_timeout`, the peer closes it or
+//! the server stops. It tells the links actor when it ends, and how.
+
+use std::rc::Rc;
+
+use actix::{Message, Recipient};
+use tokio::time::Instant;
+
+use super::Shared;
+use super::connect::{self, LinkError, Opened};
+use super::negotiate::result_request;
+use crate::xmpp::route::Remote;
+use crate::xmpp::stanza::{self, CLIENT_NS};
+use crate::xmpp::xml::{DIALBACK_NS, Read, SERVER_NS, STREAM_NS};
+
+/// A link's task ended: `failure` is the condition its stanzas bounce with, `None`
+/// after an orderly close (idle, or the peer closed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkEnded {
+    /// Our side of the link: our domain or a component's.
+    pub local: String,
+    pub domain: String,
+    pub generation: u64,
+    pub failure: Option<&'static str>,
+}
+
+/// What waits in a link's queue: a stanza or publish, and for a publish that failed once
+/// already, when it is given up (D21: retried for a bounded time).
+pub struct Queued {
+    pub item: Remote,
+    pub give_up: Option<Instant>,
+}
+
+/// Stanzas written before one flush, so that a burst costs one write.
+const WRITE_BATCH: usize = 64;
+
+pub async fn run(
+    local: String,
+    domain: String,
+    generation: u64,
+    rx: flume::Receiver<Queued>,
+    shared: Rc<Shared>,
+    ended: Recipient<LinkEnded>,
+) {
+    let establish = establish(&local, &domain, &shared);
+    let link = tokio::time::timeout(shared.cfg.s2s_timeout, establish).await;
+    let failure = match link {
+        Err(_) => Some(LinkError::Timeout),
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(mut opened)) => {
+            tracing::info!(%domain, "server-to-server link up");
+            exchange(&mut opened, &domain, &rx, &shared).await;
+            tracing::info!(%domain, "server-to-server link closed");
+            None
+        }
+    };
+    if let Some(e) = &failure {
+        tracing::warn!(%domain, error = %e, "no server-to-server link");
+    }
+    ended.do_send(LinkEnded {
+        local,
+        domain,
+        generation,
+        failure: failure.map(|e| e.condition()),
+    });
+}
+
+async fn establish(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
+    let mut opened = connect::open(ours, domain, shared).await?;
+    if opened.authenticated {
+        return Ok(opened);
+    }
+    let key = shared.secret.key(domain, ours, &opened.stream_id);
+    opened
+        .xml
+        .send(&result_request(ours, domain, &key))
+        .await
+        .map_err(LinkError::Connect)?;
+    loop {
+        match opened.xml.next().await {
+            Read::Element(el) if el.is("result", DIALBACK_NS) => {
+                opened.guard.reset();
+                return match el.attr("type") {
+                    Some("valid") => Ok(opened),
+                    _ => {
+                        let _ = opened.xml.shutdown().await;
+                        Err(LinkError::Refused)
+                    }
+                };
+            }
+            Read::Element(el) if el.is("error", STREAM_NS) => {
+                let condition = el.children().next().map_or("", |c| c.name()).to_string();
+                return Err(LinkError::Stream(format!("stream error {condition}")));
+            }
+            // A peer may send other things before its answer (nothing we must act on).
+            Read::Element(_) | Read::Idle => opened.guard.reset(),
+            other => return Err(LinkError::Stream(format!("{other:?}"))),
+        }
+    }
+}
+
+async fn exchange(
+    opened: &mut Opened,
+    domain: &str,
+    rx: &flume::Receiver<Queued>,
+    shared: &Shared,
+) {
+    let idle = shared.cfg.s2s_idle_timeout;
+    let mut stopping = shared.stopping.clone();
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            item = rx.recv_async() => {
+                let Ok(first) = item else { break };
+                if !write_batch(opened, first, rx).await {
+                    return;
+                }
+                last = Instant::now();
+            }
+            read = opened.xml.next() => match read {
+                // Stanzas on our own stream would need XEP-0288 (bidi), not offered.
+                Read::Element(el) => {
+                    opened.guard.reset();
+                    tracing::debug!(%domain, element = el.name(), "ignored on an outbound link");
+                    last = Instant::now();
+                }
+                Read::Idle => {}
+                _ => return,
+            },
+            _ = tokio::time::sleep_until(last + idle) => break,
+            _ = stopping.wait_for(|stop| *stop) => break,
+        }
+    }
+    let _ = opened.xml.shutdown().await;
+}
+
+/// Writes `first` and what is queued behind it, then flushes once; `false` when the
+/// stream is no longer writable.
+async fn write_batch(opened: &mut Opened, first: Queued, rx: &flume::Receiver<Queued>) -> bool {
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(queued) = next.take() {
+        match queued.item {
+            Remote::Stanza(s) => {
+                let s = stanza::rename_ns(*s, CLIENT_NS, SERVER_NS);
+                if let Err(e) = opened.xml.feed(&s) {
+                    tracing::warn!(error = %e, "stanza to a remote server not serializable; dropped");
+                }
+            }
+            Remote::Publish(text) => opened.xml.feed_text(&text),
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    opened.xml.flush().await.is_ok()
+}

@@ -1,0 +1,221 @@
+//! Where a remote domain's server listens (RFC 6120 §3.2, XEP-0368): the `s2s_hosts`
+//! entry when there is one; an IP literal as it is, on 5269; otherwise the domain's
+//! `_xmpps-server._tcp` (TLS from the first byte) and `_xmpp-server._tcp` (STARTTLS) SRV
+//! records together in priority order, each target's addresses on its port; and with no
+//! SRV record the domain's own A/AAAA records on 5269. SRV records whose targets are all
+//! "." say the domain has no server-to-server service at all.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+
+/// The port of server-to-server streams when DNS names none.
+pub const DEFAULT_PORT: u16 = 5269;
+
+pub type Resolver = TokioResolver;
+
+/// The resolver: the system's (/etc/resolv.conf), or the one DNS server given
+/// (`s2s_dns_server`). A system without a readable resolver configuration gets a
+/// resolver that finds nothing (logged): the server still runs, and remote domains
+/// without an `s2s_hosts` entry bounce `remote-server-not-found`.
+pub fn resolver(dns_server: Option<SocketAddr>) -> Result<Resolver, String> {
+    let builder = match dns_server {
+        None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no system DNS configuration: other domains are found only through s2s_hosts");
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(Vec::new()),
+                TokioRuntimeProvider::default(),
+            )
+        }),
+        Some(a) => {
+            let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+            for c in &mut ns.connections {
+                c.port = a.port();
+            }
+            let config = ResolverConfig::from_name_servers(vec![ns]);
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// The configured address of `domain`, if `s2s_hosts` names it.
+pub fn fixed(domain: &str, hosts: &BTreeMap<String, SocketAddr>) -> Option<SocketAddr> {
+    hosts.get(&domain.to_ascii_lowercase()).copied()
+}
+
+/// One SRV answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// The target host, as DNS gave it ("." for none).
+    pub target: String,
+    /// From `_xmpps-server._tcp`: TLS from the first byte.
+    pub direct_tls: bool,
+}
+
+/// Where to connect, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub direct_tls: bool,
+}
+
+impl Target {
+    fn starttls(addr: SocketAddr) -> Self {
+        Target {
+            addr,
+            direct_tls: false,
+        }
+    }
+}
+
+fn no_target(target: &str) -> bool {
+    target == "." || target.is_empty()
+}
+
+/// The records to try, in order: lowest priority first, within one priority the heavier
+/// first, and on a tie direct TLS first (RFC 2782 picks by weight at random; a fixed
+/// order is enough for a handful of servers and makes the choice reproducible). `None`:
+/// the domain says it has no service (every target is ".").
+pub fn order(mut records: Vec<Srv>) -> Option<Vec<Srv>> {
+    if !records.is_empty() && records.iter().all(|r| no_target(&r.target)) {
+        return None;
+    }
+    records.retain(|r| !no_target(&r.target));
+    records.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then(b.direct_tls.cmp(&a.direct_tls))
+    });
+    Some(records)
+}
+
+async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Vec<Target> {
+    match resolver.lookup_ip(host).await {
+        Ok(found) => found
+            .iter()
+            .map(|ip| Target {
+                addr: SocketAddr::new(ip, port),
+                direct_tls,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(%host, error = %e, "no address");
+            Vec::new()
+        }
+    }
+}
+
+async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
+    let direct_tls = service == "_xmpps-server";
+    match resolver
+        .srv_lookup(format!("{service}._tcp.{domain}."))
+        .await
+    {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some(Srv {
+                    priority: s.priority,
+                    weight: s.weight,
+                    port: s.port,
+                    target: s.target.to_string(),
+                    direct_tls,
+                }),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(%domain, %service, error = %e, "no SRV record");
+            Vec::new()
+        }
+    }
+}
+
+/// The places to try, in order; empty when the domain has none.
+pub async fn addresses(
+    domain: &str,
+    hosts: &BTreeMap<String, SocketAddr>,
+    resolver: &Resolver,
+) -> Vec<Target> {
+    if let Some(a) = fixed(domain, hosts) {
+        return vec![Target::starttls(a)];
+    }
+    if let Ok(ip) = domain.parse::<IpAddr>() {
+        return vec![Target::starttls(SocketAddr::new(ip, DEFAULT_PORT))];
+    }
+    let mut records = srv(resolver, "_xmpps-server", domain).await;
+    records.extend(srv(resolver, "_xmpp-server", domain).await);
+    if records.is_empty() {
+        return ips(resolver, &format!("{domain}."), DEFAULT_PORT, false).await;
+    }
+    let Some(targets) = order(records) else {
+        tracing::info!(%domain, "the domain's SRV record says it has no server-to-server service");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in targets {
+        out.extend(ips(resolver, &r.target, r.port, r.direct_tls).await);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_host_wins_whatever_the_case() {
+        let mut hosts = BTreeMap::new();
+        let a: SocketAddr = "127.0.0.2:5270".parse().unwrap();
+        hosts.insert("b.test".to_string(), a);
+        assert_eq!(fixed("B.Test", &hosts), Some(a));
+        assert_eq!(fixed("c.test", &hosts), None);
+    }
+
+    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
+        Srv {
+            priority,
+            weight,
+            port: 5269,
+            target: target.into(),
+            direct_tls: false,
+        }
+    }
+
+    fn hosts(records: &[Srv]) -> Vec<&str> {
+        records.iter().map(|r| r.target.as_str()).collect()
+    }
+
+    #[test]
+    fn srv_targets_go_by_priority_then_weight_then_direct_tls() {
+        let tls = Srv {
+            direct_tls: true,
+            ..srv(10, 60, "heavy-tls.")
+        };
+        let got = order(vec![
+            srv(20, 0, "backup."),
+            srv(10, 1, "light."),
+            srv(10, 60, "heavy."),
+            tls,
+        ])
+        .unwrap();
+        assert_eq!(hosts(&got), ["heavy-tls.", "heavy.", "light.", "backup."]);
+    }
+
+    #[test]
+    fn dot_targets_only_mean_no_service() {
+        assert_eq!(order(vec![srv(0, 0, ".")]), None);
+        let got = order(vec![srv(0, 0, "."), srv(5, 0, "x.")]).unwrap();
+        assert_eq!(hosts(&got), ["x."]);
+    }
+}

@@ -1,0 +1,173 @@
+//! SRV resolution against a DNS server the test runs on 127.0.0.8: the remote domain's
+//! server listens on a port only its SRV record names, so a message only arrives if the
+//! record was used.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A as ARecord, SRV};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use tokio::net::UdpSocket;
+
+use super::TestServer;
+use super::s2s::online;
+
+/// Answers each query from `zone` (name and type to records), NXDOMAIN otherwise.
+async fn dns_server(zone: HashMap<(String, RecordType), Vec<RData>>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.8:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    actix_rt::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            let mut found = false;
+            for q in &query.queries {
+                answer.add_query(q.clone());
+                let key = (q.name().to_string().to_ascii_lowercase(), q.query_type());
+                for data in zone.get(&key).into_iter().flatten() {
+                    answer.add_answer(Record::from_rdata(q.name().clone(), 60, data.clone()));
+                    found = true;
+                }
+            }
+            if !found {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            }
+            if let Ok(bytes) = answer.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+fn name(n: &str) -> Name {
+    Name::from_ascii(n).unwrap()
+}
+
+#[actix_rt::test]
+async fn s2s_finds_the_remote_server_through_its_srv_record() {
+    let (la, lb) = (
+        std::net::TcpListener::bind("127.0.0.2:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+        std::net::TcpListener::bind("127.0.0.3:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    );
+    let mut zone = HashMap::new();
+    zone.insert(
+        ("_xmpp-server._tcp.b.test.".to_string(), RecordType::SRV),
+        vec![
+            // The lower priority comes first; the other target does not exist.
+            RData::SRV(SRV::new(20, 0, 1, name("gone.b.test."))),
+            RData::SRV(SRV::new(10, 5, lb.port(), name("xmpp.b.test."))),
+        ],
+    );
+    zone.insert(
+        ("xmpp.b.test.".to_string(), RecordType::A),
+        vec![RData::A(ARecord::new(127, 0, 0, 3))],
+    );
+    // c.test has no server-to-server service at all.
+    zone.insert(
+        ("_xmpp-server._tcp.c.test.".to_string(), RecordType::SRV),
+        vec![RData::SRV(SRV::new(0, 0, 0, name(".")))],
+    );
+    let dns = dns_server(zone).await;
+    let a = TestServer::start(move |c| {
+        c.domain = "a.localhost".into();
+        c.s2s_listen = Some(la);
+        c.s2s_dns_server = Some(dns);
+        c.s2s_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let b = TestServer::start(move |c| {
+        c.domain = "b.test".into();
+        c.s2s_listen = Some(lb);
+        c.s2s_hosts = [("a.localhost".to_string(), la)].into_iter().collect();
+    })
+    .await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let mut romeo = online(&b, "romeo", "desk").await;
+    super::s2s::message_arrives(
+        &mut juliet,
+        &mut romeo,
+        "romeo@b.test",
+        "juliet@a.localhost/phone",
+        "found you",
+    )
+    .await;
+    juliet
+        .send("<message type='chat' to='x@c.test' id='m2'><body>anyone?</body></message>")
+        .await;
+    let (e, _) = juliet.until("message").await;
+    assert_eq!(e.attr("id"), Some("m2"), "{}", String::from(&e));
+    assert!(
+        String::from(&e).contains("remote-server-not-found"),
+        "{}",
+        String::from(&e)
+    );
+}
+
+#[actix_rt::test]
+async fn s2s_uses_an_xmpps_server_record_for_direct_tls() {
+    let (la, lb) = (
+        std::net::TcpListener::bind("127.0.0.2:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+        std::net::TcpListener::bind("127.0.0.3:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(),
+    );
+    let mut zone = HashMap::new();
+    // Only a direct-TLS record: b.test has no STARTTLS listener at all.
+    zone.insert(
+        ("_xmpps-server._tcp.b.test.".to_string(), RecordType::SRV),
+        vec![RData::SRV(SRV::new(0, 0, lb.port(), name("xmpp.b.test.")))],
+    );
+    zone.insert(
+        ("xmpp.b.test.".to_string(), RecordType::A),
+        vec![RData::A(ARecord::new(127, 0, 0, 3))],
+    );
+    let dns = dns_server(zone).await;
+    let a = TestServer::start(move |c| {
+        c.domain = "a.localhost".into();
+        c.s2s_listen = Some(la);
+        c.s2s_dns_server = Some(dns);
+        c.s2s_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let b = TestServer::start(move |c| {
+        c.domain = "b.test".into();
+        c.s2s_direct_tls_listen = Some(lb);
+        c.s2s_hosts = [("a.localhost".to_string(), la)].into_iter().collect();
+    })
+    .await;
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let mut romeo = online(&b, "romeo", "desk").await;
+    juliet
+        .send(
+            "<message type='chat' to='romeo@b.test' id='m1'><body>over direct TLS</body></message>",
+        )
+        .await;
+    let (m, _) = romeo.until("message").await;
+    assert_eq!(
+        m.attr("from"),
+        Some("juliet@a.localhost/phone"),
+        "{}",
+        String::from(&m)
+    );
+}
