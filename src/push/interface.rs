@@ -152,6 +152,9 @@ pub struct MessageArchived {
     pub stanza: Element,
     /// Whether the user has any session at all (online or hibernated) right now.
     pub user_has_sessions: bool,
+    /// Whether the user has an online session and every online session is away or xa
+    /// (for `tigase:push:away:0`).
+    pub all_away: bool,
 }
 
 /// An IQ `result` or `error` addressed to the domain: possibly an app server's answer.

@@ -524,6 +524,7 @@ impl Harness {
             user: USER.into(),
             stanza: stanza(xml),
             user_has_sessions,
+            all_away: false,
         });
     }
 
