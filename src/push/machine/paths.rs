@@ -132,13 +132,18 @@ impl PushMachine {
         let urgent = rules::is_urgent(stanza);
         // D17: a call answered or refused on one of the user's devices is archived as
         // the user's outgoing message; the other devices must hear of it to stop ringing.
-        let from_user = stanza
-            .attr("from")
-            .and_then(|f| f.parse::<Jid>().ok())
-            .is_some_and(|f| f.to_bare() == self.user_jid);
+        let from = stanza.attr("from").and_then(|f| f.parse::<Jid>().ok());
+        let from_user = from.as_ref().is_some_and(|f| f.to_bare() == self.user_jid);
         if !(to_user || (urgent && from_user)) {
             return;
         }
+        // The device that answered is the one registration that need not hear of it: the
+        // linked registration its resource enabled.
+        let answering = from
+            .as_ref()
+            .filter(|_| from_user && !to_user)
+            .and_then(|f| f.resource())
+            .map(|r| r.to_string());
         let summary = self.summary(stanza, rules::is_important(stanza), None);
         let linked: HashSet<&str> = self
             .sessions
@@ -165,11 +170,20 @@ impl PushMachine {
         } else {
             HashSet::new()
         };
+        let answered_here: Option<&str> = answering.as_deref().and_then(|resource| {
+            self.registrations()?
+                .iter()
+                .find(|r| r.record.client == resource && linked.contains(r.identifier.as_str()))
+                .map(|r| r.identifier.as_str())
+        });
         let ids: Vec<String> = self
             .all_identifiers()
             .into_iter()
             .filter(|id| {
                 let id = id.as_str();
+                if answered_here == Some(id) {
+                    return false;
+                }
                 if urgent || away_wanted.contains(id) {
                     !hibernating.contains(id)
                 } else {

@@ -518,3 +518,25 @@ fn ignore_unknown_lets_the_user_and_unknown_rosters_through() {
     );
     assert_eq!(nodes(&r.ev(archived(accept, false))), ["picky"]);
 }
+
+/// D17: the device that answered a call is not pushed its own answer; the others are.
+#[test]
+fn the_answering_device_is_not_pushed_its_own_answer() {
+    let mut r = Rig::new(config());
+    let jingle = PushExtensions {
+        jingle: true,
+        ..PushExtensions::default()
+    };
+    r.enable_with(1, "phone", Some(jingle.clone()));
+    r.enable_with(2, "tablet", Some(jingle));
+    // Session 1 is juliet@example.com/r1, whose enable made "phone".
+    let accept = stanza(
+        "<message xmlns='jabber:client' from='juliet@example.com/r1' to='romeo@example.org/desk'><accept xmlns='urn:xmpp:jingle-message:0' id='call1'/></message>",
+    );
+    assert_eq!(nodes(&r.ev(archived(accept.clone(), false))), ["tablet"]);
+    // Once that session is gone, its registration is just another device.
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    assert_eq!(nodes(&r.ev(archived(accept, false))), ["phone", "tablet"]);
+}
