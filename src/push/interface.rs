@@ -26,6 +26,10 @@
 //!   domain that is not an answer to the host's own requests. Never reply to those.
 //! - Identify stanzas of a session's stream with [`StanzaKey`] wherever they go, so that
 //!   one stanza never causes two publishes to one registration (D13).
+//!
+//! This hub knows no rosters: Tigase's `ignore-unknown` filter lets every sender through
+//! here. A host that runs the [`PushMachine`](super::machine::PushMachine) itself feeds
+//! it the user's contacts (the server's user actor does).
 
 use std::time::Duration;
 
@@ -152,6 +156,9 @@ pub struct MessageArchived {
     pub stanza: Element,
     /// Whether the user has any session at all (online or hibernated) right now.
     pub user_has_sessions: bool,
+    /// Whether the user has an online session and every online session is away or xa
+    /// (for `tigase:push:away:0`).
+    pub all_away: bool,
 }
 
 /// An IQ `result` or `error` addressed to the domain: possibly an app server's answer.

@@ -7,7 +7,7 @@
 //! - [`publish`]: the publish IQ and the app server's answers.
 //! - [`registration`]: a user's registrations and their eviction order.
 //! - [`tigase`]: the Tigase extensions (encrypted payload, priority, calls, muted JIDs,
-//!   groupchat rules).
+//!   groupchat rules, unknown senders, away).
 //! - [`machine`]: every per-user decision, as a state machine with no I/O: events in,
 //!   effects out. A host may drive it directly.
 //! - [`executor`]: runs a user's machine inside the actix actor that owns the user:

@@ -191,6 +191,7 @@ event_handler!(OfflineMessage, |m| Event::Offline {
 event_handler!(MessageArchived, |m| Event::Archived {
     stanza: m.stanza,
     user_has_sessions: m.user_has_sessions,
+    all_away: m.all_away,
 });
 event_handler!(RoutedResponse, |m| Event::Response(m.0));
 

@@ -168,6 +168,12 @@ pub fn describe_extensions(e: &super::record::PushExtensions) -> String {
     if let Some(rooms) = &e.groupchat {
         parts.push(format!("groupchat rules for {} rooms", rooms.len()));
     }
+    if e.away {
+        parts.push("away".into());
+    }
+    if e.ignore_unknown {
+        parts.push("ignore-unknown".into());
+    }
     parts.join(", ")
 }
 

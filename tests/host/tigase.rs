@@ -66,13 +66,12 @@ async fn the_account_disco_lists_each_extension() {
         "tigase:push:jingle:0",
         "tigase:push:filter:muted:0",
         "tigase:push:filter:groupchat:0",
+        "tigase:push:away:0",
+        "tigase:push:filter:ignore-unknown:0",
     ] {
         assert!(has_feature(&own, var), "{var}: {}", String::from(&own));
     }
-    // Not built, so not listed: a client would rely on them.
-    for var in ["tigase:push:away:0", "tigase:push:filter:ignore-unknown:0"] {
-        assert!(!has_feature(&own, var), "{var}");
-    }
+
     let server = juliet
         .iq(&format!("<iq type='get' id='d2' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"))
         .await;
@@ -262,6 +261,37 @@ async fn push_encrypted_with_body_false_keeps_sender_and_text_out() {
     assert_eq!(json["message"], "New Message!");
 }
 
+/// With `push_notification_with_sender` as well, the plain form's sender is the full JID
+/// but the payload carries the bare one, as the specification asks of a chat message.
+#[actix_rt::test]
+async fn the_shown_sender_is_bare_inside_the_payload() {
+    let t = TestServer::start(|c| {
+        c.push_encrypted_with_body = false;
+        c.push_notification_with_sender = true;
+    })
+    .await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = enable_with(
+        &mut juliet,
+        "n1",
+        &format!(
+            "<encrypt xmlns='{ENCRYPT_NS}' alg='aes-128-gcm'>{}</encrypt>",
+            key_b64()
+        ),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    juliet.close().await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>hi</body></message>")
+        .await;
+    let json = open(&notification(&app.next().await));
+    assert_eq!(json["sender"], "romeo@localhost");
+    assert_eq!(json["message"], "New Message!");
+}
+
 #[actix_rt::test]
 async fn an_unknown_algorithm_or_a_bad_key_is_refused() {
     let t = TestServer::start(|_| {}).await;
@@ -371,4 +401,220 @@ async fn groupchat_rules_pick_the_rooms_and_mentions_that_publish() {
     nodes.sort();
     assert_eq!(nodes, ["plain", "rooms"]);
     app.expect_nothing_before_ping(&t).await;
+}
+
+/// Sets the session's presence (`inner`: its `<show/>`, if any) and waits until the
+/// server has taken it: the ping's answer comes after the presence is handled.
+async fn set_presence(c: &mut Client, inner: &str) {
+    c.send(&format!("<presence>{inner}</presence>")).await;
+    c.iq("<iq type='get' id='pres'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+}
+
+/// Both publishes a message made (one decision), by node, sorted; each answered.
+async fn two_nodes(app: &mut Component) -> Vec<String> {
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let p = app.next().await;
+        nodes.push(super::node_of(&p).unwrap_or_default());
+        app.answer_result(&p).await;
+    }
+    nodes.sort();
+    nodes
+}
+
+/// `tigase:push:away:0`: the phone that enabled it with `away='true'` is pushed while
+/// it is connected, as long as every online client of the user (phone and desk) is away
+/// or xa; once the desk is available again, only the absent tablet is. The desk's own
+/// registration, without away, is never pushed while it is connected.
+#[actix_rt::test]
+async fn away_pushes_a_connected_phone_while_every_client_is_away() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let mut tablet = t.login("juliet", "tablet").await;
+    let r = enable_with(&mut tablet, "tablet", "").await;
+    assert_eq!(r.attr("type"), Some("result"));
+    tablet.close().await;
+    let mut phone = t.login("juliet", "phone").await;
+    let r = phone
+        .iq(&format!(
+            "<iq type='set' id='e-phone'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='phone' away='true'>{FORM}</enable></iq>"
+        ))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    set_presence(&mut phone, "<show>xa</show>").await;
+    let mut desk = t.login("juliet", "desk").await;
+    let r = enable_with(&mut desk, "desk", "").await;
+    assert_eq!(r.attr("type"), Some("result"));
+    set_presence(&mut desk, "<show>away</show>").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>anyone?</body></message>")
+        .await;
+    assert_eq!(two_nodes(&mut app).await, ["phone", "tablet"]);
+    // Every publish of that message left in one go, ahead of the pong: no desk.
+    app.expect_nothing_before_ping(&t).await;
+    set_presence(&mut desk, "").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>back?</body></message>")
+        .await;
+    let p = app.next().await;
+    assert_eq!(super::node_of(&p).as_deref(), Some("tablet"));
+    app.answer_result(&p).await;
+    app.expect_nothing_before_ping(&t).await;
+}
+
+/// A call for a user with an online desktop and an absent phone rings both at once (the
+/// archive path); the desktop's accept, sent to the caller, reaches the phone with the
+/// `accept` action so that it stops ringing, and not the desktop itself.
+#[actix_rt::test]
+async fn a_call_rings_an_online_desktop_and_an_absent_phone_and_the_accept_reaches_the_phone() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let jingle = "<jingle xmlns='tigase:push:jingle:0'/>";
+    let mut phone = t.login("juliet", "phone").await;
+    let r = enable_with(&mut phone, "phone", jingle).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    phone.close().await;
+    let mut desk = t.login("juliet", "desk").await;
+    let r = enable_with(&mut desk, "desk", jingle).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    set_presence(&mut desk, "").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message to='juliet@localhost' id='c'><propose xmlns='urn:xmpp:jingle-message:0' id='call-2'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>")
+        .await;
+    let mut rang = Vec::new();
+    for _ in 0..2 {
+        let p = app.next().await;
+        let n = notification(&p);
+        let j = n
+            .get_child("jingle", "tigase:push:jingle:0")
+            .expect("jingle");
+        assert_eq!(
+            (j.attr("action"), j.attr("sid")),
+            (Some("propose"), Some("call-2"))
+        );
+        rang.push(super::node_of(&p).unwrap_or_default());
+        app.answer_result(&p).await;
+    }
+    rang.sort();
+    assert_eq!(rang, ["desk", "phone"], "every registration at once");
+    let (m, _) = desk.until("message").await;
+    assert!(m.has_child("propose", "urn:xmpp:jingle-message:0"));
+    desk.send("<message to='romeo@localhost/desk' id='a'><accept xmlns='urn:xmpp:jingle-message:0' id='call-2'/></message>")
+        .await;
+    let p = app.next().await;
+    let n = notification(&p);
+    let j = n
+        .get_child("jingle", "tigase:push:jingle:0")
+        .expect("jingle");
+    assert_eq!(
+        (j.attr("action"), j.attr("sid")),
+        (Some("accept"), Some("call-2"))
+    );
+    assert_eq!(super::node_of(&p).as_deref(), Some("phone"));
+    app.answer_result(&p).await;
+    // The desk that answered is not pushed its own answer.
+    app.expect_nothing_before_ping(&t).await;
+    let (m, _) = romeo.until("message").await;
+    assert!(m.has_child("accept", "urn:xmpp:jingle-message:0"));
+}
+
+/// Romeo's message to the absent Juliet; the nodes of the publishes it made (one
+/// decision), sorted and answered, and nothing else on its way.
+async fn nodes_for(
+    t: &TestServer,
+    app: &mut Component,
+    romeo: &mut Client,
+    body: &str,
+    n: usize,
+) -> Vec<String> {
+    romeo
+        .send(&format!(
+            "<message type='chat' to='juliet@localhost'><body>{body}</body></message>"
+        ))
+        .await;
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let p = app.next().await;
+        nodes.push(super::node_of(&p).unwrap_or_default());
+        app.answer_result(&p).await;
+    }
+    app.expect_nothing_before_ping(t).await;
+    nodes.sort();
+    nodes
+}
+
+/// Juliet puts Romeo on her roster (`add`) or takes him off, from a session that then
+/// logs out.
+async fn roster(t: &TestServer, add: bool) {
+    let mut desk = t.login("juliet", "desk").await;
+    let item = if add {
+        "<item jid='romeo@localhost'/>"
+    } else {
+        "<item jid='romeo@localhost' subscription='remove'/>"
+    };
+    let r = desk
+        .iq(&format!(
+            "<iq type='set' id='r'><query xmlns='jabber:iq:roster'>{item}</query></iq>"
+        ))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    desk.close().await;
+}
+
+/// `tigase:push:filter:ignore-unknown:0`: the registration that asked for it is pushed
+/// only for senders on the roster, the plain one for everyone; adding and removing the
+/// contact takes effect at once, and after a restart the roster is read before the
+/// first message is decided.
+#[actix_rt::test]
+async fn ignore_unknown_pushes_only_for_contacts() {
+    let mut t = TestServer::start(|_| {}).await;
+    {
+        let mut app = Component::connect(&t).await;
+        let mut phone = t.login("juliet", "phone").await;
+        let r = enable_with(
+            &mut phone,
+            "picky",
+            "<ignore-unknown xmlns='tigase:push:filter:ignore-unknown:0'/>",
+        )
+        .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+        let r = enable_with(&mut phone, "plain", "").await;
+        assert_eq!(r.attr("type"), Some("result"));
+        phone.close().await;
+        let mut romeo = t.login("romeo", "desk").await;
+        assert_eq!(
+            nodes_for(&t, &mut app, &mut romeo, "hello?", 1).await,
+            ["plain"]
+        );
+        roster(&t, true).await;
+        assert_eq!(
+            nodes_for(&t, &mut app, &mut romeo, "friends", 2).await,
+            ["picky", "plain"]
+        );
+        roster(&t, false).await;
+        assert_eq!(
+            nodes_for(&t, &mut app, &mut romeo, "removed", 1).await,
+            ["plain"]
+        );
+        romeo.close().await;
+    }
+    t.server.take().unwrap().shutdown().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        t.server = Some(
+            cloud_notify::xmpp::server::Server::start(t.cfg.clone())
+                .await
+                .expect("restart"),
+        );
+    })
+    .await
+    .expect("restart in time");
+    let mut app = Component::connect(&t).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    assert_eq!(
+        nodes_for(&t, &mut app, &mut romeo, "after restart", 1).await,
+        ["plain"]
+    );
 }

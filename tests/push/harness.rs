@@ -520,10 +520,16 @@ impl Harness {
     }
 
     pub fn archived(&self, xml: &str, user_has_sessions: bool) {
+        self.archived_with(xml, user_has_sessions, false);
+    }
+
+    /// `all_away`: the host says every online session is away or xa.
+    pub fn archived_with(&self, xml: &str, user_has_sessions: bool, all_away: bool) {
         self.hub.do_send(MessageArchived {
             user: USER.into(),
             stanza: stanza(xml),
             user_has_sessions,
+            all_away,
         });
     }
 

@@ -96,6 +96,30 @@ async fn b38_archive_skips_registrations_linked_to_current_sessions() {
     assert!(h.settled_publishes().await.is_empty());
 }
 
+/// Tigase's away (`away='true'` on the enable): a registration linked to a connected
+/// session is pushed on the archive path only while the host says every online session
+/// is away or xa; a plain one never is.
+#[actix_rt::test]
+async fn archive_pushes_a_linked_away_registration_only_when_everyone_is_away() {
+    let mut h = Harness::start(config()).await;
+    let phone = h.session("phone");
+    let r = h
+        .iq(
+            &phone,
+            &format!(
+                "<iq type='set' id='en1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1' away='true'/></iq>"
+            ),
+        )
+        .await;
+    assert_result(&r);
+    let desk = h.session("desk");
+    h.enable_ok(&desk, "n2").await;
+    h.archived_with(&chat("hi"), true, false);
+    assert!(h.settled_publishes().await.is_empty());
+    h.archived_with(&chat("hi"), true, true);
+    assert_eq!(nodes(&h.settled_publishes().await), ["n1"]);
+}
+
 #[actix_rt::test]
 async fn b39_d15_own_outgoing_message_is_not_pushed() {
     let mut h = Harness::start(config()).await;

@@ -89,6 +89,11 @@ pub enum Event {
     Archived {
         stanza: Element,
         user_has_sessions: bool,
+        /// The user has an online session and every online session's presence is away
+        /// or xa (`<show>away</show>` or `<show>xa</show>`): registrations that enabled
+        /// `tigase:push:away:0` are then published to even when their own session is
+        /// connected.
+        all_away: bool,
     },
     /// An app server's answer already matched to this user by its publish id.
     Response(Response),
@@ -100,6 +105,14 @@ pub enum Event {
     /// A timer armed earlier is due. Deliver only timers still armed: a cancelled or
     /// re-armed timer must not fire under its old deadline.
     TimerFired(Timer),
+    /// The user's contacts: the bare JIDs on their roster, for registrations that
+    /// filter unknown senders (see [`PushMachine::wants_contacts`](super::PushMachine::wants_contacts)).
+    /// A roster item that is only someone's pending subscription request is not a
+    /// contact.
+    Contacts(Vec<String>),
+    /// One roster change, once the machine knows the contacts: `jid` (bare) is now a
+    /// contact or no longer one.
+    Contact { jid: String, contact: bool },
     /// The host unloads the user. `flush`: write the ledger changes not yet stored;
     /// otherwise (the user is being deleted) end every held hibernation now.
     Unload { flush: bool },

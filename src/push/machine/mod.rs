@@ -100,6 +100,7 @@
 mod admin;
 mod batch;
 mod clock;
+mod contacts;
 mod effect;
 mod event;
 mod hibernation;
@@ -125,6 +126,7 @@ pub use effect::{Effect, Metric, Reply, TestTarget};
 pub use event::{Event, RequestId, Timer};
 pub use state::{MAX_LINKED_SESSIONS, MAX_PENDING_REQUESTS, PushMachine};
 
+use self::contacts::Contacts;
 use self::outstanding::Outstanding;
 use self::state::State;
 use super::interface::{SessionId, UserStats};
@@ -146,6 +148,7 @@ impl PushMachine {
             outstanding: Outstanding::default(),
             dirty: HashSet::new(),
             pending: HashMap::new(),
+            contacts: None,
         }
     }
 
@@ -213,9 +216,10 @@ impl PushMachine {
             Event::Archived {
                 stanza,
                 user_has_sessions,
+                all_away,
             } => {
                 if user_has_sessions {
-                    self.archived(c, &stanza, out)
+                    self.archived(c, &stanza, all_away, out)
                 }
             }
             Event::Response(resp) => self.response(c, resp, out),
@@ -228,6 +232,15 @@ impl PushMachine {
             Event::TimerFired(Timer::Hibernation(session)) => self.expire(session, out),
             Event::TimerFired(Timer::Response(id)) => self.response_timed_out(c, id, out),
             Event::Unload { flush } => self.unload(flush, out),
+            Event::Contacts(jids) => {
+                self.contacts = Some(Contacts::new(jids, self.cfg.roster_max_items));
+            }
+            Event::Contact { jid, contact } => {
+                let max = self.cfg.roster_max_items;
+                if let Some(c) = self.contacts.as_mut() {
+                    c.set(&jid, contact, max);
+                }
+            }
         }
     }
 
@@ -236,6 +249,27 @@ impl PushMachine {
             State::Loaded(set) => Some(set),
             _ => None,
         }
+    }
+
+    /// A registration filters unknown senders (`tigase:push:filter:ignore-unknown:0`)
+    /// and the machine has not been told the user's contacts: the host should read the
+    /// roster and feed [`Event::Contacts`] before the next stanza.
+    pub fn wants_contacts(&self) -> bool {
+        self.contacts.is_none()
+            && self.registrations().is_some_and(|set| {
+                set.iter().any(|r| {
+                    r.record
+                        .extensions
+                        .as_deref()
+                        .is_some_and(|e| e.ignore_unknown)
+                })
+            })
+    }
+
+    /// The machine holds the user's contacts: the host should feed every roster change
+    /// as an [`Event::Contact`].
+    pub fn knows_contacts(&self) -> bool {
+        self.contacts.is_some()
     }
 
     /// The stored registrations could not be read: the host should drop this machine

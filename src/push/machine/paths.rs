@@ -19,11 +19,21 @@ use crate::push::registration::Registration;
 use crate::push::rules::{self, Path};
 use crate::push::tigase::filters;
 
-/// The registration's Tigase filters keep this stanza from it.
-fn filtered(reg: &Registration, summary: &Summary) -> bool {
-    match (reg.record.extensions.as_deref(), summary.notice.as_deref()) {
-        (Some(ext), Some(notice)) => !filters::allows(ext, notice),
-        _ => false,
+impl PushMachine {
+    /// The registration's Tigase filters keep this stanza from it.
+    fn filtered(&self, reg: &Registration, summary: &Summary) -> bool {
+        let (Some(ext), Some(notice)) =
+            (reg.record.extensions.as_deref(), summary.notice.as_deref())
+        else {
+            return false;
+        };
+        // Only asked when it matters; the user's own JID is always known to them.
+        let contact = match (notice.from_bare.as_deref(), &self.contacts) {
+            (Some(from), _) if from == self.user_jid.as_str() => Some(true),
+            (Some(from), Some(contacts)) => Some(contacts.contains(from)),
+            _ => None,
+        };
+        !filters::allows(ext, notice, contact)
     }
 }
 
@@ -38,8 +48,8 @@ impl PushMachine {
         out: &mut Vec<Effect>,
     ) -> Option<String> {
         let reg = self.registrations().and_then(|s| s.get(identifier))?;
-        if filtered(reg, summary) {
-            tracing::debug!(user = %self.user, registration = %identifier, "filtered by the registration (muted or groupchat rules): no publish");
+        if self.filtered(reg, summary) {
+            tracing::debug!(user = %self.user, registration = %identifier, "filtered by the registration (muted, groupchat or ignore-unknown): no publish");
             return None;
         }
         let id = publish::new_publish_id(self.route);
@@ -100,8 +110,16 @@ impl PushMachine {
     }
 
     /// Path C (§8.7): registrations no current session is linked to; every registration
-    /// for a call (urgent).
-    pub(super) fn archived(&mut self, c: Clock, stanza: &Element, out: &mut Vec<Effect>) {
+    /// for a call (urgent). With `all_away` (every online session is away or xa), also
+    /// the registrations that enabled `tigase:push:away:0` whose session is connected:
+    /// a device left away may not be looking at the message it was just delivered.
+    pub(super) fn archived(
+        &mut self,
+        c: Clock,
+        stanza: &Element,
+        all_away: bool,
+        out: &mut Vec<Effect>,
+    ) {
         if !rules::wakes(stanza, Path::Archive, self.cfg.push_notify_on) {
             return;
         }
@@ -114,13 +132,18 @@ impl PushMachine {
         let urgent = rules::is_urgent(stanza);
         // D17: a call answered or refused on one of the user's devices is archived as
         // the user's outgoing message; the other devices must hear of it to stop ringing.
-        let from_user = stanza
-            .attr("from")
-            .and_then(|f| f.parse::<Jid>().ok())
-            .is_some_and(|f| f.to_bare() == self.user_jid);
+        let from = stanza.attr("from").and_then(|f| f.parse::<Jid>().ok());
+        let from_user = from.as_ref().is_some_and(|f| f.to_bare() == self.user_jid);
         if !(to_user || (urgent && from_user)) {
             return;
         }
+        // The device that answered is the one registration that need not hear of it: the
+        // linked registration its resource enabled.
+        let answering = from
+            .as_ref()
+            .filter(|_| from_user && !to_user)
+            .and_then(|f| f.resource())
+            .map(|r| r.to_string());
         let summary = self.summary(stanza, rules::is_important(stanza), None);
         let linked: HashSet<&str> = self
             .sessions
@@ -135,14 +158,36 @@ impl PushMachine {
             .filter(|l| l.hibernation.is_some())
             .filter_map(|l| l.identifier.as_deref())
             .collect();
+        let away_wanted: HashSet<&str> = if all_away {
+            self.registrations()
+                .map(|set| {
+                    set.iter()
+                        .filter(|r| r.record.extensions.as_deref().is_some_and(|e| e.away))
+                        .map(|r| r.identifier.as_str())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            HashSet::new()
+        };
+        let answered_here: Option<&str> = answering.as_deref().and_then(|resource| {
+            self.registrations()?
+                .iter()
+                .find(|r| r.record.client == resource && linked.contains(r.identifier.as_str()))
+                .map(|r| r.identifier.as_str())
+        });
         let ids: Vec<String> = self
             .all_identifiers()
             .into_iter()
             .filter(|id| {
-                if urgent {
-                    !hibernating.contains(id.as_str())
+                let id = id.as_str();
+                if answered_here == Some(id) {
+                    return false;
+                }
+                if urgent || away_wanted.contains(id) {
+                    !hibernating.contains(id)
                 } else {
-                    !linked.contains(id.as_str())
+                    !linked.contains(id)
                 }
             })
             .collect();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use xmpp_parsers::jid::BareJid;
 
+use super::contacts::Contacts;
 use super::event::RequestId;
 use super::link::Link;
 use super::outstanding::Outstanding;
@@ -42,4 +43,6 @@ pub struct PushMachine {
     /// Registrations whose ledger changed without a durable write yet.
     pub(super) dirty: HashSet<String>,
     pub(super) pending: HashMap<RequestId, Pending>,
+    /// The user's contacts, once the host told them (`None` before).
+    pub(super) contacts: Option<Contacts>,
 }

@@ -1,5 +1,6 @@
 //! The extensions a client adds to its `<enable/>`: an `<encrypt/>` with its key, a
-//! `<priority/>`, a `<jingle/>` and a `<muted/>` list. Anything else inside the enable is
+//! `<priority/>`, a `<jingle/>`, the `<muted/>`, `<groupchat/>` and `<ignore-unknown/>`
+//! filters, and the enable's own `away` attribute. Anything else inside the enable is
 //! left alone, as XEP-0357 asks of unknown children.
 
 use base64::Engine;
@@ -13,6 +14,9 @@ pub const NS_PRIORITY: &str = "tigase:push:priority:0";
 pub const NS_JINGLE: &str = "tigase:push:jingle:0";
 pub const NS_MUTED: &str = "tigase:push:filter:muted:0";
 pub const NS_GROUPCHAT: &str = "tigase:push:filter:groupchat:0";
+pub const NS_IGNORE_UNKNOWN: &str = "tigase:push:filter:ignore-unknown:0";
+/// Enabled with an attribute of the `<enable/>` itself (`away='true'`), not a child.
+pub const NS_AWAY: &str = "tigase:push:away:0";
 
 /// The one algorithm the encrypt extension defines and the one built here.
 pub const ALG_AES_128_GCM: &str = "aes-128-gcm";
@@ -65,6 +69,15 @@ pub fn parse(enable: &Element) -> Result<Option<PushExtensions>, ExtensionError>
     }
     if let Some(groupchat) = enable.get_child("groupchat", NS_GROUPCHAT) {
         ext.groupchat = Some(room_rules(groupchat)?);
+        any = true;
+    }
+    if enable.has_child("ignore-unknown", NS_IGNORE_UNKNOWN) {
+        ext.ignore_unknown = true;
+        any = true;
+    }
+    // XML booleans: "true" or "1" (XEP-0357's enable is read the same way elsewhere).
+    if matches!(enable.attr("away").map(str::trim), Some("true" | "1")) {
+        ext.away = true;
         any = true;
     }
     Ok(any.then_some(ext))
@@ -261,6 +274,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn ignore_unknown() {
+        let e = parse(&enable(
+            "<ignore-unknown xmlns='tigase:push:filter:ignore-unknown:0'/>",
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(e.ignore_unknown && !e.away && e.muted.is_empty());
+        assert_eq!(parse(&enable("<ignore-unknown xmlns='other'/>")), Ok(None));
+    }
+
+    #[test]
+    fn away_is_an_attribute_of_the_enable() {
+        let away = |v: &str| {
+            format!("<enable xmlns='urn:xmpp:push:0' jid='push.example' away='{v}'/>")
+                .parse::<Element>()
+                .unwrap()
+        };
+        let e = parse(&away("true")).unwrap().unwrap();
+        assert!(e.away && e.encrypt.is_none() && !e.priority);
+        assert!(parse(&away("1")).unwrap().unwrap().away);
+        assert_eq!(parse(&away("false")), Ok(None));
+        assert_eq!(parse(&away("maybe")), Ok(None));
+        assert!(
+            !parse(&enable("<jingle xmlns='tigase:push:jingle:0'/>"))
+                .unwrap()
+                .unwrap()
+                .away
+        );
     }
 
     #[test]

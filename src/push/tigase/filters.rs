@@ -1,14 +1,21 @@
 //! Whether a registration's filters let a stanza publish: `tigase:push:filter:muted:0`
-//! (never from these JIDs) and `tigase:push:filter:groupchat:0` (groupchat messages only
-//! from listed rooms, some only when they mention the user's nickname).
+//! (never from these JIDs), `tigase:push:filter:groupchat:0` (groupchat messages only
+//! from listed rooms, some only when they mention the user's nickname) and
+//! `tigase:push:filter:ignore-unknown:0` (never from a sender who is not a contact).
 
 use super::notice::{Kind, Notice};
 use crate::store::PushExtensions;
 
-/// Whether `notice` may publish to a registration with `ext`.
-pub fn allows(ext: &PushExtensions, notice: &Notice) -> bool {
+/// Whether `notice` may publish to a registration with `ext`. `contact` says whether its
+/// sender is one of the user's contacts (the caller knows the roster; the user's own
+/// JID counts as one), `None` when that is not known: then ignore-unknown lets it
+/// through, as a notification too many is better than a wake-up missed.
+pub fn allows(ext: &PushExtensions, notice: &Notice, contact: Option<bool>) -> bool {
     let from = notice.from_bare.as_deref();
     if from.is_some_and(|f| ext.muted.binary_search_by(|m| m.as_str().cmp(f)).is_ok()) {
+        return false;
+    }
+    if ext.ignore_unknown && contact == Some(false) {
         return false;
     }
     let Some(rooms) = &ext.groupchat else {
@@ -77,20 +84,50 @@ mod tests {
         }
     }
 
+    fn without_roster(ext: &PushExtensions, notice: &Notice) -> bool {
+        allows(ext, notice, None)
+    }
+
+    #[test]
+    fn unknown_senders_with_ignore_unknown() {
+        let ext = PushExtensions {
+            ignore_unknown: true,
+            ..PushExtensions::default()
+        };
+        assert!(!allows(&ext, &chat("stranger@x"), Some(false)));
+        assert!(allows(&ext, &chat("romeo@x"), Some(true)));
+        assert!(allows(&ext, &chat("romeo@x"), None), "unknown: let through");
+        // Without the extension the roster does not matter.
+        assert!(allows(
+            &PushExtensions::default(),
+            &chat("stranger@x"),
+            Some(false)
+        ));
+        // Muted wins over being a contact.
+        let both = PushExtensions {
+            muted: vec!["romeo@x".into()],
+            ..ext
+        };
+        assert!(!allows(&both, &chat("romeo@x"), Some(true)));
+    }
+
     #[test]
     fn muted_senders() {
         let ext = PushExtensions {
             muted: vec!["a@x".into(), "bot@x".into()],
             ..PushExtensions::default()
         };
-        assert!(!allows(&ext, &chat("bot@x")));
-        assert!(allows(&ext, &chat("romeo@x")));
-        assert!(!allows(&ext, &groupchat("a@x", "hi")));
+        assert!(!without_roster(&ext, &chat("bot@x")));
+        assert!(without_roster(&ext, &chat("romeo@x")));
+        assert!(!without_roster(&ext, &groupchat("a@x", "hi")));
     }
 
     #[test]
     fn without_rules_every_room_publishes() {
-        assert!(allows(&PushExtensions::default(), &groupchat("r@c", "hi")));
+        assert!(without_roster(
+            &PushExtensions::default(),
+            &groupchat("r@c", "hi")
+        ));
     }
 
     #[test]
@@ -108,16 +145,22 @@ mod tests {
             ]),
             ..PushExtensions::default()
         };
-        assert!(allows(&ext, &groupchat("coven@c", "anything")));
-        assert!(allows(&ext, &groupchat("forres@c", "@juliet, come")));
-        assert!(!allows(&ext, &groupchat("forres@c", "julietta is here")));
-        assert!(!allows(&ext, &groupchat("heath@c", "juliet")));
+        assert!(without_roster(&ext, &groupchat("coven@c", "anything")));
+        assert!(without_roster(
+            &ext,
+            &groupchat("forres@c", "@juliet, come")
+        ));
+        assert!(!without_roster(
+            &ext,
+            &groupchat("forres@c", "julietta is here")
+        ));
+        assert!(!without_roster(&ext, &groupchat("heath@c", "juliet")));
         // The rules are for rooms: a chat message is not filtered by them.
-        assert!(allows(&ext, &chat("romeo@x")));
+        assert!(without_roster(&ext, &chat("romeo@x")));
         // An encrypted groupchat message has no text to mention anyone in.
         let mut omemo = groupchat("forres@c", "");
         omemo.groupchat_text = None;
-        assert!(!allows(&ext, &omemo));
+        assert!(!without_roster(&ext, &omemo));
     }
 
     #[test]

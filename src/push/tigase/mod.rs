@@ -8,8 +8,11 @@
 //! - [`payload`]: the JSON the encrypted payload carries, within the client's `max-size`.
 //! - [`encrypt`]: AES-128-GCM with a fresh IV and the real tag (RustCrypto's `aes-gcm`).
 //! - [`element`]: the elements the extensions add to a `<notification/>`.
-//! - [`filters`]: whether a registration's muted and groupchat filters let a stanza
-//!   publish.
+//! - [`filters`]: whether a registration's muted, groupchat and ignore-unknown filters
+//!   let a stanza publish.
+//!
+//! `tigase:push:away:0` has no file of its own: it is a flag on the registration that the
+//! machine's archive path reads (src/push/machine/paths.rs).
 //!
 //! Every file holds pure functions; the push machine and the publish writer call them.
 
@@ -21,11 +24,13 @@ pub mod notice;
 pub mod payload;
 
 /// The features the account's disco lists, exactly those built here.
-pub const FEATURES: [&str; 6] = [
+pub const FEATURES: [&str; 8] = [
     enable::NS_ENCRYPT,
     encrypt::FEATURE_AES_128_GCM,
     enable::NS_PRIORITY,
     enable::NS_JINGLE,
     enable::NS_MUTED,
     enable::NS_GROUPCHAT,
+    enable::NS_AWAY,
+    enable::NS_IGNORE_UNKNOWN,
 ];

@@ -100,14 +100,17 @@ impl Notice {
             ("presence", Some("subscribe")) => Some(Kind::Subscribe),
             _ => None,
         };
+        // The spec's `sender` is the bare JID, except for a call, which the device
+        // answers at the caller's full JID.
+        let as_sender = |f: &Jid| {
+            if kind == Some(Kind::Call) {
+                f.to_string()
+            } else {
+                f.to_bare().to_string()
+            }
+        };
         let (sender, message) = if cfg.push_encrypted_with_body {
-            let sender = from.as_ref().map(|f| {
-                if kind == Some(Kind::Call) {
-                    f.to_string()
-                } else {
-                    f.to_bare().to_string()
-                }
-            });
+            let sender = from.as_ref().map(as_sender);
             let message = if E2E.iter().any(|(n, ns)| stanza.has_child(*n, *ns)) {
                 Some(cfg.push_notification_important_body.clone()).filter(|b| !b.is_empty())
             } else {
@@ -115,10 +118,13 @@ impl Notice {
             };
             (sender, message)
         } else {
-            (
-                shown_sender.map(str::to_string),
-                shown_body.map(str::to_string),
-            )
+            // The plain form's `last-message-sender` is the full JID (Prosody's); the
+            // payload keeps the spec's form of the same sender.
+            let sender = shown_sender.map(|s| match s.parse::<Jid>() {
+                Ok(j) => as_sender(&j),
+                Err(_) => s.to_string(),
+            });
+            (sender, shown_body.map(str::to_string))
         };
         let nickname = (kind == Some(Kind::Groupchat))
             .then(|| {
@@ -212,6 +218,26 @@ mod tests {
         assert_eq!(n.sender, None);
         assert_eq!(n.message.as_deref(), Some("New Message!"));
         assert_eq!(n.from_bare.as_deref(), Some("romeo@example.net"));
+    }
+
+    /// With `push_notification_with_sender` the plain form shows the full JID; the
+    /// payload still carries the bare one the spec asks for (the full one for a call).
+    #[test]
+    fn a_shown_sender_is_bare_in_the_payload() {
+        let c = Config {
+            push_encrypted_with_body: false,
+            ..cfg()
+        };
+        let m = el(
+            "<message xmlns='jabber:client' from='romeo@example.net/desk'><body>Hi</body></message>",
+        );
+        let n = Notice::of(&m, true, Some("romeo@example.net/desk"), None, &c);
+        assert_eq!(n.sender.as_deref(), Some("romeo@example.net"));
+        let call = el(
+            "<message xmlns='jabber:client' from='romeo@example.net/phone'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>",
+        );
+        let n = Notice::of(&call, true, Some("romeo@example.net/phone"), None, &c);
+        assert_eq!(n.sender.as_deref(), Some("romeo@example.net/phone"));
     }
 
     #[test]

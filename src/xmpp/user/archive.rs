@@ -48,6 +48,8 @@ impl User {
             durable: true,
         });
         let event = stamped.clone();
+        // Read now, when the message is delivered: the presence it met decides.
+        let all_away = self.all_online_away();
         self.in_flight += 1;
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
@@ -56,6 +58,7 @@ impl User {
                     Event::Archived {
                         stanza: event,
                         user_has_sessions: true,
+                        all_away,
                     },
                     ctx,
                 ),
@@ -87,6 +90,9 @@ impl Handler<SentArchived> for User {
             Event::Archived {
                 stanza: msg.stanza,
                 user_has_sessions: true,
+                // The user's own outgoing message never wakes their own phones (D15);
+                // only a call signal goes out, and to every registration anyway.
+                all_away: false,
             },
             ctx,
         );

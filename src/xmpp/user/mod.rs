@@ -8,7 +8,9 @@
 //! stanza is ever sent to a user actor that is about to stop.
 
 mod archive;
+mod away;
 mod carbons;
+mod contacts;
 mod csi;
 mod delivery;
 mod end;

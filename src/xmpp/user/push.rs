@@ -81,7 +81,11 @@ impl Handler<PushIq> for User {
         let pending = PushExecutor::command(self, msg.session, msg.jid, req.id, req.command, ctx);
         // Atomic: no other message runs until the write is answered, so each enable or
         // disable computes its changes from the state the previous one left.
-        AtomicResponse::new(Box::pin(pending.map(|reply, _, _| Some(reply))))
+        // An enable asking for ignore-unknown has the roster read before the next stanza.
+        AtomicResponse::new(Box::pin(pending.map(|reply, act, ctx| {
+            act.read_contacts_if_wanted(ctx);
+            Some(reply)
+        })))
     }
 }
 

@@ -25,6 +25,7 @@ impl Handler<SaveRosterItem> for User {
 
     fn handle(&mut self, msg: SaveRosterItem, _: &mut Context<Self>) -> Self::Result {
         let push = roster::item_element(&msg.contact, msg.item.as_ref());
+        let changed = (msg.contact.clone(), msg.item.clone());
         let user = self.name.clone();
         let change = match msg.item {
             Some(item) => Change::PutRosterItem {
@@ -47,6 +48,7 @@ impl Handler<SaveRosterItem> for User {
             let ok = matches!(res, Ok(Ok(())));
             if ok {
                 act.roster_push(push, ctx);
+                act.contact_changed(&changed.0, changed.1.as_ref(), ctx);
             } else {
                 tracing::error!(user = %act.name, "roster change not stored");
             }

@@ -163,6 +163,7 @@ impl Actor for User {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let _span = self.span.clone().entered();
+        self.read_contacts_after_load(ctx);
         PushExecutor::load(self, ctx);
     }
 

@@ -145,6 +145,7 @@ fn a_call_rings_every_registration_and_the_answer_stops_them() {
     let out = r.ev(Event::Archived {
         stanza: propose,
         user_has_sessions: true,
+        all_away: false,
     });
     let texts = publish_texts(&out);
     assert_eq!(
@@ -168,6 +169,7 @@ fn a_call_rings_every_registration_and_the_answer_stops_them() {
     let out = r.ev(Event::Archived {
         stanza: accept,
         user_has_sessions: true,
+        all_away: false,
     });
     let texts = publish_texts(&out);
     assert_eq!(texts.len(), 2);
@@ -181,6 +183,7 @@ fn a_call_rings_every_registration_and_the_answer_stops_them() {
     let out = r.ev(Event::Archived {
         stanza: retract,
         user_has_sessions: true,
+        all_away: false,
     });
     assert_eq!(publishes(&out).len(), 2, "a retract is pushed too");
 }
@@ -332,4 +335,208 @@ fn groupchat_rules_decide_per_registration() {
     );
     assert_eq!(nodes("forres@chat.example", "hail, all"), ["plain"]);
     assert_eq!(nodes("heath@chat.example", "juliet"), ["plain"]);
+}
+
+fn away() -> PushExtensions {
+    PushExtensions {
+        away: true,
+        ..PushExtensions::default()
+    }
+}
+
+fn archived(stanza: Element, all_away: bool) -> Event {
+    Event::Archived {
+        stanza,
+        user_has_sessions: true,
+        all_away,
+    }
+}
+
+/// The nodes of the registrations `out` publishes to.
+fn nodes(out: &[Effect]) -> Vec<String> {
+    let mut nodes: Vec<String> = publish_texts(out)
+        .iter()
+        .filter_map(|xml| {
+            let at = xml.find("node='")? + "node='".len();
+            Some(xml[at..].split('\'').next()?.to_string())
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+/// `tigase:push:away:0`: a registration that enabled it is published to on the archive
+/// path while its session is connected, only when every online session is away or xa;
+/// one without it never is while its session is connected.
+#[test]
+fn away_publishes_to_a_connected_registration_only_while_everyone_is_away() {
+    let mut r = Rig::new(config());
+    r.enable_with(1, "phone", Some(away()));
+    r.enable_with(2, "desk", None);
+    let out = r.ev(archived(chat("are you there"), false));
+    assert_eq!(nodes(&out), Vec::<String>::new(), "someone is available");
+    let out = r.ev(archived(chat("are you there"), true));
+    assert_eq!(
+        nodes(&out),
+        ["phone"],
+        "everyone away: the away registration"
+    );
+    // The user's own outgoing message never wakes their phones (D15), away or not.
+    let own = stanza(
+        "<message xmlns='jabber:client' type='chat' from='juliet@example.com/r2' to='romeo@example.org'><body>x</body></message>",
+    );
+    assert!(publishes(&r.ev(archived(own, true))).is_empty());
+}
+
+/// A hibernated session gets the message through its queue (D13): away does not push
+/// it a second time from the archive. An absent device is pushed with or without away.
+#[test]
+fn away_leaves_hibernated_sessions_to_their_queue() {
+    let mut r = Rig::new(config());
+    r.enable_with(1, "phone", Some(away()));
+    r.enable_with(2, "tablet", Some(away()));
+    r.hibernate(1, Vec::new());
+    r.ev(Event::Closed {
+        session: SessionId(2),
+    });
+    let out = r.ev(archived(chat("hello"), true));
+    assert_eq!(nodes(&out), ["tablet"]);
+    let out = r.ev(archived(chat("hello"), false));
+    assert_eq!(nodes(&out), ["tablet"]);
+}
+
+/// Away changes nothing for filters: a muted sender stays muted.
+#[test]
+fn away_still_obeys_the_muted_filter() {
+    let mut r = Rig::new(config());
+    r.enable_with(
+        1,
+        "phone",
+        Some(PushExtensions {
+            muted: vec!["romeo@example.org".into()],
+            ..away()
+        }),
+    );
+    assert!(publishes(&r.ev(archived(chat("hi"), true))).is_empty());
+}
+
+fn ignoring_unknown() -> PushExtensions {
+    PushExtensions {
+        ignore_unknown: true,
+        ..PushExtensions::default()
+    }
+}
+
+fn from(sender: &str, body: &str) -> Element {
+    stanza(&format!(
+        "<message xmlns='jabber:client' type='chat' from='{sender}/r' to='juliet@example.com'><body>{body}</body></message>"
+    ))
+}
+
+/// `tigase:push:filter:ignore-unknown:0`: the machine asks for the contacts once a
+/// registration filters, then publishes to it only for contacts (and the user); the
+/// other registration is unaffected; roster changes take effect at once.
+#[test]
+fn ignore_unknown_publishes_only_for_contacts() {
+    let mut r = Rig::new(config());
+    r.enable_with(1, "plain", None);
+    assert!(!r.m.wants_contacts(), "nobody filters");
+    r.enable_with(2, "picky", Some(ignoring_unknown()));
+    assert!(r.m.wants_contacts() && !r.m.knows_contacts());
+    r.ev(Event::Contacts(vec!["romeo@example.org".into()]));
+    assert!(!r.m.wants_contacts() && r.m.knows_contacts());
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    r.ev(Event::Closed {
+        session: SessionId(2),
+    });
+    let offline = |s| Event::Offline {
+        stanza: s,
+        key: None,
+    };
+    assert_eq!(
+        nodes(&r.ev(offline(from("romeo@example.org", "hi")))),
+        ["picky", "plain"]
+    );
+    assert_eq!(
+        nodes(&r.ev(offline(from("stranger@example.net", "buy")))),
+        ["plain"]
+    );
+    r.ev(Event::Contact {
+        jid: "stranger@example.net".into(),
+        contact: true,
+    });
+    assert_eq!(
+        nodes(&r.ev(offline(from("stranger@example.net", "friend now")))),
+        ["picky", "plain"]
+    );
+    r.ev(Event::Contact {
+        jid: "romeo@example.org".into(),
+        contact: false,
+    });
+    assert_eq!(
+        nodes(&r.ev(offline(from("romeo@example.org", "gone")))),
+        ["plain"]
+    );
+}
+
+/// A stanza without a known sender, and the user's own call answer (D17), are never
+/// kept out by ignore-unknown; before the contacts are known nothing is.
+#[test]
+fn ignore_unknown_lets_the_user_and_unknown_rosters_through() {
+    let mut r = Rig::new(config());
+    r.enable_with(
+        1,
+        "picky",
+        Some(PushExtensions {
+            jingle: true,
+            ..ignoring_unknown()
+        }),
+    );
+    let out = r.ev(archived(from("stranger@example.net", "x"), false));
+    assert!(
+        publishes(&out).is_empty(),
+        "linked and online: not this path"
+    );
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    let offline = |s| Event::Offline {
+        stanza: s,
+        key: None,
+    };
+    assert_eq!(
+        nodes(&r.ev(offline(from("stranger@example.net", "before")))),
+        ["picky"],
+        "contacts not told yet: let through"
+    );
+    r.ev(Event::Contacts(Vec::new()));
+    assert!(nodes(&r.ev(offline(from("stranger@example.net", "after")))).is_empty());
+    let accept = stanza(
+        "<message xmlns='jabber:client' from='juliet@example.com/desk' to='romeo@example.org/phone'><accept xmlns='urn:xmpp:jingle-message:0' id='call1'/></message>",
+    );
+    assert_eq!(nodes(&r.ev(archived(accept, false))), ["picky"]);
+}
+
+/// D17: the device that answered a call is not pushed its own answer; the others are.
+#[test]
+fn the_answering_device_is_not_pushed_its_own_answer() {
+    let mut r = Rig::new(config());
+    let jingle = PushExtensions {
+        jingle: true,
+        ..PushExtensions::default()
+    };
+    r.enable_with(1, "phone", Some(jingle.clone()));
+    r.enable_with(2, "tablet", Some(jingle));
+    // Session 1 is juliet@example.com/r1, whose enable made "phone".
+    let accept = stanza(
+        "<message xmlns='jabber:client' from='juliet@example.com/r1' to='romeo@example.org/desk'><accept xmlns='urn:xmpp:jingle-message:0' id='call1'/></message>",
+    );
+    assert_eq!(nodes(&r.ev(archived(accept.clone(), false))), ["tablet"]);
+    // Once that session is gone, its registration is just another device.
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    assert_eq!(nodes(&r.ev(archived(accept, false))), ["phone", "tablet"]);
 }
