@@ -686,6 +686,32 @@ async fn subscription_then_presence_flows() {
     assert!(p.attr("type").is_none());
 }
 
+/// RFC 6121 §4.2.2: a resource that becomes available learns the presence of the user's
+/// other available resources, and they learn its own.
+#[actix_rt::test]
+async fn a_new_resource_learns_the_presence_of_the_others() {
+    let t = TestServer::start(|_| {}).await;
+    let mut desk = t.login("juliet", "desk").await;
+    desk.send("<presence><show>dnd</show></presence>").await;
+    // Its own broadcast comes back to it: once seen, it is in force.
+    let (own, _) = desk.until("presence").await;
+    assert_eq!(own.attr("from"), Some("juliet@localhost/desk"));
+    let mut phone = t.login("juliet", "phone").await;
+    phone.send("<presence/>").await;
+    let mut froms = Vec::new();
+    for _ in 0..2 {
+        let (p, _) = phone.until("presence").await;
+        froms.push(p.attr("from").unwrap_or_default().to_string());
+        if p.attr("from") == Some("juliet@localhost/desk") {
+            assert!(String::from(&p).contains("dnd"), "{}", String::from(&p));
+        }
+    }
+    froms.sort();
+    assert_eq!(froms, ["juliet@localhost/desk", "juliet@localhost/phone"]);
+    let (p, _) = desk.until("presence").await;
+    assert_eq!(p.attr("from"), Some("juliet@localhost/phone"));
+}
+
 // ------------------------------------------------------------------ the checklist on the wire
 
 /// The last-message-body value of a publish, if any.
@@ -883,6 +909,10 @@ async fn b64_wire_wait_errors_keep_the_registration() {
     let _ = t;
 }
 
+fn is_stanza(el: &Element) -> bool {
+    matches!(el.name(), "message" | "presence" | "iq")
+}
+
 /// A phone with stream management and push that has acknowledged everything and then
 /// lost its connection. Returns its resumption id.
 async fn sleeping_phone(t: &TestServer, node: &str) -> String {
@@ -890,8 +920,19 @@ async fn sleeping_phone(t: &TestServer, node: &str) -> String {
     let previd = enable_sm(&mut phone).await;
     enable_push(&mut phone, node).await;
     phone.send("<presence/>").await;
-    phone.until("presence").await;
-    phone.send_nonza("<a xmlns='urn:xmpp:sm:3' h='2'/>").await;
+    // Its own presence comes back after those of the user's other available resources
+    // (RFC 6121 §4.2.2); everything up to it is acknowledged.
+    let mut received = 1; // the enable's result
+    loop {
+        let (p, skipped) = phone.until("presence").await;
+        received += 1 + skipped.iter().filter(|s| is_stanza(s)).count();
+        if p.attr("from") == Some("juliet@localhost/phone") {
+            break;
+        }
+    }
+    phone
+        .send_nonza(&format!("<a xmlns='urn:xmpp:sm:3' h='{received}'/>"))
+        .await;
     phone.send_nonza("<r xmlns='urn:xmpp:sm:3'/>").await;
     phone.until("a").await;
     phone.drop_connection().await;
@@ -913,6 +954,8 @@ async fn b42_b46_d20_wire_burst_to_a_hibernated_phone_gives_one_immediate_publis
     let mut tablet = t.login("juliet", "tablet").await;
     enable_push(&mut tablet, "n2").await;
     tablet.send("<presence/>").await;
+    // In force before the phone comes: the phone learns of it before its own presence.
+    tablet.until("presence").await;
     sleeping_phone(&t, "n1").await;
     let mut romeo = t.login("romeo", "desk").await;
     for b in ["m1", "m2", "m3", "m4", "m5"] {

@@ -7,7 +7,8 @@ use actix::prelude::*;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
-use super::super::route::ToSocket;
+use super::super::route::{Route, ToSocket};
+use super::super::stanza;
 use super::record::{EndKind, Entry, Link};
 use super::state::{MAX_RESOURCES, User};
 use crate::push::SessionId;
@@ -124,6 +125,20 @@ impl Handler<SetAvailable> for User {
         };
         let initial = e.presence.is_none() && msg.presence.is_some();
         e.presence = msg.presence.map(|p| String::from(&p).into_boxed_str());
+        if initial {
+            // RFC 6121 §4.2.2: a newly available resource learns the presence of the
+            // user's other available resources (they learn its own from the broadcast).
+            let to = e.jid.to_string();
+            for mut p in self
+                .sessions
+                .iter()
+                .filter(|o| o.id != msg.id && o.available())
+                .filter_map(|o| o.presence.as_deref()?.parse::<Element>().ok())
+            {
+                stanza::set_attr(&mut p, "to", &to);
+                self.shared.route.do_send(Route(p));
+            }
+        }
         initial
     }
 }
