@@ -83,12 +83,12 @@ pub struct Session<S: AsyncRead + AsyncWrite + Unpin + Send> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    async fn send(&mut self, el: &Element) -> Result<(), String> {
+    pub async fn send(&mut self, el: &Element) -> Result<(), String> {
         self.xml.send(el).await.map_err(|e| e.to_string())
     }
 
     /// The next stanza; `<r/>` requests are answered on the way, as a client must.
-    async fn next(&mut self) -> Result<Element, String> {
+    pub async fn next(&mut self) -> Result<Element, String> {
         loop {
             let r = tokio::time::timeout(DEADLINE, self.xml.next())
                 .await
@@ -135,7 +135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    async fn until(&mut self, name: &str) -> Result<Element, String> {
+    pub async fn until(&mut self, name: &str) -> Result<Element, String> {
         loop {
             let r = self.next().await?;
             if r.name() == name {

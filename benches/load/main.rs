@@ -5,6 +5,7 @@
 //! cargo bench --bench load                       # sizes 100, 1000, 10000; plaintext
 //! cargo bench --bench load -- --tls              # the same over STARTTLS
 //! cargo bench --bench load -- --sizes 1000 --modes hibernated --patterns burst
+//! cargo bench --bench load -- --archive 100000   # the archive phase alone (archive.rs)
 //! cross/vm.sh aarch64                            # the server on an emulated ARM board
 //! ```
 //!
@@ -16,6 +17,7 @@
 //! and only the clients run here; see server::Target::Remote for the control command.
 
 mod app;
+mod archive;
 mod chart;
 mod client;
 mod report;
@@ -79,6 +81,16 @@ struct Args {
     /// The server runs under emulation: timings are reported but not judged.
     #[arg(long)]
     emulated: bool,
+    /// Instead of the push runs, the archive phase with this many messages: archived
+    /// through the server, then MAM pages, then the expiry of the oldest (archive.rs).
+    #[arg(long, conflicts_with_all = ["tls", "server_ctl"])]
+    archive: Option<usize>,
+    /// The oldest messages the archive phase expires (a tenth of them unless given).
+    #[arg(long, requires = "archive")]
+    archive_expire: Option<usize>,
+    /// Pages of each kind (by `with`, by time range) the archive phase reads.
+    #[arg(long, default_value_t = 200, requires = "archive")]
+    archive_pages: usize,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -109,6 +121,9 @@ fn main() {
 }
 
 async fn run_all(args: &Args) -> Result<(), String> {
+    if let Some(messages) = args.archive {
+        return run_archive(args, messages).await;
+    }
     let mut modes = Vec::new();
     for m in &args.modes {
         modes.push(match m.as_str() {
@@ -178,6 +193,41 @@ async fn run_all(args: &Args) -> Result<(), String> {
     if lost + duplicated > 0 {
         return Err(format!("{lost} publishes lost and {duplicated} duplicated"));
     }
+    Ok(())
+}
+
+/// The archive phase on its own server (one user, the senders), and its JSON.
+async fn run_archive(args: &Args, messages: usize) -> Result<(), String> {
+    let machine = report::machine();
+    println!(
+        "cloud-notify load benchmark, archive phase, on {} ({} cores), server {}",
+        machine.cpu,
+        machine.cores,
+        env!("CARGO_BIN_EXE_cloud-notify")
+    );
+    let options = archive::Options {
+        messages,
+        expire: args.archive_expire.unwrap_or(messages / 10),
+        pages: args.archive_pages,
+    };
+    let prepared = server::Target::Local.prepare(1, SENDERS, false)?;
+    let run = archive::run(&prepared, SENDERS, &options).await?;
+    archive::print(&run);
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let json = args.out.join("archive.json");
+    let command = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "machine": machine,
+        "command": format!("cargo bench --bench load -- {command}"),
+        "archive": run,
+    }))
+    .map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| e.to_string())?;
+    println!("JSON: {}", json.display());
     Ok(())
 }
 

@@ -255,18 +255,50 @@ pub enum Server {
     Remote { ctl: String },
 }
 
+/// Marks the keys a phase adds to the configuration (see `Prepared::set_extra`).
+const EXTRA_MARK: &str = "# phase settings\n";
+
 impl Prepared {
+    /// Sets keys of the local configuration beyond the benchmark's own (replacing those
+    /// set before), for the servers started from now on.
+    pub fn set_extra(&self, keys: &str) -> Result<(), String> {
+        let dir = self
+            .local_dir
+            .as_ref()
+            .ok_or("phase settings need a local server")?;
+        let path = dir.path().join("load.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let (head, rest) = text
+            .split_once("[[component]]")
+            .ok_or("no component table")?;
+        // Top-level keys must come before the first table.
+        let head = head.split(EXTRA_MARK).next().unwrap_or(head);
+        let text = format!("{head}{EXTRA_MARK}{keys}\n[[component]]{rest}");
+        std::fs::write(&path, text).map_err(|e| e.to_string())
+    }
+
     /// A server on a fresh copy of the accounts, once both its ports accept connections
     /// from here.
     pub async fn start(&self) -> Result<Server, String> {
+        self.start_on(true).await
+    }
+
+    /// A local server again on the data the last one left (its archive, say).
+    pub async fn restart(&self) -> Result<Server, String> {
+        self.start_on(false).await
+    }
+
+    async fn start_on(&self, fresh: bool) -> Result<Server, String> {
         let server = match (&self.local_dir, &self.ctl) {
             (Some(dir), _) => {
                 let dir = dir.path();
                 let data = dir.join("data");
-                let _ = std::fs::remove_dir_all(&data);
-                std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-                std::fs::copy(dir.join("template.redb"), data.join("cloud-notify.redb"))
-                    .map_err(|e| format!("copy accounts: {e}"))?;
+                if fresh {
+                    let _ = std::fs::remove_dir_all(&data);
+                    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+                    std::fs::copy(dir.join("template.redb"), data.join("cloud-notify.redb"))
+                        .map_err(|e| format!("copy accounts: {e}"))?;
+                }
                 let log_path = dir.join("server.log");
                 let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
                 // For profiling a miss: CLOUD_NOTIFY_LOAD_WRAPPER="valgrind --tool=massif"
@@ -295,6 +327,9 @@ impl Prepared {
                     log: log_path,
                 }
             }
+            (None, Some(_)) if !fresh => {
+                return Err("a restart on the same data needs a local server".into());
+            }
             (None, Some(ctl)) => {
                 run_ctl(ctl, "start", "")?;
                 Server::Remote { ctl: ctl.clone() }
@@ -321,7 +356,7 @@ impl Prepared {
 }
 
 /// Resident memory in bytes.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reading {
     /// Rss of /proc/PID/smaps_rollup: a page walk, exact. (VmRSS of /proc/PID/status is
     /// the kernel's cached counters, which under-report on Debian's 6.1 kernels: 3.9 MB

@@ -147,3 +147,44 @@ async fn a_session_that_disabled_carbons_gets_no_copies() {
     let (dir, m) = next_message(&mut phone).await;
     assert_eq!((dir, body(&m)), (None, "to all".to_string()));
 }
+
+/// XEP-0280 §6: copies go to every session that enabled carbons, with or without
+/// presence. A session that sent none gets no message to the bare JID itself (RFC 6121
+/// delivers those to available resources), so it gets a `received` copy of it; the
+/// available session gets the message once, as it is.
+#[actix_rt::test]
+async fn a_session_without_presence_gets_copies_of_messages_to_the_bare_jid() {
+    let t = TestServer::start(|_| {}).await;
+    let mut phone = with_carbons(&t, "phone").await;
+    let mut quiet = t.login("juliet", "quiet").await;
+    let r = quiet
+        .iq(&format!(
+            "<iq type='set' id='c3'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    let mut romeo = t.login("romeo", "garden").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>to the bare JID</body></message>")
+        .await;
+    let (dir, m) = next_message(&mut quiet).await;
+    assert_eq!(dir.as_deref(), Some("received"));
+    assert_eq!(body(&m), "to the bare JID");
+    assert_eq!(m.attr("from"), Some("romeo@localhost/garden"));
+    let (dir, m) = next_message(&mut phone).await;
+    assert_eq!((dir, body(&m)), (None, "to the bare JID".to_string()));
+    // A resource that is gone: delivered as to the bare JID, copied the same way.
+    romeo
+        .send(
+            "<message type='chat' to='juliet@localhost/gone'><body>to a gone one</body></message>",
+        )
+        .await;
+    let (dir, m) = next_message(&mut quiet).await;
+    assert_eq!(
+        (dir.as_deref(), body(&m).as_str()),
+        (Some("received"), "to a gone one")
+    );
+    // The phone's next message is that one, as it is: no copy of the first came before.
+    let (dir, m) = next_message(&mut phone).await;
+    assert_eq!((dir, body(&m)), (None, "to a gone one".to_string()));
+}

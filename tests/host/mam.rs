@@ -135,6 +135,20 @@ async fn romeo_sends(juliet: &mut Client, romeo: &mut Client, bodies: &[&str]) -
     ids
 }
 
+/// Romeo sends `b`, with a stanza-id of Juliet's archive forged into it, and Juliet's
+/// preferences keep it out: she gets it with no stanza-id of her archive, which would
+/// name nothing there.
+async fn romeo_sends_unarchived(juliet: &mut Client, romeo: &mut Client, b: &str) {
+    romeo
+        .send(&format!(
+            "<message type='chat' to='juliet@localhost' id='{b}'><body>{b}</body><stanza-id xmlns='{SID}' by='juliet@localhost' id='forged'/></message>"
+        ))
+        .await;
+    let (m, _) = juliet.until("message").await;
+    assert_eq!(body(&m), b);
+    assert_eq!(stanza_id(&m), None, "{}", String::from(&m));
+}
+
 async fn online_pair(t: &TestServer) -> (Client, Client) {
     online_pair_as(t, "phone").await
 }
@@ -376,7 +390,7 @@ async fn prefs_decide_what_is_archived() {
         .map(|n| n.children().map(|j| j.text()).collect())
         .unwrap_or_default();
     assert_eq!(never, ["romeo@localhost"], "{}", String::from(&r));
-    romeo_sends(&mut juliet, &mut romeo, &["unkept"]).await;
+    romeo_sends_unarchived(&mut juliet, &mut romeo, "unkept").await;
     juliet
         .iq(&set("never", "<always><jid>romeo@localhost</jid></always>"))
         .await;
@@ -395,6 +409,56 @@ async fn prefs_decide_what_is_archived() {
         Some("never"),
         "kept across requests"
     );
+}
+
+/// The `roster` default: a message from a peer in the roster is archived and stamped, one
+/// from a peer not in it is neither, following the roster as it changes, and again after
+/// a restart (the user actor reads the preferences and the roster when it starts).
+#[actix_rt::test]
+async fn the_roster_default_stamps_only_what_it_archives() {
+    let mut t = TestServer::start(|_| {}).await;
+    let roster = |id: &str, item: &str| {
+        format!("<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>{item}</query></iq>")
+    };
+    {
+        let (mut juliet, mut romeo) = online_pair(&t).await;
+        let r = juliet
+            .iq(&format!(
+                "<iq type='set' id='s'><prefs xmlns='{MAM}' default='roster'/></iq>"
+            ))
+            .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+        romeo_sends_unarchived(&mut juliet, &mut romeo, "stranger").await;
+        let r = juliet
+            .iq(&roster("r1", "<item jid='romeo@localhost'/>"))
+            .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+        romeo_sends(&mut juliet, &mut romeo, &["friend"]).await;
+        juliet.close().await;
+        romeo.close().await;
+    }
+    t.server.take().unwrap().shutdown().await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        t.server = Some(
+            cloud_notify::xmpp::server::Server::start(t.cfg.clone())
+                .await
+                .expect("restart"),
+        );
+    })
+    .await
+    .expect("restart in time");
+    let (mut juliet, mut romeo) = online_pair(&t).await;
+    romeo_sends(&mut juliet, &mut romeo, &["friend again"]).await;
+    let r = juliet
+        .iq(&roster(
+            "r2",
+            "<item jid='romeo@localhost' subscription='remove'/>",
+        ))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    romeo_sends_unarchived(&mut juliet, &mut romeo, "removed").await;
+    let a = query(&mut juliet, "q", "").await;
+    assert_eq!(a.bodies(), ["friend", "friend again"]);
 }
 
 /// B37, B40: the phone has a registration and no session; the desktop is online. The

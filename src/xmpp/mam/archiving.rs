@@ -60,9 +60,7 @@ pub fn change(
     id: u64,
     max: usize,
 ) -> Change {
-    let with = peer
-        .parse::<Jid>()
-        .map_or_else(|_| peer.to_string(), |j| j.to_string());
+    let with = normalised(peer);
     Change::Archive {
         user: user.to_string(),
         id,
@@ -73,6 +71,12 @@ pub fn change(
         },
         max: u64::try_from(max).unwrap_or(u64::MAX),
     }
+}
+
+/// The peer as the archive records it: normalised as a JID when it parses.
+pub fn normalised(peer: &str) -> String {
+    peer.parse::<Jid>()
+        .map_or_else(|_| peer.to_string(), |j| j.to_string())
 }
 
 /// Hands an archive change to the store without waiting: it rides the next durable
@@ -97,20 +101,30 @@ pub fn save(store: &Addr<Store>, user: &str, change: Change) {
 /// A stanza-id with the same `by` from anyone else is removed first: only the archive
 /// names its messages (XEP-0359 §6).
 pub fn with_stanza_id(message: &Element, by: &str, id: u64) -> Element {
-    let mut out = message.clone();
-    for node in out.take_nodes() {
-        match node {
-            Node::Element(c) if c.is("stanza-id", SID_NS) && c.attr("by") == Some(by) => {}
-            other => {
-                out.append_node(other);
-            }
-        }
-    }
+    let mut out = without_stanza_id(message.clone(), by);
     let mut sid = Element::builder("stanza-id", SID_NS).build();
     stanza::set_attr(&mut sid, "by", by);
     stanza::set_attr(&mut sid, "id", &id.to_string());
     out.append_child(sid);
     out
+}
+
+/// The message without any stanza-id given by `by`: what a message that is not
+/// archived is delivered as, since no id of the archive's can name it.
+pub fn without_stanza_id(mut message: Element, by: &str) -> Element {
+    let ours = |c: &Element| c.is("stanza-id", SID_NS) && c.attr("by") == Some(by);
+    if !message.children().any(ours) {
+        return message;
+    }
+    for node in message.take_nodes() {
+        match node {
+            Node::Element(c) if ours(&c) => {}
+            other => {
+                message.append_node(other);
+            }
+        }
+    }
+    message
 }
 
 #[cfg(test)]
@@ -171,6 +185,21 @@ mod tests {
             [(Some("room@x"), Some("r")), (Some("juliet@x"), Some("42"))]
         );
         assert_eq!(out.attr("id"), Some("m1"));
+        assert!(out.has_child("body", "jabber:client"));
+    }
+
+    #[test]
+    fn a_message_not_archived_keeps_no_stanza_id_of_ours() {
+        let m = el(
+            "<message xmlns='jabber:client' from='romeo@x/a'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='juliet@x' id='forged'/><stanza-id xmlns='urn:xmpp:sid:0' by='room@x' id='r'/></message>",
+        );
+        let out = without_stanza_id(m, "juliet@x");
+        let by: Vec<Option<&str>> = out
+            .children()
+            .filter(|c| c.is("stanza-id", SID_NS))
+            .map(|c| c.attr("by"))
+            .collect();
+        assert_eq!(by, [Some("room@x")]);
         assert!(out.has_child("body", "jabber:client"));
     }
 }

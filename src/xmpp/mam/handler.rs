@@ -5,10 +5,11 @@ use xmpp_parsers::minidom::Element;
 
 use super::query::{self, Refusal};
 use super::{MAM_NS, results};
-use crate::store::{Change, LoadArchivePrefs, QueryArchive, Write};
+use crate::store::{LoadArchivePrefs, QueryArchive};
 use crate::xmpp::bound::Bound;
 use crate::xmpp::connection::Xml;
 use crate::xmpp::stanza;
+use crate::xmpp::user::SetArchivePrefs;
 
 /// Answers `iq` when it is a MAM IQ: `None` when it is not one, otherwise whether the
 /// session goes on (`false`: writing to it failed).
@@ -108,15 +109,9 @@ async fn prefs(iq: &Element, payload: &Element, st: &Bound) -> Option<Element> {
         Ok(p) => p,
         Err(refused) => return refusal(iq, &refused),
     };
-    let write = Write {
-        changes: vec![Change::PutArchivePrefs {
-            user,
-            prefs: p.clone(),
-        }],
-        durable: true,
-    };
-    match st.shared.store.send(write).await {
-        Ok(Ok(())) => Some(stanza::iq_result(iq, Some(super::prefs::build(&p)))),
+    // Through the user actor, which keeps its copy in step (mam/filter.rs).
+    match st.owner.send(SetArchivePrefs { prefs: p.clone() }).await {
+        Ok(true) => Some(stanza::iq_result(iq, Some(super::prefs::build(&p)))),
         _ => stanza::error_reply(iq, "wait", "internal-server-error"),
     }
 }

@@ -1,11 +1,12 @@
 //! XEP-0313 message archive management, v2 with `#extended`, paged with XEP-0059 and
 //! naming messages with XEP-0359 stanza ids. The archive itself is `store::archive`;
-//! here: what is archived, the query's parsing, the answer's building, and the handler
+//! here: what is archived (and the user actor's copy of the preferences' verdict), the query's parsing, the answer's building, and the handler
 //! that runs a query for a session.
 
 pub mod archiving;
 pub mod clock;
 pub mod expiry;
+pub mod filter;
 pub mod handler;
 pub mod prefs;
 pub mod query;

@@ -8,6 +8,10 @@
 //! message a crash could still lose. Without an online session the message goes to a
 //! hibernated session's queue or to offline storage, whose own durable commits wake the
 //! phones; its archive copy then rides the next durable commit, at no fsync of its own.
+//!
+//! A message the archive preferences keep out is delivered without a stanza-id of
+//! ours: the actor holds the preferences (read when it starts, set through it) and, for
+//! the `roster` default, the roster's JIDs, so it knows what the store will keep.
 
 use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
@@ -16,17 +20,22 @@ use super::super::mam::{archiving, clock};
 use super::record::Link;
 use super::state::User;
 use crate::push::machine::Event;
-use crate::store::Archive;
+use crate::store::archive::ArchivePrefs;
+use crate::store::{Archive, Change, LoadArchivePrefs, LoadRoster, Write};
 
 impl User {
     /// Archives `stanza` when it is archived at all; gives back what is delivered.
     pub(super) fn archive_incoming(&mut self, stanza: Element, ctx: &mut Context<Self>) -> Element {
-        if !archiving::archivable(&stanza) {
+        if stanza.name() != "message" {
             return stanza;
+        }
+        let peer = stanza.attr("from").unwrap_or_default().to_string();
+        // A stanza-id of ours only on what the archive will hold (XEP-0359 §6).
+        if !archiving::archivable(&stanza) || !self.archive_filter.archives(&peer) {
+            return archiving::without_stanza_id(stanza, &self.bare);
         }
         let id = clock::next_id();
         let stamped = archiving::with_stanza_id(&stanza, &self.bare, id);
-        let peer = stamped.attr("from").unwrap_or_default().to_string();
         let change = archiving::change(
             &self.name,
             &peer,
@@ -96,5 +105,75 @@ impl Handler<SentArchived> for User {
             },
             ctx,
         );
+    }
+}
+
+impl User {
+    /// Reads the archive preferences (and the roster, when they need it) before any
+    /// message is decided: every other message waits until then.
+    pub(super) fn read_archive_prefs(&mut self, ctx: &mut Context<Self>) {
+        let load = self.shared.store.send(LoadArchivePrefs {
+            user: self.name.clone(),
+        });
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok(prefs)) => {
+                if act.archive_filter.set_prefs(prefs) {
+                    act.read_roster_for_archive(ctx);
+                }
+            }
+            // The store still applies them at each write; only the stamp may then be
+            // on a message it keeps out.
+            _ => tracing::error!(user = %act.name, "cannot read the archive preferences"),
+        }));
+    }
+
+    fn read_roster_for_archive(&mut self, ctx: &mut Context<Self>) {
+        let load = self.shared.store.send(LoadRoster {
+            user: self.name.clone(),
+        });
+        ctx.wait(load.into_actor(self).map(|res, act, _| match res {
+            Ok(Ok(rows)) => act
+                .archive_filter
+                .set_roster(rows.into_iter().map(|(jid, _)| jid)),
+            _ => tracing::error!(user = %act.name, "cannot read the roster for the archive preferences"),
+        }));
+    }
+}
+
+/// A session sets the user's archive preferences (XEP-0441): they go to the store
+/// through this actor, in order with its archive writes, so the actor's copy and the
+/// store agree on every message. Answers whether they are stored (durably).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct SetArchivePrefs {
+    pub prefs: ArchivePrefs,
+}
+
+impl Handler<SetArchivePrefs> for User {
+    type Result = ResponseActFuture<Self, bool>;
+
+    fn handle(&mut self, msg: SetArchivePrefs, ctx: &mut Context<Self>) -> Self::Result {
+        if self.archive_filter.set_prefs(Some(msg.prefs.clone())) {
+            self.read_roster_for_archive(ctx);
+        }
+        let write = self.shared.store.send(Write {
+            changes: vec![Change::PutArchivePrefs {
+                user: self.name.clone(),
+                prefs: msg.prefs,
+            }],
+            durable: true,
+        });
+        self.in_flight += 1;
+        Box::pin(write.into_actor(self).map(|res, act, ctx| {
+            act.in_flight -= 1;
+            let ok = matches!(res, Ok(Ok(())));
+            if !ok {
+                // The store may hold the old ones: read back what it holds.
+                tracing::error!(user = %act.name, "archive preferences not stored");
+                act.read_archive_prefs(ctx);
+            }
+            act.after_store_request(ctx);
+            ok
+        }))
     }
 }

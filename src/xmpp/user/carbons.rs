@@ -7,6 +7,7 @@ use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
 
 use super::super::stanza;
+use super::record::Entry;
 use super::state::User;
 use crate::push::SessionId;
 
@@ -106,28 +107,30 @@ impl Handler<Sent> for User {
 }
 
 impl User {
-    /// A message for one resource (`to_resource`) of this user: the other sessions with
-    /// carbons get a `received` copy. A message to the bare JID goes to every available
-    /// session already, so it needs none.
+    /// A message for this user, to `to_resource` or to the bare JID: every session with
+    /// carbons that does not get the message itself gets a `received` copy (XEP-0280
+    /// §6: all interested resources). A message for a live resource goes to that
+    /// session only; one to the bare JID (or to a resource that is gone) goes to the
+    /// available sessions, so a session that enabled carbons but sent no presence still
+    /// needs its copy.
     pub(super) fn carbons_for_received(
         &mut self,
         stanza: &Element,
         to_resource: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(res) = to_resource else {
+        if !eligible(stanza) {
             return;
-        };
-        let Some(target) = self
-            .sessions
-            .iter()
-            .find(|e| e.live() && e.resource() == res)
-            .map(|e| e.id)
-        else {
-            return;
-        };
-        if eligible(stanza) {
-            self.copy_to_others(stanza, "received", Some(target), ctx);
+        }
+        let target = to_resource.and_then(|res| {
+            self.sessions
+                .iter()
+                .find(|e| e.live() && e.resource() == res)
+                .map(|e| e.id)
+        });
+        match target {
+            Some(id) => self.copy_to(stanza, "received", |e| e.id != id, ctx),
+            None => self.copy_to(stanza, "received", |e| !e.available(), ctx),
         }
     }
 
@@ -138,7 +141,18 @@ impl User {
         except: Option<SessionId>,
         ctx: &mut Context<Self>,
     ) {
-        let ids = self.session_ids(|e| e.live() && e.flags.carbons && Some(e.id) != except);
+        self.copy_to(stanza, direction, |e| Some(e.id) != except, ctx);
+    }
+
+    /// A copy for each live session with carbons that `wanted` keeps.
+    fn copy_to(
+        &mut self,
+        stanza: &Element,
+        direction: &str,
+        wanted: impl Fn(&Entry) -> bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let ids = self.session_ids(|e| e.live() && e.flags.carbons && wanted(e));
         for id in ids {
             let Some(to) = self
                 .sessions

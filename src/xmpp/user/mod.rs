@@ -27,7 +27,7 @@ mod state;
 mod stream;
 mod to_router;
 
-pub use archive::SentArchived;
+pub use archive::{SentArchived, SetArchivePrefs};
 pub use carbons::{CARBONS_NS, Sent, SetCarbons};
 pub use csi::{CSI_NS, SetClientState};
 pub use delivery::Deliver;

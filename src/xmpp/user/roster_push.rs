@@ -38,6 +38,9 @@ impl Handler<SaveRosterItem> for User {
                 contact: msg.contact,
             },
         };
+        // Told as it is sent, in order with the archive writes that follow it.
+        self.archive_filter
+            .roster_changed(&changed.0, changed.1.is_some());
         let write = self.shared.store.send(Write {
             changes: vec![change],
             durable: true,

@@ -7,6 +7,7 @@ use actix::prelude::*;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
+use super::super::mam::filter::ArchiveFilter;
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
 use super::super::stanza;
 use super::gauges::Gauges;
@@ -71,6 +72,8 @@ pub struct User {
     /// The user's push state (registrations, links, held hibernations, publishes
     /// awaiting answers): the push module's machine, run here.
     pub(super) push: PushExecutor,
+    /// What the store will archive (XEP-0441), so only that is stamped.
+    pub(super) archive_filter: ArchiveFilter,
     pub(super) span: tracing::Span,
 }
 
@@ -104,6 +107,7 @@ impl User {
             detached: false,
             stopping: false,
             linger: None,
+            archive_filter: ArchiveFilter::default(),
         }
     }
 
@@ -163,6 +167,7 @@ impl Actor for User {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let _span = self.span.clone().entered();
+        self.read_archive_prefs(ctx);
         self.read_contacts_after_load(ctx);
         PushExecutor::load(self, ctx);
     }
