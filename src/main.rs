@@ -412,9 +412,10 @@ impl Signals {
     }
 }
 
-/// SIGHUP: the configuration file is read again; the certificate and the log filter
-/// take the new values at once, and whatever else changed is named (it applies at the
-/// next restart). A file that no longer parses changes nothing.
+/// SIGHUP: the configuration file is read again; the log filter, the certificate and
+/// the client connection quotas take the new values at once, each change logged with its
+/// old and new value, and whatever else changed is named (it applies at the next
+/// restart). A file that no longer parses changes nothing.
 fn reload(server: &cloud_notify::xmpp::server::Server, path: Option<&PathBuf>, log: &LogFilter) {
     let cfg = match load_config(path) {
         Ok(cfg) => cfg,
@@ -423,24 +424,33 @@ fn reload(server: &cloud_notify::xmpp::server::Server, path: Option<&PathBuf>, l
             return;
         }
     };
-    match log.reload(log_filter(&cfg)) {
-        Ok(()) => tracing::info!(filter = %cfg.log_level, "SIGHUP: log filter applied"),
-        Err(e) => tracing::warn!(error = %e, "SIGHUP: log filter not applied"),
-    }
-    match server.reload(&cfg) {
-        Ok(pending) => {
-            tracing::info!("SIGHUP: certificate reloaded; used from the next TLS handshake");
-            let pending: Vec<String> = pending.into_iter().filter(|k| k != "log_level").collect();
-            if !pending.is_empty() {
-                tracing::warn!(
-                    keys = %pending.join(", "),
-                    "SIGHUP: changed settings take effect at the next restart"
-                );
-            }
+    let log_filter = match log.reload(log_filter(&cfg)) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP: log filter not applied");
+            false
         }
+    };
+    let done = server.reload(&cfg, log_filter);
+    match done.certificate {
+        Ok(()) => tracing::info!("SIGHUP: certificate reloaded; used from the next TLS handshake"),
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: certificate not reloaded; the old one stays")
         }
+    }
+    for change in &done.applied {
+        tracing::info!(
+            "SIGHUP: {} {} -> {} (applied)",
+            change.key,
+            change.old,
+            change.new
+        );
+    }
+    if !done.restart.is_empty() {
+        tracing::warn!(
+            keys = %done.restart.join(", "),
+            "SIGHUP: changed settings take effect at the next restart"
+        );
     }
 }
 

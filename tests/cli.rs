@@ -896,3 +896,97 @@ fn push_list_remove_and_status_while_the_server_runs() {
         stdout(&o)
     );
 }
+
+/// Waits for a log line containing `what`; returns it.
+#[cfg(unix)]
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    log: &mut Vec<String>,
+    what: &str,
+) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line with {what:?}:\n{}", log.join("\n")));
+        log.push(line.clone());
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+/// Whether the server speaks on a new connection (a refused one is closed at accept).
+fn answers(c2s: &str) -> bool {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(c2s).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    if s.write_all(HEADER).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    matches!(s.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// SIGHUP applies a lowered c2s_max_connections at once: the connections open keep
+/// going, the next one past the new limit is refused; each applied change is logged with
+/// its old and new value, and a key that needs a restart is named as such.
+#[cfg(unix)]
+#[test]
+fn sighup_applies_connection_limits_and_keeps_open_connections() {
+    let b = plaintext_server_with_juliet();
+    let base = std::fs::read_to_string(&b.config).unwrap();
+    std::fs::write(&b.config, format!("{base}\nc2s_max_connections = 10\n")).unwrap();
+    let (mut server, c2s, mut log, lines, reader) = serve_logged(&b);
+    let mut first = juliet_bound(&c2s);
+    let mut second = juliet_bound(&c2s);
+    assert!(answers(&c2s), "a third connection is under 10");
+
+    std::fs::write(
+        &b.config,
+        format!("{base}\nc2s_max_connections = 2\npush_max_errors = 3\n"),
+    )
+    .unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status();
+    wait_for_line(
+        &lines,
+        &mut log,
+        "SIGHUP: c2s_max_connections 10 -> 2 (applied)",
+    );
+    let restart = wait_for_line(&lines, &mut log, "next restart");
+    assert!(restart.contains("push_max_errors"), "{restart}");
+    assert!(
+        !restart.contains("c2s_max_connections"),
+        "an applied key is not also waiting for a restart: {restart}"
+    );
+
+    assert!(!answers(&c2s), "past the lowered limit: refused");
+    let refused = wait_for_line(&lines, &mut log, "connection limit reached");
+    assert!(refused.contains("c2s_max_connections"), "{refused}");
+    // The two open before the reload are still served.
+    for (s, id) in [(&mut first, "p1"), (&mut second, "p2")] {
+        s.write_all(
+            format!("<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>").as_bytes(),
+        )
+        .unwrap();
+        read_until(s, &format!("id='{id}'"));
+    }
+
+    // Raised again: a new connection is served at once.
+    std::fs::write(&b.config, format!("{base}\nc2s_max_connections = 3\n")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status();
+    wait_for_line(
+        &lines,
+        &mut log,
+        "SIGHUP: c2s_max_connections 2 -> 3 (applied)",
+    );
+    assert!(answers(&c2s), "under the raised limit");
+
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    assert!(server.wait().unwrap().success());
+    let _ = reader.join();
+}

@@ -3,12 +3,13 @@
 //! connections still negotiating. A flood from one address fills its own quota, not the
 //! server; a flood from many stays within the unauthenticated quota, and sessions that
 //! are bound keep their places.
+//!
+//! The quotas can change while the server runs (SIGHUP): a lower one closes no
+//! connection, it refuses new ones until the count is under it again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 
@@ -47,92 +48,147 @@ impl Refusal {
     }
 }
 
+/// The three limits of one kind of connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub total: usize,
+    pub per_ip: usize,
+    pub negotiating: usize,
+}
+
+impl Quotas {
+    /// The client connections' quotas of a configuration.
+    pub fn c2s(cfg: &Config) -> Self {
+        Quotas {
+            total: cfg.c2s_max_connections,
+            per_ip: cfg.c2s_max_connections_per_ip,
+            negotiating: cfg.c2s_max_unauthenticated,
+        }
+    }
+}
+
+/// The quotas in force and what is counted against them, under one lock: a check and
+/// its count happen together, so two accepts cannot both take the last place.
+struct State {
+    quotas: Quotas,
+    total: usize,
+    negotiating: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
 #[derive(Clone)]
 pub struct Admission {
-    total: Arc<Semaphore>,
-    unauthenticated: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    max_per_ip: usize,
+    state: Arc<Mutex<State>>,
 }
 
 /// A connection's place: freed when the socket goes (it travels with the transport, so
 /// a hibernated session holds none and a resuming socket brings its own).
 pub struct Place {
-    _total: OwnedSemaphorePermit,
     ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut map = lock(&self.per_ip);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
+        let mut s = lock(&self.state);
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
             if *n == 0 {
-                map.remove(&self.ip);
+                s.per_ip.remove(&self.ip);
             }
         }
     }
 }
 
 /// Held while the connection negotiates; dropped once a resource is bound.
-pub type Negotiating = OwnedSemaphorePermit;
+pub struct Negotiating {
+    state: Arc<Mutex<State>>,
+}
 
-fn lock(m: &Mutex<HashMap<IpAddr, usize>>) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-    // The map holds counts only; a panic elsewhere cannot leave it half-updated.
+impl Drop for Negotiating {
+    fn drop(&mut self) {
+        let mut s = lock(&self.state);
+        s.negotiating = s.negotiating.saturating_sub(1);
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // The state holds counts only, each changed in one statement; a panic elsewhere
+    // cannot leave it half-updated.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Admission {
     pub fn new(cfg: &Config) -> Self {
-        Admission::with_limits(
-            cfg.c2s_max_connections,
-            cfg.c2s_max_connections_per_ip,
-            cfg.c2s_max_unauthenticated,
-        )
+        Admission::with_quotas(Quotas::c2s(cfg))
     }
 
     /// Quotas of another kind of connection (server-to-server streams).
     pub fn with_limits(total: usize, per_ip: usize, negotiating: usize) -> Self {
+        Admission::with_quotas(Quotas {
+            total,
+            per_ip,
+            negotiating,
+        })
+    }
+
+    pub fn with_quotas(quotas: Quotas) -> Self {
         Admission {
-            total: Arc::new(Semaphore::new(total)),
-            unauthenticated: Arc::new(Semaphore::new(negotiating)),
-            per_ip: Arc::default(),
-            max_per_ip: per_ip,
+            state: Arc::new(Mutex::new(State {
+                quotas,
+                total: 0,
+                negotiating: 0,
+                per_ip: HashMap::new(),
+            })),
         }
     }
 
     pub fn admit(&self, peer: IpAddr) -> Result<(Place, Negotiating), Refusal> {
         let ip = quota_key(peer);
-        let negotiating = self
-            .unauthenticated
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Unauthenticated)?;
-        let total = self
-            .total
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Total)?;
-        {
-            let mut map = lock(&self.per_ip);
-            let n = map.entry(ip).or_insert(0);
-            if *n >= self.max_per_ip {
-                return Err(Refusal::PerAddress);
-            }
-            *n += 1;
+        let mut s = lock(&self.state);
+        if s.negotiating >= s.quotas.negotiating {
+            return Err(Refusal::Unauthenticated);
         }
+        if s.total >= s.quotas.total {
+            return Err(Refusal::Total);
+        }
+        let max_per_ip = s.quotas.per_ip;
+        let n = s.per_ip.entry(ip).or_insert(0);
+        if *n >= max_per_ip {
+            if *n == 0 {
+                s.per_ip.remove(&ip);
+            }
+            return Err(Refusal::PerAddress);
+        }
+        *n += 1;
+        s.total += 1;
+        s.negotiating += 1;
+        drop(s);
         let place = Place {
-            _total: total,
             ip,
-            per_ip: self.per_ip.clone(),
+            state: self.state.clone(),
+        };
+        let negotiating = Negotiating {
+            state: self.state.clone(),
         };
         Ok((place, negotiating))
     }
 
     /// Client connections open now.
     pub fn open(&self) -> usize {
-        lock(&self.per_ip).values().sum()
+        lock(&self.state).total
+    }
+
+    /// The quotas in force.
+    pub fn quotas(&self) -> Quotas {
+        lock(&self.state).quotas
+    }
+
+    /// New quotas, for the next connection on: open connections keep their places even
+    /// past a lowered quota.
+    pub fn set_quotas(&self, quotas: Quotas) {
+        lock(&self.state).quotas = quotas;
     }
 }
 
@@ -174,7 +230,7 @@ mod tests {
         drop(place);
         assert_eq!(a.open(), 0);
         assert!(
-            lock(&a.per_ip).is_empty(),
+            lock(&a.state).per_ip.is_empty(),
             "no entry left for a gone address"
         );
     }
@@ -190,6 +246,42 @@ mod tests {
         let (_p3, n3) = a.admit(ip(3)).unwrap();
         drop(n3);
         assert_eq!(a.admit(ip(4)).err(), Some(Refusal::Total));
+    }
+
+    #[test]
+    fn a_lowered_quota_keeps_open_connections_and_refuses_new_ones() {
+        let a = admission(3, 10, 3);
+        let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
+        let (p1, _n1) = a.admit(ip(1)).unwrap();
+        let (p2, _n2) = a.admit(ip(2)).unwrap();
+        a.set_quotas(Quotas {
+            total: 1,
+            per_ip: 10,
+            negotiating: 3,
+        });
+        assert_eq!(a.open(), 2, "nobody is dropped");
+        assert_eq!(a.admit(ip(3)).err(), Some(Refusal::Total));
+        drop(p1);
+        assert_eq!(
+            a.admit(ip(3)).err(),
+            Some(Refusal::Total),
+            "still at 1 of 1"
+        );
+        drop(p2);
+        assert!(a.admit(ip(3)).is_ok());
+    }
+
+    #[test]
+    fn a_raised_quota_admits_at_once() {
+        let a = admission(10, 1, 10);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let _p1 = a.admit(ip).unwrap();
+        assert_eq!(a.admit(ip).err(), Some(Refusal::PerAddress));
+        a.set_quotas(Quotas {
+            per_ip: 2,
+            ..a.quotas()
+        });
+        assert!(a.admit(ip).is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod offline;
 mod ping;
 pub mod preflight;
 mod presence;
+pub mod reload;
 pub mod roster;
 mod roster_iq;
 pub mod route;

@@ -9,7 +9,8 @@ use actix::prelude::*;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::admission::Admission;
+use super::admission::{Admission, Quotas};
+use super::reload::{self, Applied, Taken};
 use super::route::UseS2s;
 use super::router::{EndAllSessions, Router};
 use super::{c2s, component, connection, tls};
@@ -61,9 +62,22 @@ pub struct Server {
     pub router: Addr<Router>,
     stop: watch::Sender<bool>,
     data_dir: std::path::PathBuf,
-    /// What the running server was started with, for SIGHUP's comparison.
-    cfg: Arc<Config>,
+    /// What the running server runs with: what it was started with, and the keys SIGHUP
+    /// has applied since. Compared with the file at the next SIGHUP.
+    running: std::sync::Mutex<Config>,
     certificates: Arc<tls::Certificates>,
+    /// The client connection quotas, shared with the accept loops.
+    admission: Admission,
+}
+
+/// What a SIGHUP did.
+pub struct Reloaded {
+    /// Whether the certificate files were read again (on an error the old one stays).
+    pub certificate: Result<(), tls::TlsError>,
+    /// The settings now in force with their old and new values.
+    pub applied: Vec<Applied>,
+    /// The keys that differ from the file and take effect at the next restart.
+    pub restart: Vec<String>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -86,6 +100,7 @@ impl Server {
         let tls = tls::server_config_with(certificates.clone(), None)?;
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
         let mut listeners = Listeners::bind(&cfg).await?;
+        let admission = Admission::new(&cfg);
         let router =
             Router::create(|ctx| Router::new(cfg.clone(), store.clone(), metrics.clone(), ctx));
         let mut decoy_secret = [0u8; 32];
@@ -121,10 +136,10 @@ impl Server {
             stopped.clone(),
         );
         listeners.serve(
-            &cfg,
             c2s_shared,
             direct_shared,
             component_shared,
+            admission.clone(),
             &sources,
             &stopped,
         );
@@ -143,17 +158,31 @@ impl Server {
             router,
             stop,
             data_dir: cfg.data_dir.clone(),
-            cfg: cfg.clone(),
+            running: std::sync::Mutex::new((*cfg).clone()),
             certificates,
+            admission,
         })
     }
 
     /// SIGHUP: the certificate is read again and used from the next TLS handshake on
-    /// (a failure keeps the one in use). Returns the other settings that differ from
-    /// what the server runs with; they take effect at the next restart.
-    pub fn reload(&self, new: &Config) -> Result<Vec<String>, tls::TlsError> {
-        self.certificates.reload(new)?;
-        Ok(changed_keys(&self.cfg, new))
+    /// (a failure keeps the one in use); the client connection quotas take their new
+    /// values for the next connection (see [`reload`]). `log_filter` says whether the
+    /// caller could apply `log_level`. The other settings that differ from what the
+    /// server runs with are named; they take effect at the next restart.
+    pub fn reload(&self, new: &Config, log_filter: bool) -> Reloaded {
+        let certificate = self.certificates.reload(new);
+        let taken = Taken {
+            certificate: certificate.is_ok(),
+            log_filter,
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let applied = reload::apply(&mut running, new, taken);
+        self.admission.set_quotas(Quotas::c2s(&running));
+        Reloaded {
+            certificate,
+            applied,
+            restart: changed_keys(&running, new),
+        }
     }
 
     /// Stops accepting, ends every session (each user actor writes its push ledger as it
@@ -343,10 +372,10 @@ impl Listeners {
     /// Accepts on every listener until `stopped`.
     fn serve(
         self,
-        cfg: &Config,
         c2s_shared: Rc<connection::Shared>,
         direct_shared: Rc<connection::Shared>,
         component_shared: Rc<component::Shared>,
+        admission: Admission,
         sources: &Sources,
         stopped: &watch::Receiver<bool>,
     ) {
@@ -357,7 +386,6 @@ impl Listeners {
                 stopped.clone(),
             ));
         }
-        let admission = Admission::new(cfg);
         accept_clients(
             self.c2s,
             c2s_shared,
