@@ -207,7 +207,7 @@ fn key(p: &Pair) -> Key {
 /// On a stream used both ways, the pairs authenticated since the last look are handed
 /// to the links actor, so our stanzas for them come out here.
 fn carry_back(s: &mut Stream, shared: &Shared) {
-    let Some((tx, _, registered)) = s.back.as_mut() else {
+    let Some((tx, rx, registered)) = s.back.as_mut() else {
         return;
     };
     if *registered >= s.authenticated.len() {
@@ -221,6 +221,7 @@ fn carry_back(s: &mut Stream, shared: &Shared) {
     links.do_send(Bidi::Up {
         pairs,
         tx: tx.clone(),
+        rx: rx.clone(),
     });
 }
 

@@ -46,6 +46,21 @@ fn local_of(item: &Remote, shared: &Shared) -> String {
     }
 }
 
+/// The pair an item left on a closed bidirectional stream was for: a stanza's own
+/// addresses tell; a publish only says when the stream carried a single pair.
+fn back_key(item: &Remote, pairs: &[Key], shared: &Shared) -> Option<Key> {
+    match item {
+        Remote::Stanza(s) => {
+            let to = s.attr("to")?.parse::<Jid>().ok()?;
+            Some((local_of(item, shared), to.domain().as_str().to_string()))
+        }
+        Remote::Publish(_) => match pairs {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+    }
+}
+
 struct Link {
     tx: flume::Sender<Queued>,
     /// Kept so that whatever the link did not take when it ended is found here.
@@ -65,7 +80,7 @@ pub struct Links {
     shared: Rc<Shared>,
     links: HashMap<Key, Link>,
     /// Peers' inbound streams used both ways, by the pair they authenticated.
-    bidi: HashMap<Key, flume::Sender<Queued>>,
+    bidi: HashMap<Key, (flume::Sender<Queued>, flume::Receiver<Queued>)>,
     failed: HashMap<Key, Failed>,
     next_generation: u64,
 }
@@ -124,7 +139,7 @@ impl Links {
     fn send(&mut self, key: Key, mut queued: Queued, ctx: &mut Context<Self>) {
         // A link of our own wins; otherwise a peer's stream used both ways takes it.
         if !self.links.contains_key(&key)
-            && let Some(tx) = self.bidi.get(&key)
+            && let Some((tx, _)) = self.bidi.get(&key)
         {
             match tx.try_send(queued) {
                 Ok(()) => return,
@@ -263,18 +278,33 @@ impl Actor for Links {
 impl Handler<Bidi> for Links {
     type Result = ();
 
-    fn handle(&mut self, msg: Bidi, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Bidi, ctx: &mut Context<Self>) {
         match msg {
-            Bidi::Up { pairs, tx } => {
+            Bidi::Up { pairs, tx, rx } => {
                 for key in pairs {
                     tracing::debug!(domain = %key.1, "a peer's stream carries our stanzas (bidi)");
-                    self.bidi.insert(key, tx.clone());
+                    self.bidi.insert(key, (tx.clone(), rx.clone()));
                 }
             }
             Bidi::Down { pairs, tx } => {
-                for key in pairs {
-                    if self.bidi.get(&key).is_some_and(|t| t.same_channel(&tx)) {
-                        self.bidi.remove(&key);
+                let mut rx = None;
+                for key in &pairs {
+                    if self.bidi.get(key).is_some_and(|(t, _)| t.same_channel(&tx))
+                        && let Some((_, r)) = self.bidi.remove(key)
+                    {
+                        rx = Some(r);
+                    }
+                }
+                // What the stream did not write goes out another way (our own link, or
+                // another stream of the peer's): every send happens in this actor, so
+                // nothing is added to this queue after it is gone from the map.
+                let left: Vec<Queued> = rx.map(|r| r.drain().collect()).unwrap_or_default();
+                for queued in left {
+                    match back_key(&queued.item, &pairs, &self.shared) {
+                        Some(key) => self.send(key, queued, ctx),
+                        None => tracing::warn!(
+                            "publish left on a closed bidirectional stream of several domains: given up"
+                        ),
                     }
                 }
             }

@@ -23,13 +23,15 @@ pub struct Queued {
 const WRITE_BATCH: usize = 64;
 
 /// An inbound stream used both ways (XEP-0288) takes (`Up`) or gives back (`Down`) the
-/// pairs it authenticated; `tx` is its queue, which also tells streams apart.
+/// pairs it authenticated; `tx` is its queue, which also tells streams apart, and `rx`
+/// lets the links actor take back what the stream did not write when it ends.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum Bidi {
     Up {
         pairs: Vec<Key>,
         tx: flume::Sender<Queued>,
+        rx: flume::Receiver<Queued>,
     },
     Down {
         pairs: Vec<Key>,
