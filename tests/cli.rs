@@ -93,6 +93,11 @@ fn check_says_which_federation_setup_it_is() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("s2s_listen is unset"), "{}", stdout(&o));
     assert!(
+        stdout(&o).contains("bidirectional streams (XEP-0288) are used"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
         stdout(&o).contains("dialback is the only way"),
         "{}",
         stdout(&o)
@@ -103,7 +108,7 @@ fn check_says_which_federation_setup_it_is() {
     let o = run(&b, &["check"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("other servers connect here"),
+        stdout(&o).contains("bidirectional streams (XEP-0288) are offered"),
         "{}",
         stdout(&o)
     );

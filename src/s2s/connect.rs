@@ -50,6 +50,9 @@ pub struct Opened {
     pub stream_id: String,
     /// The peer accepted our certificate (SASL EXTERNAL): no dialback needed.
     pub authenticated: bool,
+    /// We asked for bidirectional use (XEP-0288): the peer's stanzas for us may come
+    /// back on this stream.
+    pub bidi: bool,
 }
 
 fn stream_failed(what: &str, read: &Read) -> LinkError {
@@ -140,8 +143,14 @@ async fn tls(
 }
 
 /// A stream from our domain `ours` (ours or a component's) to `domain`, encrypted unless
-/// the peer offers no TLS and encryption is not required.
-pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
+/// the peer offers no TLS and encryption is not required. With `want_bidi` (a link, not
+/// a dialback check) the stream is used both ways when the peer offers it (XEP-0288).
+pub async fn open(
+    ours: &str,
+    domain: &str,
+    shared: &Shared,
+    want_bidi: bool,
+) -> Result<Opened, LinkError> {
     let limit = shared.cfg.s2s_stanza_size_limit;
     let (tcp, direct_tls) = tcp(domain, shared).await?;
     let transport = match direct_tls {
@@ -161,7 +170,8 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
             )));
         }
         Step::Authenticate => {
-            return external(xml, guard, stream_id, offered.external, ours, domain).await;
+            let bidi = want_bidi && offered.bidi;
+            return external(xml, guard, stream_id, offered.external, bidi, ours, domain).await;
         }
         Step::NoTls => return Err(LinkError::NoTls),
         Step::StartTls => {}
@@ -180,25 +190,35 @@ pub async fn open(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, L
     let (io, guard) = io::wrap(transport, limit);
     let mut xml = XmlStream::new(io, SERVER_NS, shared.cfg.xml_limits());
     let (stream_id, features) = start(&mut xml, &guard, ours, domain).await?;
-    let external_offered = negotiate::offered(&features).external;
-    external(xml, guard, stream_id, external_offered, ours, domain).await
+    let offered = negotiate::offered(&features);
+    let bidi = want_bidi && offered.bidi;
+    external(xml, guard, stream_id, offered.external, bidi, ours, domain).await
 }
 
 /// SASL EXTERNAL (XEP-0178) when the peer offers it, that is, when it found our
 /// certificate valid for our domain; after a refusal the stream stays for dialback.
+/// `<bidi/>` goes first, as XEP-0288 §2 asks: before authentication.
 async fn external(
     mut xml: XmlStream,
     guard: SizeGuard,
     stream_id: String,
     offered: bool,
+    bidi: bool,
     ours: &str,
     domain: &str,
 ) -> Result<Opened, LinkError> {
+    if bidi {
+        xml.send(&Element::builder("bidi", negotiate::BIDI_NS).build())
+            .await
+            .map_err(LinkError::Connect)?;
+        tracing::debug!(%domain, "bidirectional stream asked for (XEP-0288)");
+    }
     let unauthenticated = |xml, guard, stream_id| Opened {
         xml,
         guard,
         stream_id,
         authenticated: false,
+        bidi,
     };
     if !offered {
         return Ok(unauthenticated(xml, guard, stream_id));
@@ -223,5 +243,6 @@ async fn external(
         guard,
         stream_id,
         authenticated: true,
+        bidi,
     })
 }

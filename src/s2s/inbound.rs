@@ -19,6 +19,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::Shared;
 use super::negotiate::{self, Pair, SASL_NS, TLS_NS, served};
+use super::queue::{self, Bidi, Key, Queued};
 use super::verify;
 use crate::push::AppServerResponse;
 use crate::xmpp::admission::{Admission, Place};
@@ -107,6 +108,9 @@ struct Stream {
     local: String,
     /// SASL EXTERNAL succeeded: the restarted stream offers nothing more.
     sasl_done: bool,
+    /// The peer asked to use the stream both ways (XEP-0288): our stanzas for the pairs
+    /// it authenticated come through this queue, `back.2` of them registered so far.
+    back: Option<(flume::Sender<Queued>, flume::Receiver<Queued>, usize)>,
 }
 
 enum Next {
@@ -138,6 +142,7 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
             peer_domain: None,
             local: String::new(),
             sasl_done: false,
+            back: None,
         }
     };
     if !open(&mut s, &shared).await {
@@ -170,6 +175,11 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
                 Some(false) => {}
                 None => break,
             }
+        } else if el.is("bidi", negotiate::BIDI_NS) && s.authenticated.is_empty() {
+            if s.back.is_none() {
+                let (tx, rx) = flume::bounded(shared.cfg.s2s_queue_size);
+                s.back = Some((tx, rx, 0));
+            }
         } else if el.is("verify", DIALBACK_NS) {
             let answer = verify_answer(&el, &shared);
             if s.xml.send(&answer).await.is_err() {
@@ -178,8 +188,41 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
         } else if !stanza_in(&mut s, el, &shared).await {
             break;
         }
+        carry_back(&mut s, &shared);
+    }
+    if let Some((tx, _, n)) = s.back.take()
+        && n > 0
+        && let Some(links) = shared.bidi.get()
+    {
+        let pairs = s.authenticated.iter().map(key).collect();
+        links.do_send(Bidi::Down { pairs, tx });
     }
     tracing::debug!(?peer, domains = ?s.authenticated, "inbound server stream ended");
+}
+
+fn key(p: &Pair) -> Key {
+    (p.local.clone(), p.remote.clone())
+}
+
+/// On a stream used both ways, the pairs authenticated since the last look are handed
+/// to the links actor, so our stanzas for them come out here.
+fn carry_back(s: &mut Stream, shared: &Shared) {
+    let Some((tx, rx, registered)) = s.back.as_mut() else {
+        return;
+    };
+    if *registered >= s.authenticated.len() {
+        return;
+    }
+    let Some(links) = shared.bidi.get() else {
+        return;
+    };
+    let pairs = s.authenticated[*registered..].iter().map(key).collect();
+    *registered = s.authenticated.len();
+    links.do_send(Bidi::Up {
+        pairs,
+        tx: tx.clone(),
+        rx: rx.clone(),
+    });
 }
 
 /// Reads the peer's header and answers with ours and the features.
@@ -244,7 +287,24 @@ async fn read(s: &mut Stream, shared: &Shared) -> Next {
             true => s.deadline,
             false => Instant::now() + std::time::Duration::from_secs(3600),
         };
+        let back = async {
+            match &s.back {
+                Some((_, rx, n)) if *n > 0 => rx.recv_async().await.ok(),
+                _ => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
+            Some(queued) = back => {
+                let rx = s.back.as_ref().map(|(_, rx, _)| rx.clone());
+                let written = match rx {
+                    Some(rx) => queue::write(&mut s.xml, queued, &rx).await,
+                    None => false,
+                };
+                if !written {
+                    return Next::Over;
+                }
+                continue;
+            }
             r = tokio::time::timeout_at(deadline, s.xml.next()) => match r {
                 Ok(r) => r,
                 Err(_) => {
@@ -342,6 +402,7 @@ async fn secured(
         peer_domain: None,
         local: String::new(),
         sasl_done: false,
+        back: None,
     })
 }
 
@@ -454,6 +515,13 @@ async fn stanza_in(s: &mut Stream, el: Element, shared: &Shared) -> bool {
         s.xml.close_with(refused.condition()).await;
         return false;
     }
+    enter(el, shared);
+    true
+}
+
+/// An admitted stanza from a peer, on its stream or on our link used both ways
+/// (XEP-0288), enters the router; an answer to a publish goes to the push module.
+pub(super) fn enter(el: Element, shared: &Shared) {
     let el = stanza::rename_ns(el, SERVER_NS, CLIENT_NS);
     // Publishes leave from our bare domain, so their answers come back to it.
     let to_domain = el
@@ -468,5 +536,4 @@ async fn stanza_in(s: &mut Stream, el: Element, shared: &Shared) -> bool {
     } else {
         shared.router.do_send(Route(el));
     }
-    true
 }

@@ -9,6 +9,11 @@
 //! they are held, at most `s2s_queue_size` per pair, and sent again when the backoff
 //! ends, until `push_response_timeout` after their first failure, when the push module
 //! has stopped waiting for their answer anyway.
+//!
+//! A peer's inbound stream that asked to be used both ways (XEP-0288) and authenticated
+//! a pair is registered here (`Bidi`): while we have no link of our own for that pair,
+//! its stanzas go out on that stream, through a queue of the same bound. That is how a
+//! peer behind NAT, which no one can connect to, gets our answers.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -20,15 +25,13 @@ use xmpp_parsers::jid::Jid;
 
 use super::Shared;
 use super::negotiate::served;
-use super::outbound::{self, LinkEnded, Queued};
+use super::outbound::{self, LinkEnded};
+use super::queue::{Bidi, Key, Queued};
 use crate::xmpp::route::{Remote, Route, ToRemote};
 use crate::xmpp::stanza;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// Which link: from our `local` domain (`.0`) to the remote one (`.1`).
-type Key = (String, String);
 
 /// Our domain a stanza leaves from: its `from`'s domain when we serve it (a component's
 /// answer to a remote server leaves as the component), otherwise ours.
@@ -40,6 +43,21 @@ fn local_of(item: &Remote, shared: &Shared) -> String {
     match from {
         Some(f) if served(&shared.cfg, f.domain().as_str()) => f.domain().as_str().to_string(),
         _ => shared.cfg.domain.clone(),
+    }
+}
+
+/// The pair an item left on a closed bidirectional stream was for: a stanza's own
+/// addresses tell; a publish only says when the stream carried a single pair.
+fn back_key(item: &Remote, pairs: &[Key], shared: &Shared) -> Option<Key> {
+    match item {
+        Remote::Stanza(s) => {
+            let to = s.attr("to")?.parse::<Jid>().ok()?;
+            Some((local_of(item, shared), to.domain().as_str().to_string()))
+        }
+        Remote::Publish(_) => match pairs {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -61,6 +79,8 @@ struct Failed {
 pub struct Links {
     shared: Rc<Shared>,
     links: HashMap<Key, Link>,
+    /// Peers' inbound streams used both ways, by the pair they authenticated.
+    bidi: HashMap<Key, (flume::Sender<Queued>, flume::Receiver<Queued>)>,
     failed: HashMap<Key, Failed>,
     next_generation: u64,
 }
@@ -70,6 +90,7 @@ impl Links {
         Links {
             shared,
             links: HashMap::new(),
+            bidi: HashMap::new(),
             failed: HashMap::new(),
             next_generation: 1,
         }
@@ -115,7 +136,24 @@ impl Links {
         self.links.get(key)
     }
 
-    fn send(&mut self, key: Key, queued: Queued, ctx: &mut Context<Self>) {
+    fn send(&mut self, key: Key, mut queued: Queued, ctx: &mut Context<Self>) {
+        // A link of our own wins; otherwise a peer's stream used both ways takes it.
+        if !self.links.contains_key(&key)
+            && let Some((tx, _)) = self.bidi.get(&key)
+        {
+            match tx.try_send(queued) {
+                Ok(()) => return,
+                Err(flume::TrySendError::Full(q)) => {
+                    tracing::warn!(domain = %key.1, "s2s_queue_size reached on a bidirectional stream: stanza bounced");
+                    self.bounce(q.item, &key, "resource-constraint");
+                    return;
+                }
+                Err(flume::TrySendError::Disconnected(q)) => {
+                    self.bidi.remove(&key);
+                    queued = q;
+                }
+            }
+        }
         let now = Instant::now();
         if let Some(f) = self.failed.get(&key)
             && f.until > now
@@ -231,6 +269,47 @@ impl Links {
 
 impl Actor for Links {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let _ = self.shared.bidi.set(ctx.address().recipient());
+    }
+}
+
+impl Handler<Bidi> for Links {
+    type Result = ();
+
+    fn handle(&mut self, msg: Bidi, ctx: &mut Context<Self>) {
+        match msg {
+            Bidi::Up { pairs, tx, rx } => {
+                for key in pairs {
+                    tracing::debug!(domain = %key.1, "a peer's stream carries our stanzas (bidi)");
+                    self.bidi.insert(key, (tx.clone(), rx.clone()));
+                }
+            }
+            Bidi::Down { pairs, tx } => {
+                let mut rx = None;
+                for key in &pairs {
+                    if self.bidi.get(key).is_some_and(|(t, _)| t.same_channel(&tx))
+                        && let Some((_, r)) = self.bidi.remove(key)
+                    {
+                        rx = Some(r);
+                    }
+                }
+                // What the stream did not write goes out another way (our own link, or
+                // another stream of the peer's): every send happens in this actor, so
+                // nothing is added to this queue after it is gone from the map.
+                let left: Vec<Queued> = rx.map(|r| r.drain().collect()).unwrap_or_default();
+                for queued in left {
+                    match back_key(&queued.item, &pairs, &self.shared) {
+                        Some(key) => self.send(key, queued, ctx),
+                        None => tracing::warn!(
+                            "publish left on a closed bidirectional stream of several domains: given up"
+                        ),
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Handler<ToRemote> for Links {

@@ -13,7 +13,9 @@
 //! server over a connection of our own (`verify`); then its stanzas enter
 //! the router like local ones, and app servers' answers to publishes go to the push
 //! module, as a component's do. The pure decisions (features, steps, dialback elements,
-//! which stanza may enter) are in `negotiate`.
+//! which stanza may enter) are in `negotiate`. Streams are used both ways when the peer
+//! asks (XEP-0288): our links take the peer's stanzas for us, and an inbound
+//! stream takes ours for the peer when we have no link to it.
 
 pub mod client_tls;
 pub mod connect;
@@ -22,6 +24,7 @@ pub mod inbound;
 pub mod links;
 pub mod negotiate;
 mod outbound;
+pub mod queue;
 pub mod resolve;
 pub mod trust;
 mod verify;
@@ -52,6 +55,9 @@ pub struct Shared {
     pub router: Recipient<Route>,
     /// App servers' answers to publishes.
     pub answers: Recipient<AppServerResponse>,
+    /// The links actor, for inbound streams used both ways (XEP-0288); set when it
+    /// starts.
+    pub bidi: std::cell::OnceCell<actix::Recipient<queue::Bidi>>,
     /// Becomes true when the server stops.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

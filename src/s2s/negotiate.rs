@@ -12,11 +12,17 @@ pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// The stream feature that announces dialback (XEP-0220 §2.4).
 pub const DIALBACK_FEATURE_NS: &str = "urn:xmpp:features:dialback";
+/// The stream feature that offers bidirectional streams (XEP-0288 §2).
+pub const BIDI_FEATURE_NS: &str = "urn:xmpp:features:bidi";
+/// The element an initiating server sends to use the stream both ways (XEP-0288 §2).
+pub const BIDI_NS: &str = "urn:xmpp:bidi";
 
 /// The features of an inbound stream: STARTTLS until the stream is encrypted, SASL
 /// EXTERNAL when the peer's certificate is valid for the domain it claims (`external`),
 /// dialback once it may be used (encrypted, or encryption not required) and is allowed
-/// for the peer (`dialback`).
+/// for the peer (`dialback`). Bidirectional use (XEP-0288) is offered on every stream
+/// not yet authenticated, so a peer that cannot accept connections (behind NAT) gets our
+/// stanzas back on the stream it opened.
 pub fn inbound_features(
     tls: bool,
     require_encryption: bool,
@@ -24,6 +30,9 @@ pub fn inbound_features(
     dialback: bool,
 ) -> Element {
     let mut f = Element::builder("features", STREAM_NS).build();
+    if tls || !require_encryption {
+        f.append_child(Element::builder("bidi", BIDI_FEATURE_NS).build());
+    }
     if tls && external {
         f.append_child(
             Element::builder("mechanisms", SASL_NS)
@@ -54,6 +63,8 @@ pub struct Offered {
     pub starttls: bool,
     /// SASL EXTERNAL: the peer found our certificate valid for our domain.
     pub external: bool,
+    /// Bidirectional streams (XEP-0288).
+    pub bidi: bool,
 }
 
 pub fn offered(features: &Element) -> Offered {
@@ -64,6 +75,7 @@ pub fn offered(features: &Element) -> Offered {
     Offered {
         starttls: features.has_child("starttls", TLS_NS),
         external,
+        bidi: features.has_child("bidi", BIDI_FEATURE_NS),
     }
 }
 
@@ -257,6 +269,13 @@ mod tests {
     }
 
     #[test]
+    fn bidi_is_offered_once_the_stream_may_authenticate() {
+        assert!(!offered(&inbound_features(false, true, true, true)).bidi);
+        assert!(offered(&inbound_features(true, true, false, false)).bidi);
+        assert!(offered(&inbound_features(false, false, false, true)).bidi);
+    }
+
+    #[test]
     fn dialback_policy_follows_prosodys_three_options() {
         let mut cfg = Config::default();
         assert!(dialback_allowed(&cfg, "a.test"));
@@ -300,10 +319,12 @@ mod tests {
         let tls = Offered {
             starttls: true,
             external: false,
+            bidi: false,
         };
         let none = Offered {
             starttls: false,
             external: false,
+            bidi: false,
         };
         assert_eq!(next_step(tls, false, true), Step::StartTls);
         assert_eq!(next_step(none, false, true), Step::NoTls);

@@ -6,12 +6,13 @@ use std::rc::Rc;
 
 use actix::{Message, Recipient};
 use tokio::time::Instant;
+use xmpp_parsers::minidom::Element;
 
 use super::Shared;
 use super::connect::{self, LinkError, Opened};
-use super::negotiate::result_request;
-use crate::xmpp::route::Remote;
-use crate::xmpp::stanza::{self, CLIENT_NS};
+use super::inbound;
+use super::negotiate::{Pair, admit, result_request};
+use super::queue::{self, Queued};
 use crate::xmpp::xml::{DIALBACK_NS, Read, SERVER_NS, STREAM_NS};
 
 /// A link's task ended: `failure` is the condition its stanzas bounce with, `None`
@@ -25,16 +26,6 @@ pub struct LinkEnded {
     pub generation: u64,
     pub failure: Option<&'static str>,
 }
-
-/// What waits in a link's queue: a stanza or publish, and for a publish that failed once
-/// already, when it is given up (D21: retried for a bounded time).
-pub struct Queued {
-    pub item: Remote,
-    pub give_up: Option<Instant>,
-}
-
-/// Stanzas written before one flush, so that a burst costs one write.
-const WRITE_BATCH: usize = 64;
 
 pub async fn run(
     local: String,
@@ -51,7 +42,7 @@ pub async fn run(
         Ok(Err(e)) => Some(e),
         Ok(Ok(mut opened)) => {
             tracing::info!(%domain, "server-to-server link up");
-            exchange(&mut opened, &domain, &rx, &shared).await;
+            exchange(&mut opened, &local, &domain, &rx, &shared).await;
             tracing::info!(%domain, "server-to-server link closed");
             None
         }
@@ -68,7 +59,7 @@ pub async fn run(
 }
 
 async fn establish(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, LinkError> {
-    let mut opened = connect::open(ours, domain, shared).await?;
+    let mut opened = connect::open(ours, domain, shared, true).await?;
     if opened.authenticated {
         return Ok(opened);
     }
@@ -103,6 +94,7 @@ async fn establish(ours: &str, domain: &str, shared: &Shared) -> Result<Opened, 
 
 async fn exchange(
     opened: &mut Opened,
+    ours: &str,
     domain: &str,
     rx: &flume::Receiver<Queued>,
     shared: &Shared,
@@ -120,11 +112,14 @@ async fn exchange(
                 last = Instant::now();
             }
             read = opened.xml.next() => match read {
-                // Stanzas on our own stream would need XEP-0288 (bidi), not offered.
                 Read::Element(el) => {
                     opened.guard.reset();
-                    tracing::debug!(%domain, element = el.name(), "ignored on an outbound link");
                     last = Instant::now();
+                    if !opened.bidi {
+                        tracing::debug!(%domain, element = el.name(), "ignored on an outbound link");
+                    } else if !stanza_back(opened, el, ours, domain, shared).await {
+                        return;
+                    }
                 }
                 Read::Idle => {}
                 _ => return,
@@ -136,25 +131,35 @@ async fn exchange(
     let _ = opened.xml.shutdown().await;
 }
 
+/// A stanza the peer sent back on our link used both ways (XEP-0288): it must come from
+/// the peer's domain and be for ours, the pair this link authenticated, as on an inbound
+/// stream; `false` when the stream is closed for it.
+async fn stanza_back(
+    opened: &mut Opened,
+    el: Element,
+    ours: &str,
+    domain: &str,
+    shared: &Shared,
+) -> bool {
+    if !matches!(el.name(), "message" | "presence" | "iq") || !el.has_ns(SERVER_NS) {
+        tracing::debug!(%domain, element = el.name(), "ignored on an outbound link");
+        return true;
+    }
+    let pair = [Pair {
+        remote: domain.to_string(),
+        local: ours.to_string(),
+    }];
+    if let Err(refused) = admit(&el, &pair, &shared.cfg) {
+        tracing::info!(%domain, condition = refused.condition(), "stanza on a bidirectional link refused");
+        opened.xml.close_with(refused.condition()).await;
+        return false;
+    }
+    inbound::enter(el, shared);
+    true
+}
+
 /// Writes `first` and what is queued behind it, then flushes once; `false` when the
 /// stream is no longer writable.
 async fn write_batch(opened: &mut Opened, first: Queued, rx: &flume::Receiver<Queued>) -> bool {
-    let mut next = Some(first);
-    let mut written = 0;
-    while let Some(queued) = next.take() {
-        match queued.item {
-            Remote::Stanza(s) => {
-                let s = stanza::rename_ns(*s, CLIENT_NS, SERVER_NS);
-                if let Err(e) = opened.xml.feed(&s) {
-                    tracing::warn!(error = %e, "stanza to a remote server not serializable; dropped");
-                }
-            }
-            Remote::Publish(text) => opened.xml.feed_text(&text),
-        }
-        written += 1;
-        if written < WRITE_BATCH {
-            next = rx.try_recv().ok();
-        }
-    }
-    opened.xml.flush().await.is_ok()
+    queue::write(&mut opened.xml, first, rx).await
 }

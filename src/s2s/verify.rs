@@ -37,7 +37,7 @@ async fn ask(
     key: &str,
     shared: &Shared,
 ) -> Result<bool, LinkError> {
-    let mut opened = connect::open(local, authoritative, shared).await?;
+    let mut opened = connect::open(local, authoritative, shared, false).await?;
     let request = verify_request(local, authoritative, stream_id, key);
     opened
         .xml

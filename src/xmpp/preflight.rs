@@ -192,13 +192,16 @@ pub fn federation(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     match cfg.s2s_listen {
         None => out.push(Finding::ok(
-            "s2s_listen is unset: other servers cannot check our dialback key, so only \
-             those that accept our certificate (SASL EXTERNAL) take our links, and \
-             nothing comes back (set s2s_listen and forward TCP 5269 to federate; \
-             bidirectional streams are not built)",
+            "s2s_listen is unset (behind NAT): other servers cannot connect here or check \
+             our dialback key, so only those that accept our certificate (SASL EXTERNAL) \
+             take our links; bidirectional streams (XEP-0288) are used: what they send \
+             back (app servers' answers included) arrives on our own links when they \
+             support it (Prosody with mod_s2s_bidi), otherwise nothing comes back (set \
+             s2s_listen and forward TCP 5269 to federate fully)",
         )),
         Some(a) => out.push(Finding::ok(format!(
-            "s2s_listen {a}: other servers connect here; {}",
+            "s2s_listen {a}: other servers connect here; {}; bidirectional streams \
+             (XEP-0288) are offered to them and used on our links when offered",
             if cfg.s2s_require_encryption {
                 "STARTTLS is required (s2s_require_encryption)"
             } else {

@@ -291,6 +291,7 @@ fn start_s2s(
         trust,
         router: router.clone().recipient(),
         answers: router.clone().recipient(),
+        bidi: Default::default(),
         stopping: stopped.clone(),
     });
     let links = s2s::links::Links::new(shared.clone()).start();

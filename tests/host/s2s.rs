@@ -435,9 +435,15 @@ async fn s2s_subscription_with_a_remote_contact_and_presence_both_ways() {
     romeo
         .send("<presence type='subscribed' to='juliet@a.localhost'/>")
         .await;
-    // Approved: a change of romeo's presence is broadcast to his remote subscriber. (His
-    // current presence right after the approval, RFC 6121 §3.1.5, reaches only local
-    // users so far: the user actor probes only local contacts after `subscribed`.)
+    // Approved: romeo's current presence reaches juliet at once (RFC 6121 §3.1.5: a
+    // probe from her server answered by his), without romeo changing it.
+    let p = presence_from(&mut juliet, "romeo@b.localhost/desk", None).await;
+    assert!(
+        p.get_child("show", "jabber:client").is_none(),
+        "{}",
+        String::from(&p)
+    );
+    // A change of romeo's presence is broadcast to his remote subscriber.
     romeo.send("<presence><show>away</show></presence>").await;
     let p = presence_from(&mut juliet, "romeo@b.localhost", None).await;
     assert_eq!(

@@ -277,3 +277,63 @@ async fn s2s_secure_auth_offers_no_dialback_and_refuses_it() {
     let rest = peer.rest_until_closed().await;
     assert!(rest.contains("not-authorized"), "{rest}");
 }
+
+/// Our link to a peer that offers bidirectional streams (XEP-0288) asks for them, and
+/// what the peer sends back on it is checked as on an inbound stream: a stanza from the
+/// peer's domain reaches the user, one from another domain ends the link (`invalid-from`).
+#[actix_rt::test]
+async fn s2s_bidi_link_takes_the_peers_stanzas_but_only_from_its_domain() {
+    let plain = TcpListener::bind("127.0.0.6:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let t = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_require_encryption = false;
+        c.s2s_hosts = [("plain.localhost".to_string(), plain_addr)]
+            .into_iter()
+            .collect();
+    })
+    .await;
+    let peer = actix_rt::spawn(async move {
+        let (tcp, _) = plain.accept().await.unwrap();
+        let mut p = Raw::over(tcp);
+        p.until("<stream:stream").await;
+        p.until(">").await;
+        p.write(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+              xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+              from='plain.localhost' id='p1' version='1.0'><stream:features>\
+              <bidi xmlns='urn:xmpp:features:bidi'/>\
+              <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+        )
+        .await;
+        let asked = p.until("</db:result>").await;
+        assert!(asked.contains("urn:xmpp:bidi"), "bidi asked for: {asked}");
+        p.write(b"<db:result type='valid' from='plain.localhost' to='a.localhost'/>")
+            .await;
+        p.until("</message>").await;
+        p.write(
+            b"<message type='chat' from='x@plain.localhost/r' to='juliet@a.localhost/phone' \
+              id='b1'><body>back on your link</body></message>",
+        )
+        .await;
+        p.write(
+            b"<message type='chat' from='x@evil.localhost/r' to='juliet@a.localhost/phone' \
+              id='b2'><body>forged</body></message>",
+        )
+        .await;
+        p.rest_until_closed().await
+    });
+    let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
+    juliet
+        .send("<message type='chat' to='x@plain.localhost' id='m1'><body>hi</body></message>")
+        .await;
+    let (m, _) = juliet.until("message").await;
+    assert_eq!(
+        m.attr("from"),
+        Some("x@plain.localhost/r"),
+        "{}",
+        String::from(&m)
+    );
+    let seen = peer.await.unwrap();
+    assert!(seen.contains("invalid-from"), "{seen}");
+}

@@ -72,15 +72,13 @@ impl User {
         if deliver {
             self.send_to_available(&stanza, ctx);
         }
-        // A local contact approved the user's request: its server (this one) sends the
-        // contact's current presence right after the approval (RFC 6121 §3.1.5), so the
-        // user sees the contact online without waiting for the contact's next presence
-        // change. The contact's own user actor holds that presence: a probe from the
-        // user asks it, and it answers as to any probe (the approval is stored).
-        if changed
-            && kind == "subscribed"
-            && contact.ends_with(&format!("@{}", self.shared.cfg.domain))
-        {
+        // The contact approved the user's request: its server sends the contact's
+        // current presence right after the approval (RFC 6121 §3.1.5), so the user sees
+        // the contact online without waiting for the contact's next presence change. A
+        // probe from the user asks for it: a local contact's user actor answers as to any
+        // probe (the approval is stored); a remote contact's server answers the probe
+        // over the link, which also covers a server that does not send it unasked.
+        if changed && kind == "subscribed" {
             let mut probe = Element::builder("presence", CLIENT_NS).build();
             stanza::set_attr(&mut probe, "type", "probe");
             stanza::set_attr(&mut probe, "from", &self.bare);
