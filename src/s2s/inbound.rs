@@ -32,19 +32,15 @@ use crate::xmpp::xml::{DIALBACK_NS, OurHeader, Read, SERVER_NS, XmlStream};
 const MAX_DOMAINS_PER_STREAM: usize = 16;
 
 /// Accepts server connections until the server stops, on the STARTTLS listener and the
-/// direct-TLS one, under one set of quotas.
+/// direct-TLS one, under one set of quotas (`admission`, made from `Quotas::s2s`; the
+/// server changes them at a SIGHUP).
 pub fn listen(
     plain: Option<TcpListener>,
     direct_tls: Option<TcpListener>,
     shared: Rc<Shared>,
+    admission: Admission,
     stopped: watch::Receiver<bool>,
 ) {
-    let cfg = &shared.cfg;
-    let admission = Admission::with_limits(
-        cfg.s2s_max_connections,
-        cfg.s2s_max_connections_per_ip,
-        cfg.s2s_max_connections,
-    );
     for (listener, direct) in [(plain, false), (direct_tls, true)] {
         if let Some(l) = listener {
             accept(

@@ -57,6 +57,16 @@ pub struct Quotas {
 }
 
 impl Quotas {
+    /// The inbound server-to-server connections' quotas of a configuration (a stream
+    /// still negotiating counts against the total only).
+    pub fn s2s(cfg: &Config) -> Self {
+        Quotas {
+            total: cfg.s2s_max_connections,
+            per_ip: cfg.s2s_max_connections_per_ip,
+            negotiating: cfg.s2s_max_connections,
+        }
+    }
+
     /// The client connections' quotas of a configuration.
     pub fn c2s(cfg: &Config) -> Self {
         Quotas {

@@ -13,6 +13,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "c2s_max_connections",
     "c2s_max_connections_per_ip",
     "c2s_max_unauthenticated",
+    "s2s_max_connections_per_ip",
 ];
 
 /// One setting changed in the running server.
@@ -88,6 +89,13 @@ pub fn apply(running: &mut Config, new: &Config, taken: Taken) -> Vec<Applied> {
         "c2s_max_unauthenticated",
         &mut running.c2s_max_unauthenticated,
         new.c2s_max_unauthenticated,
+    );
+    // (`s2s_max_connections` also bounds the outbound links, which read it at start:
+    // it is not one of these.)
+    count(
+        "s2s_max_connections_per_ip",
+        &mut running.s2s_max_connections_per_ip,
+        new.s2s_max_connections_per_ip,
     );
     applied
 }

@@ -68,6 +68,8 @@ pub struct Server {
     certificates: Arc<tls::Certificates>,
     /// The client connection quotas, shared with the accept loops.
     admission: Admission,
+    /// The inbound server-to-server connection quotas, likewise.
+    s2s_admission: Admission,
 }
 
 /// What a SIGHUP did.
@@ -129,10 +131,12 @@ impl Server {
             router: router.clone(),
         });
         let addresses = listeners.addresses(&cfg)?;
+        let s2s_admission = Admission::with_quotas(Quotas::s2s(&cfg));
         s2s::inbound::listen(
             listeners.s2s.take(),
             listeners.s2s_direct_tls.take(),
             s2s_shared,
+            s2s_admission.clone(),
             stopped.clone(),
         );
         listeners.serve(
@@ -161,12 +165,13 @@ impl Server {
             running: std::sync::Mutex::new((*cfg).clone()),
             certificates,
             admission,
+            s2s_admission,
         })
     }
 
     /// SIGHUP: the certificate is read again and used from the next TLS handshake on
-    /// (a failure keeps the one in use); the client connection quotas take their new
-    /// values for the next connection (see [`reload`]). `log_filter` says whether the
+    /// (a failure keeps the one in use); the client and the inbound server-to-server
+    /// connection quotas take their new values for the next connection (see [`reload`]). `log_filter` says whether the
     /// caller could apply `log_level`. The other settings that differ from what the
     /// server runs with are named; they take effect at the next restart.
     pub fn reload(&self, new: &Config, log_filter: bool) -> Reloaded {
@@ -178,6 +183,7 @@ impl Server {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let applied = reload::apply(&mut running, new, taken);
         self.admission.set_quotas(Quotas::c2s(&running));
+        self.s2s_admission.set_quotas(Quotas::s2s(&running));
         Reloaded {
             certificate,
             applied,

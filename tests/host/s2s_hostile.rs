@@ -66,6 +66,37 @@ async fn s2s_connections_past_the_per_address_limit_are_closed_at_accept() {
     first.close().await;
 }
 
+/// What SIGHUP does (`Server::reload`): a lowered per-address quota refuses the next
+/// stream; raised again, it admits at once. (That a lowered quota closes no open
+/// connection is tested on the client quotas, through the binary, in tests/cli.rs.)
+#[actix_rt::test]
+async fn a_reload_changes_the_s2s_per_address_quota_for_new_connections() {
+    let (t, addr) = listening(|c| c.s2s_max_connections_per_ip = 2).await;
+    let mut first = opened(addr, "evil.localhost", A).await;
+    first.until("</stream:features>").await;
+    let server = t.server.as_ref().expect("running");
+    let mut lowered = t.cfg.clone();
+    lowered.s2s_max_connections_per_ip = 1;
+    let reloaded = server.reload(&lowered, true);
+    assert!(
+        reloaded
+            .applied
+            .iter()
+            .any(|a| a.key == "s2s_max_connections_per_ip" && a.old == "2" && a.new == "1"),
+        "{:?}",
+        reloaded.applied
+    );
+    let mut second = Raw::connect(addr).await;
+    assert_eq!(second.rest_until_closed().await, "", "refused at accept");
+    let mut raised = t.cfg.clone();
+    raised.s2s_max_connections_per_ip = 2;
+    server.reload(&raised, true);
+    let mut third = opened(addr, "evil.localhost", A).await;
+    third.until("</stream:features>").await;
+    first.close().await;
+    third.close().await;
+}
+
 #[actix_rt::test]
 async fn s2s_stanza_past_the_size_limit_ends_the_stream() {
     let (_t, addr) = listening(|c| c.s2s_stanza_size_limit = 10 * 1024).await;
