@@ -22,6 +22,14 @@ const ENCRYPTED: [(&str, &str); 5] = [
     ("openpgp", "urn:xmpp:openpgp:0"),
 ];
 
+/// Whether `message` carries an end-to-end encrypted payload (its `<body>`, if any, is
+/// a fallback text for old clients, never the message).
+pub fn is_end_to_end_encrypted(message: &Element) -> bool {
+    ENCRYPTED
+        .iter()
+        .any(|(name, namespace)| message.has_child(*name, *namespace))
+}
+
 /// How a stanza reached the push module; each path has its own admission rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
@@ -69,10 +77,7 @@ pub fn is_important(stanza: &Element) -> bool {
     if has_call_signal(message, &CALL_SIGNALS) {
         return true;
     }
-    if ENCRYPTED
-        .iter()
-        .any(|(name, namespace)| message.has_child(*name, *namespace))
-    {
+    if is_end_to_end_encrypted(message) {
         return true;
     }
     if message.attr("type") == Some("groupchat") && message.has_child("subject", ns::DEFAULT_NS) {

@@ -11,16 +11,6 @@ use crate::push::rules;
 const JMI: [&str; 2] = ["urn:xmpp:jingle-message:0", "urn:xmpp:jingle-message:1"];
 const RTP: &str = "urn:xmpp:jingle:apps:rtp:1";
 
-/// End-to-end encrypted payloads: their `<body>` is a fallback text for old clients, never
-/// the message, so it is not shown.
-const E2E: [(&str, &str); 5] = [
-    ("encrypted", "eu.siacs.conversations.axolotl"),
-    ("encrypted", "urn:xmpp:omemo:0"),
-    ("encrypted", "urn:xmpp:omemo:2"),
-    ("x", "jabber:x:encrypted"),
-    ("openpgp", "urn:xmpp:openpgp:0"),
-];
-
 /// The payload's `type` (the spec's four values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -111,7 +101,7 @@ impl Notice {
         };
         let (sender, message) = if cfg.push_encrypted_with_body {
             let sender = from.as_ref().map(as_sender);
-            let message = if E2E.iter().any(|(n, ns)| stanza.has_child(*n, *ns)) {
+            let message = if rules::is_end_to_end_encrypted(stanza) {
                 Some(cfg.push_notification_important_body.clone()).filter(|b| !b.is_empty())
             } else {
                 rules::body_text(stanza).filter(|b| !b.is_empty())
