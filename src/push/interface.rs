@@ -1,4 +1,7 @@
-//! The boundary between the push module and its host (the XMPP server).
+//! The boundary between the push module and a host that uses its stand-alone actors.
+//! (The XMPP server here does not: its user actor embeds a
+//! [`PushExecutor`](super::PushExecutor) and feeds the machine directly; the types
+//! below that both use are the shared vocabulary.)
 //!
 //! The host sends the messages of the first part to the [`PushHub`](super::PushHub)
 //! (through `Recipient`s, so it never names the module's actors) and hands the module two
