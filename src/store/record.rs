@@ -62,63 +62,6 @@ pub struct PushExtensions {
     pub ignore_unknown: bool,
 }
 
-/// [`PushExtensions`] as schema 3 first wrote it, before `away` and `ignore_unknown`:
-/// a record with extensions written then is still read, with both off.
-#[derive(Deserialize)]
-struct PushExtensionsV3 {
-    encrypt: Option<EncryptSettings>,
-    priority: bool,
-    jingle: bool,
-    muted: Vec<String>,
-    groupchat: Option<Vec<RoomRule>>,
-}
-
-/// The registration with [`PushExtensionsV3`]: the current form but for the two flags
-/// at the end of the extensions, which are the record's last bytes. (postcard reads
-/// fields in order, so a prefix cannot be flattened in.)
-#[derive(Deserialize)]
-struct RegistrationRecordV3 {
-    jid: String,
-    node: Option<String>,
-    publish_options: Option<String>,
-    enabled_at_us: u64,
-    client: String,
-    language: Option<String>,
-    error_count: u32,
-    last_success: Option<u64>,
-    last_error: Option<ErrorNote>,
-    last_timeout: Option<u64>,
-    extensions: Option<Box<PushExtensionsV3>>,
-}
-
-impl From<RegistrationRecordV3> for RegistrationRecord {
-    fn from(r: RegistrationRecordV3) -> Self {
-        RegistrationRecord {
-            jid: r.jid,
-            node: r.node,
-            publish_options: r.publish_options,
-            enabled_at_us: r.enabled_at_us,
-            client: r.client,
-            language: r.language,
-            error_count: r.error_count,
-            last_success: r.last_success,
-            last_error: r.last_error,
-            last_timeout: r.last_timeout,
-            extensions: r.extensions.map(|e| {
-                Box::new(PushExtensions {
-                    encrypt: e.encrypt,
-                    priority: e.priority,
-                    jingle: e.jingle,
-                    muted: e.muted,
-                    groupchat: e.groupchat,
-                    away: false,
-                    ignore_unknown: false,
-                })
-            }),
-        }
-    }
-}
-
 /// One room of the groupchat filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomRule {
@@ -303,17 +246,15 @@ impl RegistrationRecord {
         postcard::to_stdvec(self)
     }
 
-    /// Decodes a value of the registrations table, in the current form or an older one.
-    /// An older record ends early (schema 2 where `extensions` would start; schema 3's
-    /// first form before the last two flags), so reading it in a newer form runs out of
-    /// bytes and fails; postcard ignores bytes left over, so the forms are tried newest
-    /// first and a newer record is never read as an older one.
+    /// Decodes a value of the registrations table, in the current form or schema 2's.
+    /// A schema 2 record ends where `extensions` would start, so reading it in the
+    /// current form runs out of bytes and fails; postcard ignores bytes left over, so the
+    /// current form is tried first and a newer record is never read as an older one.
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         match postcard::from_bytes::<Self>(bytes) {
             Ok(r) => Ok(r),
-            Err(current) => postcard::from_bytes::<RegistrationRecordV3>(bytes)
+            Err(current) => postcard::from_bytes::<RegistrationRecordV2>(bytes)
                 .map(Into::into)
-                .or_else(|_| postcard::from_bytes::<RegistrationRecordV2>(bytes).map(Into::into))
                 .map_err(|_| current),
         }
     }
@@ -402,62 +343,6 @@ mod tests {
         assert_eq!(r.node.as_deref(), Some("n1"));
         assert_eq!((r.error_count, r.last_timeout), (2, Some(9)));
         assert_eq!(r.extensions, None);
-    }
-
-    /// A record with extensions written by schema 3's first form (before `away` and
-    /// `ignore_unknown`) is still read, key and all, with both flags off.
-    #[test]
-    fn first_schema_3_records_are_read() {
-        #[derive(Serialize)]
-        struct Ext {
-            encrypt: Option<EncryptSettings>,
-            priority: bool,
-            jingle: bool,
-            muted: Vec<String>,
-            groupchat: Option<Vec<RoomRule>>,
-        }
-        #[derive(Serialize)]
-        struct V3<'a> {
-            jid: &'a str,
-            node: Option<&'a str>,
-            publish_options: Option<&'a str>,
-            enabled_at_us: u64,
-            client: &'a str,
-            language: Option<&'a str>,
-            error_count: u32,
-            last_success: Option<u64>,
-            last_error: Option<ErrorNote>,
-            last_timeout: Option<u64>,
-            extensions: Option<Box<Ext>>,
-        }
-        let bytes = postcard::to_stdvec(&V3 {
-            jid: "push.example.net",
-            node: Some("n1"),
-            publish_options: None,
-            enabled_at_us: 42,
-            client: "phone",
-            language: None,
-            error_count: 0,
-            last_success: None,
-            last_error: None,
-            last_timeout: None,
-            extensions: Some(Box::new(Ext {
-                encrypt: Some(EncryptSettings {
-                    key: [3; 16],
-                    max_size: None,
-                }),
-                priority: true,
-                jingle: false,
-                muted: vec!["bot@example.org".into()],
-                groupchat: None,
-            })),
-        })
-        .unwrap();
-        let r = RegistrationRecord::decode(&bytes).unwrap();
-        let e = r.extensions.expect("the extensions are kept");
-        assert_eq!(e.encrypt.map(|k| k.key), Some([3; 16]));
-        assert!(e.priority && !e.away && !e.ignore_unknown);
-        assert_eq!(e.muted, ["bot@example.org"]);
     }
 
     #[test]
