@@ -18,6 +18,7 @@ mod s2s_external;
 mod s2s_hostile;
 mod s2s_prosody;
 mod storage;
+mod subscriptions;
 mod tigase;
 
 use std::time::Duration;
