@@ -11,6 +11,7 @@ mod fates;
 mod hostile;
 mod mam;
 mod operate;
+mod prosody;
 mod raw;
 mod s2s;
 mod s2s_dns;
