@@ -18,6 +18,7 @@ mod s2s_dns;
 mod s2s_external;
 mod s2s_hostile;
 mod s2s_prosody;
+mod s2s_prosody_tls;
 mod storage;
 mod subscriptions;
 mod tigase;
