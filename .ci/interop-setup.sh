@@ -9,8 +9,9 @@
 #                 tests/interop/xmppjs/package-lock.json) -> CLOUD_NOTIFY_XMPPJS, _NODE
 #   go-sendxmpp   Debian package                 -> CLOUD_NOTIFY_GO_SENDXMPP
 #   profanity     Debian package, with tmux      -> CLOUD_NOTIFY_PROFANITY, _TMUX
-#   prosody       Debian package (the federation peer of tests/host/s2s_prosody.rs,
-#                 run by the test with its own configuration) -> CLOUD_NOTIFY_PROSODY
+#   prosody       Debian package (the federation peer of tests/host/s2s_prosody*.rs,
+#                 run by the tests with their own configuration; prosodyctl, next to
+#                 it, makes its accounts) -> CLOUD_NOTIFY_PROSODY
 #
 # Idempotent: what is already there at the pinned version is reused without a word (no
 # registry is asked then). Only the export lines go to stdout; everything else goes to

@@ -10,7 +10,7 @@ use super::bound::Bound;
 use super::roster;
 use super::route::Route;
 use super::stanza::{self, CLIENT_NS};
-use super::user::SaveRosterItem;
+use super::user::{PresencesTo, SaveRosterItem};
 use crate::store::{LoadRoster, RosterItem, Store};
 
 /// The user's roster, or nothing (logged) when it cannot be read.
@@ -105,7 +105,8 @@ pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &Bound)
         return;
     }
     let mut item = existing.unwrap_or_default();
-    if roster::outbound(&mut item, &kind) {
+    let changed = roster::outbound(&mut item, &kind);
+    if changed {
         let _ = st
             .owner
             .send(SaveRosterItem {
@@ -117,6 +118,15 @@ pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &Bound)
     stanza::set_attr(&mut el, "from", &st.bare.to_string());
     stanza::set_attr(&mut el, "to", &contact);
     st.route(el);
+    // The user approved: the user's current presence follows the approval (RFC 6121
+    // §3.1.5). A local contact's actor probes for it on the approval, but a remote
+    // server (Prosody) waits for it unasked.
+    let local = contact
+        .parse::<BareJid>()
+        .is_ok_and(|c| c.domain().as_str() == st.shared.cfg.domain);
+    if changed && kind == "subscribed" && !local {
+        st.owner.do_send(PresencesTo { to: contact });
+    }
 }
 
 #[cfg(test)]

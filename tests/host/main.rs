@@ -11,13 +11,16 @@ mod fates;
 mod hostile;
 mod mam;
 mod operate;
+mod prosody;
 mod raw;
 mod s2s;
 mod s2s_dns;
 mod s2s_external;
 mod s2s_hostile;
 mod s2s_prosody;
+mod s2s_prosody_tls;
 mod storage;
+mod subscriptions;
 mod tigase;
 
 use std::time::Duration;

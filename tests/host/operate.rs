@@ -13,7 +13,7 @@ use super::{APP, DOMAIN, FORM, TestServer};
 
 /// Runs the command line tool against this server (its data directory, so its admin
 /// socket), off the actor thread; 30 s at most.
-async fn cli(t: &TestServer, args: &[&str]) -> Output {
+pub(super) async fn cli(t: &TestServer, args: &[&str]) -> Output {
     let config = t.cfg.data_dir.join("cli.toml");
     std::fs::write(
         &config,
@@ -45,7 +45,7 @@ async fn cli(t: &TestServer, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -203,7 +203,7 @@ async fn push_test_through_the_command_line_is_answered_by_the_app_server() {
 }
 
 /// One scrape: the status line and the body.
-async fn scrape(addr: std::net::SocketAddr, request: &str) -> (String, String) {
+pub(super) async fn scrape(addr: std::net::SocketAddr, request: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut got = Vec::new();
@@ -218,7 +218,7 @@ async fn scrape(addr: std::net::SocketAddr, request: &str) -> (String, String) {
 
 /// Parses OpenMetrics text: every sample line, `name{labels}` → value, checking the
 /// syntax as it goes (each family declared with TYPE, `# EOF` last).
-fn parse_openmetrics(body: &str) -> HashMap<String, f64> {
+pub(super) fn parse_openmetrics(body: &str) -> HashMap<String, f64> {
     let mut families = Vec::new();
     let mut samples = HashMap::new();
     let lines: Vec<&str> = body.lines().collect();

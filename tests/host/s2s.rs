@@ -443,17 +443,17 @@ async fn s2s_subscription_with_a_remote_contact_and_presence_both_ways() {
         "{}",
         String::from(&p)
     );
-    // A change of romeo's presence is broadcast to his remote subscriber.
+    // A change of romeo's presence is broadcast to his remote subscriber. His current
+    // presence may come once more before it: his server also sends it unasked after
+    // the approval, as Prosody does.
     romeo.send("<presence><show>away</show></presence>").await;
+    let show = |p: &Element| p.get_child("show", "jabber:client").map(|s| s.text());
     let p = presence_from(&mut juliet, "romeo@b.localhost", None).await;
-    assert_eq!(
-        p.get_child("show", "jabber:client")
-            .map(|s| s.text())
-            .as_deref(),
-        Some("away"),
-        "{}",
-        String::from(&p)
-    );
+    let p = match show(&p) {
+        None => presence_from(&mut juliet, "romeo@b.localhost", None).await,
+        Some(_) => p,
+    };
+    assert_eq!(show(&p).as_deref(), Some("away"), "{}", String::from(&p));
     // Unavailable at logout.
     romeo.close().await;
     presence_from(&mut juliet, "romeo@b.localhost", Some("unavailable")).await;

@@ -32,6 +32,7 @@ pub use carbons::{CARBONS_NS, Sent, SetCarbons};
 pub use csi::{CSI_NS, SetClientState};
 pub use delivery::Deliver;
 pub use gauges::Gauges;
+pub use presence::PresencesTo;
 pub use push::{DeleteAccount, PushAnswer, PushIq};
 pub use resume::{Resume, ResumeError, Resumed};
 pub use roster_push::SaveRosterItem;

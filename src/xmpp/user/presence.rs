@@ -30,7 +30,11 @@ impl User {
             user: self.name.clone(),
         });
         self.in_flight += 1;
-        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+        // `wait`: no other message is read until this one's roster change is queued at
+        // the store, so the next subscription stanza reads the roster with it. Two come
+        // in a row whenever a contact approves and asks back (Conversations, Prosody's
+        // users); read at once, the second overwrote the first's change.
+        ctx.wait(load.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
             act.subscription_arrived(res, contact, stanza, max, ctx);
             act.after_store_request(ctx);
@@ -64,10 +68,14 @@ impl User {
         let kind = stanza.attr("type").unwrap_or_default().to_string();
         let (changed, deliver) = roster::inbound(&mut item, &kind, &stanza);
         if changed {
-            ctx.notify(SaveRosterItem {
+            // Handled here rather than notified: a notification would run after the
+            // next message, and its store write after that message's read.
+            let save = SaveRosterItem {
                 contact: contact.clone(),
                 item: Some(item),
-            });
+            };
+            let write = <Self as Handler<SaveRosterItem>>::handle(self, save, ctx);
+            ctx.spawn(write.map(|_, _, _| ()));
         }
         if deliver {
             self.send_to_available(&stanza, ctx);
@@ -114,7 +122,25 @@ impl User {
             act.after_store_request(ctx);
         }));
     }
+}
 
+/// Send the current presence of each of the user's available sessions to `to`: a
+/// remote contact whose subscription the user just approved.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PresencesTo {
+    pub to: String,
+}
+
+impl Handler<PresencesTo> for User {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresencesTo, _: &mut Context<Self>) {
+        self.send_presences(&msg.to);
+    }
+}
+
+impl User {
     /// The current presence of each of the user's available sessions, to `to`.
     fn send_presences(&self, to: &str) {
         let presences = self
