@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod live;
+pub use live::LiveConfig;
+
 /// Hard cap on `push_max_devices`: the capacity of the per-user registration list
 /// (a `heapless::Vec`, so a user's registrations never reallocate or grow past it).
 pub const MAX_DEVICES_CAP: usize = 16;

@@ -12,6 +12,7 @@ mod hostile;
 mod mam;
 mod operate;
 mod raw;
+mod reload;
 mod s2s;
 mod s2s_dns;
 mod s2s_external;

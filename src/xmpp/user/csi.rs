@@ -57,7 +57,7 @@ impl User {
         stanza: Element,
         ctx: &mut Context<Self>,
     ) -> Option<Element> {
-        let max = self.shared.cfg.csi_queue_size;
+        let max = self.shared.live.get().csi_queue_size;
         let Some(e) = self.entry_mut(id) else {
             return Some(stanza);
         };

@@ -13,7 +13,7 @@ use super::super::stanza;
 use super::gauges::Gauges;
 use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::push::{PushExecutor, PushLinks, SessionId};
 use crate::store::Store;
 
@@ -27,7 +27,10 @@ pub const MAILBOX: usize = 4096;
 /// What every user actor shares with the router.
 #[derive(Clone)]
 pub struct Shared {
+    /// What the server started with.
     pub cfg: Arc<Config>,
+    /// What it runs with now: read for the limits SIGHUP applies (`reload`).
+    pub live: LiveConfig,
     /// What the user's push state reaches: the store, the router, the metrics.
     pub push: Arc<PushLinks>,
     pub store: Addr<Store>,
@@ -86,7 +89,7 @@ impl User {
         let push = PushExecutor::new(
             name.clone(),
             user_jid,
-            shared.cfg.clone(),
+            shared.live.clone(),
             shared.push.clone(),
             route,
         );
@@ -133,7 +136,7 @@ impl User {
     pub(super) fn new_socket(&mut self) -> (Socket, flume::Receiver<ToSocket>) {
         // Sized for stream management, whose own bound (the unacked queue) is reached
         // first; a session without it counts as full at SESSION_CHANNEL (delivery.rs).
-        let cap = SESSION_CHANNEL.max(self.shared.cfg.smacks_max_queue_size + 8);
+        let cap = SESSION_CHANNEL.max(self.shared.live.get().smacks_max_queue_size + 8);
         let (tx, rx) = flume::bounded(cap);
         self.next_conn += 1;
         let socket = Socket {

@@ -27,7 +27,7 @@ impl Handler<EnableSm> for User {
 
     fn handle(&mut self, msg: EnableSm, _: &mut Context<Self>) {
         let (max_queue, max_secs) = (
-            self.shared.cfg.smacks_max_queue_size,
+            self.shared.live.get().smacks_max_queue_size,
             self.shared.cfg.smacks_hibernation_time.as_secs(),
         );
         let Some(e) = self.entry_mut(msg.id) else {
