@@ -518,11 +518,19 @@ impl Handler<GetRouterStats> for Router {
 
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
         let (connected, hibernated, session_queued) = self.for_users.gauges.read();
+        let memory = self.for_users.gauges.memory();
+        // A user actor, its entries in `users` and `routes`, and its mailbox's address.
+        let per_user = user::USER_BYTES
+            + std::mem::size_of::<(String, Running)>()
+            + std::mem::size_of::<(u64, String)>();
         let mut s = RouterStats {
             connected,
             hibernated,
             session_queued,
             users: self.users.len() as u64,
+            memory_users: (self.users.len() * per_user) as u64,
+            memory_sessions: memory.sessions,
+            memory_queues: memory.queues,
             ..RouterStats::default()
         };
         for tx in self.components.values().filter(|tx| !tx.is_disconnected()) {

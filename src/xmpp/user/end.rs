@@ -74,6 +74,7 @@ impl User {
             ctx.cancel_future(t);
         }
         self.shared.gauges.unbound(e.hibernated());
+        self.account();
         let mut leftovers: Vec<(u64, Element)> =
             e.sm.as_mut().map(SmState::drain).unwrap_or_default();
         leftovers.extend(e.spill.drain(..).map(|s| (0, s)));

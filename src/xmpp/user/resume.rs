@@ -49,6 +49,7 @@ impl Handler<Resume> for User {
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
         self.count_router_message(ctx);
         let result = self.resume(msg, ctx);
+        self.account();
         self.report_if_idle(ctx);
         result
     }

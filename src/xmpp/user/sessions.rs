@@ -89,6 +89,7 @@ impl Handler<Bind> for User {
             ack_overdue_sent: false,
             flags: Default::default(),
         });
+        self.account();
         Ok(bound)
     }
 }

@@ -10,6 +10,7 @@ use xmpp_parsers::minidom::Element;
 use super::super::mam::filter::ArchiveFilter;
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
 use super::super::stanza;
+use super::footprint::{self, Footprint};
 use super::gauges::Gauges;
 use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
@@ -72,6 +73,8 @@ pub struct User {
     pub(super) stopping: bool,
     /// Idle, waiting `push_user_idle_time` before reporting it.
     pub(super) linger: Option<SpawnHandle>,
+    /// What this actor last added to the server's memory figures (`account`).
+    pub(super) footprint: Footprint,
     /// The user's push state (registrations, links, held hibernations, publishes
     /// awaiting answers): the push module's machine, run here.
     pub(super) push: PushExecutor,
@@ -110,8 +113,18 @@ impl User {
             detached: false,
             stopping: false,
             linger: None,
+            footprint: Footprint::default(),
             archive_filter: ArchiveFilter::default(),
         }
+    }
+
+    /// Brings this user's share of the server's memory figures up to date; called
+    /// after each change of the sessions or their queues. A missed call is made good
+    /// at the next one (the share is recomputed whole) and at the actor's stop.
+    pub(super) fn account(&mut self) {
+        let now = footprint::of(&self.sessions);
+        self.shared.gauges.footprint(self.footprint, now);
+        self.footprint = now;
     }
 
     pub(super) fn entry_mut(&mut self, id: SessionId) -> Option<&mut Entry> {
@@ -177,5 +190,8 @@ impl Actor for User {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.push.stopped();
+        self.shared
+            .gauges
+            .footprint(self.footprint, Footprint::default());
     }
 }

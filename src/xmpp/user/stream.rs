@@ -77,6 +77,7 @@ impl Handler<ClientAck> for User {
             ctx.cancel_future(t);
         }
         e.ack_overdue_sent = false;
+        self.account();
     }
 }
 
@@ -158,6 +159,7 @@ impl User {
             tracing::info!(user = %self.name, "smacks_max_queue_size reached: session closed");
             e.spill.push(stanza);
             self.end_session(id, EndKind::QueueFull, ctx);
+            self.account();
             return Ok(());
         }
         // Counted: if the socket is gone, the stanza waits in the unacked queue for the
@@ -175,6 +177,7 @@ impl User {
             )));
             e.ack_timer = Some(ctx.run_later(ack_delay, move |act, ctx| act.ack_overdue(id, ctx)));
         }
+        self.account();
         Ok(())
     }
 
