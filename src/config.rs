@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod live;
-pub use live::LiveConfig;
+
+/// The configuration the server runs with, which SIGHUP changes (see `live.rs`).
+pub type LiveConfig = live::Live<Config>;
 
 /// Hard cap on `push_max_devices`: the capacity of the per-user registration list
 /// (a `heapless::Vec`, so a user's registrations never reallocate or grow past it).

@@ -2,43 +2,52 @@
 //! it started with, with the keys a reload applies (`xmpp::reload`) brought to their new
 //! values. The parts that decide with such a key read the handle at the moment they
 //! decide, so a reload reaches them without a restart and without a message to each.
+//!
+//! Generic over what it holds only so that this file needs nothing from `config.rs`
+//! (which names it `LiveConfig`).
 
 use std::sync::{Arc, RwLock};
 
-use super::Config;
+#[derive(Debug)]
+pub struct Live<T>(Arc<RwLock<Arc<T>>>);
 
-#[derive(Debug, Clone)]
-pub struct LiveConfig(Arc<RwLock<Arc<Config>>>);
+// By hand: a derive would ask `T: Clone`, and the value is never cloned, only shared.
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live(self.0.clone())
+    }
+}
 
-impl LiveConfig {
-    pub fn new(cfg: Arc<Config>) -> LiveConfig {
-        LiveConfig(Arc::new(RwLock::new(cfg)))
+impl<T> Live<T> {
+    pub fn new(cfg: Arc<T>) -> Live<T> {
+        Live(Arc::new(RwLock::new(cfg)))
     }
 
     /// The configuration in force now: a read lock and a reference count, cheap enough
     /// for every decision.
-    pub fn get(&self) -> Arc<Config> {
+    pub fn get(&self) -> Arc<T> {
         // A panic while the lock is held stops the process (main's panic hook), so a
         // poisoned lock still holds a whole value.
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Every holder of the handle reads `cfg` from now on.
-    pub fn set(&self, cfg: Config) {
+    pub fn set(&self, cfg: T) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
     }
 }
 
 /// A handle nobody changes: for hosts without SIGHUP (the stand-alone push hub, tests).
-impl From<Arc<Config>> for LiveConfig {
-    fn from(cfg: Arc<Config>) -> Self {
-        LiveConfig::new(cfg)
+impl<T> From<Arc<T>> for Live<T> {
+    fn from(cfg: Arc<T>) -> Self {
+        Live::new(cfg)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, LiveConfig};
 
     #[test]
     fn every_clone_reads_what_was_set_last() {

@@ -519,8 +519,9 @@ impl Handler<GetRouterStats> for Router {
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
         let (connected, hibernated, session_queued) = self.for_users.gauges.read();
         let memory = self.for_users.gauges.memory();
-        // A user actor, its entries in `users` and `routes`, and its mailbox's address.
-        let per_user = user::USER_BYTES
+        // A user actor (its push state included, not its registrations' strings) and
+        // its entries in `users` and `routes`.
+        let per_user = std::mem::size_of::<User>()
             + std::mem::size_of::<(String, Running)>()
             + std::mem::size_of::<(u64, String)>();
         let mut s = RouterStats {

@@ -10,7 +10,6 @@ use std::mem::size_of;
 use xmpp_parsers::minidom::Element;
 
 use super::record::{Entry, Hibernation, Link, Pending};
-use super::state::User;
 
 /// One user's sessions and queues, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,10 +24,6 @@ pub struct Footprint {
     /// unacknowledged queue already, and what CSI holds is chat states and presence.
     pub queues: u64,
 }
-
-/// A user actor's own state, without its sessions (push state included; its
-/// registrations' strings are not counted).
-pub const USER_BYTES: usize = size_of::<User>();
 
 /// The footprint of `sessions`.
 pub(super) fn of(sessions: &[Entry]) -> Footprint {

@@ -32,7 +32,7 @@ pub use archive::{SentArchived, SetArchivePrefs};
 pub use carbons::{CARBONS_NS, Sent, SetCarbons};
 pub use csi::{CSI_NS, SetClientState};
 pub use delivery::Deliver;
-pub use footprint::{Footprint, USER_BYTES};
+pub use footprint::Footprint;
 pub use gauges::Gauges;
 pub use push::{DeleteAccount, PushAnswer, PushIq};
 pub use resume::{Resume, ResumeError, Resumed};
