@@ -949,7 +949,9 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
 
     std::fs::write(
         &b.config,
-        format!("{base}\nc2s_max_connections = 2\npush_max_active_users = 500\n"),
+        format!(
+            "{base}\nc2s_max_connections = 2\npush_max_active_users = 500\noffline_max_messages = 5\n"
+        ),
     )
     .unwrap();
     let _ = Command::new("kill")
@@ -959,6 +961,12 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
         &lines,
         &mut log,
         "SIGHUP: c2s_max_connections 10 -> 2 (applied)",
+    );
+    // The other limits are applied the same way (their effect: tests/host/reload.rs).
+    wait_for_line(
+        &lines,
+        &mut log,
+        "SIGHUP: offline_max_messages 1000 -> 5 (applied)",
     );
     let restart = wait_for_line(&lines, &mut log, "next restart");
     assert!(restart.contains("push_max_active_users"), "{restart}");

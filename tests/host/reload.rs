@@ -2,6 +2,8 @@
 //! again): each lowered or changed limit is in force for the next decision it takes part
 //! in, without a restart.
 
+use std::time::Duration;
+
 use cloud_notify::config::Config;
 use cloud_notify::xmpp::server::Reloaded;
 
@@ -142,4 +144,41 @@ async fn a_restart_key_is_named_and_not_applied() {
     let done = t.server.as_ref().expect("running").reload(&cfg, true);
     assert!(done.applied.is_empty(), "{:?}", done.applied);
     assert_eq!(done.restart, ["store_cache_size"]);
+}
+
+/// `s2s_max_connections` also bounds the outbound links: lowered to one while a link
+/// to b.localhost is open (connecting to a peer that never answers), a stanza for a
+/// second domain bounces at once instead of opening another link.
+#[actix_rt::test]
+async fn a_lowered_s2s_max_connections_bounds_the_next_outbound_link() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = silent.local_addr().unwrap();
+    let t = TestServer::start(|c| {
+        c.s2s_hosts = [
+            ("b.localhost".to_string(), peer),
+            ("c.localhost".to_string(), peer),
+        ]
+        .into_iter()
+        .collect();
+    })
+    .await;
+    reload(&t, "s2s_max_connections", |c| c.s2s_max_connections = 1);
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' id='b1' to='x@b.localhost'><body>1</body></message>")
+        .await;
+    // The link to b.localhost is open (its connection accepted, never answered).
+    let (_held, _) = tokio::time::timeout(Duration::from_secs(10), silent.accept())
+        .await
+        .expect("the link to b.localhost connects")
+        .unwrap();
+    romeo
+        .send("<message type='chat' id='c1' to='y@c.localhost'><body>2</body></message>")
+        .await;
+    let bounce = tokio::time::timeout(Duration::from_secs(10), romeo.next())
+        .await
+        .expect("bounced at once, not after s2s_timeout");
+    assert_eq!(bounce.attr("id"), Some("c1"), "{}", String::from(&bounce));
+    assert_eq!(bounce.attr("type"), Some("error"));
+    assert!(String::from(&bounce).contains("resource-constraint"));
 }
