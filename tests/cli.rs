@@ -866,7 +866,7 @@ fn push_list_remove_and_status_while_the_server_runs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines.len(), 7, "{out}");
     assert!(
         lines[0].starts_with(&format!(
             "cloud-notify {} is running (pid {})",
@@ -887,6 +887,12 @@ fn push_list_remove_and_status_while_the_server_runs() {
     );
     assert!(
         lines[5].starts_with("memory:         ") && lines[5].contains(" MiB resident (VmRSS; "),
+        "{out}"
+    );
+    // No session: nothing in sessions or queues; the user actors in memory count.
+    assert!(
+        lines[6].starts_with("memory by kind: users ")
+            && lines[6].ends_with(", sessions 0.0 KiB, queues 0.0 KiB (estimates)"),
         "{out}"
     );
     let _ = Command::new("kill").arg(server.id().to_string()).status();
