@@ -182,3 +182,59 @@ async fn a_lowered_s2s_max_connections_bounds_the_next_outbound_link() {
     assert_eq!(bounce.attr("type"), Some("error"));
     assert!(String::from(&bounce).contains("resource-constraint"));
 }
+
+#[actix_rt::test]
+async fn the_placeholder_body_and_the_sender_change_for_the_next_publish() {
+    let (t, mut app, mut romeo) =
+        offline_setup(&["n1"], |c| c.push_notification_with_body = false).await;
+    reload(&t, "push_notification_important_body", |c| {
+        c.push_notification_important_body = "Wake up".into();
+        c.push_notification_with_sender = true;
+    });
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>hidden</body></message>")
+        .await;
+    let p = app.next().await;
+    assert_eq!(body_of(&p).as_deref(), Some("Wake up"));
+    assert!(
+        String::from(&p).contains("romeo@localhost/desk"),
+        "the sender: {}",
+        String::from(&p)
+    );
+}
+
+/// B57 with the extended hold shortened at run time: a push-linked session that
+/// hibernates after the reload is held for the new `push_max_hibernation_timeout`.
+#[actix_rt::test]
+async fn a_shortened_push_max_hibernation_timeout_holds_the_next_hibernation_less() {
+    let t = TestServer::start(|c| {
+        c.push_batch_window = Duration::from_millis(100);
+        c.smacks_hibernation_time = Duration::from_secs(1);
+        c.push_max_hibernation_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut app = super::client::Component::connect(&t).await;
+    let mut tablet = t.login("juliet", "tablet").await;
+    enable_push(&mut tablet, "n2").await;
+    tablet.close().await;
+    let mut phone = t.login("juliet", "phone").await;
+    enable_sm(&mut phone).await;
+    enable_push(&mut phone, "n1").await;
+    phone.send("<presence/>").await;
+    reload(&t, "push_max_hibernation_timeout", |c| {
+        c.push_max_hibernation_timeout = Duration::from_secs(2)
+    });
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost/phone'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        .await;
+    phone.until("message").await;
+    phone.drop_connection().await;
+    let dropped = std::time::Instant::now();
+    let first = app.next().await; // the hibernation-start push, unimportant
+    assert_eq!(node_of(&first).as_deref(), Some("n1"));
+    // The offline fallback at the hold's end: after 2 s, long before 60 s.
+    let second = app.next().await;
+    assert_eq!(node_of(&second).as_deref(), Some("n2"));
+    assert!(dropped.elapsed() >= Duration::from_secs(2), "held");
+}
