@@ -172,6 +172,11 @@ impl SmState {
         self.queue.len()
     }
 
+    /// The most unacknowledged stanzas kept.
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
+    }
+
     /// The unacknowledged stanzas' serialized bytes.
     pub fn unacked_bytes(&self) -> usize {
         self.queued_bytes

@@ -18,6 +18,10 @@ use crate::config::{Config, LiveConfig};
 use crate::push::{PushExecutor, PushLinks, SessionId};
 use crate::store::Store;
 
+/// Room in a socket's channel past the unacked queue's bound, for nonzas (`<r/>`, the
+/// stream's close).
+pub(super) const NONZA_ROOM: usize = 8;
+
 /// Resources per user; past it a bind is refused with `resource-constraint`.
 pub const MAX_RESOURCES: usize = 32;
 
@@ -145,11 +149,13 @@ impl User {
         self.sessions.iter().position(|e| e.id == id)
     }
 
-    /// A new connection for a session: the socket task's channel and counter.
-    pub(super) fn new_socket(&mut self) -> (Socket, flume::Receiver<ToSocket>) {
+    /// A new connection for a session whose unacked queue holds up to `sm_queue`
+    /// stanzas: the socket task's channel and counter.
+    pub(super) fn new_socket(&mut self, sm_queue: usize) -> (Socket, flume::Receiver<ToSocket>) {
         // Sized for stream management, whose own bound (the unacked queue) is reached
         // first; a session without it counts as full at SESSION_CHANNEL (delivery.rs).
-        let cap = SESSION_CHANNEL.max(self.shared.live.get().smacks_max_queue_size + 8);
+        // The room left for nonzas is what `EnableSm` subtracts again.
+        let cap = SESSION_CHANNEL.max(sm_queue + NONZA_ROOM);
         let (tx, rx) = flume::bounded(cap);
         self.next_conn += 1;
         let socket = Socket {
