@@ -238,3 +238,21 @@ async fn a_shortened_push_max_hibernation_timeout_holds_the_next_hibernation_les
     assert_eq!(node_of(&second).as_deref(), Some("n2"));
     assert!(dropped.elapsed() >= Duration::from_secs(2), "held");
 }
+
+/// A lowered `push_max_devices` applies at the next enable: the registration enabled
+/// longest ago makes room (D4), so the next message publishes only to the new one.
+#[actix_rt::test]
+async fn a_lowered_push_max_devices_evicts_at_the_next_enable() {
+    let (t, mut app, mut romeo) = offline_setup(&["n1"], |_| {}).await;
+    reload(&t, "push_max_devices", |c| c.push_max_devices = 1);
+    let mut juliet = t.login("juliet", "laptop").await;
+    enable_push(&mut juliet, "n2").await;
+    juliet.close().await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>after</body></message>")
+        .await;
+    let p = app.next().await;
+    assert_eq!(node_of(&p).as_deref(), Some("n2"));
+    app.answer_result(&p).await;
+    app.expect_nothing_before_ping(&t).await;
+}
