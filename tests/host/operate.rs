@@ -566,3 +566,42 @@ async fn memory_by_kind_follows_the_queued_stanzas_and_returns_when_the_session_
     );
     romeo.close().await;
 }
+
+/// A lowered `push_max_pending_publishes` (SIGHUP) applies at the next publish: with one
+/// publish unanswered, the next gives it up, counted as a timeout.
+#[actix_rt::test]
+async fn a_reloaded_push_max_pending_publishes_gives_up_on_the_oldest_at_the_next_publish() {
+    let t = TestServer::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    juliet.close().await;
+    let mut lowered = t.cfg.clone();
+    lowered.push_max_pending_publishes = 1;
+    let done = t.server.as_ref().unwrap().reload(&lowered, true);
+    assert!(
+        done.applied
+            .iter()
+            .any(|a| a.key == "push_max_pending_publishes")
+    );
+    let mut romeo = t.login("romeo", "desk").await;
+    for id in ["m1", "m2"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost' id='{id}'><body>hi</body></message>"
+            ))
+            .await;
+        // Left unanswered.
+        app.next().await;
+    }
+    let timeout =
+        "cloud_notify_push_publishes_total{outcome=\"timeout\",app_server=\"push.localhost\"}";
+    scrape_until(addr, "the first publish given up", |m| {
+        get(m, timeout) == 1.0
+    })
+    .await;
+}
