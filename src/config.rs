@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod live;
+
+/// The configuration the server runs with, which SIGHUP changes (see `live.rs`).
+pub type LiveConfig = live::Live<Config>;
+
 /// Hard cap on `push_max_devices`: the capacity of the per-user registration list
 /// (a `heapless::Vec`, so a user's registrations never reallocate or grow past it).
 pub const MAX_DEVICES_CAP: usize = 16;

@@ -412,10 +412,10 @@ impl Signals {
     }
 }
 
-/// SIGHUP: the configuration file is read again; the log filter, the certificate and
-/// the client connection quotas take the new values at once, each change logged with its
-/// old and new value, and whatever else changed is named (it applies at the next
-/// restart). A file that no longer parses changes nothing.
+/// SIGHUP: the configuration file is read again; the log filter, the certificate, the
+/// connection quotas and the limits `xmpp::reload` lists take the new values at once,
+/// each change logged with its old and new value, and whatever else changed is named (it
+/// applies at the next restart). A file that no longer parses changes nothing.
 fn reload(server: &cloud_notify::xmpp::server::Server, path: Option<&PathBuf>, log: &LogFilter) {
     let cfg = match load_config(path) {
         Ok(cfg) => cfg,

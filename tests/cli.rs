@@ -615,7 +615,7 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
     // The files are replaced (a renewal), and a setting that needs a restart changes.
     std::fs::copy(b.dir.path().join("two.crt"), b.dir.path().join("one.crt")).unwrap();
     std::fs::copy(b.dir.path().join("two.key"), b.dir.path().join("one.key")).unwrap();
-    std::fs::write(&b.config, format!("{base}push_max_errors = 3\n")).unwrap();
+    std::fs::write(&b.config, format!("{base}push_max_active_users = 500\n")).unwrap();
     let _ = Command::new("kill")
         .args(["-HUP", &server.id().to_string()])
         .status();
@@ -624,7 +624,7 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
         let line = lines
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("the reload is logged");
-        saw_restart_note |= line.contains("next restart") && line.contains("push_max_errors");
+        saw_restart_note |= line.contains("next restart") && line.contains("push_max_active_users");
         if line.contains("SIGHUP: certificate reloaded") {
             break;
         }
@@ -634,7 +634,7 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
         .recv_timeout(std::time::Duration::from_secs(20))
         .unwrap_or_default();
     assert!(
-        saw_restart_note || restart_note.contains("push_max_errors"),
+        saw_restart_note || restart_note.contains("push_max_active_users"),
         "{restart_note}"
     );
     assert!(server.try_wait().unwrap().is_none(), "still running");
@@ -866,7 +866,7 @@ fn push_list_remove_and_status_while_the_server_runs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines.len(), 7, "{out}");
     assert!(
         lines[0].starts_with(&format!(
             "cloud-notify {} is running (pid {})",
@@ -887,6 +887,12 @@ fn push_list_remove_and_status_while_the_server_runs() {
     );
     assert!(
         lines[5].starts_with("memory:         ") && lines[5].contains(" MiB resident (VmRSS; "),
+        "{out}"
+    );
+    // No session: nothing in sessions or queues; the user actors in memory count.
+    assert!(
+        lines[6].starts_with("memory by kind: users ")
+            && lines[6].ends_with(", sessions 0.0 KiB, queues 0.0 KiB (estimates)"),
         "{out}"
     );
     let _ = Command::new("kill").arg(server.id().to_string()).status();
@@ -949,7 +955,9 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
 
     std::fs::write(
         &b.config,
-        format!("{base}\nc2s_max_connections = 2\npush_max_errors = 3\n"),
+        format!(
+            "{base}\nc2s_max_connections = 2\npush_max_active_users = 500\noffline_max_messages = 5\n"
+        ),
     )
     .unwrap();
     let _ = Command::new("kill")
@@ -960,8 +968,14 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
         &mut log,
         "SIGHUP: c2s_max_connections 10 -> 2 (applied)",
     );
+    // The other limits are applied the same way (their effect: tests/host/reload.rs).
+    wait_for_line(
+        &lines,
+        &mut log,
+        "SIGHUP: offline_max_messages 1000 -> 5 (applied)",
+    );
     let restart = wait_for_line(&lines, &mut log, "next restart");
-    assert!(restart.contains("push_max_errors"), "{restart}");
+    assert!(restart.contains("push_max_active_users"), "{restart}");
     assert!(
         !restart.contains("c2s_max_connections"),
         "an applied key is not also waiting for a restart: {restart}"

@@ -30,6 +30,10 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
 pub(super) fn format_status(s: &ServerStatus) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cloud-notify {} is running (pid {})", s.version, s.pid);
@@ -76,6 +80,14 @@ pub(super) fn format_status(s: &ServerStatus) -> String {
             )
         )
     );
+    let k = &s.memory_by_kind;
+    let _ = writeln!(
+        out,
+        "memory by kind: users {}, sessions {}, queues {} (estimates)",
+        kib(k.users),
+        kib(k.sessions),
+        kib(k.queues)
+    );
     out
 }
 
@@ -83,7 +95,7 @@ pub(super) fn format_status(s: &ServerStatus) -> String {
 mod tests {
     use super::*;
     use crate::metrics::HourCounts;
-    use crate::metrics::snapshot::ProcessMemory;
+    use crate::metrics::snapshot::{MemoryByKind, ProcessMemory};
 
     #[test]
     fn status_reads_as_documented() {
@@ -107,6 +119,11 @@ mod tests {
                 anonymous: 1 << 20,
                 file: 9 << 20,
             }),
+            memory_by_kind: MemoryByKind {
+                users: 4 << 10,
+                sessions: 2560,
+                queues: 0,
+            },
         };
         let text = format_status(&s);
         assert_eq!(
@@ -116,7 +133,8 @@ mod tests {
              sessions:       3 connected, 5 hibernated\n\
              registrations:  12 (accounts: 10; users with push state in memory: 4)\n\
              publishes, last hour: 40 success, 2 error, 1 timeout\n\
-             memory:         10.0 MiB resident (VmRSS; 1.0 MiB anonymous, 9.0 MiB file-backed)\n"
+             memory:         10.0 MiB resident (VmRSS; 1.0 MiB anonymous, 9.0 MiB file-backed)\n\
+             memory by kind: users 4.0 KiB, sessions 2.5 KiB, queues 0.0 KiB (estimates)\n"
         );
     }
 }

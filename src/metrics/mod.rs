@@ -142,6 +142,7 @@ pub struct Metrics {
     pub(crate) push_users: Gauge,
     pub(crate) queued: Family<QueueLabels, Gauge>,
     pub(crate) memory: Family<KindLabels, Gauge>,
+    pub(crate) memory_by_kind: Family<KindLabels, Gauge>,
     pub(crate) uptime: Gauge,
 }
 
@@ -236,6 +237,13 @@ impl Metrics {
             Unit::Bytes,
             memory.clone(),
         );
+        let memory_by_kind = Family::<KindLabels, Gauge>::default();
+        registry.register_with_unit(
+            "memory",
+            "Estimated memory by what holds it: users (user actors with their push state), sessions (session records), queues (stanzas waiting for sessions: unacknowledged, held for inactive clients, queued while hibernated); from sizes and counts, not measured",
+            Unit::Bytes,
+            memory_by_kind.clone(),
+        );
         let uptime = Gauge::default();
         registry.register_with_unit(
             "uptime",
@@ -265,6 +273,7 @@ impl Metrics {
             push_users,
             queued,
             memory,
+            memory_by_kind,
             uptime,
         }
     }

@@ -32,6 +32,20 @@ pub struct ProcessMemory {
     pub file: u64,
 }
 
+/// Estimated memory by what holds it (bytes), from the sizes and counts its owners
+/// know (`xmpp::user::Footprint`): not measured, and not all of the heap (the store's
+/// cache, buffers of connections and of server-to-server links are elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryByKind {
+    /// User actors in memory, with their push state.
+    pub users: u64,
+    /// Session records, connected and hibernated.
+    pub sessions: u64,
+    /// Stanzas waiting for sessions: unacknowledged, held for inactive clients, queued
+    /// while hibernated.
+    pub queues: u64,
+}
+
 /// What `cloud-notify status` shows. Sent over the admin socket (postcard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStatus {
@@ -49,6 +63,7 @@ pub struct ServerStatus {
     pub publishes_last_hour: HourCounts,
     /// `None` where `/proc/self/status` cannot be read.
     pub memory: Option<ProcessMemory>,
+    pub memory_by_kind: MemoryByKind,
 }
 
 impl ServerStatus {
@@ -139,6 +154,18 @@ pub async fn gather(s: &Sources) -> ServerStatus {
             set(&m.memory.get_or_create(&KindLabels { kind }), v);
         }
     }
+    let by_kind = MemoryByKind {
+        users: router.memory_users,
+        sessions: router.memory_sessions,
+        queues: router.memory_queues,
+    };
+    for (kind, v) in [
+        ("users", by_kind.users),
+        ("sessions", by_kind.sessions),
+        ("queues", by_kind.queues),
+    ] {
+        set(&m.memory_by_kind.get_or_create(&KindLabels { kind }), v);
+    }
     let uptime = m.uptime();
     set(&m.uptime, uptime.as_secs());
     ServerStatus {
@@ -156,6 +183,7 @@ pub async fn gather(s: &Sources) -> ServerStatus {
         push_users_in_memory: push_users as u64,
         publishes_last_hour: m.last_hour(),
         memory,
+        memory_by_kind: by_kind,
     }
 }
 

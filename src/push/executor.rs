@@ -25,7 +25,7 @@ use super::interface::{
 };
 use super::machine::{Clock, Effect, Event, Metric, PushMachine, Reply, RequestId};
 use super::protocol::{self, PushCommand};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::metrics::Metrics;
 use crate::store::{StoreClient, StoreError, Write};
 
@@ -78,6 +78,9 @@ pub struct PushLinks {
 pub struct PushExecutor {
     user: String,
     machine: PushMachine,
+    /// Handed to the machine before each event: a host that reloads its configuration
+    /// changes it here.
+    live: LiveConfig,
     links: Arc<PushLinks>,
     /// The machine's timers, behind one runtime timer for the earliest (`wake`).
     deadlines: Deadlines,
@@ -89,16 +92,20 @@ pub struct PushExecutor {
 
 impl PushExecutor {
     /// `route` goes into every publish id, so the host can bring an app server's answer
-    /// back to this user (see [`publish::route_of`](super::publish::route_of)).
+    /// back to this user (see [`publish::route_of`](super::publish::route_of)). `cfg`: an
+    /// `Arc<Config>` for a configuration that never changes, or the host's
+    /// [`LiveConfig`].
     pub fn new(
         user: String,
         user_jid: BareJid,
-        cfg: Arc<Config>,
+        cfg: impl Into<LiveConfig>,
         links: Arc<PushLinks>,
         route: u64,
     ) -> PushExecutor {
+        let live = cfg.into();
         PushExecutor {
-            machine: PushMachine::new(user.clone(), user_jid, cfg, route),
+            machine: PushMachine::new(user.clone(), user_jid, live.get(), route),
+            live,
             user,
             links,
             deadlines: Deadlines::default(),
@@ -110,6 +117,12 @@ impl PushExecutor {
 
     pub fn machine(&self) -> &PushMachine {
         &self.machine
+    }
+
+    /// The machine, with the configuration in force now (SIGHUP may have changed it).
+    fn current(&mut self) -> &mut PushMachine {
+        self.machine.set_config(self.live.get());
+        &mut self.machine
     }
 
     fn request_id(&mut self) -> RequestId {
@@ -137,7 +150,7 @@ impl PushExecutor {
 
     /// Feeds one event and executes its effects.
     pub fn feed<A: PushActor>(act: &mut A, event: Event, ctx: &mut Context<A>) -> Ran {
-        let effects = act.push().machine.handle(clock(), event);
+        let effects = act.push().current().handle(clock(), event);
         Self::run(act, effects, ctx)
     }
 
@@ -409,7 +422,10 @@ impl PushExecutor {
     /// The writes are queued at the store before this returns, so a store `Close` sent
     /// afterwards commits them.
     pub fn unload<A: PushActor>(act: &mut A, flush: bool, ctx: &mut Context<A>) {
-        let effects = act.push().machine.handle(clock(), Event::Unload { flush });
+        let effects = act
+            .push()
+            .current()
+            .handle(clock(), Event::Unload { flush });
         let (writes, rest): (Vec<Effect>, Vec<Effect>) = effects
             .into_iter()
             .partition(|e| matches!(e, Effect::Write { .. }));
@@ -434,7 +450,10 @@ impl PushExecutor {
     /// this returns (like [`unload`](Self::unload) with `flush`, which has no other
     /// effect, so no actor context is needed). The machine stays as it is.
     pub fn flush_ledger(&mut self) {
-        for effect in self.machine.handle(clock(), Event::Unload { flush: true }) {
+        for effect in self
+            .current()
+            .handle(clock(), Event::Unload { flush: true })
+        {
             if let Effect::Write {
                 changes, durable, ..
             } = effect

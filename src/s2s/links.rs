@@ -118,7 +118,7 @@ impl Links {
     }
 
     fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
-        if self.links.len() >= self.shared.cfg.s2s_max_connections {
+        if self.links.len() >= self.shared.live.get().s2s_max_connections {
             return None;
         }
         let (tx, rx) = flume::bounded(self.shared.cfg.s2s_queue_size);
@@ -215,7 +215,7 @@ impl Links {
             .get(key)
             .map_or(FIRST_BACKOFF, |f| (f.backoff * 2).min(MAX_BACKOFF));
         if !self.failed.contains_key(key)
-            && self.failed.len() >= self.shared.cfg.s2s_max_connections
+            && self.failed.len() >= self.shared.live.get().s2s_max_connections
         {
             // Bounded: the entry that would expire first makes room.
             if let Some(k) = self

@@ -33,13 +33,15 @@ use std::sync::Arc;
 
 use actix::Recipient;
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::push::AppServerResponse;
 use crate::xmpp::route::Route;
 
 /// What every link and inbound stream needs.
 pub struct Shared {
     pub cfg: Arc<Config>,
+    /// What the server runs with now (SIGHUP): `s2s_max_connections` is read here.
+    pub live: LiveConfig,
     /// Our certificate, for inbound STARTTLS.
     pub tls_server: Arc<rustls::ServerConfig>,
     /// Our certificate with ALPN `xmpp-server`, for `s2s_direct_tls_listen`.

@@ -1,20 +1,87 @@
-//! What SIGHUP can change in a running server. The configuration is shared as one
-//! immutable value by every part, so only the settings read through a handle that can
-//! change are applied at once: the log filter, the certificate files and the client
-//! connection quotas. Every other changed key is named and waits for a restart.
+//! What SIGHUP can change in a running server. The parts read the configuration either
+//! once, as they start (listen addresses, the data directory, the store's sizes: those
+//! wait for a restart), or through a handle that can change: the log filter, the
+//! certificate, the connection quotas, and the [`LiveConfig`](crate::config::LiveConfig)
+//! that the owners of the other limits read when they decide. This decides which keys of
+//! a new file the running configuration takes; every other changed key is named and
+//! waits for a restart.
 
 use crate::config::Config;
 
-/// The keys SIGHUP applies at once.
-pub const LIVE_KEYS: &[&str] = &[
-    "log_level",
-    "tls_certificate",
-    "tls_key",
-    "c2s_max_connections",
-    "c2s_max_connections_per_ip",
-    "c2s_max_unauthenticated",
-    "s2s_max_connections_per_ip",
+/// Copies one key from the file into the running configuration.
+type Take = fn(&mut Config, &Config);
+
+/// The limits SIGHUP applies at once, besides the log level and the certificate, with
+/// when each change reaches what it bounds:
+const LIMITS: &[(&str, Take)] = &[
+    // The next connection (`admission`).
+    ("c2s_max_connections", |r, n| {
+        r.c2s_max_connections = n.c2s_max_connections
+    }),
+    ("c2s_max_connections_per_ip", |r, n| {
+        r.c2s_max_connections_per_ip = n.c2s_max_connections_per_ip
+    }),
+    ("c2s_max_unauthenticated", |r, n| {
+        r.c2s_max_unauthenticated = n.c2s_max_unauthenticated
+    }),
+    ("s2s_max_connections_per_ip", |r, n| {
+        r.s2s_max_connections_per_ip = n.s2s_max_connections_per_ip
+    }),
+    // The next inbound connection and the next outbound link; open ones stay.
+    ("s2s_max_connections", |r, n| {
+        r.s2s_max_connections = n.s2s_max_connections
+    }),
+    // The next message stored offline; what is stored stays.
+    ("offline_max_messages", |r, n| {
+        r.offline_max_messages = n.offline_max_messages
+    }),
+    ("offline_max_bytes", |r, n| {
+        r.offline_max_bytes = n.offline_max_bytes
+    }),
+    // Sessions that enable stream management from now on (a session's queue is sized
+    // when it is enabled).
+    ("smacks_max_queue_size", |r, n| {
+        r.smacks_max_queue_size = n.smacks_max_queue_size
+    }),
+    // The next stanza held for an inactive client.
+    ("csi_queue_size", |r, n| r.csi_queue_size = n.csi_queue_size),
+    // The push machines, at their next event (the user actor's executor hands them the
+    // running configuration).
+    ("push_max_errors", |r, n| {
+        r.push_max_errors = n.push_max_errors
+    }),
+    ("push_max_devices", |r, n| {
+        r.push_max_devices = n.push_max_devices
+    }),
+    ("push_max_hibernation_timeout", |r, n| {
+        r.push_max_hibernation_timeout = n.push_max_hibernation_timeout
+    }),
+    ("push_max_filter_jids", |r, n| {
+        r.push_max_filter_jids = n.push_max_filter_jids
+    }),
+    ("push_max_pending_publishes", |r, n| {
+        r.push_max_pending_publishes = n.push_max_pending_publishes
+    }),
+    ("push_notification_with_body", |r, n| {
+        r.push_notification_with_body = n.push_notification_with_body
+    }),
+    ("push_notification_with_sender", |r, n| {
+        r.push_notification_with_sender = n.push_notification_with_sender
+    }),
+    ("push_notification_important_body", |r, n| {
+        r.push_notification_important_body = n.push_notification_important_body.clone()
+    }),
+    ("push_encrypted_with_body", |r, n| {
+        r.push_encrypted_with_body = n.push_encrypted_with_body
+    }),
 ];
+
+/// The keys SIGHUP applies at once.
+pub fn live_keys() -> impl Iterator<Item = &'static str> {
+    ["log_level", "tls_certificate", "tls_key"]
+        .into_iter()
+        .chain(LIMITS.iter().map(|(key, _)| *key))
+}
 
 /// One setting changed in the running server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +97,14 @@ pub struct Applied {
 pub struct Taken {
     pub certificate: bool,
     pub log_filter: bool,
+}
+
+/// `key`'s value as the file writes it (`check`'s output), for the log.
+fn value_of(cfg: &str, key: &str) -> String {
+    cfg.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Brings the live keys of `running` (what the server runs with) to their value in
@@ -70,33 +145,12 @@ pub fn apply(running: &mut Config, new: &Config, taken: Taken) -> Vec<Applied> {
             running.tls_key = new.tls_key.clone();
         }
     }
-    let mut count = |key, old: &mut usize, new: usize| {
-        if take(key, old.to_string(), new.to_string()) {
-            *old = new;
+    let (old_text, new_text) = (running.to_string(), new.to_string());
+    for (key, copy) in LIMITS {
+        if take(key, value_of(&old_text, key), value_of(&new_text, key)) {
+            copy(running, new);
         }
-    };
-    count(
-        "c2s_max_connections",
-        &mut running.c2s_max_connections,
-        new.c2s_max_connections,
-    );
-    count(
-        "c2s_max_connections_per_ip",
-        &mut running.c2s_max_connections_per_ip,
-        new.c2s_max_connections_per_ip,
-    );
-    count(
-        "c2s_max_unauthenticated",
-        &mut running.c2s_max_unauthenticated,
-        new.c2s_max_unauthenticated,
-    );
-    // (`s2s_max_connections` also bounds the outbound links, which read it at start:
-    // it is not one of these.)
-    count(
-        "s2s_max_connections_per_ip",
-        &mut running.s2s_max_connections_per_ip,
-        new.s2s_max_connections_per_ip,
-    );
+    }
     applied
 }
 
@@ -116,6 +170,7 @@ mod tests {
             c2s_max_connections: 500,
             log_level: "debug".into(),
             push_max_errors: 3,
+            data_dir: "/elsewhere".into(),
             ..Config::default()
         };
         let applied = apply(&mut running, &new, ALL);
@@ -132,12 +187,18 @@ mod tests {
                     old: Config::default().c2s_max_connections.to_string(),
                     new: "500".into()
                 },
+                Applied {
+                    key: "push_max_errors",
+                    old: Config::default().push_max_errors.to_string(),
+                    new: "3".into()
+                },
             ]
         );
         assert_eq!(running.c2s_max_connections, 500);
+        assert_eq!(running.push_max_errors, 3);
         assert_eq!(
-            running.push_max_errors,
-            Config::default().push_max_errors,
+            running.data_dir,
+            Config::default().data_dir,
             "a restart key keeps its running value"
         );
     }
@@ -168,8 +229,54 @@ mod tests {
 
     #[test]
     fn every_live_key_is_a_configuration_key() {
-        for key in LIVE_KEYS {
-            assert!(crate::config::KEYS.contains(key), "{key}");
+        for key in live_keys() {
+            assert!(crate::config::KEYS.contains(&key), "{key}");
         }
+    }
+
+    /// Each limit is copied into its own field: after applying a file where every live
+    /// key differs, nothing is left to apply and nothing else changed.
+    #[test]
+    fn every_limit_reaches_its_own_field() {
+        let changed = Config {
+            c2s_max_connections: 1,
+            c2s_max_connections_per_ip: 1,
+            c2s_max_unauthenticated: 1,
+            s2s_max_connections_per_ip: 1,
+            s2s_max_connections: 1,
+            offline_max_messages: 1,
+            offline_max_bytes: 1,
+            smacks_max_queue_size: 1,
+            csi_queue_size: 1,
+            push_max_errors: 1,
+            push_max_devices: 1,
+            push_max_hibernation_timeout: std::time::Duration::from_secs(1),
+            push_max_filter_jids: 1,
+            push_max_pending_publishes: 1,
+            push_notification_with_body: !Config::default().push_notification_with_body,
+            push_notification_with_sender: !Config::default().push_notification_with_sender,
+            push_notification_important_body: "changed".into(),
+            push_encrypted_with_body: !Config::default().push_encrypted_with_body,
+            ..Config::default()
+        };
+        let mut running = Config::default();
+        let applied = apply(&mut running, &changed, ALL);
+        let keys: Vec<&str> = applied.iter().map(|a| a.key).collect();
+        assert_eq!(keys, LIMITS.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        assert_eq!(running, changed);
+        assert!(apply(&mut running, &changed, ALL).is_empty());
+    }
+
+    #[test]
+    fn a_value_is_read_as_the_file_writes_it() {
+        let text = Config {
+            push_max_hibernation_timeout: std::time::Duration::from_secs(90),
+            ..Config::default()
+        }
+        .to_string();
+        assert_eq!(value_of(&text, "push_max_hibernation_timeout"), "90");
+        assert_eq!(value_of(&text, "push_max_errors"), "16");
+        // A key that is another's prefix is not taken for it.
+        assert_eq!(value_of(&text, "push_max"), "");
     }
 }

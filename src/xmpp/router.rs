@@ -19,7 +19,7 @@ use super::user::{
     self, Bind, BindAnswer, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
     ResumeError, StopIfIdle, User, UserIdle,
 };
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::metrics::Metrics;
 use crate::push::{PushLinks, RoutePublish, SessionId};
 use crate::store::Store;
@@ -65,8 +65,10 @@ pub struct Router {
 
 impl Router {
     /// Made inside `Router::create`: the user actors are given the router's address.
+    /// `live`: the configuration SIGHUP changes; the router itself runs with the one it
+    /// started with.
     pub fn new(
-        cfg: Arc<Config>,
+        live: LiveConfig,
         store: Addr<Store>,
         metrics: Arc<Metrics>,
         ctx: &mut Context<Self>,
@@ -76,8 +78,10 @@ impl Router {
             router: ctx.address().recipient(),
             metrics,
         });
+        let cfg = live.get();
         let for_users = user::Shared {
             cfg: cfg.clone(),
+            live,
             push,
             store,
             route: ctx.address().recipient(),
@@ -514,11 +518,20 @@ impl Handler<GetRouterStats> for Router {
 
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
         let (connected, hibernated, session_queued) = self.for_users.gauges.read();
+        let memory = self.for_users.gauges.memory();
+        // A user actor (its push state included, not its registrations' strings) and
+        // its entries in `users` and `routes`.
+        let per_user = std::mem::size_of::<User>()
+            + std::mem::size_of::<(String, Running)>()
+            + std::mem::size_of::<(u64, String)>();
         let mut s = RouterStats {
             connected,
             hibernated,
             session_queued,
             users: self.users.len() as u64,
+            memory_users: (self.users.len() * per_user) as u64,
+            memory_sessions: memory.sessions,
+            memory_queues: memory.queues,
             ..RouterStats::default()
         };
         for tx in self.components.values().filter(|tx| !tx.is_disconnected()) {

@@ -14,7 +14,7 @@ use super::reload::{self, Applied, Taken};
 use super::route::UseS2s;
 use super::router::{EndAllSessions, Router};
 use super::{c2s, component, connection, tls};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
 use crate::s2s;
@@ -65,6 +65,8 @@ pub struct Server {
     /// What the running server runs with: what it was started with, and the keys SIGHUP
     /// has applied since. Compared with the file at the next SIGHUP.
     running: std::sync::Mutex<Config>,
+    /// `running`, as the owners of the limits SIGHUP applies read it.
+    live: LiveConfig,
     certificates: Arc<tls::Certificates>,
     /// The client connection quotas, shared with the accept loops.
     admission: Admission,
@@ -103,8 +105,9 @@ impl Server {
         let direct_tls = tls::server_config_with(certificates.clone(), Some(b"xmpp-client"))?;
         let mut listeners = Listeners::bind(&cfg).await?;
         let admission = Admission::new(&cfg);
+        let live = LiveConfig::new(cfg.clone());
         let router =
-            Router::create(|ctx| Router::new(cfg.clone(), store.clone(), metrics.clone(), ctx));
+            Router::create(|ctx| Router::new(live.clone(), store.clone(), metrics.clone(), ctx));
         let mut decoy_secret = [0u8; 32];
         let _ = getrandom::fill(&mut decoy_secret);
         let (stop, stopped) = watch::channel(false);
@@ -124,7 +127,7 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
-        let s2s_shared = start_s2s(&cfg, &certificates, &router, &stopped)?;
+        let s2s_shared = start_s2s(&live, &certificates, &router, &stopped)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -163,6 +166,7 @@ impl Server {
             stop,
             data_dir: cfg.data_dir.clone(),
             running: std::sync::Mutex::new((*cfg).clone()),
+            live,
             certificates,
             admission,
             s2s_admission,
@@ -170,10 +174,11 @@ impl Server {
     }
 
     /// SIGHUP: the certificate is read again and used from the next TLS handshake on
-    /// (a failure keeps the one in use); the client and the inbound server-to-server
-    /// connection quotas take their new values for the next connection (see [`reload`]). `log_filter` says whether the
-    /// caller could apply `log_level`. The other settings that differ from what the
-    /// server runs with are named; they take effect at the next restart.
+    /// (a failure keeps the one in use); the connection quotas take their new values for
+    /// the next connection, and the other limits [`reload`] names for the next decision
+    /// each takes part in (through the [`LiveConfig`] their owners read). `log_filter`
+    /// says whether the caller could apply `log_level`. The other settings that differ
+    /// from what the server runs with are named; they take effect at the next restart.
     pub fn reload(&self, new: &Config, log_filter: bool) -> Reloaded {
         let certificate = self.certificates.reload(new);
         let taken = Taken {
@@ -184,6 +189,9 @@ impl Server {
         let applied = reload::apply(&mut running, new, taken);
         self.admission.set_quotas(Quotas::c2s(&running));
         self.s2s_admission.set_quotas(Quotas::s2s(&running));
+        if !applied.is_empty() {
+            self.live.set(running.clone());
+        }
         Reloaded {
             certificate,
             applied,
@@ -261,11 +269,12 @@ fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
 
 /// The server-to-server links, handed to the router; what the inbound listener needs.
 fn start_s2s(
-    cfg: &Arc<Config>,
+    live: &LiveConfig,
     certificates: &Arc<tls::Certificates>,
     router: &Addr<Router>,
     stopped: &watch::Receiver<bool>,
 ) -> Result<Rc<s2s::Shared>, StartError> {
+    let cfg = &live.get();
     let secret =
         s2s::dialback::load_or_create(&cfg.data_dir).map_err(|source| StartError::Secret {
             path: s2s::dialback::secret_path(&cfg.data_dir),
@@ -288,6 +297,7 @@ fn start_s2s(
         .map_err(|e| StartError::Tls(tls::TlsError::Rustls(e)))?;
     let shared = Rc::new(s2s::Shared {
         cfg: cfg.clone(),
+        live: live.clone(),
         tls_server,
         tls_direct,
         tls_client,

@@ -63,6 +63,8 @@ pub struct SmState {
     /// How many of those the client acknowledged, unwrapped.
     acked: u64,
     queue: VecDeque<(u64, Vec<u8>)>,
+    /// The serialized stanzas' bytes in `queue` (for the memory figures).
+    queued_bytes: usize,
     max_queue: usize,
     /// Set once some of the queue was stored (the session hibernated).
     durable: Option<Durable>,
@@ -76,6 +78,7 @@ impl SmState {
             sent: 0,
             acked: 0,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             max_queue,
             durable: None,
         }
@@ -129,8 +132,9 @@ impl SmState {
             return None;
         }
         self.sent += 1;
-        self.queue
-            .push_back((self.sent, String::from(stanza).into_bytes()));
+        let bytes = String::from(stanza).into_bytes();
+        self.queued_bytes += bytes.len();
+        self.queue.push_back((self.sent, bytes));
         Some(self.sent)
     }
 
@@ -146,7 +150,9 @@ impl SmState {
         }
         self.acked = acked;
         while self.queue.front().is_some_and(|(seq, _)| *seq <= acked) {
-            self.queue.pop_front();
+            if let Some((_, bytes)) = self.queue.pop_front() {
+                self.queued_bytes -= bytes.len();
+            }
         }
         if let Some(d) = &mut self.durable {
             let up_to = acked.min(d.through);
@@ -166,6 +172,16 @@ impl SmState {
         self.queue.len()
     }
 
+    /// The most unacknowledged stanzas kept.
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
+    }
+
+    /// The unacknowledged stanzas' serialized bytes.
+    pub fn unacked_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// The unacknowledged stanzas, oldest first, parsed back.
     pub fn unacked(&self) -> Vec<(u64, Element)> {
         self.queue
@@ -183,6 +199,7 @@ impl SmState {
     pub fn drain(&mut self) -> Vec<(u64, Element)> {
         let out = self.unacked();
         self.queue.clear();
+        self.queued_bytes = 0;
         out
     }
 }
@@ -252,6 +269,20 @@ mod tests {
         s.on_sent(&m(6));
         s.on_ack(6).unwrap();
         assert_eq!(*released.borrow(), [2, 3, 6]);
+    }
+
+    #[test]
+    fn unacked_bytes_follow_the_queue() {
+        let mut s = SmState::new("x".into(), 10);
+        let one = String::from(&m(1)).len();
+        s.on_sent(&m(1));
+        s.on_sent(&m(2));
+        assert_eq!(s.unacked_bytes(), 2 * one);
+        s.on_ack(1).unwrap();
+        assert_eq!(s.unacked_bytes(), one);
+        s.on_sent(&m(3));
+        assert_eq!(s.drain().len(), 2);
+        assert_eq!(s.unacked_bytes(), 0);
     }
 
     #[test]

@@ -120,6 +120,23 @@ async fn a_full_buffer_is_sent_and_holding_starts_again() {
     assert_eq!(s.probe().await, Vec::<String>::new(), "held");
 }
 
+/// SIGHUP lowers the buffer for the next stanza held, in sessions already inactive.
+#[actix_rt::test]
+async fn a_reloaded_csi_queue_size_bounds_the_buffer_at_once() {
+    let t = TestServer::start(|_| {}).await;
+    let mut s = Scene::start(&t).await;
+    s.romeo.send(&composing(1)).await;
+    assert_eq!(s.probe().await, Vec::<String>::new(), "held");
+    let mut lowered = t.cfg.clone();
+    lowered.csi_queue_size = 2;
+    let done = t.server.as_ref().expect("running").reload(&lowered, true);
+    assert!(done.applied.iter().any(|a| a.key == "csi_queue_size"));
+    for n in 2..=3 {
+        s.romeo.send(&composing(n)).await;
+    }
+    assert_eq!(s.probe().await, ["s1", "s2", "s3"]);
+}
+
 #[actix_rt::test]
 async fn what_waited_is_not_lost_when_the_connection_drops() {
     let t = TestServer::start(|_| {}).await;

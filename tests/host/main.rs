@@ -13,6 +13,7 @@ mod mam;
 mod operate;
 mod prosody;
 mod raw;
+mod reload;
 mod s2s;
 mod s2s_dns;
 mod s2s_external;

@@ -474,3 +474,134 @@ async fn deleting_an_account_deletes_its_archive() {
     let (_, before) = romeo.until("iq").await;
     assert_eq!(before.len(), 1, "romeo's side stays");
 }
+
+/// Scrapes until `done` holds for the samples (10 s at most); returns them.
+async fn scrape_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let get = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let (_, body) = scrape(addr, get).await;
+        let m = parse_openmetrics(&body);
+        if done(&m) {
+            return m;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {body}");
+        tick.tick().await;
+    }
+}
+
+const QUEUES: &str = "cloud_notify_memory_bytes{kind=\"queues\"}";
+const SESSIONS: &str = "cloud_notify_memory_bytes{kind=\"sessions\"}";
+const USERS: &str = "cloud_notify_memory_bytes{kind=\"users\"}";
+const HIBERNATED: &str = "cloud_notify_sessions{state=\"hibernated\"}";
+
+fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(-1.0)
+}
+
+/// The memory by kind moves with what the server holds: messages queued for a
+/// hibernated session grow "queues" by at least their size, and when the session ends
+/// (its hibernation times out, the messages go to offline storage) "queues" and
+/// "sessions" come back down. `status` shows the same figures.
+#[actix_rt::test]
+async fn memory_by_kind_follows_the_queued_stanzas_and_returns_when_the_session_ends() {
+    let t = TestServer::start(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.smacks_hibernation_time = Duration::from_secs(3);
+    })
+    .await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let empty = scrape_until(addr, "no user yet", |m| get(m, USERS) == 0.0).await;
+    assert_eq!(get(&empty, SESSIONS), 0.0);
+    assert_eq!(get(&empty, QUEUES), 0.0);
+    let mut phone = t.login("juliet", "phone").await;
+    super::enable_sm(&mut phone).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    phone.drop_connection().await;
+    let before = scrape_until(addr, "the phone's session hibernates", |m| {
+        get(m, HIBERNATED) == 1.0
+    })
+    .await;
+    assert!(get(&before, USERS) > 0.0, "two user actors: {before:?}");
+    assert!(get(&before, SESSIONS) > 0.0, "two sessions: {before:?}");
+    let body = "x".repeat(1000);
+    for i in 0..20 {
+        romeo
+            .send(&format!(
+                "<message type='chat' id='q{i}' to='juliet@localhost/phone'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    let queued = get(&before, QUEUES) + 20.0 * 1000.0;
+    let during = scrape_until(addr, "the queued messages are counted", |m| {
+        get(m, QUEUES) >= queued
+    })
+    .await;
+    let run = cli(&t, &["status"]).await;
+    let out = text(&run.stdout);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("memory by kind: users "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let kib = |kind: &str| -> f64 {
+        let rest = line.split(&format!("{kind} ")).nth(1).unwrap_or("");
+        rest.split(' ').next().unwrap_or("").parse().unwrap_or(-1.0)
+    };
+    assert!(kib("queues") >= 20.0 * 1000.0 / 1024.0, "{line}");
+    assert!(kib("sessions") > 0.0 && kib("users") > 0.0, "{line}");
+    // The hibernation times out: the session and its queue leave memory.
+    let after = scrape_until(addr, "the session ended and its queue left", |m| {
+        get(m, HIBERNATED) == 0.0 && get(m, QUEUES) == 0.0
+    })
+    .await;
+    assert!(
+        get(&after, SESSIONS) < get(&during, SESSIONS),
+        "one session fewer: {after:?}"
+    );
+    romeo.close().await;
+}
+
+/// A lowered `push_max_pending_publishes` (SIGHUP) applies at the next publish: with one
+/// publish unanswered, the next gives it up, counted as a timeout.
+#[actix_rt::test]
+async fn a_reloaded_push_max_pending_publishes_gives_up_on_the_oldest_at_the_next_publish() {
+    let t = TestServer::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    juliet.close().await;
+    let mut lowered = t.cfg.clone();
+    lowered.push_max_pending_publishes = 1;
+    let done = t.server.as_ref().unwrap().reload(&lowered, true);
+    assert!(
+        done.applied
+            .iter()
+            .any(|a| a.key == "push_max_pending_publishes")
+    );
+    let mut romeo = t.login("romeo", "desk").await;
+    for id in ["m1", "m2"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost' id='{id}'><body>hi</body></message>"
+            ))
+            .await;
+        // Left unanswered.
+        app.next().await;
+    }
+    let timeout =
+        "cloud_notify_push_publishes_total{outcome=\"timeout\",app_server=\"push.localhost\"}";
+    scrape_until(addr, "the first publish given up", |m| {
+        get(m, timeout) == 1.0
+    })
+    .await;
+}

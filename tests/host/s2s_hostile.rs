@@ -98,6 +98,28 @@ async fn a_reload_changes_the_s2s_per_address_quota_for_new_connections() {
 }
 
 #[actix_rt::test]
+async fn a_reload_changes_the_s2s_connection_total_for_new_connections() {
+    let (t, addr) = listening(|c| c.s2s_max_connections = 2).await;
+    let mut first = opened(addr, "evil.localhost", A).await;
+    first.until("</stream:features>").await;
+    let server = t.server.as_ref().expect("running");
+    let mut lowered = t.cfg.clone();
+    lowered.s2s_max_connections = 1;
+    let reloaded = server.reload(&lowered, true);
+    assert!(
+        reloaded
+            .applied
+            .iter()
+            .any(|a| a.key == "s2s_max_connections" && a.old == "2" && a.new == "1"),
+        "{:?}",
+        reloaded.applied
+    );
+    let mut second = Raw::connect(addr).await;
+    assert_eq!(second.rest_until_closed().await, "", "refused at accept");
+    first.close().await;
+}
+
+#[actix_rt::test]
 async fn s2s_stanza_past_the_size_limit_ends_the_stream() {
     let (_t, addr) = listening(|c| c.s2s_stanza_size_limit = 10 * 1024).await;
     let mut peer = opened(addr, "evil.localhost", A).await;

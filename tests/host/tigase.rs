@@ -235,6 +235,31 @@ async fn a_muted_sender_publishes_nothing_to_the_registration_that_muted_it() {
     app.expect_nothing_before_ping(&t).await;
 }
 
+/// SIGHUP lowers push_max_filter_jids for the next enable of a user whose push state
+/// is already in memory.
+#[actix_rt::test]
+async fn a_reloaded_push_max_filter_jids_bounds_the_next_enable() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let r = enable_with(&mut juliet, "plain", "").await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let mut lowered = t.cfg.clone();
+    lowered.push_max_filter_jids = 1;
+    let done = t.server.as_ref().expect("running").reload(&lowered, true);
+    assert!(done.applied.iter().any(|a| a.key == "push_max_filter_jids"));
+    let two = "<muted xmlns='tigase:push:filter:muted:0'><item jid='romeo@localhost'/><item jid='tybalt@localhost'/></muted>";
+    let r = enable_with(&mut juliet, "muting", two).await;
+    assert_eq!(r.attr("type"), Some("error"), "{}", String::from(&r));
+    assert!(
+        String::from(&r).contains("not-acceptable"),
+        "{}",
+        String::from(&r)
+    );
+    let one = "<muted xmlns='tigase:push:filter:muted:0'><item jid='romeo@localhost'/></muted>";
+    let r = enable_with(&mut juliet, "muting", one).await;
+    assert_eq!(r.attr("type"), Some("result"));
+}
+
 /// The admin option: with push_encrypted_with_body = false the payload carries only what
 /// the plain notification would (no sender, the placeholder text).
 #[actix_rt::test]
@@ -253,6 +278,45 @@ async fn push_encrypted_with_body_false_keeps_sender_and_text_out() {
     .await;
     juliet.close().await;
     let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>private</body></message>")
+        .await;
+    let json = open(&notification(&app.next().await));
+    assert_eq!(json.get("sender"), None);
+    assert_eq!(json["message"], "New Message!");
+}
+
+/// The same option turned off by SIGHUP: the next payload keeps sender and text out.
+#[actix_rt::test]
+async fn push_encrypted_with_body_turned_off_by_a_reload_applies_to_the_next_publish() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    enable_with(
+        &mut juliet,
+        "n1",
+        &format!(
+            "<encrypt xmlns='{ENCRYPT_NS}' alg='aes-128-gcm'>{}</encrypt>",
+            key_b64()
+        ),
+    )
+    .await;
+    juliet.close().await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost'><body>first</body></message>")
+        .await;
+    let publish = app.next().await;
+    assert_eq!(open(&notification(&publish))["message"], "first");
+    app.answer_result(&publish).await;
+    let mut off = t.cfg.clone();
+    off.push_encrypted_with_body = false;
+    let done = t.server.as_ref().expect("running").reload(&off, true);
+    assert!(
+        done.applied
+            .iter()
+            .any(|a| a.key == "push_encrypted_with_body")
+    );
     romeo
         .send("<message type='chat' to='juliet@localhost'><body>private</body></message>")
         .await;

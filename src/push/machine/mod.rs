@@ -152,6 +152,13 @@ impl PushMachine {
         }
     }
 
+    /// The configuration from the next event on (a host that reloads its configuration
+    /// hands the new one): each limit applies at the next decision it takes part in;
+    /// nothing already held is judged again.
+    pub fn set_config(&mut self, cfg: Arc<Config>) {
+        self.cfg = cfg;
+    }
+
     /// Takes one event at `clock`; returns what the host must do, in order.
     pub fn handle(&mut self, clock: Clock, event: Event) -> Vec<Effect> {
         let mut out = Vec::new();

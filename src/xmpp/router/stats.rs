@@ -23,4 +23,9 @@ pub struct RouterStats {
     pub component_queued: u64,
     /// Users with live state (a running user actor).
     pub users: u64,
+    /// Estimated bytes: the user actors with the router's entries for them; their
+    /// sessions' records; what waits in their queues (`user::Footprint`).
+    pub memory_users: u64,
+    pub memory_sessions: u64,
+    pub memory_queues: u64,
 }

@@ -57,7 +57,7 @@ impl User {
         stanza: Element,
         ctx: &mut Context<Self>,
     ) -> Option<Element> {
-        let max = self.shared.cfg.csi_queue_size;
+        let max = self.shared.live.get().csi_queue_size;
         let Some(e) = self.entry_mut(id) else {
             return Some(stanza);
         };
@@ -67,6 +67,7 @@ impl User {
         }
         if may_wait(&stanza) && csi.held.len() < max {
             csi.held.push_back(stanza);
+            self.account();
             return None;
         }
         self.csi_flush(id, ctx);
@@ -98,6 +99,7 @@ impl User {
         if let Some(e) = self.entry_mut(id) {
             e.flags.csi.flushing = false;
         }
+        self.account();
     }
 }
 

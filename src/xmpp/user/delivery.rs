@@ -167,11 +167,12 @@ impl User {
     /// store bounces to the sender: nothing is dropped silently.
     pub(super) fn store_offline(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         let stamped = stanza::delay_stamped(&stanza, &self.shared.cfg.domain);
+        let live = self.shared.live.get();
         let fut = self.shared.store.send(PushOffline {
             user: self.name.clone(),
             stanza: String::from(&stamped),
-            max: self.shared.cfg.offline_max_messages,
-            max_bytes: self.shared.cfg.offline_max_bytes,
+            max: live.offline_max_messages,
+            max_bytes: live.offline_max_bytes,
             release: None,
         });
         let ticket = self.next_ticket;

@@ -74,6 +74,7 @@ impl User {
             ctx.cancel_future(t);
         }
         self.shared.gauges.unbound(e.hibernated());
+        self.account();
         let mut leftovers: Vec<(u64, Element)> =
             e.sm.as_mut().map(SmState::drain).unwrap_or_default();
         leftovers.extend(e.spill.drain(..).map(|s| (0, s)));
@@ -155,6 +156,7 @@ impl Ended {
         // commits instead of waiting for an fsync each. A message's stored copy (D23) goes
         // in the same commit that stores it offline (or refuses it: it is then bounced).
         let mut unsettled = false;
+        let live = shared.live.get();
         while !to_store.is_empty() {
             let rest = to_store.split_off(to_store.len().min(OFFLINE_CHUNK));
             let chunk = std::mem::replace(&mut to_store, rest);
@@ -162,8 +164,8 @@ impl Ended {
                 shared.store.send(PushOffline {
                     user: self.user.clone(),
                     stanza: String::from(&stanza::delay_stamped(s, &shared.cfg.domain)),
-                    max: shared.cfg.offline_max_messages,
-                    max_bytes: shared.cfg.offline_max_bytes,
+                    max: live.offline_max_messages,
+                    max_bytes: live.offline_max_bytes,
                     release: release.clone(),
                 })
             });

@@ -1,7 +1,9 @@
-//! Session counts for `status` and the metrics endpoint, kept as sessions change, so that
-//! reading them walks over no user.
+//! Session counts and memory figures for `status` and the metrics endpoint, kept as
+//! sessions change, so that reading them walks over no user.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::footprint::Footprint;
 
 #[derive(Debug, Default)]
 pub struct Gauges {
@@ -9,6 +11,9 @@ pub struct Gauges {
     hibernated: AtomicU64,
     /// Stanzas in sessions' channels, not yet taken by their tasks.
     queued: AtomicU64,
+    /// The user actors' footprints, summed (bytes).
+    memory_sessions: AtomicU64,
+    memory_queues: AtomicU64,
 }
 
 impl Gauges {
@@ -48,6 +53,30 @@ impl Gauges {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// A user actor's share of the memory figures went from `old` to `new`.
+    pub fn footprint(&self, old: Footprint, new: Footprint) {
+        for (g, old, new) in [
+            (&self.memory_sessions, old.sessions, new.sessions),
+            (&self.memory_queues, old.queues, new.queues),
+        ] {
+            if new >= old {
+                g.fetch_add(new - old, Ordering::Relaxed);
+            } else {
+                let _ = g.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(old - new))
+                });
+            }
+        }
+    }
+
+    /// The sum of every user actor's footprint.
+    pub fn memory(&self) -> Footprint {
+        Footprint {
+            sessions: self.memory_sessions.load(Ordering::Relaxed),
+            queues: self.memory_queues.load(Ordering::Relaxed),
+        }
+    }
+
     /// (connected, hibernated, queued)
     pub fn read(&self) -> (u64, u64, u64) {
         (
@@ -79,5 +108,53 @@ mod tests {
         g.unbound(true);
         g.taken();
         assert_eq!(g.read(), (0, 0, 0));
+    }
+
+    #[test]
+    fn footprints_add_their_changes_and_leave_nothing_when_taken_back() {
+        let g = Gauges::default();
+        let a = Footprint {
+            sessions: 300,
+            queues: 1000,
+        };
+        let b = Footprint {
+            sessions: 300,
+            queues: 400,
+        };
+        g.footprint(Footprint::default(), a);
+        g.footprint(Footprint::default(), b);
+        assert_eq!(
+            g.memory(),
+            Footprint {
+                sessions: 600,
+                queues: 1400
+            }
+        );
+        g.footprint(
+            a,
+            Footprint {
+                sessions: 300,
+                queues: 0,
+            },
+        );
+        assert_eq!(
+            g.memory(),
+            Footprint {
+                sessions: 600,
+                queues: 400
+            }
+        );
+        g.footprint(
+            Footprint {
+                sessions: 300,
+                queues: 0,
+            },
+            Footprint::default(),
+        );
+        g.footprint(b, Footprint::default());
+        assert_eq!(g.memory(), Footprint::default());
+        // Never below zero.
+        g.footprint(b, Footprint::default());
+        assert_eq!(g.memory(), Footprint::default());
     }
 }

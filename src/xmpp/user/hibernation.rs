@@ -65,6 +65,7 @@ impl User {
             }
             None => self.announce(id, epoch, queue, ctx),
         }
+        self.account();
     }
 
     /// Tells the push module of the hibernation once the unacked messages' copies are
@@ -140,6 +141,7 @@ impl User {
             tracing::info!(user = %self.name, "smacks_max_queue_size reached while hibernated: session ends");
             e.spill.push(stanza);
             self.end_session(id, EndKind::QueueFull, ctx);
+            self.account();
             return Ok(());
         };
         let write = keep_queued(&self.shared, &self.name, e, [(seq, &stanza)]);
@@ -170,6 +172,7 @@ impl User {
             }
             None => self.flush_pending(id, ctx),
         }
+        self.account();
         Ok(())
     }
 
@@ -190,6 +193,7 @@ impl User {
         for stanza in ready {
             self.push_event(Event::StanzaQueued(stanza), ctx);
         }
+        self.account();
     }
 }
 

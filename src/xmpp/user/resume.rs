@@ -9,7 +9,7 @@ use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
 use super::super::route::ToSocket;
-use super::super::sm::SM_NS;
+use super::super::sm::{SM_NS, SmState};
 use super::super::stanza;
 use super::record::{EndKind, Link};
 use super::state::User;
@@ -49,6 +49,7 @@ impl Handler<Resume> for User {
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
         self.count_router_message(ctx);
         let result = self.resume(msg, ctx);
+        self.account();
         self.report_if_idle(ctx);
         result
     }
@@ -72,7 +73,9 @@ impl User {
         self.flush_pending(id, ctx);
         // Found again: feeding the push module may change the sessions.
         let i = self.index_of(id).ok_or(ResumeError::NotFound)?;
-        let (mut socket, rx) = self.new_socket();
+        // As large as the channel the session was enabled on: its queue's bound stays.
+        let sm_queue = self.sessions[i].sm.as_ref().map_or(0, SmState::max_queue);
+        let (mut socket, rx) = self.new_socket(sm_queue);
         let ack_delay = self.shared.cfg.smacks_max_ack_delay;
         let e = &mut self.sessions[i];
         match &mut e.link {

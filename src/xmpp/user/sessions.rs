@@ -67,7 +67,7 @@ impl Handler<Bind> for User {
             tracing::info!(user = %self.name, "session limit reached: the oldest hibernated session ends");
             self.end_session(old, EndKind::Conflict, ctx);
         }
-        let (socket, rx) = self.new_socket();
+        let (socket, rx) = self.new_socket(self.shared.live.get().smacks_max_queue_size);
         let bound = BindAnswer {
             jid: jid.clone(),
             rx,
@@ -89,6 +89,7 @@ impl Handler<Bind> for User {
             ack_overdue_sent: false,
             flags: Default::default(),
         });
+        self.account();
         Ok(bound)
     }
 }

@@ -10,12 +10,17 @@ use xmpp_parsers::minidom::Element;
 use super::super::mam::filter::ArchiveFilter;
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
 use super::super::stanza;
+use super::footprint::{self, Footprint};
 use super::gauges::Gauges;
 use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::push::{PushExecutor, PushLinks, SessionId};
 use crate::store::Store;
+
+/// Room in a socket's channel past the unacked queue's bound, for nonzas (`<r/>`, the
+/// stream's close).
+pub(super) const NONZA_ROOM: usize = 8;
 
 /// Resources per user; past it a bind is refused with `resource-constraint`.
 pub const MAX_RESOURCES: usize = 32;
@@ -27,7 +32,10 @@ pub const MAILBOX: usize = 4096;
 /// What every user actor shares with the router.
 #[derive(Clone)]
 pub struct Shared {
+    /// What the server started with.
     pub cfg: Arc<Config>,
+    /// What it runs with now: read for the limits SIGHUP applies (`reload`).
+    pub live: LiveConfig,
     /// What the user's push state reaches: the store, the router, the metrics.
     pub push: Arc<PushLinks>,
     pub store: Addr<Store>,
@@ -69,6 +77,8 @@ pub struct User {
     pub(super) stopping: bool,
     /// Idle, waiting `push_user_idle_time` before reporting it.
     pub(super) linger: Option<SpawnHandle>,
+    /// What this actor last added to the server's memory figures (`account`).
+    pub(super) footprint: Footprint,
     /// The user's push state (registrations, links, held hibernations, publishes
     /// awaiting answers): the push module's machine, run here.
     pub(super) push: PushExecutor,
@@ -86,7 +96,7 @@ impl User {
         let push = PushExecutor::new(
             name.clone(),
             user_jid,
-            shared.cfg.clone(),
+            shared.live.clone(),
             shared.push.clone(),
             route,
         );
@@ -107,8 +117,18 @@ impl User {
             detached: false,
             stopping: false,
             linger: None,
+            footprint: Footprint::default(),
             archive_filter: ArchiveFilter::default(),
         }
+    }
+
+    /// Brings this user's share of the server's memory figures up to date; called
+    /// after each change of the sessions or their queues. A missed call is made good
+    /// at the next one (the share is recomputed whole) and at the actor's stop.
+    pub(super) fn account(&mut self) {
+        let now = footprint::of(&self.sessions);
+        self.shared.gauges.footprint(self.footprint, now);
+        self.footprint = now;
     }
 
     pub(super) fn entry_mut(&mut self, id: SessionId) -> Option<&mut Entry> {
@@ -129,11 +149,13 @@ impl User {
         self.sessions.iter().position(|e| e.id == id)
     }
 
-    /// A new connection for a session: the socket task's channel and counter.
-    pub(super) fn new_socket(&mut self) -> (Socket, flume::Receiver<ToSocket>) {
+    /// A new connection for a session whose unacked queue holds up to `sm_queue`
+    /// stanzas: the socket task's channel and counter.
+    pub(super) fn new_socket(&mut self, sm_queue: usize) -> (Socket, flume::Receiver<ToSocket>) {
         // Sized for stream management, whose own bound (the unacked queue) is reached
         // first; a session without it counts as full at SESSION_CHANNEL (delivery.rs).
-        let cap = SESSION_CHANNEL.max(self.shared.cfg.smacks_max_queue_size + 8);
+        // The room left for nonzas is what `EnableSm` subtracts again.
+        let cap = SESSION_CHANNEL.max(sm_queue + NONZA_ROOM);
         let (tx, rx) = flume::bounded(cap);
         self.next_conn += 1;
         let socket = Socket {
@@ -174,5 +196,8 @@ impl Actor for User {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.push.stopped();
+        self.shared
+            .gauges
+            .footprint(self.footprint, Footprint::default());
     }
 }

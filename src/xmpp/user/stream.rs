@@ -9,7 +9,7 @@ use super::super::route::{SESSION_CHANNEL, ToSocket};
 use super::super::sm::{SM_NS, SmState};
 use super::super::stanza;
 use super::record::{EndKind, Link};
-use super::state::User;
+use super::state::{NONZA_ROOM, User};
 use crate::push::machine::Event;
 use crate::push::{QueuedStanza, SessionId, StanzaKey};
 
@@ -22,12 +22,20 @@ pub struct EnableSm {
     pub resume: bool,
 }
 
+/// The unacked queue's bound for a session enabling stream management now: the
+/// configured one, within what its channel (sized at bind, `new_socket`) holds past the
+/// nonzas' room, so that every unacked stanza fits the channel. A limit raised by SIGHUP
+/// between a bind and its enable applies only as far as that.
+fn queue_bound(configured: usize, channel: Option<usize>) -> usize {
+    channel.map_or(configured, |c| configured.min(c.saturating_sub(NONZA_ROOM)))
+}
+
 impl Handler<EnableSm> for User {
     type Result = ();
 
     fn handle(&mut self, msg: EnableSm, _: &mut Context<Self>) {
         let (max_queue, max_secs) = (
-            self.shared.cfg.smacks_max_queue_size,
+            self.shared.live.get().smacks_max_queue_size,
             self.shared.cfg.smacks_hibernation_time.as_secs(),
         );
         let Some(e) = self.entry_mut(msg.id) else {
@@ -36,6 +44,7 @@ impl Handler<EnableSm> for User {
         let Link::Connected(socket) = &e.link else {
             return;
         };
+        let max_queue = queue_bound(max_queue, socket.tx.capacity());
         let mut enabled = Element::builder("enabled", SM_NS).build();
         // Without resumption the id stays empty: a lost connection ends the session.
         let mut id = String::new();
@@ -77,6 +86,7 @@ impl Handler<ClientAck> for User {
             ctx.cancel_future(t);
         }
         e.ack_overdue_sent = false;
+        self.account();
     }
 }
 
@@ -158,6 +168,7 @@ impl User {
             tracing::info!(user = %self.name, "smacks_max_queue_size reached: session closed");
             e.spill.push(stanza);
             self.end_session(id, EndKind::QueueFull, ctx);
+            self.account();
             return Ok(());
         }
         // Counted: if the socket is gone, the stanza waits in the unacked queue for the
@@ -175,6 +186,7 @@ impl User {
             )));
             e.ack_timer = Some(ctx.run_later(ack_delay, move |act, ctx| act.ack_overdue(id, ctx)));
         }
+        self.account();
         Ok(())
     }
 
@@ -242,5 +254,19 @@ impl Handler<SocketEnded> for User {
             self.settle(i, received, ctx);
         }
         self.report_if_idle(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_bound_fits_the_channel() {
+        assert_eq!(queue_bound(500, Some(508)), 500);
+        assert_eq!(queue_bound(3, Some(256)), 3);
+        // Raised after the bind: as far as the channel holds.
+        assert_eq!(queue_bound(1000, Some(508)), 500);
+        assert_eq!(queue_bound(1000, None), 1000);
     }
 }
