@@ -26,6 +26,7 @@ pub mod negotiate;
 mod outbound;
 pub mod queue;
 pub mod resolve;
+pub mod srv_order;
 pub mod trust;
 mod verify;
 

@@ -1,7 +1,7 @@
 //! Where a remote domain's server listens (RFC 6120 §3.2, XEP-0368): the `s2s_hosts`
 //! entry when there is one; an IP literal as it is, on 5269; otherwise the domain's
 //! `_xmpps-server._tcp` (TLS from the first byte) and `_xmpp-server._tcp` (STARTTLS) SRV
-//! records together in priority order, each target's addresses on its port; and with no
+//! records together in RFC 2782's order (`srv_order`), each target's addresses on its port; and with no
 //! SRV record the domain's own A/AAAA records on 5269. SRV records whose targets are all
 //! "." say the domain has no server-to-server service at all.
 
@@ -12,6 +12,8 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
+
+use super::srv_order;
 
 /// The port of server-to-server streams when DNS names none.
 pub const DEFAULT_PORT: u16 = 5269;
@@ -76,28 +78,6 @@ impl Target {
     }
 }
 
-fn no_target(target: &str) -> bool {
-    target == "." || target.is_empty()
-}
-
-/// The records to try, in order: lowest priority first, within one priority the heavier
-/// first, and on a tie direct TLS first (RFC 2782 picks by weight at random; a fixed
-/// order is enough for a handful of servers and makes the choice reproducible). `None`:
-/// the domain says it has no service (every target is ".").
-pub fn order(mut records: Vec<Srv>) -> Option<Vec<Srv>> {
-    if !records.is_empty() && records.iter().all(|r| no_target(&r.target)) {
-        return None;
-    }
-    records.retain(|r| !no_target(&r.target));
-    records.sort_by(|a, b| {
-        a.priority
-            .cmp(&b.priority)
-            .then(b.weight.cmp(&a.weight))
-            .then(b.direct_tls.cmp(&a.direct_tls))
-    });
-    Some(records)
-}
-
 async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Vec<Target> {
     match resolver.lookup_ip(host).await {
         Ok(found) => found
@@ -158,7 +138,7 @@ pub async fn addresses(
     if records.is_empty() {
         return ips(resolver, &format!("{domain}."), DEFAULT_PORT, false).await;
     }
-    let Some(targets) = order(records) else {
+    let Some(targets) = srv_order::order(records, &mut srv_order::system_draw) else {
         tracing::info!(%domain, "the domain's SRV record says it has no server-to-server service");
         return Vec::new();
     };
@@ -180,42 +160,5 @@ mod tests {
         hosts.insert("b.test".to_string(), a);
         assert_eq!(fixed("B.Test", &hosts), Some(a));
         assert_eq!(fixed("c.test", &hosts), None);
-    }
-
-    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
-        Srv {
-            priority,
-            weight,
-            port: 5269,
-            target: target.into(),
-            direct_tls: false,
-        }
-    }
-
-    fn hosts(records: &[Srv]) -> Vec<&str> {
-        records.iter().map(|r| r.target.as_str()).collect()
-    }
-
-    #[test]
-    fn srv_targets_go_by_priority_then_weight_then_direct_tls() {
-        let tls = Srv {
-            direct_tls: true,
-            ..srv(10, 60, "heavy-tls.")
-        };
-        let got = order(vec![
-            srv(20, 0, "backup."),
-            srv(10, 1, "light."),
-            srv(10, 60, "heavy."),
-            tls,
-        ])
-        .unwrap();
-        assert_eq!(hosts(&got), ["heavy-tls.", "heavy.", "light.", "backup."]);
-    }
-
-    #[test]
-    fn dot_targets_only_mean_no_service() {
-        assert_eq!(order(vec![srv(0, 0, ".")]), None);
-        let got = order(vec![srv(0, 0, "."), srv(5, 0, "x.")]).unwrap();
-        assert_eq!(hosts(&got), ["x."]);
     }
 }
