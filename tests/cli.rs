@@ -675,6 +675,7 @@ fn seed_registrations(b: &Box, user: &str, regs: &[(&str, Option<&str>, &str)]) 
                 }),
                 last_timeout: None,
                 extensions: None,
+                last_s2s_failure: None,
             };
             let id = format!("{jid}<{}", node.unwrap_or(""));
             t.insert((user, id.as_str()), record.encode().unwrap().as_slice())
@@ -883,7 +884,7 @@ fn push_list_remove_and_status_while_the_server_runs() {
     );
     assert_eq!(
         lines[4],
-        "publishes, last hour: 0 success, 0 error, 0 timeout"
+        "publishes, last hour: 0 success, 0 error, 0 timeout, 0 s2s failure"
     );
     assert!(
         lines[5].starts_with("memory:         ") && lines[5].contains(" MiB resident (VmRSS; "),

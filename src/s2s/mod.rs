@@ -35,7 +35,7 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use crate::config::Config;
-use crate::push::AppServerResponse;
+use crate::push::{AppServerResponse, PublishUndelivered};
 use crate::xmpp::route::Route;
 
 /// What every link and inbound stream needs.
@@ -56,6 +56,8 @@ pub struct Shared {
     pub router: Recipient<Route>,
     /// App servers' answers to publishes.
     pub answers: Recipient<AppServerResponse>,
+    /// Publishes the links could not deliver (D21), for the registrations' ledger.
+    pub undelivered: Recipient<PublishUndelivered>,
     /// The links actor, for inbound streams used both ways (XEP-0288); set when it
     /// starts.
     pub bidi: std::cell::OnceCell<actix::Recipient<queue::Bidi>>,

@@ -120,7 +120,13 @@ mod tests {
     #[test]
     fn the_draw_picks_the_first_record_whose_running_sum_reaches_it() {
         // Weights 0, 10, 30 listed in that order: running sums 0, 10, 40.
-        let group = || vec![srv(0, 10, "ten."), srv(0, 30, "thirty."), srv(0, 0, "zero.")];
+        let group = || {
+            vec![
+                srv(0, 10, "ten."),
+                srv(0, 30, "thirty."),
+                srv(0, 0, "zero."),
+            ]
+        };
         let first = |n: u32| {
             let mut draws = vec![n, 0, 0];
             let got = order(group(), &mut |_| draws.remove(0)).unwrap();
@@ -156,7 +162,11 @@ mod tests {
         let draws = 10_000;
         for _ in 0..draws {
             let got = order(
-                vec![srv(5, 60, "sixty."), srv(5, 30, "thirty."), srv(5, 10, "ten.")],
+                vec![
+                    srv(5, 60, "sixty."),
+                    srv(5, 30, "thirty."),
+                    srv(5, 10, "ten."),
+                ],
                 &mut draw,
             )
             .unwrap();

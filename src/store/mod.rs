@@ -36,7 +36,7 @@ use open::Reopen;
 pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 pub use record::{
     Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RoomRule, RosterItem,
-    Subscription,
+    S2sFailureNote, Subscription,
 };
 pub use requeue::{Requeued, requeue_hibernated};
 use writer::{DbSlot, ExecBatch, Writer};
