@@ -164,7 +164,7 @@ fn error_note(e: &ErrorNote) -> String {
     s
 }
 
-/// `remote-server-not-found: the domain has no address (DNS or s2s_hosts)`.
+/// `remote-server-not-found: no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)`.
 fn s2s_failure_note(f: &S2sFailureNote) -> String {
     format!(
         "{}: {} (our link to the app server's domain; not counted as an error)",

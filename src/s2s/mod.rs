@@ -24,6 +24,7 @@ pub mod inbound;
 pub mod links;
 pub mod negotiate;
 mod outbound;
+pub mod probe;
 pub mod queue;
 pub mod resolve;
 pub mod srv_order;

@@ -94,7 +94,9 @@ async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Ve
     }
 }
 
-async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
+/// The SRV records of `service` (`_xmpp-server` or `_xmpps-server`) for `domain`; none
+/// when the lookup finds none or fails.
+pub async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
     let direct_tls = service == "_xmpps-server";
     match resolver
         .srv_lookup(format!("{service}._tcp.{domain}."))
@@ -119,6 +121,15 @@ async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
             Vec::new()
         }
     }
+}
+
+/// The A/AAAA addresses of `host`; none when the lookup finds none or fails.
+pub async fn host_ips(resolver: &Resolver, host: &str) -> Vec<IpAddr> {
+    resolver
+        .lookup_ip(host)
+        .await
+        .map(|found| found.iter().collect())
+        .unwrap_or_default()
 }
 
 /// The places to try, in order; empty when the domain has none.

@@ -50,7 +50,7 @@ pub struct S2sFailureNote {
     /// The condition a stanza would have bounced with: `remote-server-not-found`,
     /// `remote-server-timeout` or `resource-constraint`.
     pub condition: String,
-    /// What failed, in words (`the domain has no address (DNS or s2s_hosts)`).
+    /// What failed, in words (`no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)`).
     pub reason: String,
 }
 
@@ -342,7 +342,8 @@ mod tests {
             last_s2s_failure: Some(S2sFailureNote {
                 at: 7,
                 condition: "remote-server-not-found".into(),
-                reason: "the domain has no address (DNS or s2s_hosts)".into(),
+                reason: "no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)"
+                    .into(),
             }),
         };
         assert_eq!(RegistrationRecord::decode(&r.encode().unwrap()).unwrap(), r);

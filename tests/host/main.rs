@@ -7,6 +7,8 @@ mod client;
 mod client_bugs;
 mod csi;
 mod d23;
+#[path = "../support/dns.rs"]
+mod dns;
 mod fates;
 mod hostile;
 mod mam;
