@@ -129,9 +129,7 @@ pub struct HourCounts {
     pub success: u64,
     pub error: u64,
     pub timeout: u64,
-    /// Not delivered by our server-to-server layer (D21); absent from an older server's
-    /// answer.
-    #[serde(default)]
+    /// Not delivered by our server-to-server links, and no answer came (D21).
     pub s2s_failure: u64,
 }
 

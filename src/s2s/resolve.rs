@@ -14,6 +14,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 use super::srv_order;
+pub use super::srv_order::Srv;
 
 /// The port of server-to-server streams when DNS names none.
 pub const DEFAULT_PORT: u16 = 5269;
@@ -48,18 +49,6 @@ pub fn resolver(dns_server: Option<SocketAddr>) -> Result<Resolver, String> {
 /// The configured address of `domain`, if `s2s_hosts` names it.
 pub fn fixed(domain: &str, hosts: &BTreeMap<String, SocketAddr>) -> Option<SocketAddr> {
     hosts.get(&domain.to_ascii_lowercase()).copied()
-}
-
-/// One SRV answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Srv {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    /// The target host, as DNS gave it ("." for none).
-    pub target: String,
-    /// From `_xmpps-server._tcp`: TLS from the first byte.
-    pub direct_tls: bool,
 }
 
 /// Where to connect, and how.

@@ -3,7 +3,17 @@
 //! share of the links of all the servers on the network, not every link. The random
 //! source is the caller's: tests give a seeded one, the resolver the system's.
 
-use super::resolve::Srv;
+/// One SRV answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// The target host, as DNS gave it ("." for none).
+    pub target: String,
+    /// From `_xmpps-server._tcp`: TLS from the first byte.
+    pub direct_tls: bool,
+}
 
 fn no_target(target: &str) -> bool {
     target == "." || target.is_empty()

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::ops::StoreError;
 use super::record::RegistrationRecord;
 
 /// At most this many distinct domains are counted: clients choose their app servers'
@@ -33,7 +32,7 @@ fn domain_of(jid: &str) -> &str {
 /// reports what it can reach, and the server reports damaged records itself.
 pub fn scan(
     table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
-) -> Result<AppServerDomains, StoreError> {
+) -> Result<AppServerDomains, redb::StorageError> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut uncounted = 0;
     for row in table.iter()? {

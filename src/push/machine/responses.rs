@@ -30,15 +30,7 @@ impl PushMachine {
         if let Some((condition, reason)) = p.s2s_failure.take() {
             return self.end_undelivered(id, p, condition, reason, out);
         }
-        out.push(Effect::Cancel(Timer::Response(id.clone())));
-        out.push(Effect::Metric(Metric::Pending(-1)));
-        if let Some(app_server) = self.app_server_of(&p.identifier) {
-            out.push(Effect::Metric(Metric::PublishEnded {
-                app_server,
-                outcome: PublishOutcome::Timeout,
-                latency: None,
-            }));
-        }
+        self.ended_unanswered(&id, &p, PublishOutcome::Timeout, out);
         tracing::debug!(user = %self.user, registration = %p.identifier, id = %id, "publish unanswered within push_response_timeout");
         if p.watched {
             out.push(Effect::Ended {
@@ -92,6 +84,25 @@ impl PushMachine {
         }
     }
 
+    /// A publish ended without an answer: its timer, the pending count, the outcome.
+    fn ended_unanswered(
+        &self,
+        id: &str,
+        p: &super::outstanding::Publish,
+        outcome: PublishOutcome,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Cancel(Timer::Response(id.to_string())));
+        out.push(Effect::Metric(Metric::Pending(-1)));
+        if let Some(app_server) = self.app_server_of(&p.identifier) {
+            out.push(Effect::Metric(Metric::PublishEnded {
+                app_server,
+                outcome,
+                latency: None,
+            }));
+        }
+    }
+
     /// A publish ends as our server-to-server failure (D21).
     fn end_undelivered(
         &mut self,
@@ -101,15 +112,7 @@ impl PushMachine {
         reason: String,
         out: &mut Vec<Effect>,
     ) {
-        out.push(Effect::Cancel(Timer::Response(id.clone())));
-        out.push(Effect::Metric(Metric::Pending(-1)));
-        if let Some(app_server) = self.app_server_of(&p.identifier) {
-            out.push(Effect::Metric(Metric::PublishEnded {
-                app_server,
-                outcome: PublishOutcome::S2sFailure,
-                latency: None,
-            }));
-        }
+        self.ended_unanswered(&id, &p, PublishOutcome::S2sFailure, out);
         if p.watched {
             out.push(Effect::Ended {
                 id,
