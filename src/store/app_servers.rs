@@ -58,6 +58,55 @@ pub fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::schema::PUSH_REGISTRATIONS;
+    use redb::ReadableDatabase;
+
+    fn encoded(jid: &str) -> Vec<u8> {
+        RegistrationRecord {
+            jid: jid.into(),
+            node: None,
+            publish_options: None,
+            enabled_at_us: 1,
+            client: "phone".into(),
+            language: None,
+            error_count: 0,
+            last_success: None,
+            last_error: None,
+            last_timeout: None,
+            extensions: None,
+            last_s2s_failure: None,
+        }
+        .encode()
+        .unwrap()
+    }
+
+    /// Most used first; past MAX_DOMAINS distinct domains the rest are only counted; a
+    /// record that no longer decodes is skipped.
+    #[test]
+    fn domains_are_counted_within_the_bound() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(PUSH_REGISTRATIONS).unwrap();
+            let users: Vec<String> = (0..MAX_DOMAINS + 5).map(|i| format!("u{i:05}")).collect();
+            for (i, user) in users.iter().enumerate() {
+                // u00000 and u00001 take the same domain first; then one each.
+                let jid = format!("app@d{:05}.example", i.saturating_sub(1));
+                t.insert((user.as_str(), "r"), encoded(&jid).as_slice())
+                    .unwrap();
+            }
+            t.insert(("broken", "r"), [0xffu8, 0xff, 0xff].as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let found = scan(&read.open_table(PUSH_REGISTRATIONS).unwrap()).unwrap();
+        assert_eq!(found.domains.len(), MAX_DOMAINS);
+        assert_eq!(found.domains[0], ("d00000.example".to_string(), 2));
+        assert_eq!(found.uncounted, 4);
+    }
 
     #[test]
     fn the_domain_is_the_jids_domain_part() {
