@@ -304,7 +304,7 @@ async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
 }
 
 /// Polls the publish outcomes of the last hour until `pred` holds, failing at a deadline.
-async fn until_publishes(
+pub(super) async fn until_publishes(
     t: &TestServer,
     what: &str,
     pred: impl Fn(&cloud_notify::metrics::HourCounts) -> bool,

@@ -129,3 +129,45 @@ async fn s2s_uses_an_xmpps_server_record_for_direct_tls() {
         String::from(&m)
     );
 }
+
+/// D21 with the reason DNS gives: an app server's domain with no record at all. Each
+/// publish ends as an s2s failure, the registration outlives `push_max_errors`, and
+/// `push list` says why.
+#[actix_rt::test]
+async fn d21_a_domain_without_dns_records_shows_in_push_list() {
+    let dns = serve("127.0.0.8", HashMap::new());
+    let a = TestServer::start(move |c| {
+        c.domain = "a.localhost".into();
+        c.components.clear();
+        c.push_max_errors = 1;
+        c.push_response_timeout = Duration::from_secs(1);
+        c.s2s_dns_server = Some(dns);
+    })
+    .await;
+    super::s2s::enable_push_and_leave(a.login("juliet", "phone").await, "push.nowhere.test").await;
+    let mut romeo = a.login("romeo", "desk").await;
+    for i in 0..2 {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@a.localhost' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+        super::s2s::until_publishes(&a, "the publish ended as an s2s failure", |h| {
+            h.s2s_failure > i && h.error == 0 && h.timeout == 0
+        })
+        .await;
+    }
+    let run = super::operate::cli(&a, &["push", "list", "juliet"]).await;
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains("\npush.nowhere.test"), "{out}");
+    assert!(
+        out.contains("ago): remote-server-not-found: no DNS record: "),
+        "{out}"
+    );
+    assert!(out.contains("  errors in a row:  0 "), "{out}");
+}
