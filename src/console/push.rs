@@ -439,4 +439,27 @@ mod tests {
         assert!(text.contains("removed in the last 30 days: 1 (newest first)"));
         assert!(text.contains("push.example.org (no node)\n  why:              16 error answers in a row (push_max_errors)"), "{text}");
     }
+
+    #[test]
+    fn a_test_push_our_links_could_not_deliver_says_why() {
+        let results = [TestPushResult {
+            jid: "push.example.net".into(),
+            node: Some("n1".into()),
+            client: "phone".into(),
+            outcome: TestOutcome::Undelivered {
+                condition: "remote-server-timeout".into(),
+                reason: "no link within s2s_timeout".into(),
+            },
+            round_trip_us: None,
+        }];
+        let text = format_test("juliet@localhost", &results, &Config::default());
+        assert!(
+            text.contains(
+                "push.example.net node 'n1' (enabled by 'phone'): not delivered: \
+                 remote-server-timeout: no link within s2s_timeout (our link to the app \
+                 server's domain)"
+            ),
+            "{text}"
+        );
+    }
 }
