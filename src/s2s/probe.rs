@@ -104,7 +104,7 @@ impl Probe {
         let resolving = resolve::addresses(domain, &self.cfg.s2s_hosts, &self.resolver);
         let targets = timeout(step, resolving)
             .await
-            .map_err(|_| unreached(None, LinkError::Stream("no DNS answer in time".into())))?;
+            .map_err(|_| unreached(None, LinkError::Timeout))?;
         let mut last = unreached(None, LinkError::NoAddress);
         for target in targets {
             let tcp = match timeout(step, TcpStream::connect(target.addr)).await {
