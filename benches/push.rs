@@ -63,6 +63,7 @@ fn build_publish(c: &mut Criterion) {
             last_error: None,
             last_timeout: None,
             extensions: None,
+            last_s2s_failure: None,
         },
     )
     .unwrap();

@@ -26,8 +26,14 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Serve,
-    /// Validate the configuration and the data directory, and print the effective settings.
-    Check,
+    /// Validate the configuration and the data directory, and print the effective
+    /// settings; then, unless --offline, our domain's DNS records and whether each remote
+    /// app server's domain can be reached.
+    Check {
+        /// Skip the network checks (DNS, connections to app servers' domains).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -305,7 +311,7 @@ fn user(cmd: UserCommand, cfg: &Config) -> Result<String, String> {
 }
 
 /// The read-only preflight: every finding is printed, and any problem fails the check.
-fn check(cfg: &Config, source: &str) -> Result<String, String> {
+fn check(cfg: &Config, source: &str, offline: bool) -> Result<String, String> {
     use cloud_notify::xmpp::preflight;
     let running = preflight::server_running(&cfg.data_dir);
     let now = chrono::Utc::now().timestamp();
@@ -315,6 +321,14 @@ fn check(cfg: &Config, source: &str) -> Result<String, String> {
         .chain(preflight::federation(cfg))
         .chain(preflight::data(cfg, running))
         .collect();
+    let findings = match offline {
+        true => findings,
+        false => {
+            let domains = preflight::app_server_domains(cfg, running);
+            let network = preflight::network::run(cfg, domains);
+            findings.into_iter().chain(network).collect()
+        }
+    };
     let report: String = findings
         .iter()
         .map(|f| format!("# {} {}\n", if f.ok { "ok:  " } else { "FAIL:" }, f.what))
@@ -521,7 +535,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "built-in defaults".into());
     let result = match cli.command {
         None | Some(Command::Serve) => serve(cfg, cli.config.as_ref()),
-        Some(Command::Check) => check(&cfg, &source),
+        Some(Command::Check { offline }) => check(&cfg, &source, offline),
         Some(Command::User(cmd)) => user(cmd, &cfg),
         #[cfg(unix)]
         Some(Command::Push(cmd)) => return cloud_notify::console::push(cmd, &cfg),

@@ -3,6 +3,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+#[path = "support/dns.rs"]
+mod dns;
+
 /// Listeners on ports the system picks, so that `check`'s bind test never meets a
 /// server someone runs on the default ports of this machine.
 const EPHEMERAL_PORTS: &str = "c2s_listen = \"127.0.0.1:0\"\ncomponent_listen = \"127.0.0.1:0\"";
@@ -76,7 +79,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn check_prints_the_effective_configuration() {
     let b = setup(&format!("push_max_devices = 3\n{EPHEMERAL_PORTS}"));
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("push_max_devices = 3"));
     assert!(stdout(&o).contains("domain = \"example.com\""));
@@ -89,7 +92,7 @@ fn check_prints_the_effective_configuration() {
 #[test]
 fn check_says_which_federation_setup_it_is() {
     let b = setup(EPHEMERAL_PORTS);
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("s2s_listen is unset"), "{}", stdout(&o));
     assert!(
@@ -105,7 +108,7 @@ fn check_says_which_federation_setup_it_is() {
     let b = setup(&format!(
         "{EPHEMERAL_PORTS}\ns2s_listen = \"127.0.0.1:0\"\ns2s_hosts = {{ \"other.example\" = \"127.0.0.1:5269\" }}"
     ));
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("bidirectional streams (XEP-0288) are offered"),
@@ -179,14 +182,14 @@ fn check_catches_certificate_problems() {
         let b = setup(&format!(
             "tls_certificate = {cert:?}\ntls_key = {key:?}\n{EPHEMERAL_PORTS}"
         ));
-        let o = run(&b, &["check"], None);
+        let o = run(&b, &["check", "--offline"], None);
         assert!(!o.status.success(), "{cert}: {}", stdout(&o));
         assert!(stderr(&o).contains(expect), "{cert}: {}", stderr(&o));
     }
     let b = setup(&format!(
         "tls_certificate = {good_c:?}\ntls_key = {good_k:?}"
     ));
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("certificate is for example.com"),
@@ -203,7 +206,7 @@ fn check_catches_certificate_problems() {
 #[test]
 fn bad_configuration_stops_with_the_key_named() {
     let b = setup("push_max_devices = 0");
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("`push_max_devices = 0` is not allowed: an integer from 1 to 16"),
@@ -301,7 +304,7 @@ fn user_commands_work_while_the_server_runs() {
     let o = run(&b, &["user", "list"], None);
     assert_eq!(stdout(&o).trim(), "juliet@example.com\nromeo@example.com");
     // check works next to the running server (it used to fail: database already open).
-    let o = run(&b, &["check"], None);
+    let o = run(&b, &["check", "--offline"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("a server is running"), "{}", stdout(&o));
     let o = run(&b, &["user", "del", "romeo@example.com"], None);
@@ -675,6 +678,7 @@ fn seed_registrations(b: &Box, user: &str, regs: &[(&str, Option<&str>, &str)]) 
                 }),
                 last_timeout: None,
                 extensions: None,
+                last_s2s_failure: None,
             };
             let id = format!("{jid}<{}", node.unwrap_or(""));
             t.insert((user, id.as_str()), record.encode().unwrap().as_slice())
@@ -883,7 +887,7 @@ fn push_list_remove_and_status_while_the_server_runs() {
     );
     assert_eq!(
         lines[4],
-        "publishes, last hour: 0 success, 0 error, 0 timeout"
+        "publishes, last hour: 0 success, 0 error, 0 timeout, 0 s2s failure"
     );
     assert!(
         lines[5].starts_with("memory:         ") && lines[5].contains(" MiB resident (VmRSS; "),
@@ -1008,4 +1012,108 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     assert!(server.wait().unwrap().success());
     let _ = reader.join();
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `check`'s network half, through the same resolver (`s2s_dns_server`, here a DNS
+/// server of the test's) and `s2s_hosts` as the server: our domain's missing records,
+/// an app server's domain reached over STARTTLS (a real server, whose self-signed
+/// certificate is not valid for it: accepted without `s2s_secure_auth`), one with no
+/// DNS record and one that refuses the connection; read from the file, then from the
+/// running server; `--offline` skips all of it.
+#[cfg(unix)]
+#[test]
+fn check_reaches_the_app_servers_domains_as_a_link_would() {
+    use hickory_resolver::proto::rr::rdata::{A as ARecord, SRV};
+    use hickory_resolver::proto::rr::{RData, RecordType};
+    let app_port = closed_port();
+    let app_dir = tempfile::tempdir().unwrap();
+    let app = Box {
+        config: app_dir.path().join("app.toml"),
+        dir: app_dir,
+    };
+    std::fs::write(
+        &app.config,
+        format!(
+            "domain = \"push.reach.test\"\ndata_dir = {:?}\n{EPHEMERAL_PORTS}\ns2s_listen = \"127.0.0.1:{app_port}\"\n",
+            app.dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut app_server = serve(&app);
+    let mut zone = dns::Zone::new();
+    zone.insert(
+        ("_xmpp-server._tcp.push.reach.test.".into(), RecordType::SRV),
+        vec![RData::SRV(SRV::new(
+            0,
+            0,
+            app_port,
+            dns::name("xmpp.reach.test."),
+        ))],
+    );
+    zone.insert(
+        ("xmpp.reach.test.".into(), RecordType::A),
+        vec![RData::A(ARecord::new(127, 0, 0, 1))],
+    );
+    let dns = dns::serve("127.0.0.8", zone);
+    let refused = closed_port();
+    let b = setup(&format!(
+        "{EPHEMERAL_PORTS}\ns2s_timeout = 10\ns2s_dns_server = \"{dns}\"\ns2s_hosts = {{ \"refused.test\" = \"127.0.0.1:{refused}\" }}\n"
+    ));
+    let o = run(
+        &b,
+        &[
+            "user",
+            "add",
+            "juliet@example.com",
+            "--password",
+            "pw",
+            "--create",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    seed_registrations(
+        &b,
+        "juliet",
+        &[
+            ("push.reach.test", Some("n1"), "phone"),
+            ("gone.test", Some("n2"), "tablet"),
+            ("app@refused.test", None, "laptop"),
+        ],
+    );
+    let expect = |o: &Output| {
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(o));
+        let err = stderr(o);
+        for line in [
+            "2 problem(s) found",
+            "# ok:   our domain example.com has no _xmpp-server._tcp or _xmpps-server._tcp SRV record and no A/AAAA record: other servers cannot connect to us",
+            &format!(
+                "# ok:   app server domain push.reach.test (1 registration): reached at 127.0.0.1:{app_port} (STARTTLS); its certificate is not valid for push.reach.test, which our links accept"
+            ),
+            "# FAIL: app server domain gone.test (1 registration): not reached: no DNS record",
+            &format!(
+                "# FAIL: app server domain refused.test (1 registration): not reached at 127.0.0.1:{refused} (STARTTLS): connection failed: "
+            ),
+        ] {
+            assert!(err.contains(line), "{line}\nnot in:\n{err}");
+        }
+    };
+    expect(&run(&b, &["check"], None));
+    let o = run(&b, &["check", "--offline"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("app server domain"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("our domain"), "{}", stdout(&o));
+    // Next to the running server, which holds the file: asked through its admin socket.
+    let mut server = serve(&b);
+    expect(&run(&b, &["check"], None));
+    for s in [&mut server, &mut app_server] {
+        let _ = Command::new("kill").arg(s.id().to_string()).status();
+        assert!(s.wait().unwrap().success());
+    }
 }

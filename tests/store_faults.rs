@@ -40,6 +40,7 @@ fn record(node: &str) -> RegistrationRecord {
         last_error: None,
         last_timeout: None,
         extensions: None,
+        last_s2s_failure: None,
     }
 }
 

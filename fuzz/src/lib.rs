@@ -296,6 +296,7 @@ pub fn registration(
         last_error: None,
         last_timeout: None,
         extensions: None,
+        last_s2s_failure: None,
     };
     Registration::from_record(identifier(jid, node.as_deref()), record)
 }

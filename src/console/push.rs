@@ -13,9 +13,9 @@ use super::server::{ANSWER_TIMEOUT, decode, encode, request, server};
 use super::user::user_of;
 use crate::config::Config;
 use crate::push::{TestOutcome, TestPushResult};
-use crate::store::ErrorNote;
 use crate::store::admin::AdminError;
 use crate::store::ledger::{self, PushLedger, RegistrationView, Removal, Selector};
+use crate::store::{ErrorNote, S2sFailureNote};
 
 #[derive(Subcommand, Debug)]
 pub enum PushCommand {
@@ -164,6 +164,15 @@ fn error_note(e: &ErrorNote) -> String {
     s
 }
 
+/// `remote-server-not-found: no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)`.
+fn s2s_failure_note(f: &S2sFailureNote) -> String {
+    format!(
+        "{}: {} (our link to the app server's domain; not counted as an error)",
+        f.condition.escape_debug(),
+        f.reason.escape_debug()
+    )
+}
+
 fn maybe_when(t: Option<u64>, now: u64) -> String {
     t.map_or_else(|| "never".into(), |t| when(t, now))
 }
@@ -208,6 +217,14 @@ pub(super) fn format_ledger(user: &str, l: &PushLedger, cfg: &Config, now: u64) 
             out,
             "  last timeout:     {}",
             maybe_when(r.last_timeout, now)
+        );
+        let _ = writeln!(
+            out,
+            "  last s2s failure: {}",
+            r.last_s2s_failure.as_ref().map_or_else(
+                || "never".into(),
+                |f| format!("{}: {}", when(f.at, now), s2s_failure_note(f))
+            )
         );
         let _ = writeln!(
             out,
@@ -315,6 +332,11 @@ fn format_test(user: &str, results: &[TestPushResult], cfg: &Config) -> String {
             (TestOutcome::NotSent, _) => {
                 "not sent: the server's queue to app servers is full".into()
             }
+            (TestOutcome::Undelivered { condition, reason }, _) => format!(
+                "not delivered: {}: {} (our link to the app server's domain)",
+                condition.escape_debug(),
+                reason.escape_debug()
+            ),
             (TestOutcome::Gone, _) => "the registration was removed before an answer came".into(),
         };
         let _ = writeln!(
@@ -354,6 +376,11 @@ mod tests {
                 text: Some("slow\ndown".into()),
             }),
             last_timeout: None,
+            last_s2s_failure: Some(S2sFailureNote {
+                at: now - 10,
+                condition: "remote-server-not-found".into(),
+                reason: "connection failed: refused".into(),
+            }),
             linked_sessions: 1,
             hibernated_sessions: 1,
             extensions: crate::store::ledger::describe_extensions(&crate::store::PushExtensions {
@@ -401,11 +428,38 @@ mod tests {
         );
         assert!(text.contains("120 bytes (not shown)"));
         assert!(
+            text.contains("ago): remote-server-not-found: connection failed: refused (our link"),
+            "{text}"
+        );
+        assert!(
             text.contains("  extensions:       encrypted (key not shown), priority, 1 muted\n"),
             "{text}"
         );
         assert!(!text.contains("do not show"), "{text}");
         assert!(text.contains("removed in the last 30 days: 1 (newest first)"));
         assert!(text.contains("push.example.org (no node)\n  why:              16 error answers in a row (push_max_errors)"), "{text}");
+    }
+
+    #[test]
+    fn a_test_push_our_links_could_not_deliver_says_why() {
+        let results = [TestPushResult {
+            jid: "push.example.net".into(),
+            node: Some("n1".into()),
+            client: "phone".into(),
+            outcome: TestOutcome::Undelivered {
+                condition: "remote-server-timeout".into(),
+                reason: "no link within s2s_timeout".into(),
+            },
+            round_trip_us: None,
+        }];
+        let text = format_test("juliet@localhost", &results, &Config::default());
+        assert!(
+            text.contains(
+                "push.example.net node 'n1' (enabled by 'phone'): not delivered: \
+                 remote-server-timeout: no link within s2s_timeout (our link to the app \
+                 server's domain)"
+            ),
+            "{text}"
+        );
     }
 }

@@ -64,8 +64,8 @@ pub(super) fn format_status(s: &ServerStatus) -> String {
     let h = &s.publishes_last_hour;
     let _ = writeln!(
         out,
-        "publishes, last hour: {} success, {} error, {} timeout",
-        h.success, h.error, h.timeout
+        "publishes, last hour: {} success, {} error, {} timeout, {} s2s failure",
+        h.success, h.error, h.timeout, h.s2s_failure
     );
     let _ = writeln!(
         out,
@@ -113,6 +113,7 @@ mod tests {
                 success: 40,
                 error: 2,
                 timeout: 1,
+                s2s_failure: 3,
             },
             memory: Some(ProcessMemory {
                 resident: 10 << 20,
@@ -132,7 +133,7 @@ mod tests {
              started:        2023-11-14 22:13:20 UTC (up 2h 5m)\n\
              sessions:       3 connected, 5 hibernated\n\
              registrations:  12 (accounts: 10; users with push state in memory: 4)\n\
-             publishes, last hour: 40 success, 2 error, 1 timeout\n\
+             publishes, last hour: 40 success, 2 error, 1 timeout, 3 s2s failure\n\
              memory:         10.0 MiB resident (VmRSS; 1.0 MiB anonymous, 9.0 MiB file-backed)\n\
              memory by kind: users 4.0 KiB, sessions 2.5 KiB, queues 0.0 KiB (estimates)\n"
         );

@@ -39,6 +39,9 @@ pub enum PublishOutcome {
     /// No answer within `push_response_timeout` (or given up on at
     /// `push_max_pending_publishes`).
     Timeout,
+    /// Our server-to-server layer could not deliver it to the app server's domain and
+    /// no answer came (D21).
+    S2sFailure,
 }
 
 impl PublishOutcome {
@@ -47,6 +50,7 @@ impl PublishOutcome {
             PublishOutcome::Success => "success",
             PublishOutcome::Error => "error",
             PublishOutcome::Timeout => "timeout",
+            PublishOutcome::S2sFailure => "s2s_failure",
         }
     }
 
@@ -55,6 +59,7 @@ impl PublishOutcome {
             PublishOutcome::Success => 0,
             PublishOutcome::Error => 1,
             PublishOutcome::Timeout => 2,
+            PublishOutcome::S2sFailure => 3,
         }
     }
 }
@@ -80,30 +85,33 @@ pub(crate) struct KindLabels {
     pub(crate) kind: &'static str,
 }
 
+/// How many [`PublishOutcome`]s there are.
+const OUTCOMES: usize = 4;
+
 /// Publishes of the last hour by outcome, in one-minute buckets.
 #[derive(Debug)]
 struct HourWindow {
     /// `(minute since start, counts by outcome)`; slot `minute % 60`.
-    slots: [(u64, [u64; 3]); 60],
+    slots: [(u64, [u64; OUTCOMES]); 60],
 }
 
 impl HourWindow {
     fn new() -> Self {
         HourWindow {
-            slots: [(u64::MAX, [0; 3]); 60],
+            slots: [(u64::MAX, [0; OUTCOMES]); 60],
         }
     }
 
     fn add(&mut self, minute: u64, outcome: PublishOutcome) {
         let slot = &mut self.slots[(minute % 60) as usize];
         if slot.0 != minute {
-            *slot = (minute, [0; 3]);
+            *slot = (minute, [0; OUTCOMES]);
         }
         slot.1[outcome.index()] += 1;
     }
 
-    fn sum(&self, minute: u64) -> [u64; 3] {
-        let mut out = [0; 3];
+    fn sum(&self, minute: u64) -> [u64; OUTCOMES] {
+        let mut out = [0; OUTCOMES];
         for (m, counts) in &self.slots {
             if *m != u64::MAX && *m <= minute && minute - m < 60 {
                 for (o, c) in out.iter_mut().zip(counts) {
@@ -121,6 +129,8 @@ pub struct HourCounts {
     pub success: u64,
     pub error: u64,
     pub timeout: u64,
+    /// Not delivered by our server-to-server links, and no answer came (D21).
+    pub s2s_failure: u64,
 }
 
 /// The server's counters and the registry that prints them.
@@ -166,7 +176,7 @@ impl Metrics {
         let publishes = Family::<PublishLabels, Counter>::default();
         registry.register(
             "push_publishes",
-            "Publishes to app servers by how they ended (success, error, timeout) and app server (a configured component's domain, or other)",
+            "Publishes to app servers by how they ended (success, error, timeout, s2s_failure) and app server (a configured component's domain, or other)",
             publishes.clone(),
         );
         // 1 ms to about 66 s: a component on the same machine answers in about a
@@ -330,7 +340,7 @@ impl Metrics {
 
     /// Publishes of the last hour by outcome.
     pub fn last_hour(&self) -> HourCounts {
-        let [success, error, timeout] = self
+        let [success, error, timeout, s2s_failure] = self
             .hour
             .lock()
             .map(|h| h.sum(self.minute()))
@@ -339,6 +349,7 @@ impl Metrics {
             success,
             error,
             timeout,
+            s2s_failure,
         }
     }
 
@@ -368,13 +379,14 @@ mod tests {
         w.add(0, PublishOutcome::Success);
         w.add(0, PublishOutcome::Timeout);
         w.add(30, PublishOutcome::Error);
-        assert_eq!(w.sum(30), [1, 1, 1]);
-        assert_eq!(w.sum(59), [1, 1, 1]);
-        assert_eq!(w.sum(60), [0, 1, 0]);
+        w.add(30, PublishOutcome::S2sFailure);
+        assert_eq!(w.sum(30), [1, 1, 1, 1]);
+        assert_eq!(w.sum(59), [1, 1, 1, 1]);
+        assert_eq!(w.sum(60), [0, 1, 0, 1]);
         // Slot 0 is reused by minute 60: the old counts are gone, not added.
         w.add(60, PublishOutcome::Success);
-        assert_eq!(w.sum(60), [1, 1, 0]);
-        assert_eq!(w.sum(200), [0, 0, 0]);
+        assert_eq!(w.sum(60), [1, 1, 0, 1]);
+        assert_eq!(w.sum(200), [0, 0, 0, 0]);
     }
 
     #[test]
@@ -406,7 +418,8 @@ mod tests {
             HourCounts {
                 success: 1,
                 error: 0,
-                timeout: 1
+                timeout: 1,
+                s2s_failure: 0,
             }
         );
     }

@@ -161,7 +161,12 @@ impl PushExecutor {
             let me = act.push();
             match effect {
                 Effect::Publish { to, xml, id } => {
-                    match me.links.router.try_send(RoutePublish { to, xml }) {
+                    let publish = RoutePublish {
+                        to,
+                        id: id.clone(),
+                        xml,
+                    };
+                    match me.links.router.try_send(publish) {
                         Ok(()) => ran.routed += 1,
                         Err(_) => unrouted.push(id),
                     }

@@ -336,6 +336,22 @@ impl Handler<AppServerResponse> for PushHub {
     }
 }
 
+/// A publish the host's server-to-server layer could not deliver (D21), for the user
+/// whose route its id carries.
+impl Handler<PublishUndelivered> for PushHub {
+    type Result = ();
+    fn handle(&mut self, msg: PublishUndelivered, ctx: &mut Context<Self>) {
+        let Some(user) = publish::route_of(&msg.id)
+            .and_then(|r| self.routes.get(&r))
+            .cloned()
+        else {
+            tracing::debug!(id = %msg.id, "undelivered publish unknown");
+            return;
+        };
+        self.forward(&user, msg, false, ctx);
+    }
+}
+
 impl Handler<PingUser> for PushHub {
     type Result = ResponseFuture<usize>;
     fn handle(&mut self, msg: PingUser, ctx: &mut Context<Self>) -> Self::Result {

@@ -171,6 +171,20 @@ pub struct AppServerResponse {
     pub iq: Element,
 }
 
+/// The host's server-to-server layer could not deliver the publish with this `id` to
+/// its app server's domain (D21): `condition` is the stanza error a message would have
+/// bounced with, `reason` what failed. `given_up`: it will not be sent again; otherwise
+/// it is held and retried, and the app server's answer may still come. Recorded in the
+/// registration's ledger, never counted as the app server's error.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct PublishUndelivered {
+    pub id: String,
+    pub condition: String,
+    pub reason: String,
+    pub given_up: bool,
+}
+
 /// Send a ping notification to every registration of `user` (§8.7 `cloud-notify-ping`).
 /// Answered with the number of publishes sent.
 #[derive(Message, Debug, Clone)]
@@ -236,6 +250,11 @@ pub enum TestOutcome {
     NotSent,
     /// The registration was removed (or the user deleted) before an answer came.
     Gone,
+    /// Our server-to-server layer could not reach the app server's domain (D21).
+    Undelivered {
+        condition: String,
+        reason: String,
+    },
 }
 
 /// Why an admin request about a user's registrations failed.
@@ -305,6 +324,9 @@ pub struct Shutdown;
 #[rtype(result = "()")]
 pub struct RoutePublish {
     pub to: Jid,
+    /// The IQ's id, for a host that reports the publish undelivered
+    /// ([`PublishUndelivered`]).
+    pub id: String,
     pub xml: String,
 }
 
@@ -313,6 +335,7 @@ impl std::fmt::Debug for RoutePublish {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoutePublish")
             .field("to", &self.to)
+            .field("id", &self.id)
             .field("bytes", &self.xml.len())
             .finish()
     }

@@ -195,6 +195,7 @@ mod tests {
                 last_error: None,
                 last_timeout: None,
                 extensions: None,
+                last_s2s_failure: None,
             },
         }
     }

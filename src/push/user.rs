@@ -194,6 +194,7 @@ event_handler!(MessageArchived, |m| Event::Archived {
     all_away: m.all_away,
 });
 event_handler!(RoutedResponse, |m| Event::Response(m.0));
+event_handler!(PublishUndelivered, |m| Event::Undelivered(m));
 
 impl Handler<SessionClosed> for UserPush {
     type Result = ();

@@ -15,7 +15,7 @@ use crate::xmpp::xml::{OurHeader, Read, SERVER_NS, STREAM_NS, XmlStream};
 /// Why a link to a domain could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("the domain has no address (DNS or s2s_hosts)")]
+    #[error("no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)")]
     NoAddress,
     #[error("connection failed: {0}")]
     Connect(std::io::Error),
@@ -55,7 +55,7 @@ pub struct Opened {
     pub bidi: bool,
 }
 
-fn stream_failed(what: &str, read: &Read) -> LinkError {
+pub(super) fn stream_failed(what: &str, read: &Read) -> LinkError {
     LinkError::Stream(match read {
         Read::Element(el) if el.is("error", STREAM_NS) => format!(
             "{what}: stream error {}",
@@ -67,7 +67,7 @@ fn stream_failed(what: &str, read: &Read) -> LinkError {
 }
 
 /// Sends our header, reads the peer's and its features.
-async fn start(
+pub(super) async fn start(
     xml: &mut XmlStream,
     guard: &SizeGuard,
     ours: &str,

@@ -25,9 +25,10 @@ use xmpp_parsers::jid::Jid;
 
 use super::Shared;
 use super::negotiate::served;
-use super::outbound::{self, LinkEnded};
+use super::outbound::{self, Failure, LinkEnded};
 use super::queue::{Bidi, Key, Queued};
-use crate::xmpp::route::{Remote, Route, ToRemote};
+use crate::push::PublishUndelivered;
+use crate::xmpp::route::{Remote, RemotePublish, Route, ToRemote};
 use crate::xmpp::stanza;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -71,9 +72,17 @@ struct Link {
 struct Failed {
     until: Instant,
     backoff: Duration,
-    condition: &'static str,
+    failure: Failure,
     /// Publishes waiting for the retry, each with the time it is given up.
-    held: VecDeque<(Instant, String)>,
+    held: VecDeque<(Instant, RemotePublish)>,
+}
+
+/// Our own limits, for a publish that could not even wait for a link.
+fn limit(condition: &'static str, reason: &str) -> Failure {
+    Failure {
+        condition,
+        reason: reason.to_string(),
+    }
 }
 
 pub struct Links {
@@ -96,11 +105,12 @@ impl Links {
         }
     }
 
-    /// A stanza that cannot go out goes back to its sender with `condition`. A publish
-    /// that cannot go out is dropped and logged: the push module records it as
-    /// unanswered, never as the app server's error (D21).
-    fn bounce(&self, item: Remote, key: &Key, condition: &'static str) {
-        let domain = &key.1;
+    /// A stanza that cannot go out goes back to its sender with the failure's
+    /// condition. A publish that cannot go out is dropped, logged and reported to the
+    /// push module, which records the failure in the registration's ledger, never as
+    /// the app server's error (D21).
+    fn bounce(&self, item: Remote, key: &Key, failure: &Failure) {
+        let condition = failure.condition;
         match item {
             Remote::Stanza(s) => {
                 let error_type = match condition {
@@ -111,10 +121,24 @@ impl Links {
                     self.shared.router.do_send(Route(reply));
                 }
             }
-            Remote::Publish(_) => {
-                tracing::warn!(%domain, condition, "publish to a remote app server given up");
-            }
+            Remote::Publish(p) => self.given_up(p, key, failure),
         }
+    }
+
+    /// Tells the push module about a publish that did not reach `key`'s domain;
+    /// `given_up` when it will not be sent again.
+    fn report(&self, p: &RemotePublish, failure: &Failure, given_up: bool) {
+        self.shared.undelivered.do_send(PublishUndelivered {
+            id: p.id.clone(),
+            condition: failure.condition.to_string(),
+            reason: failure.reason.clone(),
+            given_up,
+        });
+    }
+
+    fn given_up(&self, p: RemotePublish, key: &Key, failure: &Failure) {
+        tracing::warn!(domain = %key.1, condition = failure.condition, reason = %failure.reason, "publish to a remote app server given up");
+        self.report(&p, failure, true);
     }
 
     fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
@@ -145,7 +169,8 @@ impl Links {
                 Ok(()) => return,
                 Err(flume::TrySendError::Full(q)) => {
                     tracing::warn!(domain = %key.1, "s2s_queue_size reached on a bidirectional stream: stanza bounced");
-                    self.bounce(q.item, &key, "resource-constraint");
+                    let full = limit("resource-constraint", "s2s_queue_size reached");
+                    self.bounce(q.item, &key, &full);
                     return;
                 }
                 Err(flume::TrySendError::Disconnected(q)) => {
@@ -158,8 +183,8 @@ impl Links {
         if let Some(f) = self.failed.get(&key)
             && f.until > now
         {
-            let condition = f.condition;
-            self.hold_or_bounce(&key, queued, condition);
+            let failure = f.failure.clone();
+            self.hold_or_bounce(&key, queued, &failure);
             return;
         }
         let link = match self.links.contains_key(&key) {
@@ -168,45 +193,53 @@ impl Links {
         };
         let Some(link) = link else {
             tracing::warn!(domain = %key.1, "s2s_max_connections links open: stanza bounced");
-            self.bounce(queued.item, &key, "resource-constraint");
+            let full = limit("resource-constraint", "s2s_max_connections links open");
+            self.bounce(queued.item, &key, &full);
             return;
         };
         if let Err(flume::TrySendError::Full(q) | flume::TrySendError::Disconnected(q)) =
             link.tx.try_send(queued)
         {
             tracing::warn!(domain = %key.1, "s2s_queue_size reached: stanza bounced");
-            self.bounce(q.item, &key, "resource-constraint");
+            let full = limit("resource-constraint", "s2s_queue_size reached");
+            self.bounce(q.item, &key, &full);
         }
     }
 
     /// While a pair backs off: a publish waits for the retry (until its give-up time), a
-    /// stanza bounces.
-    fn hold_or_bounce(&mut self, key: &Key, queued: Queued, condition: &'static str) {
+    /// stanza bounces. The push module hears of the failure either way.
+    fn hold_or_bounce(&mut self, key: &Key, queued: Queued, failure: &Failure) {
         let now = Instant::now();
-        let limit = self.shared.cfg.s2s_queue_size;
+        let max = self.shared.cfg.s2s_queue_size;
         let give_up_after = self.shared.cfg.push_response_timeout;
         let Queued { item, give_up } = queued;
-        let xml = match item {
-            Remote::Publish(xml) => xml,
-            stanza => return self.bounce(stanza, key, condition),
-        };
-        let Some(f) = self.failed.get_mut(key) else {
-            tracing::warn!(domain = %key.1, condition, "publish to a remote app server given up");
-            return;
+        let publish = match item {
+            Remote::Publish(p) => p,
+            stanza => return self.bounce(stanza, key, failure),
         };
         let give_up = give_up.unwrap_or(now + give_up_after);
-        if give_up <= now {
-            tracing::warn!(domain = %key.1, condition, "publish to a remote app server given up");
+        if give_up <= now || !self.failed.contains_key(key) {
+            return self.given_up(publish, key, failure);
+        }
+        self.report(&publish, failure, false);
+        let Some(f) = self.failed.get_mut(key) else {
             return;
+        };
+        let oldest = match f.held.len() >= max {
+            true => f.held.pop_front(),
+            false => None,
+        };
+        f.held.push_back((give_up, publish));
+        if let Some((_, p)) = oldest {
+            let full = limit(
+                "resource-constraint",
+                "s2s_queue_size publishes held for a retry",
+            );
+            self.given_up(p, key, &full);
         }
-        if f.held.len() >= limit {
-            f.held.pop_front();
-            tracing::warn!(domain = %key.1, "s2s_queue_size publishes held for a retry: the oldest given up");
-        }
-        f.held.push_back((give_up, xml));
     }
 
-    fn note_failure(&mut self, key: &Key, condition: &'static str, ctx: &mut Context<Self>) {
+    fn note_failure(&mut self, key: &Key, failure: Failure, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.failed
             .retain(|_, f| f.until > now || !f.held.is_empty());
@@ -227,6 +260,9 @@ impl Links {
                 && !gone.held.is_empty()
             {
                 tracing::warn!(domain = %k.1, publishes = gone.held.len(), "failed domains past s2s_max_connections: held publishes given up");
+                for (_, p) in gone.held {
+                    self.report(&p, &gone.failure, true);
+                }
             }
         }
         let held = self.failed.remove(key).map(|f| f.held).unwrap_or_default();
@@ -235,7 +271,7 @@ impl Links {
             Failed {
                 until: now + backoff,
                 backoff,
-                condition,
+                failure,
                 held,
             },
         );
@@ -253,15 +289,16 @@ impl Links {
         // The backoff is over whatever the clock's rounding says: a publish sent now must
         // not be held again with no retry left to take it.
         f.until = f.until.min(now);
-        for (give_up, xml) in held {
-            let queued = Queued {
-                item: Remote::Publish(xml),
-                give_up: Some(give_up),
-            };
+        let failure = f.failure.clone();
+        for (give_up, p) in held {
             if give_up <= now {
-                tracing::warn!(domain = %key.1, "publish to a remote app server given up");
+                self.given_up(p, &key, &failure);
                 continue;
             }
+            let queued = Queued {
+                item: Remote::Publish(p),
+                give_up: Some(give_up),
+            };
             self.send(key.clone(), queued, ctx);
         }
     }
@@ -302,9 +339,18 @@ impl Handler<Bidi> for Links {
                 for queued in left {
                     match back_key(&queued.item, &pairs, &self.shared) {
                         Some(key) => self.send(key, queued, ctx),
-                        None => tracing::warn!(
-                            "publish left on a closed bidirectional stream of several domains: given up"
-                        ),
+                        None => {
+                            tracing::warn!(
+                                "publish left on a closed bidirectional stream of several domains: given up"
+                            );
+                            if let Remote::Publish(p) = &queued.item {
+                                let closed = limit(
+                                    "remote-server-not-found",
+                                    "the peer's bidirectional stream closed",
+                                );
+                                self.report(p, &closed, true);
+                            }
+                        }
                     }
                 }
             }
@@ -343,10 +389,10 @@ impl Handler<LinkEnded> for Links {
         // Every send happens in this actor, so nothing is added to the queue after this.
         let left: Vec<Queued> = link.rx.drain().collect();
         match msg.failure {
-            Some(condition) => {
-                self.note_failure(&key, condition, ctx);
+            Some(failure) => {
+                self.note_failure(&key, failure.clone(), ctx);
                 for queued in left {
-                    self.hold_or_bounce(&key, queued, condition);
+                    self.hold_or_bounce(&key, queued, &failure);
                 }
             }
             None => {

@@ -24,8 +24,10 @@ pub mod inbound;
 pub mod links;
 pub mod negotiate;
 mod outbound;
+pub mod probe;
 pub mod queue;
 pub mod resolve;
+pub mod srv_order;
 pub mod trust;
 mod verify;
 
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use crate::config::{Config, LiveConfig};
-use crate::push::AppServerResponse;
+use crate::push::{AppServerResponse, PublishUndelivered};
 use crate::xmpp::route::Route;
 
 /// What every link and inbound stream needs.
@@ -57,6 +59,8 @@ pub struct Shared {
     pub router: Recipient<Route>,
     /// App servers' answers to publishes.
     pub answers: Recipient<AppServerResponse>,
+    /// Publishes the links could not deliver (D21), for the registrations' ledger.
+    pub undelivered: Recipient<PublishUndelivered>,
     /// The links actor, for inbound streams used both ways (XEP-0288); set when it
     /// starts.
     pub bidi: std::cell::OnceCell<actix::Recipient<queue::Bidi>>,

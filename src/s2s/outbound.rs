@@ -15,8 +15,8 @@ use super::negotiate::{Pair, admit, result_request};
 use super::queue::{self, Queued};
 use crate::xmpp::xml::{DIALBACK_NS, Read, SERVER_NS, STREAM_NS};
 
-/// A link's task ended: `failure` is the condition its stanzas bounce with, `None`
-/// after an orderly close (idle, or the peer closed).
+/// A link's task ended: `failure` is why, `None` after an orderly close (idle, or the
+/// peer closed).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LinkEnded {
@@ -24,7 +24,16 @@ pub struct LinkEnded {
     pub local: String,
     pub domain: String,
     pub generation: u64,
-    pub failure: Option<&'static str>,
+    pub failure: Option<Failure>,
+}
+
+/// Why a link could not be made.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The condition its stanzas bounce with.
+    pub condition: &'static str,
+    /// What failed, in words, for the registrations' ledger (D21) and the log.
+    pub reason: String,
 }
 
 pub async fn run(
@@ -54,7 +63,10 @@ pub async fn run(
         local,
         domain,
         generation,
-        failure: failure.map(|e| e.condition()),
+        failure: failure.map(|e| Failure {
+            condition: e.condition(),
+            reason: e.to_string(),
+        }),
     });
 }
 

@@ -52,7 +52,7 @@ pub async fn write(xml: &mut XmlStream, first: Queued, rx: &flume::Receiver<Queu
                     tracing::warn!(error = %e, "stanza to a remote server not serializable; dropped");
                 }
             }
-            Remote::Publish(text) => xml.feed_text(&text),
+            Remote::Publish(p) => xml.feed_text(&p.xml),
         }
         written += 1;
         if written < WRITE_BATCH {

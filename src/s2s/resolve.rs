@@ -1,7 +1,7 @@
 //! Where a remote domain's server listens (RFC 6120 §3.2, XEP-0368): the `s2s_hosts`
 //! entry when there is one; an IP literal as it is, on 5269; otherwise the domain's
 //! `_xmpps-server._tcp` (TLS from the first byte) and `_xmpp-server._tcp` (STARTTLS) SRV
-//! records together in priority order, each target's addresses on its port; and with no
+//! records together in RFC 2782's order (`srv_order`), each target's addresses on its port; and with no
 //! SRV record the domain's own A/AAAA records on 5269. SRV records whose targets are all
 //! "." say the domain has no server-to-server service at all.
 
@@ -12,6 +12,9 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
+
+use super::srv_order;
+pub use super::srv_order::Srv;
 
 /// The port of server-to-server streams when DNS names none.
 pub const DEFAULT_PORT: u16 = 5269;
@@ -48,18 +51,6 @@ pub fn fixed(domain: &str, hosts: &BTreeMap<String, SocketAddr>) -> Option<Socke
     hosts.get(&domain.to_ascii_lowercase()).copied()
 }
 
-/// One SRV answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Srv {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    /// The target host, as DNS gave it ("." for none).
-    pub target: String,
-    /// From `_xmpps-server._tcp`: TLS from the first byte.
-    pub direct_tls: bool,
-}
-
 /// Where to connect, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
@@ -74,28 +65,6 @@ impl Target {
             direct_tls: false,
         }
     }
-}
-
-fn no_target(target: &str) -> bool {
-    target == "." || target.is_empty()
-}
-
-/// The records to try, in order: lowest priority first, within one priority the heavier
-/// first, and on a tie direct TLS first (RFC 2782 picks by weight at random; a fixed
-/// order is enough for a handful of servers and makes the choice reproducible). `None`:
-/// the domain says it has no service (every target is ".").
-pub fn order(mut records: Vec<Srv>) -> Option<Vec<Srv>> {
-    if !records.is_empty() && records.iter().all(|r| no_target(&r.target)) {
-        return None;
-    }
-    records.retain(|r| !no_target(&r.target));
-    records.sort_by(|a, b| {
-        a.priority
-            .cmp(&b.priority)
-            .then(b.weight.cmp(&a.weight))
-            .then(b.direct_tls.cmp(&a.direct_tls))
-    });
-    Some(records)
 }
 
 async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Vec<Target> {
@@ -114,7 +83,9 @@ async fn ips(resolver: &Resolver, host: &str, port: u16, direct_tls: bool) -> Ve
     }
 }
 
-async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
+/// The SRV records of `service` (`_xmpp-server` or `_xmpps-server`) for `domain`; none
+/// when the lookup finds none or fails.
+pub async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
     let direct_tls = service == "_xmpps-server";
     match resolver
         .srv_lookup(format!("{service}._tcp.{domain}."))
@@ -141,6 +112,15 @@ async fn srv(resolver: &Resolver, service: &str, domain: &str) -> Vec<Srv> {
     }
 }
 
+/// The A/AAAA addresses of `host`; none when the lookup finds none or fails.
+pub async fn host_ips(resolver: &Resolver, host: &str) -> Vec<IpAddr> {
+    resolver
+        .lookup_ip(host)
+        .await
+        .map(|found| found.iter().collect())
+        .unwrap_or_default()
+}
+
 /// The places to try, in order; empty when the domain has none.
 pub async fn addresses(
     domain: &str,
@@ -158,7 +138,7 @@ pub async fn addresses(
     if records.is_empty() {
         return ips(resolver, &format!("{domain}."), DEFAULT_PORT, false).await;
     }
-    let Some(targets) = order(records) else {
+    let Some(targets) = srv_order::order(records, &mut srv_order::system_draw) else {
         tracing::info!(%domain, "the domain's SRV record says it has no server-to-server service");
         return Vec::new();
     };
@@ -180,42 +160,5 @@ mod tests {
         hosts.insert("b.test".to_string(), a);
         assert_eq!(fixed("B.Test", &hosts), Some(a));
         assert_eq!(fixed("c.test", &hosts), None);
-    }
-
-    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
-        Srv {
-            priority,
-            weight,
-            port: 5269,
-            target: target.into(),
-            direct_tls: false,
-        }
-    }
-
-    fn hosts(records: &[Srv]) -> Vec<&str> {
-        records.iter().map(|r| r.target.as_str()).collect()
-    }
-
-    #[test]
-    fn srv_targets_go_by_priority_then_weight_then_direct_tls() {
-        let tls = Srv {
-            direct_tls: true,
-            ..srv(10, 60, "heavy-tls.")
-        };
-        let got = order(vec![
-            srv(20, 0, "backup."),
-            srv(10, 1, "light."),
-            srv(10, 60, "heavy."),
-            tls,
-        ])
-        .unwrap();
-        assert_eq!(hosts(&got), ["heavy-tls.", "heavy.", "light.", "backup."]);
-    }
-
-    #[test]
-    fn dot_targets_only_mean_no_service() {
-        assert_eq!(order(vec![srv(0, 0, ".")]), None);
-        let got = order(vec![srv(0, 0, "."), srv(5, 0, "x.")]).unwrap();
-        assert_eq!(hosts(&got), ["x."]);
     }
 }

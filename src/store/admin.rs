@@ -128,6 +128,15 @@ pub fn delete_user(db: &Database, user: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// The app servers' domains the registrations publish to, read from the file.
+pub fn app_server_domains(
+    db: &Database,
+) -> Result<super::app_servers::AppServerDomains, AdminError> {
+    let txn = db.begin_read()?;
+    let t = txn.open_table(PUSH_REGISTRATIONS)?;
+    super::app_servers::scan(&t).map_err(|e| AdminError::Db(e.to_string()))
+}
+
 pub fn list_users(db: &Database) -> Result<Vec<String>, AdminError> {
     let txn = db.begin_read()?;
     let t = txn.open_table(ACCOUNTS)?;

@@ -12,7 +12,7 @@ use redb::{ReadableDatabase, ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 
 use super::admin_error::AdminError;
-use super::record::{ErrorNote, RegistrationRecord};
+use super::record::{ErrorNote, RegistrationRecord, S2sFailureNote};
 use super::schema::{ACCOUNTS, PUSH_REGISTRATIONS, PUSH_REMOVALS};
 
 /// How long a removal stays in the log: 30 days.
@@ -112,6 +112,8 @@ pub struct RegistrationView {
     pub last_success: Option<u64>,
     pub last_error: Option<ErrorNote>,
     pub last_timeout: Option<u64>,
+    /// Our last failure to reach the app server's domain (D21).
+    pub last_s2s_failure: Option<S2sFailureNote>,
     /// Sessions whose last `<enable/>` named it (0 with no server running).
     pub linked_sessions: u32,
     /// Of those, the hibernated ones.
@@ -136,6 +138,7 @@ impl RegistrationView {
             last_success: record.last_success,
             last_error: record.last_error.clone(),
             last_timeout: record.last_timeout,
+            last_s2s_failure: record.last_s2s_failure.clone(),
             linked_sessions: 0,
             hibernated_sessions: 0,
             extensions: record
@@ -430,6 +433,7 @@ mod tests {
             last_error: None,
             last_timeout: None,
             extensions: None,
+            last_s2s_failure: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod admin_error;
+pub mod app_servers;
 pub mod archive;
 mod archive_record;
 mod faults;
@@ -36,7 +37,7 @@ use open::Reopen;
 pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 pub use record::{
     Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RoomRule, RosterItem,
-    Subscription,
+    S2sFailureNote, Subscription,
 };
 pub use requeue::{Requeued, requeue_hibernated};
 use writer::{DbSlot, ExecBatch, Writer};
@@ -216,6 +217,27 @@ pub struct ListAccounts;
 #[rtype(result = "Result<Vec<ledger::Removal>, StoreError>")]
 pub struct LoadRemovals {
     pub user: String,
+}
+
+/// The app servers' domains the stored registrations publish to (`cloud-notify check`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<app_servers::AppServerDomains, StoreError>")]
+pub struct ListAppServerDomains;
+
+impl Handler<ListAppServerDomains> for Store {
+    type Result = ResponseFuture<Result<app_servers::AppServerDomains, StoreError>>;
+
+    fn handle(&mut self, _: ListAppServerDomains, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.enqueue(StoreOp::AppServerDomains, ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(StoreReply::AppServerDomains(d))) => Ok(d),
+                Ok(Ok(_)) => Err(StoreError::Failed("unexpected reply".into())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
+    }
 }
 
 /// How many accounts and push registrations are stored (read from the tables' headers).

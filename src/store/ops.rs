@@ -1,6 +1,7 @@
 //! The store's vocabulary: what callers may ask of it. This is the narrow interface
 //! design.md promises, so another backend could answer the same messages.
 
+use super::app_servers::AppServerDomains;
 use super::archive_record::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 use super::ledger::{Removal, RemovalRecord};
 use super::record::{Account, RegistrationRecord, RosterItem};
@@ -108,6 +109,8 @@ pub enum StoreOp {
     LoadRemovals { user: String },
     /// How many accounts and registrations are stored.
     Counts,
+    /// The app servers' domains the registrations publish to.
+    AppServerDomains,
     /// A page of the user's message archive.
     QueryArchive(ArchiveQuery),
     /// The user's archive preferences (`None`: never set).
@@ -149,6 +152,7 @@ pub enum StoreReply {
         accounts: u64,
         registrations: u64,
     },
+    AppServerDomains(AppServerDomains),
     Written,
 }
 

@@ -36,6 +36,22 @@ pub struct RegistrationRecord {
     /// `None` for a plain XEP-0357 registration and for every record written by schema 2.
     /// Boxed: most registrations have none, and the record is kept in memory per device.
     pub extensions: Option<Box<PushExtensions>>,
+    /// The last time our server-to-server layer could not deliver a publish to the app
+    /// server's domain (D21), and why; `None` in records written before it was kept.
+    pub last_s2s_failure: Option<S2sFailureNote>,
+}
+
+/// Our failure to reach a remote app server's domain, as recorded in the ledger: never
+/// the app server's answer, never counted towards `push_max_errors` (D21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S2sFailureNote {
+    /// Unix seconds.
+    pub at: u64,
+    /// The condition a stanza would have bounced with: `remote-server-not-found`,
+    /// `remote-server-timeout` or `resource-constraint`.
+    pub condition: String,
+    /// What failed, in words (`no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)`).
+    pub reason: String,
 }
 
 /// What a client enabled beyond XEP-0357 (the `tigase:push:*` extensions).
@@ -90,6 +106,42 @@ impl std::fmt::Debug for EncryptSettings {
     }
 }
 
+/// A registration as schema 3 first wrote it: the same fields without
+/// `last_s2s_failure`.
+#[derive(Deserialize)]
+struct RegistrationRecordV3 {
+    jid: String,
+    node: Option<String>,
+    publish_options: Option<String>,
+    enabled_at_us: u64,
+    client: String,
+    language: Option<String>,
+    error_count: u32,
+    last_success: Option<u64>,
+    last_error: Option<ErrorNote>,
+    last_timeout: Option<u64>,
+    extensions: Option<Box<PushExtensions>>,
+}
+
+impl From<RegistrationRecordV3> for RegistrationRecord {
+    fn from(r: RegistrationRecordV3) -> Self {
+        RegistrationRecord {
+            jid: r.jid,
+            node: r.node,
+            publish_options: r.publish_options,
+            enabled_at_us: r.enabled_at_us,
+            client: r.client,
+            language: r.language,
+            error_count: r.error_count,
+            last_success: r.last_success,
+            last_error: r.last_error,
+            last_timeout: r.last_timeout,
+            extensions: r.extensions,
+            last_s2s_failure: None,
+        }
+    }
+}
+
 /// A registration as schema 2 wrote it: the same fields without `extensions`.
 #[derive(Deserialize)]
 struct RegistrationRecordV2 {
@@ -119,6 +171,7 @@ impl From<RegistrationRecordV2> for RegistrationRecord {
             last_error: r.last_error,
             last_timeout: r.last_timeout,
             extensions: None,
+            last_s2s_failure: None,
         }
     }
 }
@@ -246,15 +299,18 @@ impl RegistrationRecord {
         postcard::to_stdvec(self)
     }
 
-    /// Decodes a value of the registrations table, in the current form or schema 2's.
-    /// A schema 2 record ends where `extensions` would start, so reading it in the
-    /// current form runs out of bytes and fails; postcard ignores bytes left over, so the
-    /// current form is tried first and a newer record is never read as an older one.
+    /// Decodes a value of the registrations table, in the current form, schema 3's
+    /// first form or schema 2's. Each older form ends where the next field would start,
+    /// so reading it in a newer form runs out of bytes and fails; postcard ignores bytes
+    /// left over, so the newest form is tried first and a newer record is never read as
+    /// an older one. (For the same reason a binary that predates `last_s2s_failure`
+    /// reads today's records, without it: no schema version bump is needed.)
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         match postcard::from_bytes::<Self>(bytes) {
             Ok(r) => Ok(r),
-            Err(current) => postcard::from_bytes::<RegistrationRecordV2>(bytes)
+            Err(current) => postcard::from_bytes::<RegistrationRecordV3>(bytes)
                 .map(Into::into)
+                .or_else(|_| postcard::from_bytes::<RegistrationRecordV2>(bytes).map(Into::into))
                 .map_err(|_| current),
         }
     }
@@ -283,6 +339,12 @@ mod tests {
             }),
             last_timeout: None,
             extensions: None,
+            last_s2s_failure: Some(S2sFailureNote {
+                at: 7,
+                condition: "remote-server-not-found".into(),
+                reason: "no DNS record: the domain has no address (SRV, A/AAAA or s2s_hosts)"
+                    .into(),
+            }),
         };
         assert_eq!(RegistrationRecord::decode(&r.encode().unwrap()).unwrap(), r);
         let rich = RegistrationRecord {
@@ -343,6 +405,47 @@ mod tests {
         assert_eq!(r.node.as_deref(), Some("n1"));
         assert_eq!((r.error_count, r.last_timeout), (2, Some(9)));
         assert_eq!(r.extensions, None);
+    }
+
+    /// A record written before `last_s2s_failure` was kept is still read, extensions
+    /// and all, without one.
+    #[test]
+    fn schema_3_records_without_the_s2s_failure_are_read() {
+        #[derive(Serialize)]
+        struct V3<'a> {
+            jid: &'a str,
+            node: Option<&'a str>,
+            publish_options: Option<&'a str>,
+            enabled_at_us: u64,
+            client: &'a str,
+            language: Option<&'a str>,
+            error_count: u32,
+            last_success: Option<u64>,
+            last_error: Option<ErrorNote>,
+            last_timeout: Option<u64>,
+            extensions: Option<Box<PushExtensions>>,
+        }
+        let bytes = postcard::to_stdvec(&V3 {
+            jid: "push.example.net",
+            node: Some("n1"),
+            publish_options: None,
+            enabled_at_us: 42,
+            client: "phone",
+            language: None,
+            error_count: 1,
+            last_success: Some(3),
+            last_error: None,
+            last_timeout: Some(9),
+            extensions: Some(Box::new(PushExtensions {
+                priority: true,
+                ..PushExtensions::default()
+            })),
+        })
+        .unwrap();
+        let r = RegistrationRecord::decode(&bytes).unwrap();
+        assert_eq!((r.error_count, r.last_timeout), (1, Some(9)));
+        assert!(r.extensions.is_some_and(|e| e.priority));
+        assert_eq!(r.last_s2s_failure, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 
+use super::app_servers;
 use super::archive::{self, ARCHIVE, ARCHIVE_PREFS, ARCHIVE_WITH, ArchiveTables};
 use super::faults::StoreFaults;
 use super::guard;
@@ -316,6 +317,9 @@ impl Writer {
                 &txn.open_table(ACCOUNTS)?,
                 &txn.open_table(PUSH_REGISTRATIONS)?,
             ),
+            StoreOp::AppServerDomains => Ok(StoreReply::AppServerDomains(app_servers::scan(
+                &txn.open_table(PUSH_REGISTRATIONS)?,
+            )?)),
             StoreOp::QueryArchive(q) => Ok(StoreReply::ArchivePage(archive::query(
                 &txn.open_table(ARCHIVE)?,
                 &txn.open_table(ARCHIVE_WITH)?,
@@ -400,6 +404,11 @@ impl Writer {
                 self.read(|| load_removals(&txn.open_table(PUSH_REMOVALS)?, user))
             }
             StoreOp::Counts => self.read(|| counts(&t.accounts, &t.registrations)),
+            StoreOp::AppServerDomains => self.read(|| {
+                Ok(StoreReply::AppServerDomains(app_servers::scan(
+                    &t.registrations,
+                )?))
+            }),
             StoreOp::LoadArchivePrefs { user } => self.read(|| {
                 Ok(StoreReply::ArchivePrefs(archive::load_prefs(
                     &txn.open_table(ARCHIVE_PREFS)?,

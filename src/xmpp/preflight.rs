@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::store::app_servers::AppServerDomains;
+
+pub mod network;
 
 /// One finding: `ok` lines inform, the others make `check` fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +255,33 @@ pub fn data(cfg: &Config, server_running: bool) -> Vec<Finding> {
         Ok(_) => vec![Finding::ok(format!("database {} opens", file.display()))],
         Err(e) => vec![Finding::fail(format!("{e}"))],
     }
+}
+
+/// The app servers' domains the stored registrations publish to: asked of the running
+/// server (its admin socket), else read from the database file; none without one.
+pub fn app_server_domains(cfg: &Config, server_running: bool) -> Result<AppServerDomains, String> {
+    #[cfg(unix)]
+    if server_running {
+        use base64::Engine;
+        let mut admin =
+            super::admin::client::AdminClient::connect(&cfg.data_dir).map_err(|e| e.to_string())?;
+        admin
+            .set_timeout(Some(std::time::Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let answer = admin.request("app-servers")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(answer.trim())
+            .map_err(|e| e.to_string())?;
+        return postcard::from_bytes(&bytes).map_err(|e| e.to_string());
+    }
+    let _ = server_running;
+    if !cfg.data_dir.join(crate::store::DB_FILE).exists() {
+        return Ok(AppServerDomains::default());
+    }
+    let db = crate::store::open_database(&cfg.data_dir, cfg.store_cache_size)
+        .map_err(|e| e.to_string())?
+        .into_database();
+    crate::store::admin::app_server_domains(&db).map_err(|e| e.to_string())
 }
 
 /// True when a server answers on the data directory's admin socket.

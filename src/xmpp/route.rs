@@ -45,8 +45,17 @@ pub enum Remote {
     /// A stanza in `jabber:client`, `from` stamped; bounced to its sender if the domain
     /// cannot be reached.
     Stanza(Box<Element>),
-    /// A publish from the push module, serialized without a namespace on its root.
-    Publish(String),
+    /// A publish from the push module.
+    Publish(RemotePublish),
+}
+
+/// A publish to an app server on another domain.
+pub struct RemotePublish {
+    /// The IQ's id: a publish the links give up on is reported to the push module by it
+    /// (D21).
+    pub id: String,
+    /// The IQ, serialized without a namespace on its root.
+    pub xml: String,
 }
 
 /// Gives the router the server-to-server links (sent once, at start).

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
-use super::route::{Remote, Route, ToRemote, ToSocket, UseS2s};
+use super::route::{Remote, RemotePublish, Route, ToRemote, ToSocket, UseS2s};
 use super::stanza;
 use super::user::{
     self, Bind, BindAnswer, Deliver, EndReason, EndSessions, EndedSession, Gauges, Resume,
@@ -493,7 +493,10 @@ impl Handler<RoutePublish> for Router {
                 if let Some(s2s) = &self.s2s {
                     s2s.do_send(ToRemote {
                         domain: domain.to_ascii_lowercase(),
-                        item: Remote::Publish(msg.xml),
+                        item: Remote::Publish(RemotePublish {
+                            id: msg.id,
+                            xml: msg.xml,
+                        }),
                     });
                 }
             }

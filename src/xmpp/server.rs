@@ -307,6 +307,7 @@ fn start_s2s(
         trust,
         router: router.clone().recipient(),
         answers: router.clone().recipient(),
+        undelivered: router.clone().recipient(),
         bidi: Default::default(),
         stopping: stopped.clone(),
     });

@@ -7,6 +7,8 @@ mod client;
 mod client_bugs;
 mod csi;
 mod d23;
+#[path = "../support/dns.rs"]
+mod dns;
 mod fates;
 mod hostile;
 mod mam;
@@ -1076,6 +1078,7 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
     assert!(router.send(attach("slow.localhost", tx)).await.unwrap());
     let publish = |i: usize| RoutePublish {
         to: "slow.localhost".parse().unwrap(),
+        id: format!("p{i}"),
         xml: format!("<iq type='set' id='p{i}'/>"),
     };
     for i in 0..5 {

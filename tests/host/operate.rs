@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::Component;
-use super::{APP, DOMAIN, FORM, TestServer};
+use super::{APP, FORM, TestServer};
 
 /// Runs the command line tool against this server (its data directory, so its admin
 /// socket), off the actor thread; 30 s at most.
@@ -18,7 +18,8 @@ pub(super) async fn cli(t: &TestServer, args: &[&str]) -> Output {
     std::fs::write(
         &config,
         format!(
-            "domain = \"{DOMAIN}\"\ndata_dir = {:?}\npush_response_timeout = {}\n",
+            "domain = {:?}\ndata_dir = {:?}\npush_response_timeout = {}\n",
+            t.cfg.domain,
             t.cfg.data_dir.display().to_string(),
             t.cfg.push_response_timeout.as_secs_f64()
         ),
@@ -358,7 +359,7 @@ async fn metrics_count_a_publish_by_outcome_and_app_server_and_name_no_user() {
         "{out}"
     );
     assert!(
-        out.contains("\npublishes, last hour: 1 success, 0 error, 0 timeout\n"),
+        out.contains("\npublishes, last hour: 1 success, 0 error, 0 timeout, 0 s2s failure\n"),
         "{out}"
     );
     // Anything but GET /metrics.

@@ -266,14 +266,36 @@ async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
                 "<message type='chat' to='juliet@a.localhost' id='m{i}'><body>hi</body></message>"
             ))
             .await;
-        // Each publish goes out, fails in the s2s layer and ends unanswered.
-        until_publishes(&a, "the publish recorded as unanswered", |h| h.timeout > i).await;
+        // Each publish goes out, fails in the s2s layer and ends as that failure, three
+        // times past push_max_errors = 1.
+        until_publishes(&a, "the publish ended as an s2s failure", |h| {
+            h.s2s_failure > i
+        })
+        .await;
     }
-    until_publishes(&a, "no error counted", |h| h.error == 0 && h.success == 0).await;
+    until_publishes(&a, "no error counted, nothing unanswered", |h| {
+        h.error == 0 && h.success == 0 && h.timeout == 0
+    })
+    .await;
     until_user_stats(&a, "juliet", "the registration kept", |s| {
         s.registrations == 1
     })
     .await;
+    // `push list` shows our failure with its reason, not the app server's error.
+    let run = super::operate::cli(&a, &["push", "list", "juliet"]).await;
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        out.contains("ago): remote-server-not-found: connection failed: "),
+        "{out}"
+    );
+    assert!(out.contains("  last error:       never\n"), "{out}");
+    assert!(out.contains("  last timeout:     never\n"), "{out}");
+    assert!(out.contains("  errors in a row:  0 "), "{out}");
     // The messages themselves are stored for juliet, not bounced to romeo.
     let r = romeo
         .iq("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -282,7 +304,7 @@ async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
 }
 
 /// Polls the publish outcomes of the last hour until `pred` holds, failing at a deadline.
-async fn until_publishes(
+pub(super) async fn until_publishes(
     t: &TestServer,
     what: &str,
     pred: impl Fn(&cloud_notify::metrics::HourCounts) -> bool,

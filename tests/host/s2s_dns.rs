@@ -3,56 +3,14 @@
 //! record was used.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A as ARecord, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use hickory_resolver::proto::rr::{RData, RecordType};
 
 use super::TestServer;
+use super::dns::{name, serve};
 use super::s2s::online;
-
-/// Answers each query from `zone` (name and type to records), NXDOMAIN otherwise.
-async fn dns_server(zone: HashMap<(String, RecordType), Vec<RData>>) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.8:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    actix_rt::spawn(async move {
-        let mut buf = [0u8; 1500];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
-            answer.metadata.recursion_desired = query.metadata.recursion_desired;
-            answer.metadata.recursion_available = true;
-            let mut found = false;
-            for q in &query.queries {
-                answer.add_query(q.clone());
-                let key = (q.name().to_string().to_ascii_lowercase(), q.query_type());
-                for data in zone.get(&key).into_iter().flatten() {
-                    answer.add_answer(Record::from_rdata(q.name().clone(), 60, data.clone()));
-                    found = true;
-                }
-            }
-            if !found {
-                answer.metadata.response_code = ResponseCode::NXDomain;
-            }
-            if let Ok(bytes) = answer.to_vec() {
-                let _ = socket.send_to(&bytes, from).await;
-            }
-        }
-    });
-    addr
-}
-
-fn name(n: &str) -> Name {
-    Name::from_ascii(n).unwrap()
-}
 
 #[actix_rt::test]
 async fn s2s_finds_the_remote_server_through_its_srv_record() {
@@ -84,7 +42,7 @@ async fn s2s_finds_the_remote_server_through_its_srv_record() {
         ("_xmpp-server._tcp.c.test.".to_string(), RecordType::SRV),
         vec![RData::SRV(SRV::new(0, 0, 0, name(".")))],
     );
-    let dns = dns_server(zone).await;
+    let dns = serve("127.0.0.8", zone);
     let a = TestServer::start(move |c| {
         c.domain = "a.localhost".into();
         c.s2s_listen = Some(la);
@@ -142,7 +100,7 @@ async fn s2s_uses_an_xmpps_server_record_for_direct_tls() {
         ("xmpp.b.test.".to_string(), RecordType::A),
         vec![RData::A(ARecord::new(127, 0, 0, 3))],
     );
-    let dns = dns_server(zone).await;
+    let dns = serve("127.0.0.8", zone);
     let a = TestServer::start(move |c| {
         c.domain = "a.localhost".into();
         c.s2s_listen = Some(la);
@@ -170,4 +128,46 @@ async fn s2s_uses_an_xmpps_server_record_for_direct_tls() {
         "{}",
         String::from(&m)
     );
+}
+
+/// D21 with the reason DNS gives: an app server's domain with no record at all. Each
+/// publish ends as an s2s failure, the registration outlives `push_max_errors`, and
+/// `push list` says why.
+#[actix_rt::test]
+async fn d21_a_domain_without_dns_records_shows_in_push_list() {
+    let dns = serve("127.0.0.8", HashMap::new());
+    let a = TestServer::start(move |c| {
+        c.domain = "a.localhost".into();
+        c.components.clear();
+        c.push_max_errors = 1;
+        c.push_response_timeout = Duration::from_secs(1);
+        c.s2s_dns_server = Some(dns);
+    })
+    .await;
+    super::s2s::enable_push_and_leave(a.login("juliet", "phone").await, "push.nowhere.test").await;
+    let mut romeo = a.login("romeo", "desk").await;
+    for i in 0..2 {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@a.localhost' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+        super::s2s::until_publishes(&a, "the publish ended as an s2s failure", |h| {
+            h.s2s_failure > i && h.error == 0 && h.timeout == 0
+        })
+        .await;
+    }
+    let run = super::operate::cli(&a, &["push", "list", "juliet"]).await;
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains("\npush.nowhere.test"), "{out}");
+    assert!(
+        out.contains("ago): remote-server-not-found: no DNS record: "),
+        "{out}"
+    );
+    assert!(out.contains("  errors in a row:  0 "), "{out}");
 }

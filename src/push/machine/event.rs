@@ -5,7 +5,7 @@ use std::time::Duration;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
-use crate::push::interface::{QueuedStanza, Selector, SessionId, StanzaKey};
+use crate::push::interface::{PublishUndelivered, QueuedStanza, Selector, SessionId, StanzaKey};
 use crate::push::protocol::{DisableRequest, EnableRequest};
 use crate::push::publish::Response;
 use crate::store::{RegistrationRecord, StoreError};
@@ -97,6 +97,9 @@ pub enum Event {
     },
     /// An app server's answer already matched to this user by its publish id.
     Response(Response),
+    /// The host's server-to-server layer could not deliver a publish to its app
+    /// server's domain (D21).
+    Undelivered(PublishUndelivered),
     /// The host could not route the publish with this id (its queue was full): the
     /// machine stops waiting for an answer.
     NotRouted { id: String },

@@ -231,6 +231,7 @@ impl PushMachine {
             }
             Event::Response(resp) => self.response(c, resp, out),
             Event::NotRouted { id } => self.not_routed(&id, out),
+            Event::Undelivered(u) => self.undelivered(c, u, out),
             Event::Ping => {
                 for id in self.all_identifiers() {
                     self.publish(c, &id, &Default::default(), out);

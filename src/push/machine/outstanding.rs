@@ -13,6 +13,9 @@ pub(super) struct Publish {
     pub mark: Option<StanzaKey>,
     /// A test push waits for this publish's end.
     pub watched: bool,
+    /// Our server-to-server layer failed to deliver it (condition, reason) and holds it
+    /// for a retry (D21): unanswered, it ends as that failure, not as a timeout.
+    pub s2s_failure: Option<(String, String)>,
 }
 
 #[derive(Default)]

@@ -76,6 +76,7 @@ impl PushMachine {
             sent_at: c.now,
             mark: None,
             watched: false,
+            s2s_failure: None,
         };
         self.outstanding.insert(id.clone(), sent, max);
         out.push(Effect::Metric(Metric::Pending(1)));

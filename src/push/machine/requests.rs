@@ -140,6 +140,7 @@ impl PushMachine {
             // A re-enable without an extension turns it off (the spec's way to disable
             // encryption), so the new record takes only what this enable says.
             extensions: req.extensions.map(Box::new),
+            last_s2s_failure: None,
         };
         let reg = match Registration::from_record(identifier.clone(), record) {
             Ok(r) => r,

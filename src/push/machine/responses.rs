@@ -1,15 +1,16 @@
 //! What an app server's answer, or its absence, does to a registration: the health
-//! ledger, the error count and the removal at `push_max_errors` (§9.1, D5, D10, D11).
+//! ledger, the error count and the removal at `push_max_errors` (§9.1, D5, D10, D11);
+//! and what our own failure to reach its domain does (D21): a ledger note, nothing more.
 
 use super::clock::Clock;
 use super::effect::{Effect, Metric};
 use super::event::Timer;
 use super::state::{PushMachine, State};
 use crate::metrics::PublishOutcome;
-use crate::push::interface::TestOutcome;
+use crate::push::interface::{PublishUndelivered, TestOutcome};
 use crate::push::publish::{Outcome, Response};
-use crate::store::ErrorNote;
 use crate::store::ledger::RemovalReason;
+use crate::store::{ErrorNote, S2sFailureNote};
 
 impl PushMachine {
     /// The app server's domain of a registration, for the metrics.
@@ -20,20 +21,16 @@ impl PushMachine {
     }
 
     /// D10: no answer in time (or given up on to make room); recorded in the ledger,
-    /// never counted as an error.
+    /// never counted as an error. A publish our server-to-server layer failed to
+    /// deliver ends as that failure instead (D21), already in the ledger.
     pub(super) fn response_timed_out(&mut self, c: Clock, id: String, out: &mut Vec<Effect>) {
-        let Some(p) = self.outstanding.remove(&id) else {
+        let Some(mut p) = self.outstanding.remove(&id) else {
             return;
         };
-        out.push(Effect::Cancel(Timer::Response(id.clone())));
-        out.push(Effect::Metric(Metric::Pending(-1)));
-        if let Some(app_server) = self.app_server_of(&p.identifier) {
-            out.push(Effect::Metric(Metric::PublishEnded {
-                app_server,
-                outcome: PublishOutcome::Timeout,
-                latency: None,
-            }));
+        if let Some((condition, reason)) = p.s2s_failure.take() {
+            return self.end_undelivered(id, p, condition, reason, out);
         }
+        self.ended_unanswered(&id, &p, PublishOutcome::Timeout, out);
         tracing::debug!(user = %self.user, registration = %p.identifier, id = %id, "publish unanswered within push_response_timeout");
         if p.watched {
             out.push(Effect::Ended {
@@ -47,6 +44,81 @@ impl PushMachine {
         {
             reg.record.last_timeout = Some(c.wall_secs());
             self.dirty.insert(p.identifier);
+        }
+    }
+
+    /// D21: our server-to-server layer could not deliver a publish to the app server's
+    /// domain. The reason goes into the registration's ledger; nothing is counted
+    /// towards `push_max_errors`. A publish the layer gave up on ends now; one it holds
+    /// for a retry stays awaited (the app server may still answer it), and ends as this
+    /// failure if no answer comes.
+    pub(super) fn undelivered(&mut self, c: Clock, u: PublishUndelivered, out: &mut Vec<Effect>) {
+        let PublishUndelivered {
+            id,
+            condition,
+            reason,
+            given_up,
+        } = u;
+        let Some(p) = self.outstanding.get_mut(&id) else {
+            tracing::debug!(user = %self.user, %id, "undelivered publish no longer awaited");
+            return;
+        };
+        let identifier = p.identifier.clone();
+        tracing::debug!(user = %self.user, registration = %identifier, %condition, %reason, given_up, "publish not delivered to the app server's domain");
+        if let State::Loaded(set) = &mut self.state
+            && let Some(reg) = set.get_mut(&identifier)
+        {
+            reg.record.last_s2s_failure = Some(S2sFailureNote {
+                at: c.wall_secs(),
+                condition: condition.clone(),
+                reason: reason.clone(),
+            });
+            self.dirty.insert(identifier);
+        }
+        if !given_up {
+            p.s2s_failure = Some((condition, reason));
+            return;
+        }
+        if let Some(p) = self.outstanding.remove(&id) {
+            self.end_undelivered(id, p, condition, reason, out);
+        }
+    }
+
+    /// A publish ended without an answer: its timer, the pending count, the outcome.
+    fn ended_unanswered(
+        &self,
+        id: &str,
+        p: &super::outstanding::Publish,
+        outcome: PublishOutcome,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Cancel(Timer::Response(id.to_string())));
+        out.push(Effect::Metric(Metric::Pending(-1)));
+        if let Some(app_server) = self.app_server_of(&p.identifier) {
+            out.push(Effect::Metric(Metric::PublishEnded {
+                app_server,
+                outcome,
+                latency: None,
+            }));
+        }
+    }
+
+    /// A publish ends as our server-to-server failure (D21).
+    fn end_undelivered(
+        &mut self,
+        id: String,
+        p: super::outstanding::Publish,
+        condition: String,
+        reason: String,
+        out: &mut Vec<Effect>,
+    ) {
+        self.ended_unanswered(&id, &p, PublishOutcome::S2sFailure, out);
+        if p.watched {
+            out.push(Effect::Ended {
+                id,
+                outcome: TestOutcome::Undelivered { condition, reason },
+                round_trip: None,
+            });
         }
     }
 

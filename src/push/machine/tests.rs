@@ -8,6 +8,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use super::*;
+use crate::metrics::PublishOutcome;
 use crate::push::interface::{QueuedStanza, Selector, StanzaKey, TestOutcome, TimerOwner};
 use crate::push::protocol::EnableRequest;
 use crate::push::publish::{Outcome, Response};
@@ -371,6 +372,72 @@ fn unanswered_publish_times_out_into_the_ledger_without_counting() {
         [Change::PutRegistration { record, .. }] => {
             assert_eq!(record.error_count, 0);
             assert_eq!(record.last_timeout, Some(r.clock.wall_secs()));
+        }
+        other => panic!("expected the ledger flushed, got {other:?}"),
+    }
+}
+
+/// D21: our server-to-server layer's failure goes into the ledger with its reason; a
+/// held publish stays awaited and, unanswered, ends as that failure (not as a timeout);
+/// one given up ends at once. Neither counts towards `push_max_errors`.
+#[test]
+fn s2s_failures_go_into_the_ledger_without_counting() {
+    let cfg = Config {
+        push_max_errors: 1,
+        ..config()
+    };
+    let mut r = Rig::new(cfg.clone());
+    r.enable(1, "n1");
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    let offline = |r: &mut Rig| {
+        let out = r.ev(Event::Offline {
+            stanza: chat("hi"),
+            key: None,
+        });
+        let [id]: [String; 1] = publishes(&out).try_into().unwrap();
+        id
+    };
+    let undelivered = |id: &str, given_up| {
+        Event::Undelivered(crate::push::interface::PublishUndelivered {
+            id: id.into(),
+            condition: "remote-server-not-found".into(),
+            reason: "connection failed: refused".into(),
+            given_up,
+        })
+    };
+    let ended = |out: &[Effect], outcome| {
+        out.iter().any(|e| {
+            matches!(e, Effect::Metric(Metric::PublishEnded { outcome: o, .. }) if *o == outcome)
+        })
+    };
+    let held = offline(&mut r);
+    let out = r.ev(undelivered(&held, false));
+    assert!(out.is_empty(), "held for a retry: {out:?}");
+    assert!(r.m.is_pending(&held));
+    r.advance(cfg.push_response_timeout);
+    let out = r.ev(Event::TimerFired(Timer::Response(held.clone())));
+    assert!(ended(&out, PublishOutcome::S2sFailure), "{out:?}");
+    assert!(!ended(&out, PublishOutcome::Timeout), "{out:?}");
+    assert!(!r.m.is_pending(&held));
+    let gone = offline(&mut r);
+    let out = r.ev(undelivered(&gone, true));
+    assert!(ended(&out, PublishOutcome::S2sFailure), "{out:?}");
+    assert!(out.contains_metric(&Metric::Pending(-1)));
+    assert!(!r.m.is_pending(&gone));
+    let out = r.ev(Event::Unload { flush: true });
+    match writes(&out).as_slice() {
+        [Change::PutRegistration { record, .. }] => {
+            assert_eq!(record.error_count, 0);
+            assert_eq!(record.last_timeout, None);
+            let f = record
+                .last_s2s_failure
+                .as_ref()
+                .expect("the failure recorded");
+            assert_eq!(f.condition, "remote-server-not-found");
+            assert_eq!(f.reason, "connection failed: refused");
+            assert_eq!(f.at, r.clock.wall_secs());
         }
         other => panic!("expected the ledger flushed, got {other:?}"),
     }

@@ -1,5 +1,6 @@
 //! The admin socket's requests beyond accounts: `push-list U`, `push-remove U SEL`,
-//! `push-test U SEL` and `status`. `SEL` (a [`Selector`]) and every answer are postcard in
+//! `push-test U SEL`, `status` and `app-servers` (the app servers' domains, for
+//! `check`). `SEL` (a [`Selector`]) and every answer are postcard in
 //! base64, so a node or an app server's error text with spaces or newlines stays on
 //! its line; the command line tool decodes and prints them.
 
@@ -11,10 +12,16 @@ use super::shared::Shared;
 use crate::metrics::snapshot::gather;
 use crate::push::{AdminPushError, ListRegistrations, RemoveRegistrations, Selector, TestPush};
 use crate::store::ledger::PushLedger;
-use crate::store::{LoadAccount, LoadRemovals, StoreError};
+use crate::store::{ListAppServerDomains, LoadAccount, LoadRemovals, StoreError};
 
 /// Verbs handled here; anything else is left to the account requests.
-pub const VERBS: &[&str] = &["push-list", "push-remove", "push-test", "status"];
+pub const VERBS: &[&str] = &[
+    "push-list",
+    "push-remove",
+    "push-test",
+    "status",
+    "app-servers",
+];
 
 fn encode<T: Serialize>(value: &T) -> Result<String, String> {
     postcard::to_stdvec(value)
@@ -53,6 +60,14 @@ pub async fn handle(line: &str, shared: &Shared) -> Option<Result<String, String
     }
     if verb == "status" {
         return Some(encode(&gather(&shared.sources).await));
+    }
+    if verb == "app-servers" {
+        let domains = shared.store.send(ListAppServerDomains).await;
+        return Some(match domains {
+            Ok(Ok(d)) => encode(&d),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        });
     }
     let user = parts.next().unwrap_or_default().to_string();
     if user.is_empty() {

@@ -8,8 +8,8 @@ use actix::prelude::*;
 use super::Router;
 use crate::push::publish;
 use crate::push::{
-    AdminPushError, AppServerResponse, GetUserStats, ListRegistrations, RegistrationView,
-    RemoveRegistrations, TestPush, TestPushResult, UserStats,
+    AdminPushError, AppServerResponse, GetUserStats, ListRegistrations, PublishUndelivered,
+    RegistrationView, RemoveRegistrations, TestPush, TestPushResult, UserStats,
 };
 use crate::store::{Change, StoreError, Write};
 use crate::xmpp::user::{DeleteAccount, PushAnswer, User};
@@ -57,6 +57,30 @@ impl Handler<AppServerResponse> for Router {
             // The publish's own timeout ends it as unanswered.
             Err(SendError::Full(_) | SendError::Closed(_)) => {
                 tracing::warn!(%user, "user's queue full: app server's answer dropped")
+            }
+        }
+    }
+}
+
+/// A publish the server-to-server links could not deliver (D21), for the user whose
+/// route its id carries; dropped like an answer when that user's actor has gone.
+impl Handler<PublishUndelivered> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishUndelivered, _: &mut Context<Self>) {
+        let Some(user) = publish::route_of(&msg.id).and_then(|r| self.routes.get(&r)) else {
+            tracing::debug!(id = %msg.id, "undelivered publish unknown");
+            return;
+        };
+        let user = user.clone();
+        let Some(running) = self.users.get_mut(&user) else {
+            return;
+        };
+        match running.addr.try_send(msg) {
+            Ok(()) => running.sent += 1,
+            // The publish's own timeout ends it as unanswered.
+            Err(SendError::Full(_) | SendError::Closed(_)) => {
+                tracing::warn!(%user, "user's queue full: undelivered publish's report dropped")
             }
         }
     }

@@ -17,8 +17,8 @@ use crate::push::machine::Event;
 use crate::push::protocol;
 use crate::push::publish::Response;
 use crate::push::{
-    AdminPushError, GetUserStats, ListRegistrations, PushActor, PushExecutor, RegistrationView,
-    RemoveRegistrations, SessionId, TestPush, TestPushResult, UserStats,
+    AdminPushError, GetUserStats, ListRegistrations, PublishUndelivered, PushActor, PushExecutor,
+    RegistrationView, RemoveRegistrations, SessionId, TestPush, TestPushResult, UserStats,
 };
 use crate::store::{Change, StoreError, Write};
 
@@ -101,6 +101,18 @@ impl Handler<PushAnswer> for User {
         self.count_router_message(ctx);
         let _span = self.span.clone().entered();
         self.push_event(Event::Response(msg.0), ctx);
+        self.report_if_idle(ctx);
+    }
+}
+
+/// Our server-to-server links could not deliver one of this user's publishes (D21).
+impl Handler<PublishUndelivered> for User {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishUndelivered, ctx: &mut Context<Self>) {
+        self.count_router_message(ctx);
+        let _span = self.span.clone().entered();
+        self.push_event(Event::Undelivered(msg), ctx);
         self.report_if_idle(ctx);
     }
 }
