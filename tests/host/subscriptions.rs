@@ -107,3 +107,57 @@ async fn an_approval_to_a_contact_elsewhere_is_followed_by_the_users_presence() 
         "{tag}"
     );
 }
+
+/// The user's own subscription stanzas and a contact's take one path through the roster:
+/// the user approves a contact and asks back while the contact's request is still being
+/// read, and neither change overwrites the other. Twenty contacts, each raced once: read
+/// at once in two places, the request's write undid the approval in some of them.
+#[actix_rt::test]
+async fn an_approval_and_a_request_sent_while_the_contacts_request_arrives_end_in_both() {
+    let t = TestServer::start(|_| {}).await;
+    let mut bot = raw_component(&t).await;
+    let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
+    for i in 0..20 {
+        let contact = format!("bot{i}@{APP}");
+        bot.write(
+            format!("<presence type='subscribe' from='{contact}' to='juliet@localhost'/>")
+                .as_bytes(),
+        )
+        .await;
+        juliet
+            .send(&format!("<presence type='subscribed' to='{contact}'/>"))
+            .await;
+        juliet
+            .send(&format!("<presence type='subscribe' to='{contact}'/>"))
+            .await;
+        bot.until("type='subscribe'").await;
+        bot.write(
+            format!("<presence type='subscribed' from='{contact}' to='juliet@localhost'/>")
+                .as_bytes(),
+        )
+        .await;
+        loop {
+            let (p, _) = juliet.until("presence").await;
+            if p.attr("type") == Some("subscribed") && p.attr("from") == Some(contact.as_str()) {
+                break;
+            }
+        }
+        let roster = juliet
+            .iq(&format!(
+                "<iq type='get' id='r{i}'><query xmlns='jabber:iq:roster'/></iq>"
+            ))
+            .await;
+        let item = roster
+            .children()
+            .flat_map(|q| q.children())
+            .find(|i| i.attr("jid") == Some(contact.as_str()))
+            .unwrap_or_else(|| panic!("{}", String::from(&roster)));
+        // RFC 6121 §3.1.5 and §3.1.6: approved one way, answered the other.
+        assert_eq!(
+            (item.attr("subscription"), item.attr("ask")),
+            (Some("both"), None),
+            "round {i}: {}",
+            String::from(&roster)
+        );
+    }
+}
