@@ -1,8 +1,8 @@
 //! The one path for every change to the user's roster: the user's roster sets and
 //! subscription presence either way (RFC 6121 §2–3). Each change reads the roster,
 //! decides and queues its write at the store before this actor reads its next message,
-//! so the next change reads the roster with it. Reads in the sessions and writes here
-//! let a contact's `subscribe` arriving as the user approves overwrite the approval.
+//! so the next change reads the roster with it. (Read in the session instead, the
+//! user's approval was written over the contact's approval that arrived meanwhile.)
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
