@@ -284,6 +284,14 @@ pub(super) fn format_ledger(user: &str, l: &PushLedger, cfg: &Config, now: u64) 
                 error_note(e)
             );
         }
+        if let Some(f) = &r.last_s2s_failure {
+            let _ = writeln!(
+                out,
+                "  last s2s failure: {}: {}",
+                when(f.at, now),
+                s2s_failure_note(f)
+            );
+        }
         let _ = writeln!(out, "  errors in a row:  {}", r.error_count);
     }
     out
@@ -405,6 +413,11 @@ mod tests {
                 last_success: None,
                 last_error: None,
                 last_timeout: None,
+                last_s2s_failure: Some(S2sFailureNote {
+                    at: now - 4000,
+                    condition: "remote-server-timeout".into(),
+                    reason: "no answer to the connection".into(),
+                }),
             },
         };
         let text = format_ledger(
@@ -438,6 +451,16 @@ mod tests {
         assert!(!text.contains("do not show"), "{text}");
         assert!(text.contains("removed in the last 30 days: 1 (newest first)"));
         assert!(text.contains("push.example.org (no node)\n  why:              16 error answers in a row (push_max_errors)"), "{text}");
+        // The removed registration's last s2s failure, after its last success.
+        let removed_part = &text[text.find("removed in the last").unwrap_or(0)..];
+        assert!(
+            removed_part.contains(&format!(
+                "  last success:     never\n  last s2s failure: {}: remote-server-timeout: \
+                 no answer to the connection (our link",
+                when(now - 4000, now)
+            )),
+            "{text}"
+        );
     }
 
     #[test]

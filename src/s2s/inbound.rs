@@ -4,7 +4,7 @@
 //! `<db:verify/>` questions about keys we handed out are answered), then the peer's
 //! stanzas: each must come from a domain authenticated on the stream and be addressed
 //! to ours (`invalid-from`, `host-unknown` otherwise). A stream must authenticate within
-//! `s2s_timeout`; the connection quotas are `s2s_max_connections` and
+//! `s2s_timeout`, and is closed once idle for `s2s_idle_timeout`; the connection quotas are `s2s_max_connections` and
 //! `s2s_max_connections_per_ip`.
 
 use std::rc::Rc;
@@ -276,12 +276,15 @@ async fn open(s: &mut Stream, shared: &Shared) -> bool {
 
 async fn read(s: &mut Stream, shared: &Shared) -> Next {
     let mut stopping = shared.stopping.clone();
+    // An authenticated stream with nothing from the peer (whitespace keepalives are
+    // nothing) and nothing of ours written for `s2s_idle_timeout` is closed, as our own
+    // links are; an unauthenticated one has its lifetime, `s2s_timeout`, from the start.
+    let mut idle_until = Instant::now() + shared.cfg.s2s_idle_timeout;
     loop {
-        // Only an unauthenticated stream has a deadline; the reader's own idle time (five
-        // minutes) comes first for the others.
-        let deadline = match s.authenticated.is_empty() {
-            true => s.deadline,
-            false => Instant::now() + std::time::Duration::from_secs(3600),
+        let authenticated = !s.authenticated.is_empty();
+        let deadline = match authenticated {
+            true => idle_until,
+            false => s.deadline,
         };
         let back = async {
             match &s.back {
@@ -299,10 +302,16 @@ async fn read(s: &mut Stream, shared: &Shared) -> Next {
                 if !written {
                     return Next::Over;
                 }
+                idle_until = Instant::now() + shared.cfg.s2s_idle_timeout;
                 continue;
             }
             r = tokio::time::timeout_at(deadline, s.xml.next()) => match r {
                 Ok(r) => r,
+                Err(_) if authenticated => {
+                    tracing::info!(domains = ?s.authenticated, "inbound server stream idle for s2s_idle_timeout: closed");
+                    let _ = s.xml.shutdown().await;
+                    return Next::Over;
+                }
                 Err(_) => {
                     tracing::info!("inbound server stream did not authenticate within s2s_timeout");
                     s.xml.close_with("connection-timeout").await;
@@ -319,8 +328,7 @@ async fn read(s: &mut Stream, shared: &Shared) -> Next {
                 s.guard.reset();
                 Next::Element(el)
             }
-            // An idle authenticated stream stays open (the peer closes it when it wants);
-            // an idle unauthenticated one meets its deadline above.
+            // Quiet for the reader's own idle time: the deadlines above still run.
             Read::Idle => continue,
             Read::Invalid(e) => {
                 tracing::info!(error = %e, "inbound server stream closed: bad XML");

@@ -64,6 +64,41 @@ pub struct RemovalRecord {
     pub last_success: Option<u64>,
     pub last_error: Option<ErrorNote>,
     pub last_timeout: Option<u64>,
+    /// Our last failure to reach the app server's domain (D21). Last, so that an entry
+    /// written before it was kept reads as [`RemovalRecordV1`].
+    pub last_s2s_failure: Option<S2sFailureNote>,
+}
+
+/// An entry of the removal log as first written: the same fields without
+/// `last_s2s_failure`.
+#[derive(Deserialize)]
+struct RemovalRecordV1 {
+    jid: String,
+    node: Option<String>,
+    client: String,
+    enabled_at_us: u64,
+    reason: RemovalReason,
+    error_count: u32,
+    last_success: Option<u64>,
+    last_error: Option<ErrorNote>,
+    last_timeout: Option<u64>,
+}
+
+impl From<RemovalRecordV1> for RemovalRecord {
+    fn from(r: RemovalRecordV1) -> Self {
+        RemovalRecord {
+            jid: r.jid,
+            node: r.node,
+            client: r.client,
+            enabled_at_us: r.enabled_at_us,
+            reason: r.reason,
+            error_count: r.error_count,
+            last_success: r.last_success,
+            last_error: r.last_error,
+            last_timeout: r.last_timeout,
+            last_s2s_failure: None,
+        }
+    }
 }
 
 impl RemovalRecord {
@@ -78,6 +113,7 @@ impl RemovalRecord {
             last_success: record.last_success,
             last_error: record.last_error.clone(),
             last_timeout: record.last_timeout,
+            last_s2s_failure: record.last_s2s_failure.clone(),
         }
     }
 
@@ -85,8 +121,16 @@ impl RemovalRecord {
         postcard::to_stdvec(self)
     }
 
+    /// The current form, or the first one: the older form runs out of bytes where the
+    /// newer field would start, and postcard ignores bytes left over, so the newest is
+    /// tried first (as for [`RegistrationRecord::decode`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+        match postcard::from_bytes::<Self>(bytes) {
+            Ok(r) => Ok(r),
+            Err(current) => postcard::from_bytes::<RemovalRecordV1>(bytes)
+                .map(Into::into)
+                .map_err(|_| current),
+        }
     }
 }
 
@@ -441,6 +485,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::store::open_database(dir.path(), 1 << 20).unwrap();
         (dir, db.into_database())
+    }
+
+    /// A removal logged before the s2s failure was kept is still read, without one;
+    /// one logged now keeps it.
+    #[test]
+    fn removals_read_with_and_without_the_s2s_failure() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            jid: &'a str,
+            node: Option<&'a str>,
+            client: &'a str,
+            enabled_at_us: u64,
+            reason: RemovalReason,
+            error_count: u32,
+            last_success: Option<u64>,
+            last_error: Option<ErrorNote>,
+            last_timeout: Option<u64>,
+        }
+        let old = postcard::to_stdvec(&V1 {
+            jid: "push.example",
+            node: Some("n"),
+            client: "phone",
+            enabled_at_us: 1,
+            reason: RemovalReason::Errors { count: 3 },
+            error_count: 3,
+            last_success: None,
+            last_error: None,
+            last_timeout: Some(7),
+        })
+        .unwrap();
+        let r = RemovalRecord::decode(&old).unwrap();
+        assert_eq!((r.node.as_deref(), r.last_timeout), (Some("n"), Some(7)));
+        assert_eq!(r.reason, RemovalReason::Errors { count: 3 });
+        assert_eq!(r.last_s2s_failure, None);
+
+        let mut reg = record("push.example", None);
+        reg.last_s2s_failure = Some(S2sFailureNote {
+            at: 5,
+            condition: "remote-server-timeout".into(),
+            reason: "connect timed out".into(),
+        });
+        let now = RemovalRecord::new(&reg, RemovalReason::Admin);
+        let back = RemovalRecord::decode(&now.encode().unwrap()).unwrap();
+        assert_eq!(back, now);
+        assert_eq!(back.last_s2s_failure, reg.last_s2s_failure);
     }
 
     #[test]

@@ -7,10 +7,9 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use super::bound::Bound;
-use super::roster;
 use super::route::Route;
 use super::stanza::{self, CLIENT_NS};
-use super::user::{PresencesTo, SaveRosterItem};
+use super::user::{Edit, EditRoster, Edited, PresencesTo};
 use crate::store::{LoadRoster, RosterItem, Store};
 
 /// The user's roster, or nothing (logged) when it cannot be read.
@@ -95,26 +94,26 @@ pub async fn unavailable(
 pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &Bound) {
     let kind = el.attr("type").unwrap_or_default().to_string();
     let contact = contact.to_string();
-    let roster = load_roster(&st.user, &st.shared.store).await;
-    let existing = roster
-        .iter()
-        .find(|(c, _)| *c == contact)
-        .map(|(_, i)| i.clone());
-    if existing.is_none() && roster.len() >= st.shared.cfg.roster_max_items {
-        tracing::info!("roster_max_items reached: subscription request not sent");
-        return;
-    }
-    let mut item = existing.unwrap_or_default();
-    let changed = roster::outbound(&mut item, &kind);
-    if changed {
-        let _ = st
-            .owner
-            .send(SaveRosterItem {
-                contact: contact.clone(),
-                item: Some(item),
-            })
-            .await;
-    }
+    let edited = st
+        .owner
+        .send(EditRoster {
+            contact: contact.clone(),
+            edit: Edit::Send(kind.clone()),
+        })
+        .await
+        .unwrap_or(Edited::Unreadable);
+    let changed = match edited {
+        Edited::Full => {
+            tracing::info!("roster_max_items reached: subscription request not sent");
+            return;
+        }
+        Edited::Unreadable => {
+            tracing::error!("roster unreadable: subscription presence not sent");
+            return;
+        }
+        Edited::Saved { .. } => true,
+        Edited::Unchanged | Edited::NotFound => false,
+    };
     stanza::set_attr(&mut el, "from", &st.bare.to_string());
     stanza::set_attr(&mut el, "to", &contact);
     st.route(el);

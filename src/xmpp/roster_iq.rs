@@ -6,7 +6,7 @@ use super::bound::Bound;
 use super::presence::load_roster;
 use super::roster::{self, RosterSet};
 use super::stanza::{self, CLIENT_NS};
-use super::user::SaveRosterItem;
+use super::user::{Edit, EditRoster, Edited};
 use crate::store::RosterItem;
 
 /// The answer to a roster get or set (`None` for any other type: no answer).
@@ -31,53 +31,43 @@ async fn get(iq: &Element, st: &Bound) -> Element {
     stanza::iq_result(iq, Some(q))
 }
 
-/// An update or a removal: stored (and pushed to every session) before the result.
+/// An update or a removal: stored (and pushed to every session) before the result, by
+/// the user's actor, the one path for roster changes.
 async fn set_item(iq: &Element, set: RosterSet, st: &Bound) -> Element {
-    let roster = load_roster(&st.user, &st.shared.store).await;
-    let change = match set {
+    let (contact, edit) = match set {
         RosterSet::Update {
             contact,
             name,
             groups,
-        } => {
-            let contact = contact.to_string();
-            let existing = find(&roster, &contact);
-            if existing.is_none() && roster.len() >= st.shared.cfg.roster_max_items {
-                return error(iq, "wait", "resource-constraint");
-            }
-            let mut item = existing.unwrap_or_default();
-            item.name = name;
-            item.groups = groups;
-            item.listed = true;
-            (contact, Some(item))
-        }
-        RosterSet::Remove { contact } => {
-            let contact = contact.to_string();
-            let Some(item) = find(&roster, &contact) else {
-                return error(iq, "cancel", "item-not-found");
-            };
-            unsubscribe_both_ways(&contact, &item, st);
-            (contact, None)
-        }
+        } => (contact.to_string(), Edit::Set { name, groups }),
+        RosterSet::Remove { contact } => (contact.to_string(), Edit::Remove),
     };
-    let (contact, item) = change;
-    let saved = st
+    let removing = edit == Edit::Remove;
+    let edited = st
         .owner
-        .send(SaveRosterItem { contact, item })
+        .send(EditRoster {
+            contact: contact.clone(),
+            edit,
+        })
         .await
-        .unwrap_or(false);
-    if saved {
-        stanza::iq_result(iq, None)
-    } else {
-        error(iq, "wait", "internal-server-error")
+        .unwrap_or(Edited::Unreadable);
+    match edited {
+        Edited::Saved {
+            before,
+            stored: true,
+        } => {
+            if removing && let Some(before) = before {
+                unsubscribe_both_ways(&contact, &before, st);
+            }
+            stanza::iq_result(iq, None)
+        }
+        Edited::Unchanged => stanza::iq_result(iq, None),
+        Edited::Full => error(iq, "wait", "resource-constraint"),
+        Edited::NotFound => error(iq, "cancel", "item-not-found"),
+        Edited::Saved { stored: false, .. } | Edited::Unreadable => {
+            error(iq, "wait", "internal-server-error")
+        }
     }
-}
-
-fn find(roster: &[(String, RosterItem)], contact: &str) -> Option<RosterItem> {
-    roster
-        .iter()
-        .find(|(c, _)| c == contact)
-        .map(|(_, i)| i.clone())
 }
 
 /// Removing a contact ends the subscriptions both ways (§2.5.2).

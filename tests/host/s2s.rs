@@ -296,6 +296,27 @@ async fn d21_unreachable_app_server_domain_never_counts_as_an_error() {
     assert!(out.contains("  last error:       never\n"), "{out}");
     assert!(out.contains("  last timeout:     never\n"), "{out}");
     assert!(out.contains("  errors in a row:  0 "), "{out}");
+    // Removed by the admin, the registration's last s2s failure goes into the log.
+    let run = super::operate::cli(&a, &["push", "remove", "juliet", "n1"]).await;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let run = super::operate::cli(&a, &["push", "list", "juliet"]).await;
+    let out = String::from_utf8_lossy(&run.stdout);
+    let removed = out
+        .split("removed in the last 30 days: 1")
+        .nth(1)
+        .unwrap_or_else(|| panic!("one removal: {out}"));
+    assert!(
+        removed.contains("  why:              removed by the admin\n"),
+        "{out}"
+    );
+    assert!(
+        removed.contains("ago): remote-server-not-found: connection failed: "),
+        "{out}"
+    );
     // The messages themselves are stored for juliet, not bounced to romeo.
     let r = romeo
         .iq("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")

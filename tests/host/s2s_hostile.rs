@@ -390,3 +390,29 @@ async fn s2s_bidi_link_takes_the_peers_stanzas_but_only_from_its_domain() {
     let seen = peer.await.unwrap();
     assert!(seen.contains("invalid-from"), "{seen}");
 }
+
+/// An authenticated stream the peer leaves quiet is closed at `s2s_idle_timeout` with a
+/// plain end of stream (it is idle, not broken), not as one that never authenticated.
+#[actix_rt::test]
+async fn s2s_authenticated_stream_left_idle_ends_plainly_at_s2s_idle_timeout() {
+    let evil = TcpListener::bind("127.0.0.6:0").await.unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let (_t, addr) = listening(move |c| {
+        c.s2s_hosts = [("evil.localhost".to_string(), evil_addr)]
+            .into_iter()
+            .collect();
+        c.s2s_idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let verifier = actix_rt::spawn(authoritative(evil));
+    let mut peer = opened(addr, "evil.localhost", A).await;
+    peer.until("</stream:features>").await;
+    peer.write(b"<db:result from='evil.localhost' to='a.localhost'>somekey</db:result>")
+        .await;
+    let answer = peer.until("/>").await;
+    assert!(answer.contains("type='valid'"), "{answer}");
+    let rest = peer.rest_until_closed().await;
+    assert!(rest.contains("</stream:stream>"), "{rest}");
+    assert!(!rest.contains("stream:error"), "{rest}");
+    verifier.await.unwrap();
+}

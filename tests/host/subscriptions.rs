@@ -107,3 +107,73 @@ async fn an_approval_to_a_contact_elsewhere_is_followed_by_the_users_presence() 
         "{tag}"
     );
 }
+
+/// The user's own subscription stanzas and a contact's take one path through the roster:
+/// each asked the other, and the user approves as the contact's approval arrives. Read
+/// in the session and written after the contact's change, the user's approval undid it
+/// (the item ended `from` with the ask still set). Twenty contacts, each raced once.
+#[actix_rt::test]
+async fn an_approval_sent_as_the_contacts_approval_arrives_ends_in_both() {
+    let t = TestServer::start(|_| {}).await;
+    let mut bot = raw_component(&t).await;
+    let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
+    for i in 0..20 {
+        let contact = format!("bot{i}@{APP}");
+        juliet
+            .send(&format!("<presence type='subscribe' to='{contact}'/>"))
+            .await;
+        bot.until("type='subscribe'").await;
+        bot.write(
+            format!("<presence type='subscribe' from='{contact}' to='juliet@localhost'/>")
+                .as_bytes(),
+        )
+        .await;
+        loop {
+            let (p, _) = juliet.until("presence").await;
+            if p.attr("type") == Some("subscribe") && p.attr("from") == Some(contact.as_str()) {
+                break;
+            }
+        }
+        // Both answers at once, each after a message (archived: the store is busy, so
+        // the two roster reads tend to meet in one batch).
+        juliet
+            .send(&format!(
+                "<message type='chat' to='{contact}'><body>hi</body></message>"
+            ))
+            .await;
+        juliet
+            .send(&format!("<presence type='subscribed' to='{contact}'/>"))
+            .await;
+        bot.write(
+            format!(
+                "<message type='chat' from='{contact}' to='juliet@localhost'><body>hi</body></message>\
+                 <presence type='subscribed' from='{contact}' to='juliet@localhost'/>"
+            )
+            .as_bytes(),
+        )
+        .await;
+        loop {
+            let (p, _) = juliet.until("presence").await;
+            if p.attr("type") == Some("subscribed") && p.attr("from") == Some(contact.as_str()) {
+                break;
+            }
+        }
+        let roster = juliet
+            .iq(&format!(
+                "<iq type='get' id='r{i}'><query xmlns='jabber:iq:roster'/></iq>"
+            ))
+            .await;
+        let item = roster
+            .children()
+            .flat_map(|q| q.children())
+            .find(|i| i.attr("jid") == Some(contact.as_str()))
+            .unwrap_or_else(|| panic!("{}", String::from(&roster)));
+        // RFC 6121 §3.1.5 and §3.1.6: approved one way, answered the other.
+        assert_eq!(
+            (item.attr("subscription"), item.attr("ask")),
+            (Some("both"), None),
+            "round {i}: {}",
+            String::from(&roster)
+        );
+    }
+}

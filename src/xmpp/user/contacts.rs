@@ -2,7 +2,7 @@
 //! (`tigase:push:filter:ignore-unknown:0`). The push machine decides without I/O, so
 //! this actor reads the roster for it, once, when a registration first needs it (at
 //! load, or when one is enabled), and then tells it every roster change, which all pass
-//! through this actor ([`SaveRosterItem`](super::SaveRosterItem)). So it costs a user
+//! through this actor ([`EditRoster`](super::EditRoster)). So it costs a user
 //! nothing unless one of their devices asked for the filter, and then at most
 //! `roster_max_items` bare JIDs in memory, against a roster read for every message.
 

@@ -9,7 +9,6 @@ use super::super::roster;
 use super::super::route::Route;
 use super::super::stanza::{self, CLIENT_NS};
 use super::record::Entry;
-use super::roster_push::SaveRosterItem;
 use super::state::User;
 use crate::store::LoadRoster;
 
@@ -26,36 +25,23 @@ impl User {
             return;
         };
         let max = self.shared.cfg.roster_max_items;
-        let load = self.shared.store.send(LoadRoster {
-            user: self.name.clone(),
+        // Through the roster's one path: a contact approving and asking back sends two
+        // in a row (Conversations, Prosody's users), while the user may be answering.
+        self.with_roster(ctx, move |act, roster, ctx| {
+            if let Some(roster) = roster {
+                act.subscription_arrived(roster, contact, stanza, max, ctx);
+            }
         });
-        self.in_flight += 1;
-        // `wait`: no other message is read until this one's roster change is queued at
-        // the store, so the next subscription stanza reads the roster with it. Two come
-        // in a row whenever a contact approves and asks back (Conversations, Prosody's
-        // users); read at once, the second overwrote the first's change.
-        ctx.wait(load.into_actor(self).map(move |res, act, ctx| {
-            act.in_flight -= 1;
-            act.subscription_arrived(res, contact, stanza, max, ctx);
-            act.after_store_request(ctx);
-        }));
     }
 
     fn subscription_arrived(
         &mut self,
-        roster: Result<
-            Result<Vec<(String, crate::store::RosterItem)>, crate::store::StoreError>,
-            MailboxError,
-        >,
+        roster: Vec<(String, crate::store::RosterItem)>,
         contact: String,
         stanza: Element,
         max: usize,
         ctx: &mut Context<Self>,
     ) {
-        let Ok(Ok(roster)) = roster else {
-            tracing::error!(user = %self.name, "cannot read the roster: subscription presence dropped");
-            return;
-        };
         let existing = roster
             .iter()
             .find(|(c, _)| *c == contact)
@@ -68,13 +54,9 @@ impl User {
         let kind = stanza.attr("type").unwrap_or_default().to_string();
         let (changed, deliver) = roster::inbound(&mut item, &kind, &stanza);
         if changed {
-            // Handled here rather than notified: a notification would run after the
-            // next message, and its store write after that message's read.
-            let save = SaveRosterItem {
-                contact: contact.clone(),
-                item: Some(item),
-            };
-            let write = <Self as Handler<SaveRosterItem>>::handle(self, save, ctx);
+            // Queued now, before the next message's read (not notified: a notification
+            // would run after it).
+            let write = self.save_roster_item(contact.clone(), Some(item));
             ctx.spawn(write.map(|_, _, _| ()));
         }
         if deliver {

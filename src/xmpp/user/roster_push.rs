@@ -9,34 +9,25 @@ use super::record::Entry;
 use super::state::User;
 use crate::store::{Change, RosterItem, Write};
 
-/// A roster item changed (by one of the user's sessions, or by a contact's
-/// subscription presence): store it and push it to all the user's sessions. Answered
-/// once stored (the session then answers its client's roster set).
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct SaveRosterItem {
-    pub contact: String,
-    /// `None` removes the item.
-    pub item: Option<RosterItem>,
-}
-
-impl Handler<SaveRosterItem> for User {
-    type Result = ResponseActFuture<Self, bool>;
-
-    fn handle(&mut self, msg: SaveRosterItem, _: &mut Context<Self>) -> Self::Result {
-        let push = roster::item_element(&msg.contact, msg.item.as_ref());
-        let changed = (msg.contact.clone(), msg.item.clone());
+impl User {
+    /// A roster item changed (decided in [`roster_edit`](super::roster_edit), the one
+    /// path for every change): queued at the store now, pushed to all the user's
+    /// sessions once stored. Resolves to whether it was stored.
+    pub(super) fn save_roster_item(
+        &mut self,
+        contact: String,
+        item: Option<RosterItem>,
+    ) -> impl ActorFuture<Self, Output = bool> + use<> {
+        let push = roster::item_element(&contact, item.as_ref());
+        let changed = (contact.clone(), item.clone());
         let user = self.name.clone();
-        let change = match msg.item {
+        let change = match item {
             Some(item) => Change::PutRosterItem {
                 user,
-                contact: msg.contact,
+                contact,
                 item,
             },
-            None => Change::DeleteRosterItem {
-                user,
-                contact: msg.contact,
-            },
+            None => Change::DeleteRosterItem { user, contact },
         };
         // Told as it is sent, in order with the archive writes that follow it.
         self.archive_filter
@@ -46,7 +37,7 @@ impl Handler<SaveRosterItem> for User {
             durable: true,
         });
         self.in_flight += 1;
-        Box::pin(write.into_actor(self).map(move |res, act, ctx| {
+        write.into_actor(self).map(move |res, act, ctx| {
             act.in_flight -= 1;
             let ok = matches!(res, Ok(Ok(())));
             if ok {
@@ -57,11 +48,8 @@ impl Handler<SaveRosterItem> for User {
             }
             act.after_store_request(ctx);
             ok
-        }))
+        })
     }
-}
-
-impl User {
     fn roster_push(&mut self, item: Element, ctx: &mut Context<Self>) {
         let ids = self.session_ids(Entry::live);
         for id in ids {
