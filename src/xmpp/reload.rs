@@ -45,6 +45,10 @@ const LIMITS: &[(&str, Take)] = &[
     }),
     // The next stanza held for an inactive client.
     ("csi_queue_size", |r, n| r.csi_queue_size = n.csi_queue_size),
+    // Publishes that end from now on (the metrics' `app_server` label).
+    ("metrics_app_servers", |r, n| {
+        r.metrics_app_servers = n.metrics_app_servers.clone()
+    }),
     // The push machines, at their next event (the user actor's executor hands them the
     // running configuration).
     ("push_max_errors", |r, n| {
@@ -248,6 +252,7 @@ mod tests {
             offline_max_bytes: 1,
             smacks_max_queue_size: 1,
             csi_queue_size: 1,
+            metrics_app_servers: vec!["push.example.org".into()],
             push_max_errors: 1,
             push_max_devices: 1,
             push_max_hibernation_timeout: std::time::Duration::from_secs(1),

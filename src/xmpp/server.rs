@@ -190,6 +190,7 @@ impl Server {
         self.admission.set_quotas(Quotas::c2s(&running));
         self.s2s_admission.set_quotas(Quotas::s2s(&running));
         if !applied.is_empty() {
+            self.metrics.set_app_servers(counted_app_servers(&running));
             self.live.set(running.clone());
         }
         Reloaded {
@@ -260,11 +261,20 @@ fn requeue_hibernated(db: &redb::Database, cfg: &Config) {
 const SESSIONS_END: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The counters, with publishes counted per app server only for the configured
-/// components.
+/// components and the admin's `metrics_app_servers`.
 fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
-    Arc::new(Metrics::new(cfg.components.iter().map(|c| {
-        xmpp_parsers::jid::BareJid::new(&c.jid).map_or_else(|_| c.jid.clone(), |j| j.to_string())
-    })))
+    Arc::new(Metrics::new(counted_app_servers(cfg)))
+}
+
+/// The app servers the metrics name by their domain.
+fn counted_app_servers(cfg: &Config) -> impl Iterator<Item = String> + '_ {
+    cfg.components
+        .iter()
+        .map(|c| {
+            xmpp_parsers::jid::BareJid::new(&c.jid)
+                .map_or_else(|_| c.jid.clone(), |j| j.to_string())
+        })
+        .chain(cfg.metrics_app_servers.iter().cloned())
 }
 
 /// The server-to-server links, handed to the router; what the inbound listener needs.

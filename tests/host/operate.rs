@@ -477,7 +477,7 @@ async fn deleting_an_account_deletes_its_archive() {
 }
 
 /// Scrapes until `done` holds for the samples (10 s at most); returns them.
-async fn scrape_until(
+pub(super) async fn scrape_until(
     addr: std::net::SocketAddr,
     what: &str,
     done: impl Fn(&HashMap<String, f64>) -> bool,
