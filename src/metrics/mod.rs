@@ -11,6 +11,7 @@
 //! servers (`metrics_app_servers`, at most 64) and `other`, so a client that enables
 //! registrations with made-up app-server JIDs cannot grow the output.
 
+pub mod held;
 pub mod http;
 pub mod snapshot;
 
@@ -157,6 +158,8 @@ pub struct Metrics {
     pub(crate) memory: Family<KindLabels, Gauge>,
     pub(crate) memory_by_kind: Family<KindLabels, Gauge>,
     pub(crate) uptime: Gauge,
+    /// Bytes waiting in the server-to-server and component queues (under `queues`).
+    pub held: held::HeldBytes,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -254,7 +257,7 @@ impl Metrics {
         let memory_by_kind = Family::<KindLabels, Gauge>::default();
         registry.register_with_unit(
             "memory",
-            "Estimated memory by what holds it: users (user actors with their push state), sessions (session records), queues (stanzas waiting for sessions: unacknowledged, held for inactive clients, queued while hibernated); from sizes and counts, not measured",
+            "Estimated memory by what holds it: users (user actors with their push state), sessions (session records), queues (stanzas waiting for sessions: unacknowledged, held for inactive clients, queued while hibernated; stanzas and publishes waiting for server-to-server links and components); from sizes and counts, not measured",
             Unit::Bytes,
             memory_by_kind.clone(),
         );
@@ -289,6 +292,7 @@ impl Metrics {
             memory,
             memory_by_kind,
             uptime,
+            held: held::HeldBytes::default(),
         }
     }
 

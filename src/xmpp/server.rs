@@ -127,7 +127,7 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
-        let s2s_shared = start_s2s(&live, &certificates, &router, &stopped)?;
+        let s2s_shared = start_s2s(&live, &certificates, &router, &stopped, &metrics)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -283,6 +283,7 @@ fn start_s2s(
     certificates: &Arc<tls::Certificates>,
     router: &Addr<Router>,
     stopped: &watch::Receiver<bool>,
+    metrics: &Metrics,
 ) -> Result<Rc<s2s::Shared>, StartError> {
     let cfg = &live.get();
     let secret =
@@ -320,6 +321,7 @@ fn start_s2s(
         undelivered: router.clone().recipient(),
         bidi: Default::default(),
         stopping: stopped.clone(),
+        held: metrics.held.clone(),
     });
     let links = s2s::links::Links::new(shared.clone()).start();
     router.do_send(UseS2s(links.recipient()));

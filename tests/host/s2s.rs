@@ -179,6 +179,48 @@ async fn s2s_silent_domain_bounces_remote_server_timeout() {
     drop(silent);
 }
 
+/// Stanzas waiting for a link that is still connecting count in the memory figures
+/// (`queues`) with their size, and their bytes leave when they bounce.
+#[actix_rt::test]
+async fn stanzas_waiting_for_a_link_count_in_queues_until_they_bounce() {
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_hosts = [("d.localhost".to_string(), addr)].into_iter().collect();
+        c.s2s_timeout = Duration::from_secs(3);
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = a.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let queues = "cloud_notify_memory_bytes{kind=\"queues\"}";
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let before =
+        super::operate::scrape_until(metrics, "a first scrape", |m| m.contains_key(queues)).await
+            [queues];
+    let body = "x".repeat(1000);
+    for i in 0..10 {
+        juliet
+            .send(&format!(
+                "<message type='chat' to='x@d.localhost' id='q{i}'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    super::operate::scrape_until(metrics, "the waiting stanzas counted", |m| {
+        m[queues] >= before + 10.0 * 1000.0
+    })
+    .await;
+    for _ in 0..10 {
+        let (e, _) = juliet.until("message").await;
+        assert_eq!(condition(&e).as_deref(), Some("remote-server-timeout"));
+    }
+    super::operate::scrape_until(metrics, "their bytes gone with the bounces", |m| {
+        m[queues] == before
+    })
+    .await;
+    drop(silent);
+}
+
 #[actix_rt::test]
 async fn s2s_without_a_listener_a_remote_domain_still_bounces_at_once() {
     // s2s_listen unset: outbound links still exist.

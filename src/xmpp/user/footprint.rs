@@ -23,6 +23,8 @@ pub struct Footprint {
     /// only, not their tree's contents: a queued stanza's serialized copy is in the
     /// unacknowledged queue already, and what CSI holds is chat states and presence.
     pub queues: u64,
+    /// The push registrations in memory, with their strings (counted under `users`).
+    pub registrations: u64,
 }
 
 /// The footprint of `sessions`.
