@@ -212,7 +212,7 @@ impl Links {
     fn hold_or_bounce(&mut self, key: &Key, queued: Queued, failure: &Failure) {
         let now = Instant::now();
         let max = self.shared.cfg.s2s_queue_size;
-        let give_up_after = self.shared.cfg.push_response_timeout;
+        let give_up_after = self.shared.live.get().push_response_timeout;
         let Queued {
             item,
             give_up,

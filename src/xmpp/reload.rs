@@ -78,6 +78,23 @@ const LIMITS: &[(&str, Take)] = &[
     ("push_encrypted_with_body", |r, n| {
         r.push_encrypted_with_body = n.push_encrypted_with_body
     }),
+    // The next publish (its answer's deadline, and how long the server-to-server links
+    // retry it) and the next batch window; those open keep theirs.
+    ("push_response_timeout", |r, n| {
+        r.push_response_timeout = n.push_response_timeout
+    }),
+    ("push_batch_window", |r, n| {
+        r.push_batch_window = n.push_batch_window
+    }),
+    // The next user actor started (the router); a lowered limit stops none, new users
+    // are refused until fewer run.
+    ("push_max_active_users", |r, n| {
+        r.push_max_active_users = n.push_max_active_users
+    }),
+    // The next time a user actor becomes idle.
+    ("push_user_idle_time", |r, n| {
+        r.push_user_idle_time = n.push_user_idle_time
+    }),
 ];
 
 /// The keys SIGHUP applies at once.
@@ -262,6 +279,10 @@ mod tests {
             push_notification_with_sender: !Config::default().push_notification_with_sender,
             push_notification_important_body: "changed".into(),
             push_encrypted_with_body: !Config::default().push_encrypted_with_body,
+            push_response_timeout: std::time::Duration::from_secs(1),
+            push_batch_window: std::time::Duration::from_secs(2),
+            push_max_active_users: 1,
+            push_user_idle_time: std::time::Duration::from_secs(1),
             ..Config::default()
         };
         let mut running = Config::default();

@@ -119,9 +119,12 @@ impl Router {
     }
 
     fn start_user(&mut self, name: &str) -> Option<()> {
-        if self.users.len() >= self.cfg.push_max_active_users {
+        // The running configuration's (SIGHUP): a lowered limit stops no actor, it
+        // refuses new users until fewer run.
+        let limit = self.for_users.live.get().push_max_active_users;
+        if self.users.len() >= limit {
             tracing::warn!(
-                limit = self.cfg.push_max_active_users,
+                limit,
                 "push_max_active_users reached: no actor for another user"
             );
             return None;
