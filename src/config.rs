@@ -158,6 +158,10 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     /// The OpenMetrics endpoint (`GET /metrics`), on a loopback address; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// App servers reached over server-to-server links that the metrics count under
+    /// their own domain (components always are); every other is `other`, so that the
+    /// label's values stay a list the admin wrote, not what clients enable.
+    pub metrics_app_servers: Vec<String>,
     /// Where other servers connect (server-to-server, STARTTLS); off when unset, and
     /// then only our own outbound links carry federation traffic.
     pub s2s_listen: Option<SocketAddr>,
@@ -258,6 +262,10 @@ impl Default for Config {
             smacks_max_old_sessions: 10,
             components: Vec::new(),
             metrics_listen: None,
+            metrics_app_servers: DEFAULT_METRICS_APP_SERVERS
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
             s2s_listen: None,
             s2s_direct_tls_listen: None,
             s2s_hosts: BTreeMap::new(),
@@ -276,6 +284,18 @@ impl Default for Config {
         }
     }
 }
+
+/// The public app servers of the stock apps: Conversations (p2), Monal (fpush, its two
+/// regions), Siskin IM (Tigase).
+pub const DEFAULT_METRICS_APP_SERVERS: &[&str] = &[
+    "p2.siacs.eu",
+    "eu.prod.push.monal-im.org",
+    "us.prod.push.monal-im.org",
+    "push.tigase.im",
+];
+
+/// Most `metrics_app_servers` entries: each adds a series per publish outcome.
+pub const METRICS_APP_SERVERS_MAX: usize = 64;
 
 /// Every key the file may hold, in the order `check` prints them.
 pub const KEYS: &[&str] = &[
@@ -329,6 +349,7 @@ pub const KEYS: &[&str] = &[
     "smacks_max_unacked_stanzas",
     "smacks_max_old_sessions",
     "metrics_listen",
+    "metrics_app_servers",
     "s2s_listen",
     "s2s_direct_tls_listen",
     "s2s_hosts",
@@ -513,6 +534,15 @@ impl Config {
                         ));
                     }
                     cfg.metrics_listen = Some(addr);
+                }
+                "metrics_app_servers" => {
+                    let domains = v.domains()?;
+                    if domains.len() > METRICS_APP_SERVERS_MAX {
+                        return Err(v.out_of_range(format!(
+                            "a list of at most {METRICS_APP_SERVERS_MAX} domains"
+                        )));
+                    }
+                    cfg.metrics_app_servers = domains;
                 }
                 "s2s_listen" => cfg.s2s_listen = Some(v.socket()?),
                 "s2s_direct_tls_listen" => cfg.s2s_direct_tls_listen = Some(v.socket()?),
@@ -878,6 +908,12 @@ impl fmt::Display for Config {
         if let Some(a) = self.metrics_listen {
             writeln!(f, "metrics_listen = {}", quote(&a.to_string()))?;
         }
+        let list = |l: &[String]| l.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        writeln!(
+            f,
+            "metrics_app_servers = [{}]",
+            list(&self.metrics_app_servers)
+        )?;
         if let Some(a) = self.s2s_listen {
             writeln!(f, "s2s_listen = {}", quote(&a.to_string()))?;
         }
@@ -902,7 +938,6 @@ impl fmt::Display for Config {
             self.s2s_require_encryption
         )?;
         writeln!(f, "s2s_secure_auth = {}", self.s2s_secure_auth)?;
-        let list = |l: &[String]| l.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
         writeln!(
             f,
             "s2s_secure_domains = [{}]",
@@ -1083,6 +1118,25 @@ mod tests {
         let e = Config::parse("metrics_listen = \"0.0.0.0:9540\"").unwrap_err();
         assert!(e.to_string().contains("a loopback address"), "{e}");
         assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn metrics_app_servers_are_at_most_64_domains() {
+        let cfg = Config::parse("metrics_app_servers = [\"P2.siacs.eu\"]").unwrap();
+        assert_eq!(cfg.metrics_app_servers, ["p2.siacs.eu"]);
+        assert_eq!(Config::parse(&cfg.to_string()).unwrap(), cfg);
+        let none = Config::parse("metrics_app_servers = []").unwrap();
+        assert_eq!(Config::parse(&none.to_string()).unwrap(), none);
+        let e = Config::parse("metrics_app_servers = [\"u@p2.siacs.eu\"]").unwrap_err();
+        assert!(e.to_string().contains("metrics_app_servers"), "{e}");
+        let many: Vec<String> = (0..65).map(|i| format!("\"a{i}.test\"")).collect();
+        let e = Config::parse(&format!("metrics_app_servers = [{}]", many.join(", ")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_app_servers"), "{e}");
+        assert!(e.contains("at most 64 domains"), "{e}");
+        let (_, at_most) = many.split_at(1);
+        assert!(Config::parse(&format!("metrics_app_servers = [{}]", at_most.join(", "))).is_ok());
     }
 
     #[test]

@@ -618,7 +618,11 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
     // The files are replaced (a renewal), and a setting that needs a restart changes.
     std::fs::copy(b.dir.path().join("two.crt"), b.dir.path().join("one.crt")).unwrap();
     std::fs::copy(b.dir.path().join("two.key"), b.dir.path().join("one.key")).unwrap();
-    std::fs::write(&b.config, format!("{base}push_max_active_users = 500\n")).unwrap();
+    std::fs::write(
+        &b.config,
+        format!("{base}push_max_publish_options_size = 8192\n"),
+    )
+    .unwrap();
     let _ = Command::new("kill")
         .args(["-HUP", &server.id().to_string()])
         .status();
@@ -627,7 +631,8 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
         let line = lines
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("the reload is logged");
-        saw_restart_note |= line.contains("next restart") && line.contains("push_max_active_users");
+        saw_restart_note |=
+            line.contains("next restart") && line.contains("push_max_publish_options_size");
         if line.contains("SIGHUP: certificate reloaded") {
             break;
         }
@@ -637,7 +642,7 @@ fn sighup_reloads_the_certificate_and_names_what_needs_a_restart() {
         .recv_timeout(std::time::Duration::from_secs(20))
         .unwrap_or_default();
     assert!(
-        saw_restart_note || restart_note.contains("push_max_active_users"),
+        saw_restart_note || restart_note.contains("push_max_publish_options_size"),
         "{restart_note}"
     );
     assert!(server.try_wait().unwrap().is_none(), "still running");
@@ -960,7 +965,7 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
     std::fs::write(
         &b.config,
         format!(
-            "{base}\nc2s_max_connections = 2\npush_max_active_users = 500\noffline_max_messages = 5\n"
+            "{base}\nc2s_max_connections = 2\npush_max_publish_options_size = 8192\noffline_max_messages = 5\n"
         ),
     )
     .unwrap();
@@ -979,7 +984,10 @@ fn sighup_applies_connection_limits_and_keeps_open_connections() {
         "SIGHUP: offline_max_messages 1000 -> 5 (applied)",
     );
     let restart = wait_for_line(&lines, &mut log, "next restart");
-    assert!(restart.contains("push_max_active_users"), "{restart}");
+    assert!(
+        restart.contains("push_max_publish_options_size"),
+        "{restart}"
+    );
     assert!(
         !restart.contains("c2s_max_connections"),
         "an applied key is not also waiting for a restart: {restart}"

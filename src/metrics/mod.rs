@@ -7,14 +7,16 @@
 //! memory, queues, memory) are read when someone asks ([`snapshot`]).
 //!
 //! **No label ever names a user.** The only label with values from outside is the app
-//! server, and it takes the configured component domains and `other`, so a client that
-//! enables registrations with made-up app-server JIDs cannot grow the output.
+//! server, and it takes the configured component domains, the admin's list of remote app
+//! servers (`metrics_app_servers`, at most 64) and `other`, so a client that enables
+//! registrations with made-up app-server JIDs cannot grow the output.
 
+pub mod held;
 pub mod http;
 pub mod snapshot;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,7 +28,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use serde::{Deserialize, Serialize};
 
-/// The label value for an app server that is not a configured component.
+/// The label value for an app server that is neither a configured component nor in
+/// `metrics_app_servers`.
 pub const OTHER_APP_SERVER: &str = "other";
 
 /// How a publish ended.
@@ -137,7 +140,8 @@ pub struct HourCounts {
 pub struct Metrics {
     registry: Registry,
     started: tokio::time::Instant,
-    app_servers: HashSet<String>,
+    /// Replaced whole on SIGHUP (`set_app_servers`); read once per publish.
+    app_servers: RwLock<HashSet<String>>,
     hour: Mutex<HourWindow>,
     publishes: Family<PublishLabels, Counter>,
     publish_latency: Histogram,
@@ -154,6 +158,8 @@ pub struct Metrics {
     pub(crate) memory: Family<KindLabels, Gauge>,
     pub(crate) memory_by_kind: Family<KindLabels, Gauge>,
     pub(crate) uptime: Gauge,
+    /// Bytes waiting in the server-to-server and component queues (under `queues`).
+    pub held: held::HeldBytes,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -170,13 +176,14 @@ impl Default for Metrics {
 
 impl Metrics {
     /// `app_servers`: the domains that may appear as the `app_server` label (the
-    /// configured components); every other app server counts as `other`.
+    /// configured components and `metrics_app_servers`); every other app server counts
+    /// as `other`.
     pub fn new(app_servers: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let mut registry = Registry::with_prefix("cloud_notify");
         let publishes = Family::<PublishLabels, Counter>::default();
         registry.register(
             "push_publishes",
-            "Publishes to app servers by how they ended (success, error, timeout, s2s_failure) and app server (a configured component's domain, or other)",
+            "Publishes to app servers by how they ended (success, error, timeout, s2s_failure) and app server (a configured component's domain, one listed in metrics_app_servers, or other)",
             publishes.clone(),
         );
         // 1 ms to about 66 s: a component on the same machine answers in about a
@@ -250,7 +257,7 @@ impl Metrics {
         let memory_by_kind = Family::<KindLabels, Gauge>::default();
         registry.register_with_unit(
             "memory",
-            "Estimated memory by what holds it: users (user actors with their push state), sessions (session records), queues (stanzas waiting for sessions: unacknowledged, held for inactive clients, queued while hibernated); from sizes and counts, not measured",
+            "Estimated memory by what holds it: users (user actors with their push state), sessions (session records), queues (stanzas waiting for sessions: unacknowledged, held for inactive clients, queued while hibernated; stanzas and publishes waiting for server-to-server links and components); from sizes and counts, not measured",
             Unit::Bytes,
             memory_by_kind.clone(),
         );
@@ -269,7 +276,7 @@ impl Metrics {
         Metrics {
             registry,
             started: tokio::time::Instant::now(),
-            app_servers: app_servers.into_iter().map(Into::into).collect(),
+            app_servers: RwLock::new(app_servers.into_iter().map(Into::into).collect()),
             hour: Mutex::new(HourWindow::new()),
             publishes,
             publish_latency,
@@ -285,6 +292,7 @@ impl Metrics {
             memory,
             memory_by_kind,
             uptime,
+            held: held::HeldBytes::default(),
         }
     }
 
@@ -300,7 +308,13 @@ impl Metrics {
         outcome: PublishOutcome,
         latency: Option<Duration>,
     ) {
-        let app_server = if self.app_servers.contains(app_server) {
+        // A panic while the lock is held stops the process, so a poisoned set is whole.
+        let counted = self
+            .app_servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(app_server);
+        let app_server = if counted {
             app_server.to_string()
         } else {
             OTHER_APP_SERVER.to_string()
@@ -318,6 +332,14 @@ impl Metrics {
         if let Ok(mut hour) = self.hour.lock() {
             hour.add(minute, outcome);
         }
+    }
+
+    /// SIGHUP changed `metrics_app_servers`: publishes that end from now on are counted
+    /// by the new list. Series already counted stay (a counter never goes back), so the
+    /// output holds at most the domains listed over the process's life.
+    pub fn set_app_servers(&self, app_servers: impl IntoIterator<Item = impl Into<String>>) {
+        *self.app_servers.write().unwrap_or_else(|e| e.into_inner()) =
+            app_servers.into_iter().map(Into::into).collect();
     }
 
     /// Publishes awaiting an answer: `+1` when one is sent, `-1` when it ends.
@@ -412,13 +434,29 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("juliet"), "{text}");
+        m.set_app_servers(["juliet.example.net"]);
+        m.publish_ended("juliet.example.net", PublishOutcome::Timeout, None);
+        m.publish_ended("push.example.org", PublishOutcome::Timeout, None);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "cloud_notify_push_publishes_total{outcome=\"timeout\",app_server=\"juliet.example.net\"} 1"
+            ),
+            "a domain listed after a reload: {text}"
+        );
+        assert!(
+            text.contains(
+                "cloud_notify_push_publishes_total{outcome=\"timeout\",app_server=\"other\"} 2"
+            ),
+            "one no longer listed is other: {text}"
+        );
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(
             m.last_hour(),
             HourCounts {
                 success: 1,
                 error: 0,
-                timeout: 1,
+                timeout: 3,
                 s2s_failure: 0,
             }
         );

@@ -33,8 +33,8 @@ pub struct ProcessMemory {
 }
 
 /// Estimated memory by what holds it (bytes), from the sizes and counts its owners
-/// know (`xmpp::user::Footprint`): not measured, and not all of the heap (the store's
-/// cache, buffers of connections and of server-to-server links are elsewhere).
+/// know (`xmpp::user::Footprint`, `metrics::held`): not measured, and not all of the
+/// heap (the store's cache and the connections' buffers are elsewhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemoryByKind {
     /// User actors in memory, with their push state.
@@ -42,7 +42,8 @@ pub struct MemoryByKind {
     /// Session records, connected and hibernated.
     pub sessions: u64,
     /// Stanzas waiting for sessions: unacknowledged, held for inactive clients, queued
-    /// while hibernated.
+    /// while hibernated; stanzas and publishes waiting for server-to-server links (while
+    /// one connects, or held for a retry) and for components.
     pub queues: u64,
 }
 
@@ -157,7 +158,7 @@ pub async fn gather(s: &Sources) -> ServerStatus {
     let by_kind = MemoryByKind {
         users: router.memory_users,
         sessions: router.memory_sessions,
-        queues: router.memory_queues,
+        queues: router.memory_queues + m.held.get(),
     };
     for (kind, v) in [
         ("users", by_kind.users),

@@ -40,6 +40,10 @@ pub trait PushActor: Actor<Context = Context<Self>> {
     /// Called after the executor fed an event of its own (a timer, a store answer): the
     /// owner may have become idle.
     fn push_settled(&mut self, _ctx: &mut Context<Self>) {}
+
+    /// Called after the executor ran the effects of an event: what the machine holds
+    /// (its registrations) may have changed, for the owner's memory figures.
+    fn push_ran(&mut self) {}
 }
 
 /// The time for the machine: tokio's (paused in tests) and the wall clock.
@@ -224,6 +228,7 @@ impl PushExecutor {
             let more = Self::feed(act, Event::NotRouted { id }, ctx);
             ran.routed += more.routed;
         }
+        act.push_ran();
         ran
     }
 

@@ -2,6 +2,8 @@
 //! ago (D4). The order is by `enabled_at_us`, which is stored, so it is the same after a
 //! restart (Prosody's LRU forgets it, §3.6).
 
+use std::mem::size_of;
+
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
@@ -35,6 +37,46 @@ pub enum RecordError {
 }
 
 impl Registration {
+    /// Its bytes in memory, boxed in the set with its strings, for the memory figures
+    /// (`users`): at most `push_max_devices` of them per user, so summing them when the
+    /// set changes costs little.
+    pub fn bytes(&self) -> usize {
+        let r = &self.record;
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let extensions = r.extensions.as_deref().map_or(0, |e| {
+            size_of::<crate::store::PushExtensions>()
+                + e.muted.iter().map(String::len).sum::<usize>()
+                + e.groupchat.as_ref().map_or(0, |rooms| {
+                    rooms
+                        .iter()
+                        .map(|room| {
+                            size_of::<crate::store::RoomRule>()
+                                + room.room.len()
+                                + text(&room.mention)
+                        })
+                        .sum()
+                })
+        });
+        size_of::<Registration>()
+            + self.identifier.len()
+            + self.jid.as_str().len()
+            + r.jid.len()
+            + text(&r.node)
+            + text(&r.publish_options)
+            + r.client.len()
+            + text(&r.language)
+            + r.last_error.as_ref().map_or(0, |e| {
+                size_of::<crate::store::ErrorNote>()
+                    + e.error_type.len()
+                    + e.condition.len()
+                    + text(&e.text)
+            })
+            + r.last_s2s_failure.as_ref().map_or(0, |f| {
+                size_of::<crate::store::S2sFailureNote>() + f.condition.len() + f.reason.len()
+            })
+            + extensions
+    }
+
     pub fn from_record(
         identifier: String,
         record: RegistrationRecord,
@@ -198,6 +240,15 @@ mod tests {
                 last_s2s_failure: None,
             },
         }
+    }
+
+    #[test]
+    fn a_registration_counts_its_strings() {
+        let plain = reg("n", 1);
+        let mut with_form = reg("n", 1);
+        with_form.record.publish_options = Some("x".repeat(500));
+        assert!(plain.bytes() > size_of::<Registration>());
+        assert_eq!(with_form.bytes() - plain.bytes(), 500);
     }
 
     fn nodes(set: &RegistrationSet) -> Vec<String> {

@@ -26,7 +26,8 @@ use xmpp_parsers::jid::Jid;
 use super::Shared;
 use super::negotiate::served;
 use super::outbound::{self, Failure, LinkEnded};
-use super::queue::{Bidi, Key, Queued};
+use super::queue::{self, Bidi, Key, Queued};
+use crate::metrics::held::Charge;
 use crate::push::PublishUndelivered;
 use crate::xmpp::route::{Remote, RemotePublish, Route, ToRemote};
 use crate::xmpp::stanza;
@@ -74,7 +75,7 @@ struct Failed {
     backoff: Duration,
     failure: Failure,
     /// Publishes waiting for the retry, each with the time it is given up.
-    held: VecDeque<(Instant, RemotePublish)>,
+    held: VecDeque<(Instant, RemotePublish, Charge)>,
 }
 
 /// Our own limits, for a publish that could not even wait for a link.
@@ -211,8 +212,12 @@ impl Links {
     fn hold_or_bounce(&mut self, key: &Key, queued: Queued, failure: &Failure) {
         let now = Instant::now();
         let max = self.shared.cfg.s2s_queue_size;
-        let give_up_after = self.shared.cfg.push_response_timeout;
-        let Queued { item, give_up } = queued;
+        let give_up_after = self.shared.live.get().push_response_timeout;
+        let Queued {
+            item,
+            give_up,
+            charge,
+        } = queued;
         let publish = match item {
             Remote::Publish(p) => p,
             stanza => return self.bounce(stanza, key, failure),
@@ -229,8 +234,8 @@ impl Links {
             true => f.held.pop_front(),
             false => None,
         };
-        f.held.push_back((give_up, publish));
-        if let Some((_, p)) = oldest {
+        f.held.push_back((give_up, publish, charge));
+        if let Some((_, p, _)) = oldest {
             let full = limit(
                 "resource-constraint",
                 "s2s_queue_size publishes held for a retry",
@@ -260,7 +265,7 @@ impl Links {
                 && !gone.held.is_empty()
             {
                 tracing::warn!(domain = %k.1, publishes = gone.held.len(), "failed domains past s2s_max_connections: held publishes given up");
-                for (_, p) in gone.held {
+                for (_, p, _) in gone.held {
                     self.report(&p, &gone.failure, true);
                 }
             }
@@ -290,7 +295,7 @@ impl Links {
         // not be held again with no retry left to take it.
         f.until = f.until.min(now);
         let failure = f.failure.clone();
-        for (give_up, p) in held {
+        for (give_up, p, charge) in held {
             if give_up <= now {
                 self.given_up(p, &key, &failure);
                 continue;
@@ -298,6 +303,7 @@ impl Links {
             let queued = Queued {
                 item: Remote::Publish(p),
                 give_up: Some(give_up),
+                charge,
             };
             self.send(key.clone(), queued, ctx);
         }
@@ -363,9 +369,11 @@ impl Handler<ToRemote> for Links {
 
     fn handle(&mut self, msg: ToRemote, ctx: &mut Context<Self>) {
         let key = (local_of(&msg.item, &self.shared), msg.domain);
+        let charge = self.shared.held.charge(queue::bytes_of(&msg.item));
         let queued = Queued {
             item: msg.item,
             give_up: None,
+            charge,
         };
         self.send(key, queued, ctx);
     }

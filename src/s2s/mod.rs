@@ -66,4 +66,6 @@ pub struct Shared {
     pub bidi: std::cell::OnceCell<actix::Recipient<queue::Bidi>>,
     /// Becomes true when the server stops.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// What waits in the queues, for the memory figures.
+    pub held: crate::metrics::held::HeldBytes,
 }

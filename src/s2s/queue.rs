@@ -5,6 +5,7 @@
 use actix::Message;
 use tokio::time::Instant;
 
+use crate::metrics::held::{self, Charge};
 use crate::xmpp::route::Remote;
 use crate::xmpp::stanza::{self, CLIENT_NS};
 use crate::xmpp::xml::{SERVER_NS, XmlStream};
@@ -13,10 +14,21 @@ use crate::xmpp::xml::{SERVER_NS, XmlStream};
 pub type Key = (String, String);
 
 /// What waits in a link's queue: a stanza or publish, and for a publish that failed once
-/// already, when it is given up (D21: retried for a bounded time).
+/// already, when it is given up (D21: retried for a bounded time). Its bytes count in the
+/// memory figures (`queues`) until it is written or dropped.
 pub struct Queued {
     pub item: Remote,
     pub give_up: Option<Instant>,
+    pub charge: Charge,
+}
+
+/// An item's bytes while it waits: a stanza's tree, a publish's text.
+pub fn bytes_of(item: &Remote) -> usize {
+    size_of::<Queued>()
+        + match item {
+            Remote::Stanza(s) => held::element_bytes(s),
+            Remote::Publish(p) => p.id.len() + p.xml.len(),
+        }
 }
 
 /// Stanzas written before one flush, so that a burst costs one write.

@@ -246,13 +246,13 @@ async fn write_batch(
     let mut written = 0;
     while let Some(item) = next.take() {
         match item {
-            ToComponent::Stanza(s) => {
+            ToComponent::Stanza(s, _charge) => {
                 let s = stanza::rename_ns(*s, CLIENT_NS, COMPONENT_NS);
                 if let Err(e) = xml.feed(&s) {
                     tracing::warn!(error = %e, "stanza to a component not serializable; dropped");
                 }
             }
-            ToComponent::Publish(text) => xml.feed_text(&text),
+            ToComponent::Publish(text, _charge) => xml.feed_text(&text),
         }
         written += 1;
         if written < WRITE_BATCH {

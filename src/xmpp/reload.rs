@@ -45,6 +45,10 @@ const LIMITS: &[(&str, Take)] = &[
     }),
     // The next stanza held for an inactive client.
     ("csi_queue_size", |r, n| r.csi_queue_size = n.csi_queue_size),
+    // Publishes that end from now on (the metrics' `app_server` label).
+    ("metrics_app_servers", |r, n| {
+        r.metrics_app_servers = n.metrics_app_servers.clone()
+    }),
     // The push machines, at their next event (the user actor's executor hands them the
     // running configuration).
     ("push_max_errors", |r, n| {
@@ -73,6 +77,23 @@ const LIMITS: &[(&str, Take)] = &[
     }),
     ("push_encrypted_with_body", |r, n| {
         r.push_encrypted_with_body = n.push_encrypted_with_body
+    }),
+    // The next publish (its answer's deadline, and how long the server-to-server links
+    // retry it) and the next batch window; those open keep theirs.
+    ("push_response_timeout", |r, n| {
+        r.push_response_timeout = n.push_response_timeout
+    }),
+    ("push_batch_window", |r, n| {
+        r.push_batch_window = n.push_batch_window
+    }),
+    // The next user actor started (the router); a lowered limit stops none, new users
+    // are refused until fewer run.
+    ("push_max_active_users", |r, n| {
+        r.push_max_active_users = n.push_max_active_users
+    }),
+    // The next time a user actor becomes idle.
+    ("push_user_idle_time", |r, n| {
+        r.push_user_idle_time = n.push_user_idle_time
     }),
 ];
 
@@ -248,6 +269,7 @@ mod tests {
             offline_max_bytes: 1,
             smacks_max_queue_size: 1,
             csi_queue_size: 1,
+            metrics_app_servers: vec!["push.example.org".into()],
             push_max_errors: 1,
             push_max_devices: 1,
             push_max_hibernation_timeout: std::time::Duration::from_secs(1),
@@ -257,6 +279,10 @@ mod tests {
             push_notification_with_sender: !Config::default().push_notification_with_sender,
             push_notification_important_body: "changed".into(),
             push_encrypted_with_body: !Config::default().push_encrypted_with_body,
+            push_response_timeout: std::time::Duration::from_secs(1),
+            push_batch_window: std::time::Duration::from_secs(2),
+            push_max_active_users: 1,
+            push_user_idle_time: std::time::Duration::from_secs(1),
             ..Config::default()
         };
         let mut running = Config::default();

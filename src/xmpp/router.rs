@@ -21,6 +21,7 @@ use super::user::{
 };
 use crate::config::{Config, LiveConfig};
 use crate::metrics::Metrics;
+use crate::metrics::held::{self, Charge, HeldBytes};
 use crate::push::{PushLinks, RoutePublish, SessionId};
 use crate::store::Store;
 
@@ -61,6 +62,8 @@ pub struct Router {
     next_generation: u64,
     /// Who waits for the last user actor to stop (orderly shutdown).
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// What waits in the components' queues, for the memory figures.
+    held: HeldBytes,
 }
 
 impl Router {
@@ -73,6 +76,7 @@ impl Router {
         metrics: Arc<Metrics>,
         ctx: &mut Context<Self>,
     ) -> Self {
+        let held = metrics.held.clone();
         let push = Arc::new(PushLinks {
             store: Store::client(&store),
             router: ctx.address().recipient(),
@@ -101,6 +105,7 @@ impl Router {
             next_session: 1,
             next_generation: 1,
             drained: Vec::new(),
+            held,
         }
     }
 
@@ -114,9 +119,12 @@ impl Router {
     }
 
     fn start_user(&mut self, name: &str) -> Option<()> {
-        if self.users.len() >= self.cfg.push_max_active_users {
+        // The running configuration's (SIGHUP): a lowered limit stops no actor, it
+        // refuses new users until fewer run.
+        let limit = self.for_users.live.get().push_max_active_users;
+        if self.users.len() >= limit {
             tracing::warn!(
-                limit = self.cfg.push_max_active_users,
+                limit,
                 "push_max_active_users reached: no actor for another user"
             );
             return None;
@@ -196,10 +204,11 @@ impl Router {
         };
         let domain = to.domain().as_str();
         if let Some(tx) = self.components.get(domain) {
+            let charge = self.held.charge(held::element_bytes(&stanza));
             if let Err(
-                flume::TrySendError::Full(ToComponent::Stanza(s))
-                | flume::TrySendError::Disconnected(ToComponent::Stanza(s)),
-            ) = tx.try_send(ToComponent::Stanza(Box::new(stanza)))
+                flume::TrySendError::Full(ToComponent::Stanza(s, _))
+                | flume::TrySendError::Disconnected(ToComponent::Stanza(s, _)),
+            ) = tx.try_send(ToComponent::Stanza(Box::new(stanza), charge))
             {
                 tracing::warn!(component = %domain, "component queue full: stanza bounced");
                 self.bounce(&s, "resource-constraint", ctx);
@@ -441,11 +450,12 @@ pub struct AttachComponent {
 }
 
 /// What the router hands a component's connection.
+/// Each carries its bytes' share of the memory figures until it is written or dropped.
 pub enum ToComponent {
     /// A stanza routed to the component's domain.
-    Stanza(Box<Element>),
+    Stanza(Box<Element>, Charge),
     /// A publish from the push module, serialized without a namespace on its root.
-    Publish(String),
+    Publish(String, Charge),
 }
 
 impl Handler<AttachComponent> for Router {
@@ -485,7 +495,8 @@ impl Handler<RoutePublish> for Router {
         let domain = msg.to.domain().as_str();
         match self.components.get(domain) {
             Some(tx) => {
-                if tx.try_send(ToComponent::Publish(msg.xml)).is_err() {
+                let charge = self.held.charge(msg.xml.len());
+                if tx.try_send(ToComponent::Publish(msg.xml, charge)).is_err() {
                     tracing::warn!(component = %domain, "app server queue full: publish dropped");
                 }
             }
@@ -522,8 +533,8 @@ impl Handler<GetRouterStats> for Router {
     fn handle(&mut self, _: GetRouterStats, _: &mut Context<Self>) -> Self::Result {
         let (connected, hibernated, session_queued) = self.for_users.gauges.read();
         let memory = self.for_users.gauges.memory();
-        // A user actor (its push state included, not its registrations' strings) and
-        // its entries in `users` and `routes`.
+        // A user actor (its push state included; its registrations are counted by the
+        // actor, as they change) and its entries in `users` and `routes`.
         let per_user = std::mem::size_of::<User>()
             + std::mem::size_of::<(String, Running)>()
             + std::mem::size_of::<(u64, String)>();
@@ -532,7 +543,7 @@ impl Handler<GetRouterStats> for Router {
             hibernated,
             session_queued,
             users: self.users.len() as u64,
-            memory_users: (self.users.len() * per_user) as u64,
+            memory_users: (self.users.len() * per_user) as u64 + memory.registrations,
             memory_sessions: memory.sessions,
             memory_queues: memory.queues,
             ..RouterStats::default()

@@ -127,7 +127,7 @@ impl Server {
                 stopping: stopped.clone(),
             })
         };
-        let s2s_shared = start_s2s(&live, &certificates, &router, &stopped)?;
+        let s2s_shared = start_s2s(&live, &certificates, &router, &stopped, &metrics)?;
         let (c2s_shared, direct_shared) = (client_shared(tls), client_shared(direct_tls));
         let component_shared = Rc::new(component::Shared {
             cfg: cfg.clone(),
@@ -190,6 +190,7 @@ impl Server {
         self.admission.set_quotas(Quotas::c2s(&running));
         self.s2s_admission.set_quotas(Quotas::s2s(&running));
         if !applied.is_empty() {
+            self.metrics.set_app_servers(counted_app_servers(&running));
             self.live.set(running.clone());
         }
         Reloaded {
@@ -260,11 +261,20 @@ fn requeue_hibernated(db: &redb::Database, cfg: &Config) {
 const SESSIONS_END: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The counters, with publishes counted per app server only for the configured
-/// components.
+/// components and the admin's `metrics_app_servers`.
 fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
-    Arc::new(Metrics::new(cfg.components.iter().map(|c| {
-        xmpp_parsers::jid::BareJid::new(&c.jid).map_or_else(|_| c.jid.clone(), |j| j.to_string())
-    })))
+    Arc::new(Metrics::new(counted_app_servers(cfg)))
+}
+
+/// The app servers the metrics name by their domain.
+fn counted_app_servers(cfg: &Config) -> impl Iterator<Item = String> + '_ {
+    cfg.components
+        .iter()
+        .map(|c| {
+            xmpp_parsers::jid::BareJid::new(&c.jid)
+                .map_or_else(|_| c.jid.clone(), |j| j.to_string())
+        })
+        .chain(cfg.metrics_app_servers.iter().cloned())
 }
 
 /// The server-to-server links, handed to the router; what the inbound listener needs.
@@ -273,6 +283,7 @@ fn start_s2s(
     certificates: &Arc<tls::Certificates>,
     router: &Addr<Router>,
     stopped: &watch::Receiver<bool>,
+    metrics: &Metrics,
 ) -> Result<Rc<s2s::Shared>, StartError> {
     let cfg = &live.get();
     let secret =
@@ -310,6 +321,7 @@ fn start_s2s(
         undelivered: router.clone().recipient(),
         bidi: Default::default(),
         stopping: stopped.clone(),
+        held: metrics.held.clone(),
     });
     let links = s2s::links::Links::new(shared.clone()).start();
     router.do_send(UseS2s(links.recipient()));

@@ -207,3 +207,36 @@ async fn with_stream_management_what_waited_comes_after_resumption() {
     let (m, _) = phone.until("message").await;
     assert_eq!(m.attr("id"), Some("s1"));
 }
+
+/// What waits for an inactive client counts in the memory figures (`queues`) at its
+/// size, and leaves when the client goes active and gets it.
+#[actix_rt::test]
+async fn what_waits_counts_in_queues_at_its_size_until_it_is_sent() {
+    let t = TestServer::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let queues = "cloud_notify_memory_bytes{kind=\"queues\"}";
+    let mut s = Scene::start(&t).await;
+    let before = super::operate::scrape_until(addr, "a first scrape", |m| m.contains_key(queues))
+        .await[queues];
+    let big = "x".repeat(1000);
+    for n in 1..=5 {
+        s.romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost/phone' id='s{n}'><composing xmlns='http://jabber.org/protocol/chatstates'/><x xmlns='urn:example:big'>{big}</x></message>"
+            ))
+            .await;
+    }
+    assert_eq!(s.probe().await, Vec::<String>::new(), "held");
+    super::operate::scrape_until(addr, "the held stanzas counted at their size", |m| {
+        m[queues] >= before + 5.0 * 1000.0
+    })
+    .await;
+    s.phone
+        .send_nonza(&format!("<active xmlns='{CSI}'/>"))
+        .await;
+    for n in 1..=5 {
+        let (m, _) = s.phone.until("message").await;
+        assert_eq!(m.attr("id"), Some(format!("s{n}").as_str()));
+    }
+    super::operate::scrape_until(addr, "their bytes gone once sent", |m| m[queues] == before).await;
+}

@@ -477,7 +477,7 @@ async fn deleting_an_account_deletes_its_archive() {
 }
 
 /// Scrapes until `done` holds for the samples (10 s at most); returns them.
-async fn scrape_until(
+pub(super) async fn scrape_until(
     addr: std::net::SocketAddr,
     what: &str,
     done: impl Fn(&HashMap<String, f64>) -> bool,
@@ -566,6 +566,40 @@ async fn memory_by_kind_follows_the_queued_stanzas_and_returns_when_the_session_
         "one session fewer: {after:?}"
     );
     romeo.close().await;
+}
+
+/// A push registration's memory, its publish-options form included, counts under
+/// "users" while it is enabled and leaves with the disable.
+#[actix_rt::test]
+async fn memory_by_kind_counts_a_registration_under_users_until_it_is_disabled() {
+    let t = TestServer::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let mut juliet = t.login("juliet", "phone").await;
+    let ping = "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>";
+    juliet.iq(ping).await;
+    let before = get(
+        &scrape_until(addr, "juliet's actor", |m| get(m, USERS) > 0.0).await,
+        USERS,
+    );
+    let r = juliet
+        .iq(&format!("<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'>{FORM}</enable></iq>"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let at_least = before + FORM.len() as f64;
+    scrape_until(addr, "the registration counted with its form", |m| {
+        get(m, USERS) >= at_least
+    })
+    .await;
+    let r = juliet
+        .iq(&format!(
+            "<iq type='set' id='d1'><disable xmlns='urn:xmpp:push:0' jid='{APP}' node='n1'/></iq>"
+        ))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    scrape_until(addr, "the registration's bytes gone with it", |m| {
+        get(m, USERS) == before
+    })
+    .await;
 }
 
 /// A lowered `push_max_pending_publishes` (SIGHUP) applies at the next publish: with one

@@ -256,3 +256,93 @@ async fn a_lowered_push_max_devices_evicts_at_the_next_enable() {
     app.answer_result(&p).await;
     app.expect_nothing_before_ping(&t).await;
 }
+
+/// A lowered `push_max_active_users` refuses the next user to be loaded: romeo's bind is
+/// refused with `resource-constraint`, while juliet, in memory before the reload, goes on.
+#[actix_rt::test]
+async fn a_lowered_push_max_active_users_refuses_the_next_new_user() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    let ping = "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>";
+    assert_eq!(juliet.iq(ping).await.attr("type"), Some("result"));
+    reload(&t, "push_max_active_users", |c| c.push_max_active_users = 1);
+    let romeo = super::client::try_login(&t, "romeo", "romeo-pw", "desk").await;
+    assert!(
+        romeo
+            .as_ref()
+            .is_err_and(|e| e.contains("resource-constraint")),
+        "romeo's bind is refused: {:?}",
+        romeo.err()
+    );
+    assert_eq!(juliet.iq(ping).await.attr("type"), Some("result"));
+}
+
+/// A shortened `push_response_timeout` gives up on the next publish at the new time: an
+/// unanswered publish ends as a timeout within seconds, not after the 60 s it started with.
+#[actix_rt::test]
+async fn a_shortened_push_response_timeout_ends_the_next_unanswered_publish_sooner() {
+    let t = TestServer::start(|_| {}).await;
+    let mut app = super::client::Component::connect(&t).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    enable_push(&mut juliet, "n1").await;
+    juliet.close().await;
+    reload(&t, "push_response_timeout", |c| {
+        c.push_response_timeout = Duration::from_secs(1)
+    });
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo
+        .send("<message type='chat' to='juliet@localhost' id='m1'><body>hi</body></message>")
+        .await;
+    app.next().await; // left unanswered
+    super::s2s::until_publishes(&t, "the publish ended as a timeout", |h| h.timeout == 1).await;
+}
+
+/// A shortened `push_user_idle_time` unloads the next user who becomes idle at the new
+/// time: juliet's state leaves memory within seconds of her logout, not after 30 s.
+#[actix_rt::test]
+async fn a_shortened_push_user_idle_time_unloads_the_next_idle_user_sooner() {
+    let t = TestServer::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = t.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let in_memory = "cloud_notify_push_users_in_memory";
+    reload(&t, "push_user_idle_time", |c| {
+        c.push_user_idle_time = Duration::from_secs(1)
+    });
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet
+        .iq("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    super::operate::scrape_until(addr, "juliet in memory", |m| m.get(in_memory) == Some(&1.0))
+        .await;
+    juliet.close().await;
+    super::operate::scrape_until(addr, "juliet unloaded", |m| m.get(in_memory) == Some(&0.0)).await;
+}
+
+/// A shortened `push_batch_window` applies to the next window opened: with 60 s at start
+/// and 100 ms after the reload, the first message's window closes at once and the next
+/// message publishes again (B47), where 60 s would have held it.
+#[actix_rt::test]
+async fn a_shortened_push_batch_window_closes_the_next_window_sooner() {
+    let t = TestServer::start(|c| {
+        c.push_notification_with_body = true;
+        c.push_batch_window = Duration::from_secs(60);
+    })
+    .await;
+    let mut app = super::client::Component::connect(&t).await;
+    reload(&t, "push_batch_window", |c| {
+        c.push_batch_window = Duration::from_millis(100)
+    });
+    super::sleeping_phone(&t, "n1").await;
+    let mut romeo = t.login("romeo", "desk").await;
+    for b in ["first", "second"] {
+        romeo
+            .send(&format!(
+                "<message type='chat' to='juliet@localhost'><body>{b}</body></message>"
+            ))
+            .await;
+        assert_eq!(body_of(&app.next().await).as_deref(), Some(b));
+        super::until_user_stats(&t, "juliet", "the batch window to close", |s| {
+            s.open_batch_windows == 0
+        })
+        .await;
+    }
+}

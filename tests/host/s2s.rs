@@ -179,6 +179,48 @@ async fn s2s_silent_domain_bounces_remote_server_timeout() {
     drop(silent);
 }
 
+/// Stanzas waiting for a link that is still connecting count in the memory figures
+/// (`queues`) with their size, and their bytes leave when they bounce.
+#[actix_rt::test]
+async fn stanzas_waiting_for_a_link_count_in_queues_until_they_bounce() {
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let a = TestServer::start(move |c| {
+        c.domain = A.into();
+        c.s2s_hosts = [("d.localhost".to_string(), addr)].into_iter().collect();
+        c.s2s_timeout = Duration::from_secs(3);
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = a.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let queues = "cloud_notify_memory_bytes{kind=\"queues\"}";
+    let mut juliet = online(&a, "juliet", "phone").await;
+    let before =
+        super::operate::scrape_until(metrics, "a first scrape", |m| m.contains_key(queues)).await
+            [queues];
+    let body = "x".repeat(1000);
+    for i in 0..10 {
+        juliet
+            .send(&format!(
+                "<message type='chat' to='x@d.localhost' id='q{i}'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    super::operate::scrape_until(metrics, "the waiting stanzas counted", |m| {
+        m[queues] >= before + 10.0 * 1000.0
+    })
+    .await;
+    for _ in 0..10 {
+        let (e, _) = juliet.until("message").await;
+        assert_eq!(condition(&e).as_deref(), Some("remote-server-timeout"));
+    }
+    super::operate::scrape_until(metrics, "their bytes gone with the bounces", |m| {
+        m[queues] == before
+    })
+    .await;
+    drop(silent);
+}
+
 #[actix_rt::test]
 async fn s2s_without_a_listener_a_remote_domain_still_bounces_at_once() {
     // s2s_listen unset: outbound links still exist.
@@ -190,6 +232,13 @@ async fn s2s_without_a_listener_a_remote_domain_still_bounces_at_once() {
 /// a.localhost with no component of its own, told where b.localhost and its app server
 /// component push.localhost are; b.localhost with the component configured.
 async fn pair_with_remote_app_server() -> (TestServer, TestServer) {
+    pair_with_remote_app_server_and(|_| {}).await
+}
+
+/// [`pair_with_remote_app_server`], with `tweak` applied to a.localhost's configuration.
+async fn pair_with_remote_app_server_and(
+    tweak: impl FnOnce(&mut cloud_notify::config::Config),
+) -> (TestServer, TestServer) {
     let (la, lb) = (free_port("127.0.0.2"), free_port("127.0.0.3"));
     let t = Duration::from_secs(10);
     let hosts: Vec<(String, SocketAddr)> = vec![(B.into(), lb), (APP.into(), lb)];
@@ -199,6 +248,7 @@ async fn pair_with_remote_app_server() -> (TestServer, TestServer) {
         c.s2s_listen = Some(la);
         c.s2s_hosts = hosts.into_iter().collect();
         c.s2s_timeout = t;
+        tweak(c);
     })
     .await;
     let b = server(B, lb, &[(A, la)], t).await;
@@ -242,6 +292,50 @@ async fn s2s_publish_reaches_a_remote_app_server_and_its_answer_comes_back() {
     })
     .await;
     until_publishes(&a, "the answer counted as a success", |h| h.success == 1).await;
+}
+
+/// The metrics name a remote app server by its domain when `metrics_app_servers` lists
+/// it, and count it as `other` once a reload takes it off the list.
+#[actix_rt::test]
+async fn publishes_to_a_listed_remote_app_server_are_counted_under_its_domain() {
+    let (a, b) = pair_with_remote_app_server_and(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics_app_servers = vec![APP.into()];
+    })
+    .await;
+    let addr = a.server.as_ref().unwrap().metrics_addr.expect("metrics on");
+    let mut app = Component::connect(&b).await;
+    enable_push_and_leave(a.login("juliet", "phone").await, APP).await;
+    let mut romeo = a.login("romeo", "desk").await;
+    let listed =
+        format!("cloud_notify_push_publishes_total{{outcome=\"success\",app_server=\"{APP}\"}}");
+    let other = "cloud_notify_push_publishes_total{outcome=\"success\",app_server=\"other\"}";
+    let publish = |id: &'static str| {
+        format!("<message type='chat' to='juliet@a.localhost' id='{id}'><body>hi</body></message>")
+    };
+    romeo.send(&publish("m1")).await;
+    let p = app.next().await;
+    app.answer_result(&p).await;
+    let m = super::operate::scrape_until(addr, "counted under the app server's domain", |m| {
+        m.get(&listed) == Some(&1.0)
+    })
+    .await;
+    assert_eq!(m.get(other), None, "{m:?}");
+    // Off the list: the next publish to the same remote app server is `other`.
+    let mut unlisted = a.cfg.clone();
+    unlisted.metrics_app_servers.clear();
+    let done = a.server.as_ref().unwrap().reload(&unlisted, true);
+    assert!(
+        done.applied.iter().any(|x| x.key == "metrics_app_servers"),
+        "{:?}",
+        done.applied
+    );
+    romeo.send(&publish("m2")).await;
+    let p = app.next().await;
+    app.answer_result(&p).await;
+    let m = super::operate::scrape_until(addr, "counted as other", |m| m.get(other) == Some(&1.0))
+        .await;
+    assert_eq!(m.get(&listed), Some(&1.0), "the earlier count stays: {m:?}");
 }
 
 /// D21: the app server's domain cannot be reached. Each publish fails in our own s2s

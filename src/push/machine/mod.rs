@@ -130,7 +130,7 @@ use self::contacts::Contacts;
 use self::outstanding::Outstanding;
 use self::state::State;
 use super::interface::{SessionId, UserStats};
-use super::registration::RegistrationSet;
+use super::registration::{Registration, RegistrationSet};
 use crate::config::Config;
 
 impl PushMachine {
@@ -300,6 +300,13 @@ impl PushMachine {
     /// Whether the publish with this id still awaits an answer.
     pub fn is_pending(&self, id: &str) -> bool {
         self.outstanding.contains(id)
+    }
+
+    /// The registrations' bytes in memory (their strings included), for the memory
+    /// figures.
+    pub fn registration_bytes(&self) -> usize {
+        self.registrations()
+            .map_or(0, |set| set.iter().map(Registration::bytes).sum())
     }
 
     /// Publishes awaiting an answer.

@@ -65,8 +65,8 @@ impl User {
         if !csi.inactive || csi.flushing || !matches!(e.link, Link::Connected(_)) {
             return Some(stanza);
         }
-        if may_wait(&stanza) && csi.held.len() < max {
-            csi.held.push_back(stanza);
+        if may_wait(&stanza) && csi.len() < max {
+            csi.hold(stanza);
             self.account();
             return None;
         }
@@ -81,10 +81,10 @@ impl User {
         let Some(e) = self.entry_mut(id) else {
             return;
         };
-        if e.flags.csi.held.is_empty() {
+        if e.flags.csi.is_empty() {
             return;
         }
-        let held = std::mem::take(&mut e.flags.csi.held);
+        let held = e.flags.csi.take();
         e.flags.csi.flushing = true;
         for s in held {
             if let Err(s) = self.write(id, s, ctx) {

@@ -18,11 +18,13 @@ pub struct Footprint {
     /// a hibernated session's state.
     pub sessions: u64,
     /// What waits for the sessions: the unacknowledged stanzas (serialized), the
-    /// stanzas held for an inactive client, those queued while hibernated and those
-    /// spilled past the queue's limit. The last three are counted as their element
-    /// only, not their tree's contents: a queued stanza's serialized copy is in the
-    /// unacknowledged queue already, and what CSI holds is chat states and presence.
+    /// stanzas held for an inactive client (their size, taken as each was held), those
+    /// queued while hibernated and those spilled past the queue's limit. The last two
+    /// are counted as their element only, not their tree's contents: a queued stanza's
+    /// serialized copy is in the unacknowledged queue already.
     pub queues: u64,
+    /// The push registrations in memory, with their strings (counted under `users`).
+    pub registrations: u64,
 }
 
 /// The footprint of `sessions`.
@@ -42,8 +44,8 @@ pub(super) fn of(sessions: &[Entry]) -> Footprint {
         f.queues += (sm.map_or(0, |sm| {
             sm.unacked_bytes() + sm.unacked_len() * size_of::<(u64, Vec<u8>)>()
         }) + pending * size_of::<Pending>()
-            + (e.flags.csi.held.len() + e.spill.len()) * size_of::<Element>())
-            as u64;
+            + e.flags.csi.held_bytes()
+            + e.spill.len() * size_of::<Element>()) as u64;
     }
     f
 }
@@ -103,8 +105,14 @@ mod tests {
         let one = of(&[entry(None)]);
         let mut two = vec![entry(None), entry(None)];
         assert_eq!(of(&two).sessions, 2 * one.sessions);
-        two[1].flags.csi.held.push_back(message("composing"));
-        assert_eq!(of(&two).queues, size_of::<Element>() as u64);
+        let composing = message("composing");
+        let size = crate::metrics::held::element_bytes(&composing) as u64;
+        two[1].flags.csi.hold(composing);
+        assert_eq!(of(&two).queues, size);
+        two[1].flags.csi.hold(message(&"x".repeat(1000)));
+        assert!(of(&two).queues >= size + 1000);
+        two[1].flags.csi.take();
+        assert_eq!(of(&two).queues, 0);
         assert_eq!(of(&[]), Footprint::default());
     }
 }

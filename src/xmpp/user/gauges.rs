@@ -14,6 +14,7 @@ pub struct Gauges {
     /// The user actors' footprints, summed (bytes).
     memory_sessions: AtomicU64,
     memory_queues: AtomicU64,
+    memory_registrations: AtomicU64,
 }
 
 impl Gauges {
@@ -58,6 +59,11 @@ impl Gauges {
         for (g, old, new) in [
             (&self.memory_sessions, old.sessions, new.sessions),
             (&self.memory_queues, old.queues, new.queues),
+            (
+                &self.memory_registrations,
+                old.registrations,
+                new.registrations,
+            ),
         ] {
             if new >= old {
                 g.fetch_add(new - old, Ordering::Relaxed);
@@ -74,6 +80,7 @@ impl Gauges {
         Footprint {
             sessions: self.memory_sessions.load(Ordering::Relaxed),
             queues: self.memory_queues.load(Ordering::Relaxed),
+            registrations: self.memory_registrations.load(Ordering::Relaxed),
         }
     }
 
@@ -116,10 +123,12 @@ mod tests {
         let a = Footprint {
             sessions: 300,
             queues: 1000,
+            registrations: 200,
         };
         let b = Footprint {
             sessions: 300,
             queues: 400,
+            registrations: 0,
         };
         g.footprint(Footprint::default(), a);
         g.footprint(Footprint::default(), b);
@@ -127,7 +136,8 @@ mod tests {
             g.memory(),
             Footprint {
                 sessions: 600,
-                queues: 1400
+                queues: 1400,
+                registrations: 200,
             }
         );
         g.footprint(
@@ -135,19 +145,22 @@ mod tests {
             Footprint {
                 sessions: 300,
                 queues: 0,
+                registrations: 0,
             },
         );
         assert_eq!(
             g.memory(),
             Footprint {
                 sessions: 600,
-                queues: 400
+                queues: 400,
+                registrations: 0,
             }
         );
         g.footprint(
             Footprint {
                 sessions: 300,
                 queues: 0,
+                registrations: 0,
             },
             Footprint::default(),
         );

@@ -40,7 +40,7 @@ impl User {
         if self.stopping {
             self.report_idle();
         } else if self.linger.is_none() {
-            let linger = self.shared.cfg.push_user_idle_time;
+            let linger = self.shared.live.get().push_user_idle_time;
             self.linger = Some(ctx.run_later(linger, |act, _| {
                 act.linger = None;
                 if act.is_idle() && !act.idle_reported && !act.detached {

@@ -35,6 +35,10 @@ impl PushActor for User {
         self.report_if_idle(ctx);
         self.stop_if_detached(ctx);
     }
+
+    fn push_ran(&mut self) {
+        self.account();
+    }
 }
 
 impl User {

@@ -49,9 +49,38 @@ pub(super) struct SessionFlags {
 #[derive(Default)]
 pub(super) struct ClientState {
     pub inactive: bool,
-    pub held: VecDeque<Element>,
+    /// Changed only through `hold` and `take`, which keep `held_bytes`.
+    held: VecDeque<Element>,
+    /// The held stanzas' size (`metrics::held::element_bytes`), taken as each is held,
+    /// for the memory figures.
+    held_bytes: usize,
     /// Set while the held stanzas are written, so that they are not held again.
     pub flushing: bool,
+}
+
+impl ClientState {
+    pub fn hold(&mut self, stanza: Element) {
+        self.held_bytes += crate::metrics::held::element_bytes(&stanza);
+        self.held.push_back(stanza);
+    }
+
+    /// Everything held, oldest first; nothing is held after.
+    pub fn take(&mut self) -> VecDeque<Element> {
+        self.held_bytes = 0;
+        std::mem::take(&mut self.held)
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
 }
 
 /// Where a session's stanzas go.

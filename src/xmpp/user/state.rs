@@ -123,10 +123,14 @@ impl User {
     }
 
     /// Brings this user's share of the server's memory figures up to date; called
-    /// after each change of the sessions or their queues. A missed call is made good
+    /// after each change of the sessions or their queues, and after each push event
+    /// (the registrations). A missed call is made good
     /// at the next one (the share is recomputed whole) and at the actor's stop.
     pub(super) fn account(&mut self) {
-        let now = footprint::of(&self.sessions);
+        let now = Footprint {
+            registrations: self.push.machine().registration_bytes() as u64,
+            ..footprint::of(&self.sessions)
+        };
         self.shared.gauges.footprint(self.footprint, now);
         self.footprint = now;
     }
