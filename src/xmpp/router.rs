@@ -22,7 +22,7 @@ use super::user::{
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::push::{PushLinks, RoutePublish, SessionId};
-use crate::store::Store;
+use crate::store::{ArchiveGate, Store};
 
 mod push;
 mod stats;
@@ -68,6 +68,7 @@ impl Router {
     pub fn new(
         cfg: Arc<Config>,
         store: Addr<Store>,
+        archive_gate: ArchiveGate,
         metrics: Arc<Metrics>,
         ctx: &mut Context<Self>,
     ) -> Self {
@@ -80,6 +81,7 @@ impl Router {
             cfg: cfg.clone(),
             push,
             store,
+            archive_gate,
             route: ctx.address().recipient(),
             idle: ctx.address().recipient(),
             ended: ctx.address().recipient(),
