@@ -19,7 +19,7 @@ use actix::prelude::*;
 use clap::Parser;
 
 use cloud_notify::store::archive::{ArchiveQuery, ArchivedMessage};
-use cloud_notify::store::{self, Archive, Change, QueryArchive, Store, Write};
+use cloud_notify::store::{self, Archive, ArchiveGate, Change, QueryArchive, Store, Write};
 
 #[derive(Parser)]
 #[command(about = "cloud-notify archive benchmark")]
@@ -101,6 +101,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<(), String> {
     let file = store::open_database(dir, 4 << 20).map_err(|e| e.to_string())?;
     store::admin::add_user(&file, "juliet", "pw", 4096).map_err(|e| e.to_string())?;
     let store = Store::start(file, 4096);
+    let gate = ArchiveGate::new(4096);
     let base = cloud_notify::xmpp::mam::clock::now_us().saturating_sub(86_400_000_000);
     println!(
         "archive benchmark: {} messages from {PEERS} peers, pages of {PAGE}, expiry of {}",
@@ -109,9 +110,9 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<(), String> {
     println!("Rss at start: {} KiB", rss_kib());
 
     // Phase 1: archive. The store answers nothing for Archive; a durable write after
-    // each step is the barrier that says the step is committed. A step stays under the
-    // store's bound on waiting archive changes (store_max_pending), as a server's
-    // sessions do when the store keeps up.
+    // each step is the barrier that says the step is committed. Each write takes a
+    // place at the gate first, as the server's writers do (store_max_pending places);
+    // a step stays under it, as a server's sessions do when the store keeps up.
     let started = Instant::now();
     let step = STEP_MESSAGES;
     let mut rss_at_tenth = 0;
@@ -119,6 +120,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<(), String> {
     while i < args.messages {
         let end = (i + step).min(args.messages);
         for n in i..end {
+            let permit = gate.enter().await.ok_or("the archive gate is closed")?;
             store.do_send(Archive {
                 change: Change::Archive {
                     user: "juliet".into(),
@@ -127,6 +129,7 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<(), String> {
                     max: u64::MAX,
                 },
                 durable: false,
+                permit,
             });
         }
         barrier(&store).await?;

@@ -494,7 +494,11 @@ fn crate_paths(tokens: &[Token], own: &[String], is_binary: bool) -> Vec<(Vec<St
                     }
                 }
             }
-            Token::Ident(word) if word == "use" => {
+            // `+ use<'a>` in a return type (precise capturing) is not a declaration:
+            // reading on to the next `;` would swallow the function's opening brace.
+            Token::Ident(word)
+                if word == "use" && tokens.get(i + 1) != Some(&Token::Punct('<')) =>
+            {
                 let end = tokens[i..]
                     .iter()
                     .position(|t| *t == Token::Punct(';'))

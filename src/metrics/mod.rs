@@ -149,6 +149,7 @@ pub struct Metrics {
     store_commit: Histogram,
     store_batch: Histogram,
     store_pending: Gauge,
+    archive_waits: Counter,
     // Read at scrape time (`snapshot`).
     pub(crate) sessions: Family<StateLabels, Gauge>,
     pub(crate) registrations: Gauge,
@@ -221,6 +222,12 @@ impl Metrics {
             "Storage requests waiting for the next batch (store_max_pending bounds it)",
             store_pending.clone(),
         );
+        let archive_waits = Counter::default();
+        registry.register(
+            "archive_waits",
+            "Archive writes that waited for room: the store held store_max_pending of them",
+            archive_waits.clone(),
+        );
         let sessions = Family::<StateLabels, Gauge>::default();
         registry.register(
             "sessions",
@@ -284,6 +291,7 @@ impl Metrics {
             store_commit,
             store_batch,
             store_pending,
+            archive_waits,
             sessions,
             registrations,
             accounts,
@@ -353,6 +361,11 @@ impl Metrics {
         if let Some(d) = commit {
             self.store_commit.observe(d.as_secs_f64());
         }
+    }
+
+    /// The counter of archive writes that waited for room (see `store::ArchiveGate`).
+    pub fn archive_waits(&self) -> Counter {
+        self.archive_waits.clone()
     }
 
     /// Storage requests waiting now.

@@ -10,6 +10,7 @@ pub mod admin;
 mod admin_error;
 pub mod app_servers;
 pub mod archive;
+mod archive_gate;
 mod archive_record;
 mod faults;
 mod guard;
@@ -30,6 +31,7 @@ use actix::prelude::*;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
+pub use archive_gate::{ArchiveGate, ArchivePermit};
 pub use faults::StoreFaults;
 pub use guard::panic_is_contained;
 pub use open::OpenError;
@@ -264,13 +266,14 @@ pub struct Write {
 /// starts go into it as one write, so a burst of messages takes one place in the queue,
 /// not one each. That write is durable only when one of its changes asks to be
 /// (`durable`): otherwise it rides the next durable commit and costs no fsync. Answered
-/// once committed; past `store_max_pending` waiting changes it is refused (`Busy`) and
-/// the message is not archived (it was delivered or stored all the same).
-#[derive(Message, Debug, Clone)]
+/// once committed. Never refused for want of room: the sender took a place at the
+/// [`ArchiveGate`] first (`store_max_pending` places), given back with the answer.
+#[derive(Message, Debug)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Archive {
     pub change: Change,
     pub durable: bool,
+    pub permit: ArchivePermit,
 }
 
 /// Commit what is pending, flush, and close the file. Later requests fail with `Closed`.
@@ -296,7 +299,7 @@ pub struct Store {
     db: DbSlot,
     faults: Arc<StoreFaults>,
     pending: VecDeque<Pending>,
-    /// Archive changes for the next batch (see [`Archive`]), at most `max_pending`.
+    /// Archive changes for the next batch (see [`Archive`]); their permits bound them.
     archive: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>,
     in_flight: bool,
     max_pending: usize,
@@ -408,8 +411,10 @@ impl Store {
     /// answer passed to each.
     fn archive_write(waiting: Vec<(Archive, oneshot::Sender<Result<(), StoreError>>)>) -> Pending {
         let durable = waiting.iter().any(|(a, _)| a.durable);
-        let (changes, replies): (Vec<Change>, Vec<_>) =
-            waiting.into_iter().map(|(a, tx)| (a.change, tx)).unzip();
+        let (changes, replies): (Vec<Change>, Vec<_>) = waiting
+            .into_iter()
+            .map(|(a, tx)| (a.change, (tx, a.permit)))
+            .unzip();
         let (tx, rx) = oneshot::channel();
         actix::spawn(async move {
             let result = match rx.await {
@@ -417,8 +422,11 @@ impl Store {
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Closed),
             };
-            for reply in replies {
+            // Each place at the gate is given back with its answer: until then the
+            // write is one the store still holds.
+            for (reply, permit) in replies {
                 let _ = reply.send(result.clone());
+                drop(permit);
             }
         });
         Pending {
@@ -432,13 +440,6 @@ impl Handler<Archive> for Store {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Archive, ctx: &mut Context<Self>) -> Self::Result {
-        if self.archive.len() >= self.max_pending {
-            tracing::warn!(
-                limit = self.max_pending,
-                "archive writes waiting past store_max_pending: a message not archived"
-            );
-            return Box::pin(async { Err(StoreError::Busy) });
-        }
         let (tx, rx) = oneshot::channel();
         self.archive.push((msg, tx));
         self.kick(ctx);
@@ -733,7 +734,7 @@ mod tests {
     use super::*;
     use archive::{ArchiveQuery, ArchivedMessage};
 
-    fn archive(id: u64) -> Archive {
+    fn archive(id: u64, permit: ArchivePermit) -> Archive {
         Archive {
             change: Change::Archive {
                 user: "juliet".into(),
@@ -746,30 +747,35 @@ mod tests {
                 max: 1000,
             },
             durable: false,
+            permit,
         }
     }
 
-    /// While a commit runs, at most `store_max_pending` archive writes wait for the next;
-    /// the others are refused (`Busy`), and exactly the accepted ones are archived.
+    /// With every place at the gate taken, a writer waits for one instead of losing its
+    /// message: each write sent is archived, and the places all come back.
     #[actix_rt::test]
-    async fn archive_writes_past_the_bound_are_refused_and_the_rest_kept() {
+    async fn archive_writes_past_the_room_wait_and_none_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let file = open_database(dir.path(), 1 << 20).unwrap();
         admin::add_user(&file, "juliet", "pw", 4096).unwrap();
         let store = Store::start(file, 2);
-        // All sent before the store runs: the first starts a commit, two wait for the
-        // next, the rest find the bound reached.
-        let sent: Vec<_> = (1..=20).map(|id| store.send(archive(id))).collect();
-        let mut accepted = Vec::new();
-        let mut refused = 0;
-        for (id, answer) in (1..=20u64).zip(sent) {
-            match answer.await.unwrap() {
-                Ok(()) => accepted.push(id),
-                Err(StoreError::Busy) => refused += 1,
-                Err(e) => panic!("{e}"),
-            }
+        let gate = ArchiveGate::new(2);
+        let mut answers = Vec::new();
+        let mut waited = 0;
+        for id in 1..=20u64 {
+            let permit = match gate.try_enter() {
+                Some(p) => p,
+                None => {
+                    waited += 1;
+                    gate.enter().await.expect("a place")
+                }
+            };
+            answers.push(store.send(archive(id, permit)));
         }
-        assert!(refused > 0, "nothing refused: the bound was never reached");
+        assert!(waited > 0, "no writer waited: the room was never full");
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
         let page = store
             .send(QueryArchive(ArchiveQuery {
                 user: "juliet".into(),
@@ -781,6 +787,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let ids: Vec<u64> = page.rows.iter().map(|r| r.id).collect();
-        assert_eq!(ids, accepted);
+        assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+        assert_eq!(gate.free(), 2, "a place was not given back");
     }
 }

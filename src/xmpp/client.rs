@@ -73,7 +73,7 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
             }
         }
         "message" => {
-            archive_sent(&el, to.as_ref(), st);
+            archive_sent(&el, to.as_ref(), st).await;
             st.owner.do_send(Sent {
                 id: st.id,
                 stanza: el.clone(),
@@ -88,13 +88,21 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
 /// A message the user sends goes into their own archive (outgoing), as it leaves. The
 /// push module hears of it too: its own outgoing messages never wake the user's phones
 /// (D15), but a call answered here stops the others ringing (D17).
-fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
+///
+/// With every place at the archive gate taken (the store is `store_max_pending` archive
+/// writes behind), the stream is read no further until one is free: a client sending
+/// faster than the disk commits is held back, and no message of its goes unarchived.
+async fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
     let Some(to) = to else {
         return;
     };
     if !mam::archiving::archivable(el) {
         return;
     }
+    let Some(permit) = st.shared.archive_gate.enter().await else {
+        tracing::error!(user = %st.user, "the archive gate is closed: a sent message not archived");
+        return;
+    };
     let id = mam::clock::next_id();
     let change = mam::archiving::change(
         &st.user,
@@ -104,7 +112,7 @@ fn archive_sent(el: &Element, to: Option<&Jid>, st: &Bound) {
         id,
         st.shared.cfg.archive_max_messages_per_user,
     );
-    mam::archiving::save(&st.shared.store, &st.user, change);
+    mam::archiving::save(&st.shared.store, &st.user, change, permit);
     st.owner.do_send(SentArchived { stanza: el.clone() });
 }
 

@@ -10,7 +10,7 @@ use super::io::SizeGuard;
 use super::router::Router;
 use super::xml::{Read, XmlStream};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{ArchiveGate, Store};
 
 /// What every session needs from the server.
 pub struct Shared {
@@ -18,6 +18,8 @@ pub struct Shared {
     pub tls: Arc<rustls::ServerConfig>,
     pub router: Addr<Router>,
     pub store: Addr<Store>,
+    /// Places for archive writes waiting for a commit (`store_max_pending`).
+    pub archive_gate: ArchiveGate,
     /// Keys the decoy SCRAM credentials of unknown users (random per process).
     pub decoy_secret: [u8; 32],
     /// Becomes true when the server stops: negotiating streams end with

@@ -23,7 +23,7 @@ use crate::config::{Config, LiveConfig};
 use crate::metrics::Metrics;
 use crate::metrics::held::{self, Charge, HeldBytes};
 use crate::push::{PushLinks, RoutePublish, SessionId};
-use crate::store::Store;
+use crate::store::{ArchiveGate, Store};
 
 mod push;
 mod stats;
@@ -73,6 +73,7 @@ impl Router {
     pub fn new(
         live: LiveConfig,
         store: Addr<Store>,
+        archive_gate: ArchiveGate,
         metrics: Arc<Metrics>,
         ctx: &mut Context<Self>,
     ) -> Self {
@@ -88,6 +89,7 @@ impl Router {
             live,
             push,
             store,
+            archive_gate,
             route: ctx.address().recipient(),
             idle: ctx.address().recipient(),
             ended: ctx.address().recipient(),

@@ -18,7 +18,7 @@ use crate::config::{Config, LiveConfig};
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::Sources;
 use crate::s2s;
-use crate::store::{self, Close, Store};
+use crate::store::{self, ArchiveGate, Close, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -99,6 +99,8 @@ impl Server {
         let db = store::open_database(&cfg.data_dir, cfg.store_cache_size)?;
         requeue_hibernated(&db, &cfg);
         let store = Store::start_with_metrics(db, cfg.store_max_pending, metrics.clone());
+        let archive_gate =
+            ArchiveGate::new(cfg.store_max_pending).counting(metrics.archive_waits());
         super::mam::expiry::start(store.clone(), cfg.archive_expires_after);
         let certificates = tls::Certificates::load(&cfg)?;
         let tls = tls::server_config_with(certificates.clone(), None)?;
@@ -106,8 +108,15 @@ impl Server {
         let mut listeners = Listeners::bind(&cfg).await?;
         let admission = Admission::new(&cfg);
         let live = LiveConfig::new(cfg.clone());
-        let router =
-            Router::create(|ctx| Router::new(live.clone(), store.clone(), metrics.clone(), ctx));
+        let router = Router::create(|ctx| {
+            Router::new(
+                live.clone(),
+                store.clone(),
+                archive_gate.clone(),
+                metrics.clone(),
+                ctx,
+            )
+        });
         let mut decoy_secret = [0u8; 32];
         let _ = getrandom::fill(&mut decoy_secret);
         let (stop, stopped) = watch::channel(false);
@@ -123,6 +132,7 @@ impl Server {
                 tls,
                 router: router.clone(),
                 store: store.clone(),
+                archive_gate: archive_gate.clone(),
                 decoy_secret,
                 stopping: stopped.clone(),
             })

@@ -329,6 +329,56 @@ async fn the_per_user_cap_keeps_the_newest() {
     assert_eq!(a.bodies(), ["3", "4", "5"]);
 }
 
+/// Past `store_max_pending` archive writes held by the store, writers wait for room
+/// rather than lose messages: a burst many times the room is archived whole, on both
+/// sides (Juliet's incoming, Romeo's outgoing), and the waits show in the metrics.
+#[actix_rt::test]
+async fn a_burst_past_store_max_pending_is_archived_whole() {
+    const N: usize = 400;
+    let t = TestServer::start(|c| {
+        c.store_max_pending = 8;
+        c.max_archive_query_results = N;
+    })
+    .await;
+    let (mut juliet, mut romeo) = online_pair(&t).await;
+    let send = async {
+        for i in 0..N {
+            romeo
+                .send(&format!(
+                    "<message type='chat' to='juliet@localhost' id='b{i}'><body>{i}</body></message>"
+                ))
+                .await;
+        }
+    };
+    // Read as they come: her session's channel must not overflow to offline storage.
+    let read = async {
+        let mut ids = Vec::new();
+        while ids.len() < N {
+            let (m, _) = juliet.until("message").await;
+            ids.push(stanza_id(&m).unwrap_or_else(|| panic!("no stanza-id: {}", String::from(&m))));
+        }
+        ids
+    };
+    let ((), delivered) = tokio::join!(send, read);
+    let bodies: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    let hers = query(&mut juliet, "all", &set(&format!("<max>{N}</max>"))).await;
+    assert_eq!(hers.bodies(), bodies, "Juliet's archive has holes");
+    assert_eq!(
+        hers.ids(),
+        delivered,
+        "archived under other ids than delivered"
+    );
+    let his = query(&mut romeo, "all", &set(&format!("<max>{N}</max>"))).await;
+    assert_eq!(his.bodies(), bodies, "Romeo's archive has holes");
+    let metrics = t.server.as_ref().expect("running").metrics.encode();
+    let waits: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloud_notify_archive_waits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no archive_waits in {metrics}"));
+    assert!(waits > 0.0, "no writer waited: the room was never full");
+}
+
 #[actix_rt::test]
 async fn a_page_holds_at_most_max_archive_query_results() {
     let t = TestServer::start(|c| c.max_archive_query_results = 2).await;

@@ -10,7 +10,7 @@ use xmpp_parsers::jid::Jid;
 
 use super::SID_NS;
 use crate::store::archive::ArchivedMessage;
-use crate::store::{Archive, Change, Store};
+use crate::store::{Archive, ArchivePermit, Change, Store};
 use crate::xmpp::stanza;
 
 const HINTS_NS: &str = "urn:xmpp:hints";
@@ -79,13 +79,14 @@ pub fn normalised(peer: &str) -> String {
         .map_or_else(|_| peer.to_string(), |j| j.to_string())
 }
 
-/// Hands an archive change to the store without waiting: it rides the next durable
-/// commit, at no fsync of its own; a refusal is logged (the message itself was
-/// delivered or stored).
-pub fn save(store: &Addr<Store>, user: &str, change: Change) {
+/// Hands an archive change to the store without waiting for its commit: it rides the
+/// next durable commit, at no fsync of its own; a failure is logged (the message itself
+/// was delivered or stored). `permit` is the change's place at the archive gate.
+pub fn save(store: &Addr<Store>, user: &str, change: Change, permit: ArchivePermit) {
     let fut = store.send(Archive {
         change,
         durable: false,
+        permit,
     });
     let user = user.to_string();
     actix::spawn(async move {

@@ -9,6 +9,11 @@
 //! hibernated session's queue or to offline storage, whose own durable commits wake the
 //! phones; its archive copy then rides the next durable commit, at no fsync of its own.
 //!
+//! Every archive write first takes a place at the archive gate (`store_max_pending`
+//! places, see `store::ArchiveGate`); with none free the actor waits for one and takes
+//! no further stanza meanwhile, so a store that falls behind slows the senders instead
+//! of losing messages or holding ever more of them.
+//!
 //! A message the archive preferences keep out is delivered without a stanza-id of
 //! ours: the actor holds the preferences (read when it starts, set through it) and, for
 //! the `roster` default, the roster's JIDs, so it knows what the store will keep.
@@ -17,11 +22,14 @@ use actix::prelude::*;
 use xmpp_parsers::minidom::Element;
 
 use super::super::mam::{archiving, clock};
+use super::committed::Committed;
 use super::record::Link;
 use super::state::User;
 use crate::push::machine::Event;
 use crate::store::archive::ArchivePrefs;
-use crate::store::{Archive, Change, LoadArchivePrefs, LoadRoster, Write};
+use crate::store::{
+    Archive, ArchivePermit, Change, LoadArchivePrefs, LoadRoster, StoreError, Write,
+};
 
 impl User {
     /// Archives `stanza` when it is archived at all; gives back what is delivered.
@@ -48,38 +56,117 @@ impl User {
             .sessions
             .iter()
             .any(|e| e.available() && matches!(e.link, Link::Connected(_)));
-        if !online {
-            archiving::save(&self.shared.store, &self.name, change);
-            return stamped;
-        }
-        let fut = self.shared.store.send(Archive {
-            change,
-            durable: true,
-        });
-        let event = stamped.clone();
         // Read now, when the message is delivered: the presence it met decides.
-        let all_away = self.all_online_away();
-        self.in_flight += 1;
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.in_flight -= 1;
-            match res {
-                Ok(Ok(())) => act.push_event(
-                    Event::Archived {
-                        stanza: event,
-                        user_has_sessions: true,
-                        all_away,
-                    },
-                    ctx,
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(user = %act.name, error = %e, "message not archived: no archive push")
-                }
-                Err(_) => tracing::warn!(user = %act.name, "message not archived: the store is gone"),
-            }
-            act.after_store_request(ctx);
-        }));
+        let pushed = online.then(|| (stamped.clone(), self.all_online_away()));
+        self.with_archive_room(ctx, move |act, permit, _| {
+            act.archive(change, permit, pushed)
+        });
         stamped
     }
+
+    /// Runs `then` with a place at the archive gate: at once when one is free.
+    /// Otherwise the store is `store_max_pending` archive writes behind, and this actor
+    /// takes no further stanza until a place is given back: the message is archived
+    /// all the same, and a sender flooding this user meets the mailbox's bound (its
+    /// stanzas bounce `resource-constraint`) instead of an archive with holes.
+    fn with_archive_room(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, ArchivePermit, &mut Context<Self>) + 'static,
+    ) {
+        if let Some(permit) = self.shared.archive_gate.try_enter() {
+            then(self, permit, ctx);
+            return;
+        }
+        tracing::debug!(user = %self.name, "archive writes at store_max_pending: waiting for room");
+        let gate = self.shared.archive_gate.clone();
+        self.in_flight += 1;
+        ctx.wait(async move { gate.enter().await }.into_actor(self).map(
+            move |permit, act, ctx| {
+                act.in_flight -= 1;
+                match permit {
+                    Some(permit) => then(act, permit, ctx),
+                    None => tracing::error!(
+                        user = %act.name,
+                        "the archive gate is closed: a message not archived"
+                    ),
+                }
+                act.after_store_request(ctx);
+            },
+        ));
+    }
+
+    /// Hands one archive change to the store. With `pushed` (an online session took the
+    /// message) the write is durable and the push module hears of the message once it
+    /// is committed ([`Committed`]); otherwise it rides the next durable commit.
+    fn archive(&mut self, change: Change, permit: ArchivePermit, pushed: Option<(Element, bool)>) {
+        let Some((stanza, all_away)) = pushed else {
+            archiving::save(&self.shared.store, &self.name, change, permit);
+            return;
+        };
+        let write = self.shared.store.send(Archive {
+            change,
+            durable: true,
+            permit,
+        });
+        // The answer comes back on the actor's own stream of them (`committed`), not as
+        // a future spawned in its context: actix polls every such future at each
+        // wake-up, and a burst holds up to `store_max_pending` of them, which made each
+        // message cost more than the one before. Nor through the mailbox, whose bound
+        // is the router's to fill.
+        let tx = self.committed.clone();
+        self.in_flight += 1;
+        actix::spawn(async move {
+            let result = write.await.unwrap_or(Err(StoreError::Closed));
+            let _ = tx.send(Committed {
+                result,
+                stanza,
+                all_away,
+            });
+        });
+    }
+
+    /// Takes the store's answers to durable archive writes from now on.
+    pub(super) fn read_committed(&mut self, ctx: &mut Context<Self>) {
+        ctx.add_stream(self.committed_rx.clone().into_stream());
+    }
+
+    /// Acts on the answers that came meanwhile. Called for each stanza the router
+    /// brings: actix empties an actor's mailbox before it polls the actor's streams, so
+    /// under a steady flood the stream alone would hold every answer (and its stanza)
+    /// until the flood ends, more the longer it lasts.
+    pub(super) fn take_committed(&mut self, ctx: &mut Context<Self>) {
+        while let Ok(answer) = self.committed_rx.try_recv() {
+            self.committed(answer, ctx);
+        }
+    }
+
+    fn committed(&mut self, msg: Committed, ctx: &mut Context<Self>) {
+        self.in_flight -= 1;
+        match msg.result {
+            Ok(()) => self.push_event(
+                Event::Archived {
+                    stanza: msg.stanza,
+                    user_has_sessions: true,
+                    all_away: msg.all_away,
+                },
+                ctx,
+            ),
+            Err(e) => {
+                tracing::warn!(user = %self.name, error = %e, "message not archived: no archive push")
+            }
+        }
+        self.after_store_request(ctx);
+    }
+}
+
+impl StreamHandler<Committed> for User {
+    fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) {
+        self.committed(msg, ctx);
+    }
+
+    /// The actor holds the sending end, so the stream ends only with the actor.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 /// A message one of the user's sessions sent went into the archive (outgoing): the push

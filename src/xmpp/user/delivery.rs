@@ -33,6 +33,7 @@ impl Handler<Deliver> for User {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.count_router_message(ctx);
+        self.take_committed(ctx);
         // XEP-0313: archived (and stamped with its stanza-id) before any copy is sent.
         let stanza = self.archive_incoming(msg.stanza, ctx);
         // XEP-0280: copies for the other sessions of a message to one of them.

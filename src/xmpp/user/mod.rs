@@ -10,6 +10,7 @@
 mod archive;
 mod away;
 mod carbons;
+mod committed;
 mod contacts;
 mod csi;
 mod delivery;

@@ -10,13 +10,14 @@ use xmpp_parsers::minidom::Element;
 use super::super::mam::filter::ArchiveFilter;
 use super::super::route::{Route, SESSION_CHANNEL, ToSocket};
 use super::super::stanza;
+use super::committed::Committed;
 use super::footprint::{self, Footprint};
 use super::gauges::Gauges;
 use super::record::{Entry, OfflineWait, Socket};
 use super::to_router::{EndedSession, UserIdle};
 use crate::config::{Config, LiveConfig};
 use crate::push::{PushExecutor, PushLinks, SessionId};
-use crate::store::Store;
+use crate::store::{ArchiveGate, Store};
 
 /// Room in a socket's channel past the unacked queue's bound, for nonzas (`<r/>`, the
 /// stream's close).
@@ -39,6 +40,8 @@ pub struct Shared {
     /// What the user's push state reaches: the store, the router, the metrics.
     pub push: Arc<PushLinks>,
     pub store: Addr<Store>,
+    /// Places for archive writes waiting for a commit (`store_max_pending`).
+    pub archive_gate: ArchiveGate,
     /// Where stanzas for others go: the router.
     pub route: Recipient<Route>,
     /// The router's end of the stop agreement.
@@ -84,6 +87,9 @@ pub struct User {
     pub(super) push: PushExecutor,
     /// What the store will archive (XEP-0441), so only that is stamped.
     pub(super) archive_filter: ArchiveFilter,
+    /// The store's answers to durable archive writes come back here (see `archive.rs`).
+    pub(super) committed: flume::Sender<Committed>,
+    pub(super) committed_rx: flume::Receiver<Committed>,
     pub(super) span: tracing::Span,
 }
 
@@ -92,6 +98,7 @@ impl User {
     /// server's answer back by it.
     pub fn new(user_jid: BareJid, generation: u64, route: u64, shared: Shared) -> User {
         let bare = user_jid.to_string();
+        let (committed, committed_rx) = flume::unbounded();
         let name = user_jid.node().map(|n| n.to_string()).unwrap_or_default();
         let push = PushExecutor::new(
             name.clone(),
@@ -119,6 +126,8 @@ impl User {
             linger: None,
             footprint: Footprint::default(),
             archive_filter: ArchiveFilter::default(),
+            committed,
+            committed_rx,
         }
     }
 
@@ -193,6 +202,7 @@ impl Actor for User {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let _span = self.span.clone().entered();
+        self.read_committed(ctx);
         self.read_archive_prefs(ctx);
         self.read_contacts_after_load(ctx);
         PushExecutor::load(self, ctx);
