@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use cloud_notify::config::Config;
 use cloud_notify::store::{Account, admin};
 
+mod alloc_tuning;
+
 #[derive(Parser)]
 #[command(
     name = "cloud-notify",
@@ -488,8 +490,9 @@ fn exit_on_panic() {
     }));
 }
 
-fn serve(cfg: Config, path: Option<&PathBuf>) -> Result<String, String> {
+fn serve(cfg: Config, path: Option<&PathBuf>, allocator_tuned: bool) -> Result<String, String> {
     let log = init_logging(&cfg);
+    tracing::debug!(allocator_tuned, "glibc malloc thresholds fixed at start");
     exit_on_panic();
     let system = actix::System::new();
     system.block_on(async move {
@@ -519,6 +522,8 @@ fn quiet_contained_panics() {
 }
 
 fn main() -> ExitCode {
+    // Before anything else, so no thread (and no allocation worth keeping) exists yet.
+    let allocator_tuned = alloc_tuning::apply();
     quiet_contained_panics();
     let cli = Cli::parse();
     let cfg = match load_config(cli.config.as_ref()) {
@@ -534,7 +539,7 @@ fn main() -> ExitCode {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".into());
     let result = match cli.command {
-        None | Some(Command::Serve) => serve(cfg, cli.config.as_ref()),
+        None | Some(Command::Serve) => serve(cfg, cli.config.as_ref(), allocator_tuned),
         Some(Command::Check { offline }) => check(&cfg, &source, offline),
         Some(Command::User(cmd)) => user(cmd, &cfg),
         #[cfg(unix)]
