@@ -57,6 +57,19 @@ async fn burst_to_a_hibernated_session(chunk: usize) {
             }
         }
     }
+    // Romeo's ping answered says only that his stream was read: Juliet's actor may still
+    // be taking the deliveries (slow under emulation). Her actor answers in mailbox
+    // order, so its answer means every message reached her queue or offline storage.
+    let router = t.server.as_ref().expect("running").router.clone();
+    tokio::time::timeout_at(
+        deadline,
+        router.send(cloud_notify::push::GetUserStats {
+            user: "juliet".into(),
+        }),
+    )
+    .await
+    .expect("juliet's actor took the burst in time")
+    .expect("the router answers");
     // The queue comes back on the resumed stream (every write for it answered by then);
     // what did not fit the session's channel is in offline storage (D22).
     let mut resumed = client::authenticate(&t, "juliet", "juliet-pw")
