@@ -16,7 +16,6 @@ use xmpp_parsers::minidom::Element;
 
 use super::{APP, APP_SECRET, DOMAIN, TestServer};
 
-const DEADLINE: Duration = Duration::from_secs(10);
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
@@ -30,8 +29,8 @@ pub enum Stream {
 
 fn timeouts() -> Timeouts {
     Timeouts {
-        read_timeout: Duration::from_secs(30),
-        response_timeout: Duration::from_secs(30),
+        read_timeout: super::patience::wait(Duration::from_secs(30)),
+        response_timeout: super::patience::wait(Duration::from_secs(30)),
     }
 }
 
@@ -60,7 +59,7 @@ impl Stream {
 
     /// The next element, or the text of the stream error / end that came instead.
     async fn next(&mut self) -> Result<Element, String> {
-        let r = tokio::time::timeout(DEADLINE, async {
+        let r = tokio::time::timeout(super::patience::deadline(), async {
             match self {
                 Stream::Plain(x) => x.next().await,
                 Stream::Tls(x) => x.next().await,
@@ -452,7 +451,7 @@ impl Component {
     }
 
     async fn next_result(&mut self) -> Result<Element, String> {
-        let r = tokio::time::timeout(DEADLINE, self.xml.next())
+        let r = tokio::time::timeout(super::patience::deadline(), self.xml.next())
             .await
             .map_err(|_| "nothing within the deadline".to_string())?;
         match r {

@@ -36,7 +36,7 @@ async fn burst_to_a_hibernated_session(chunk: usize) {
     phone.drop_connection().await;
     let (mut romeo_in, mut romeo_out) = Raw::login(t.c2s(), "romeo", "desk").await.split();
     let before = batches(&t).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + super::patience::wait(Duration::from_secs(60));
     for start in (0..BURST).step_by(chunk) {
         let mut burst = String::new();
         for i in start..(start + chunk).min(BURST) {

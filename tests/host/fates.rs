@@ -14,8 +14,7 @@ use super::{TestServer, client, enable_sm};
 /// offline storage 1,000). Under qemu (`CLOUD_NOTIFY_TEST_RUNNER`, an emulated board)
 /// the same proportions at a fifth of the size, so the run stays within its deadlines.
 fn scale() -> (usize, usize, usize) {
-    let emulated = std::env::var("CLOUD_NOTIFY_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty());
-    if emulated {
+    if super::patience::emulated() {
         (600, 100, 200)
     } else {
         (3000, 500, 1000)

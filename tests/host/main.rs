@@ -13,6 +13,7 @@ mod fates;
 mod hostile;
 mod mam;
 mod operate;
+mod patience;
 mod prosody;
 mod raw;
 mod reload;
@@ -59,6 +60,9 @@ impl TestServer {
             c2s_listen: "127.0.0.1:0".parse().unwrap(),
             component_listen: "127.0.0.1:0".parse().unwrap(),
             scram_iterations: 4096,
+            // The server's own limit on a login, stretched like the tests' waits under
+            // emulation: a login behind a burst can take longer there.
+            c2s_auth_timeout: patience::wait(Config::default().c2s_auth_timeout),
             components: vec![ComponentConfig {
                 jid: APP.into(),
                 secret: APP_SECRET.into(),

@@ -25,9 +25,6 @@ use super::raw::Raw;
 pub const PEER: &str = "p.localhost";
 pub const PEER_APP: &str = "push.p.localhost";
 const PEER_APP_SECRET: &str = "peer-s3cr3t";
-/// How long a read from Prosody or a Prosody user waits for what it expects.
-const DEADLINE: Duration = Duration::from_secs(10);
-
 pub fn prosody() -> Option<PathBuf> {
     let path = std::env::var_os("CLOUD_NOTIFY_PROSODY")
         .map(PathBuf::from)
@@ -378,14 +375,15 @@ impl PeerClient {
     /// The first element that `pred` accepts (others are skipped); panics at the
     /// deadline, showing what came instead.
     pub async fn until(&mut self, pred: impl Fn(&Element) -> bool) -> Element {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let wait = super::patience::deadline();
+        let deadline = tokio::time::Instant::now() + wait;
         let mut skipped = Vec::new();
         loop {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(el)) if pred(&el) => return el,
                 Ok(Some(el)) => skipped.push(String::from(&el)),
                 Ok(None) => panic!("Prosody closed the stream; before: {skipped:?}"),
-                Err(_) => panic!("nothing expected within {DEADLINE:?}; got {skipped:?}"),
+                Err(_) => panic!("nothing expected within {wait:?}; got {skipped:?}"),
             }
         }
     }

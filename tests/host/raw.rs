@@ -1,13 +1,8 @@
 //! A client that writes exact bytes and reads the server's answer as text: for the
 //! tests that reproduce what a particular client sends, or what an attacker does.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// How long a raw read waits for the text it expects.
-pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Raw {
     pub tcp: TcpStream,
@@ -50,7 +45,8 @@ impl Raw {
     /// [`Raw::until`], failing instead of panicking (for peers of a server that may
     /// die at any moment).
     pub async fn try_until(&mut self, marker: &str) -> Result<String, String> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let wait = super::patience::deadline();
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(at) = self.pending.find(marker) {
                 let rest = self.pending.split_off(at + marker.len());
@@ -73,7 +69,7 @@ impl Raw {
                 }
                 Err(_) => {
                     return Err(format!(
-                        "no {marker:?} within {DEADLINE:?}; got {:?}",
+                        "no {marker:?} within {wait:?}; got {:?}",
                         self.pending
                     ));
                 }
@@ -84,7 +80,8 @@ impl Raw {
     /// Everything until the server closes the connection (bounded by the deadline).
     pub async fn rest_until_closed(&mut self) -> String {
         let mut out = Vec::new();
-        let _ = tokio::time::timeout(DEADLINE, self.tcp.read_to_end(&mut out)).await;
+        let _ =
+            tokio::time::timeout(super::patience::deadline(), self.tcp.read_to_end(&mut out)).await;
         let mut all = std::mem::take(&mut self.pending);
         all.push_str(&String::from_utf8_lossy(&out));
         all

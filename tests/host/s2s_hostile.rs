@@ -238,7 +238,7 @@ async fn s2s_direct_tls_listener_offers_dialback_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     w.write_all(&header("evil.localhost", A)).await.unwrap();
     let mut got = String::new();
-    let deadline = tokio::time::Instant::now() + super::raw::DEADLINE;
+    let deadline = tokio::time::Instant::now() + super::patience::deadline();
     while !got.contains("</stream:features>") {
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout_at(deadline, r.read(&mut buf))
