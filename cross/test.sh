@@ -5,15 +5,16 @@
 #
 # Same installs as cross/build.sh, then `cargo test --target <triple>`: cargo executes each
 # test binary through the `runner` of .cargo/config.toml (qemu-*-static). Debug profile, as
-# a plain `cargo test`. Emulation is 5-20x slower than native: tests with tight timing can
-# fail here only; compare with a native `cargo test` before chasing them.
+# a plain `cargo test`. Emulation is 5-20x slower than native: the tests see
+# CLOUD_NOTIFY_TEST_RUNNER and wait six times longer for each event (tests/host/patience.rs);
+# compare with a native `cargo test` before chasing a failure seen here only.
 # Builds in target/cross/ (own target dir: see cross/common.sh).
 # On a shared 2-core machine: nice -n 19 env CARGO_BUILD_JOBS=1 cross/test.sh aarch64
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; usage_targets; exit 0; }
+[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; usage_targets; exit 0; }
 resolve_target "${1:-}"
 shift
 ensure_all
