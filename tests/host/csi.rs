@@ -151,7 +151,7 @@ async fn what_waited_is_not_lost_when_the_connection_drops() {
     s.laptop.close().await;
     let mut again = t.login("juliet", "tablet").await;
     again.send("<presence/>").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(10));
     loop {
         let (m, _) = again.until("message").await;
         if m.attr("id") == Some("r") {

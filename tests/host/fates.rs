@@ -77,7 +77,7 @@ async fn three_thousand_to_a_hibernated_session(chunk: usize) {
 
     let (mut romeo_in, mut romeo_out) = Raw::login(t.c2s(), "romeo", "desk").await.split();
     let mut bounced = HashSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let deadline = tokio::time::Instant::now() + super::patience::wait(Duration::from_secs(120));
     let on_romeo = |el: Element, bounced: &mut HashSet<usize>| {
         if el.name() == "message" && el.attr("type") == Some("error") {
             assert!(bounced.insert(index(&el)), "bounced twice");
@@ -167,7 +167,7 @@ async fn three_thousand_to_a_hibernated_session(chunk: usize) {
 /// Waits until the session with this resumption id has ended: a `<resume/>` then fails
 /// with the session's final `h` (while it is still ending it fails without one).
 async fn ended(t: &TestServer, previd: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + super::patience::wait(Duration::from_secs(60));
     loop {
         let mut c = client::authenticate(t, "juliet", "juliet-pw")
             .await

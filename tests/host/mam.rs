@@ -394,7 +394,7 @@ async fn archive_expires_after_empties_the_archive() {
     let t = TestServer::start(|c| c.archive_expires_after = Duration::from_secs(1)).await;
     let (mut juliet, mut romeo) = online_pair(&t).await;
     romeo_sends(&mut juliet, &mut romeo, &["old"]).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + super::patience::wait(Duration::from_secs(15));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut n = 0;
     loop {
@@ -488,7 +488,7 @@ async fn the_roster_default_stamps_only_what_it_archives() {
         romeo.close().await;
     }
     t.server.take().unwrap().shutdown().await;
-    tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(super::patience::wait(Duration::from_secs(5)), async {
         t.server = Some(
             cloud_notify::xmpp::server::Server::start(t.cfg.clone())
                 .await

@@ -271,7 +271,7 @@ async fn metric(t: &TestServer, series: &str) -> f64 {
 /// Polls a count until it reaches `at_least`: the push module counts as it handles an
 /// answer or a timeout, which nothing on the wire reports.
 async fn until_metric(t: &TestServer, series: &str, at_least: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(15));
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         let v = metric(t, series).await;
