@@ -107,6 +107,9 @@ struct Stream {
     /// The peer asked to use the stream both ways (XEP-0288): our stanzas for the pairs
     /// it authenticated come through this queue, `back.2` of them registered so far.
     back: Option<(flume::Sender<Queued>, flume::Receiver<Queued>, usize)>,
+    /// What a write on the stream used both ways could not flush: handed back with the
+    /// queue when the stream ends.
+    unsent: Vec<Queued>,
 }
 
 enum Next {
@@ -139,6 +142,7 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
             local: String::new(),
             sasl_done: false,
             back: None,
+            unsent: Vec::new(),
         }
     };
     if !open(&mut s, &shared).await {
@@ -191,7 +195,8 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
         && let Some(links) = shared.bidi.get()
     {
         let pairs = s.authenticated.iter().map(key).collect();
-        links.do_send(Bidi::Down { pairs, tx });
+        let unsent = std::mem::take(&mut s.unsent);
+        links.do_send(Bidi::Down { pairs, tx, unsent });
     }
     tracing::debug!(?peer, domains = ?s.authenticated, "inbound server stream ended");
 }
@@ -295,11 +300,12 @@ async fn read(s: &mut Stream, shared: &Shared) -> Next {
         let read = tokio::select! {
             Some(queued) = back => {
                 let rx = s.back.as_ref().map(|(_, rx, _)| rx.clone());
-                let written = match rx {
-                    Some(rx) => queue::write(&mut s.xml, queued, &rx).await,
-                    None => false,
+                let Some(rx) = rx else {
+                    return Next::Over;
                 };
-                if !written {
+                if let Err(unsent) = queue::write(&mut s.xml, queued, &rx).await {
+                    tracing::info!(domains = ?s.authenticated, reason = %unsent.reason, "inbound server stream broke while carrying our stanzas");
+                    s.unsent = unsent.batch;
                     return Next::Over;
                 }
                 idle_until = Instant::now() + shared.cfg.s2s_idle_timeout;
@@ -407,6 +413,7 @@ async fn secured(
         local: String::new(),
         sasl_done: false,
         back: None,
+        unsent: Vec::new(),
     })
 }
 

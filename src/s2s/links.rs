@@ -79,6 +79,27 @@ struct Failed {
 }
 
 /// Our own limits, for a publish that could not even wait for a link.
+/// The longest reason the registration's ledger keeps: reasons are our own words, but
+/// some quote what a peer or a resolver said.
+const MAX_REASON: usize = 256;
+
+/// `reason`, cut to [`MAX_REASON`] bytes at a character boundary.
+fn ledger_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+/// Why a stanza written on a connection that then broke bounces.
+fn broken() -> Failure {
+    limit(
+        "recipient-unavailable",
+        "the server-to-server connection broke while it was written",
+    )
+}
+
 fn limit(condition: &'static str, reason: &str) -> Failure {
     Failure {
         condition,
@@ -115,7 +136,9 @@ impl Links {
         match item {
             Remote::Stanza(s) => {
                 let error_type = match condition {
-                    "remote-server-timeout" | "resource-constraint" => "wait",
+                    "remote-server-timeout" | "resource-constraint" | "recipient-unavailable" => {
+                        "wait"
+                    }
                     _ => "cancel",
                 };
                 if let Some(reply) = stanza::error_reply(&s, error_type, condition) {
@@ -132,7 +155,7 @@ impl Links {
         self.shared.undelivered.do_send(PublishUndelivered {
             id: p.id.clone(),
             condition: failure.condition.to_string(),
-            reason: failure.reason.clone(),
+            reason: ledger_reason(&failure.reason),
             given_up,
         });
     }
@@ -140,6 +163,20 @@ impl Links {
     fn given_up(&self, p: RemotePublish, key: &Key, failure: &Failure) {
         tracing::warn!(domain = %key.1, condition = failure.condition, reason = %failure.reason, "publish to a remote app server given up");
         self.report(&p, failure, true);
+    }
+
+    /// What a link was writing when its connection broke (D22: one fate each). Whether
+    /// the peer got it is unknown, as there is no stream management on our links: a
+    /// stanza bounces (`recipient-unavailable`, as Prosody bounces what a broken
+    /// stream left unacknowledged); a publish goes out again, on a new link, since a
+    /// notification twice is harmless and none at all is not.
+    fn broken_batch(&mut self, key: &Key, unsent: Vec<Queued>, ctx: &mut Context<Self>) {
+        for queued in unsent {
+            match queued.item {
+                Remote::Stanza(_) => self.bounce(queued.item, key, &broken()),
+                Remote::Publish(_) => self.send(key.clone(), queued, ctx),
+            }
+        }
     }
 
     fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
@@ -329,7 +366,7 @@ impl Handler<Bidi> for Links {
                     self.bidi.insert(key, (tx.clone(), rx.clone()));
                 }
             }
-            Bidi::Down { pairs, tx } => {
+            Bidi::Down { pairs, tx, unsent } => {
                 let mut rx = None;
                 for key in &pairs {
                     if self.bidi.get(key).is_some_and(|(t, _)| t.same_channel(&tx))
@@ -342,7 +379,14 @@ impl Handler<Bidi> for Links {
                 // another stream of the peer's): every send happens in this actor, so
                 // nothing is added to this queue after it is gone from the map.
                 let left: Vec<Queued> = rx.map(|r| r.drain().collect()).unwrap_or_default();
-                for queued in left {
+                let (bounced, again): (Vec<Queued>, Vec<Queued>) = unsent
+                    .into_iter()
+                    .partition(|q| matches!(q.item, Remote::Stanza(_)));
+                for queued in bounced {
+                    let key = back_key(&queued.item, &pairs, &self.shared).unwrap_or_default();
+                    self.bounce(queued.item, &key, &broken());
+                }
+                for queued in again.into_iter().chain(left) {
                     match back_key(&queued.item, &pairs, &self.shared) {
                         Some(key) => self.send(key, queued, ctx),
                         None => {
@@ -394,6 +438,7 @@ impl Handler<LinkEnded> for Links {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
+        self.broken_batch(&key, msg.unsent, ctx);
         // Every send happens in this actor, so nothing is added to the queue after this.
         let left: Vec<Queued> = link.rx.drain().collect();
         match msg.failure {
@@ -411,5 +456,19 @@ impl Handler<LinkEnded> for Links {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_for_the_ledger_at_a_character_boundary() {
+        assert_eq!(ledger_reason("no DNS record"), "no DNS record");
+        let long = format!("{}é{}", "x".repeat(MAX_REASON - 1), "y".repeat(100));
+        let cut = ledger_reason(&long);
+        assert_eq!(cut, "x".repeat(MAX_REASON - 1));
+        assert_eq!(ledger_reason(&"z".repeat(1000)).len(), MAX_REASON);
     }
 }

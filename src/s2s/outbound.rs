@@ -12,11 +12,12 @@ use super::Shared;
 use super::connect::{self, LinkError, Opened};
 use super::inbound;
 use super::negotiate::{Pair, admit, result_request};
-use super::queue::{self, Queued};
+use super::queue::{self, Queued, Unsent};
 use crate::xmpp::xml::{DIALBACK_NS, Read, SERVER_NS, STREAM_NS};
 
-/// A link's task ended: `failure` is why, `None` after an orderly close (idle, or the
-/// peer closed).
+/// A link's task ended: `failure` is why it could not be made, `None` once it was (it
+/// closed when idle, or the peer closed it, or it broke: then `unsent` holds what it
+/// was writing).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LinkEnded {
@@ -25,6 +26,8 @@ pub struct LinkEnded {
     pub domain: String,
     pub generation: u64,
     pub failure: Option<Failure>,
+    /// The batch the link was writing when its connection broke (see [`Unsent`]).
+    pub unsent: Vec<Queued>,
 }
 
 /// Why a link could not be made.
@@ -46,13 +49,19 @@ pub async fn run(
 ) {
     let establish = establish(&local, &domain, &shared);
     let link = tokio::time::timeout(shared.cfg.s2s_timeout, establish).await;
+    let mut unsent = Vec::new();
     let failure = match link {
         Err(_) => Some(LinkError::Timeout),
         Ok(Err(e)) => Some(e),
         Ok(Ok(mut opened)) => {
             tracing::info!(%domain, "server-to-server link up");
-            exchange(&mut opened, &local, &domain, &rx, &shared).await;
-            tracing::info!(%domain, "server-to-server link closed");
+            match exchange(&mut opened, &local, &domain, &rx, &shared).await {
+                None => tracing::info!(%domain, "server-to-server link closed"),
+                Some(broken) => {
+                    tracing::warn!(%domain, reason = %broken.reason, stanzas = broken.batch.len(), "server-to-server link broke");
+                    unsent = broken.batch;
+                }
+            }
             None
         }
     };
@@ -67,6 +76,7 @@ pub async fn run(
             condition: e.condition(),
             reason: e.to_string(),
         }),
+        unsent,
     });
 }
 
@@ -110,7 +120,7 @@ async fn exchange(
     domain: &str,
     rx: &flume::Receiver<Queued>,
     shared: &Shared,
-) {
+) -> Option<Unsent> {
     let idle = shared.cfg.s2s_idle_timeout;
     let mut stopping = shared.stopping.clone();
     let mut last = Instant::now();
@@ -118,8 +128,8 @@ async fn exchange(
         tokio::select! {
             item = rx.recv_async() => {
                 let Ok(first) = item else { break };
-                if !write_batch(opened, first, rx).await {
-                    return;
+                if let Err(unsent) = queue::write(&mut opened.xml, first, rx).await {
+                    return Some(unsent);
                 }
                 last = Instant::now();
             }
@@ -130,17 +140,18 @@ async fn exchange(
                     if !opened.bidi {
                         tracing::debug!(%domain, element = el.name(), "ignored on an outbound link");
                     } else if !stanza_back(opened, el, ours, domain, shared).await {
-                        return;
+                        return None;
                     }
                 }
                 Read::Idle => {}
-                _ => return,
+                _ => return None,
             },
             _ = tokio::time::sleep_until(last + idle) => break,
             _ = stopping.wait_for(|stop| *stop) => break,
         }
     }
     let _ = opened.xml.shutdown().await;
+    None
 }
 
 /// A stanza the peer sent back on our link used both ways (XEP-0288): it must come from
@@ -168,10 +179,4 @@ async fn stanza_back(
     }
     inbound::enter(el, shared);
     true
-}
-
-/// Writes `first` and what is queued behind it, then flushes once; `false` when the
-/// stream is no longer writable.
-async fn write_batch(opened: &mut Opened, first: Queued, rx: &flume::Receiver<Queued>) -> bool {
-    queue::write(&mut opened.xml, first, rx).await
 }

@@ -18,6 +18,7 @@ mod prosody;
 mod raw;
 mod reload;
 mod s2s;
+mod s2s_broken;
 mod s2s_dns;
 mod s2s_external;
 mod s2s_hostile;
