@@ -64,6 +64,12 @@ impl Handler<AppServerResponse> for Router {
 
 /// A publish the server-to-server links could not deliver (D21), for the user whose
 /// route its id carries; dropped like an answer when that user's actor has gone.
+///
+/// Unlike an app server's answer, it is delivered past the user's mailbox bound: it
+/// comes from our own links, one per failed try of a publish they hold (a few, within
+/// `push_response_timeout`, for at most `s2s_queue_size` held per domain), and dropping
+/// it would record our own failure as the app server's silence (a timeout) and lose
+/// its reason.
 impl Handler<PublishUndelivered> for Router {
     type Result = ();
 
@@ -76,13 +82,8 @@ impl Handler<PublishUndelivered> for Router {
         let Some(running) = self.users.get_mut(&user) else {
             return;
         };
-        match running.addr.try_send(msg) {
-            Ok(()) => running.sent += 1,
-            // The publish's own timeout ends it as unanswered.
-            Err(SendError::Full(_) | SendError::Closed(_)) => {
-                tracing::warn!(%user, "user's queue full: undelivered publish's report dropped")
-            }
-        }
+        running.addr.do_send(msg);
+        running.sent += 1;
     }
 }
 
