@@ -90,6 +90,9 @@ mod tests {
             let gate = gate.clone();
             async move { gate.enter().await.is_some() }
         });
+        // On this single-threaded runtime the waiter has run up to its wait once we
+        // yield; the count checked at the end is what proves it waited (`enter` counts
+        // only a writer that found no place).
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "entered while the room was full");
         drop(a);
