@@ -107,15 +107,15 @@ struct Stream {
     /// The peer asked to use the stream both ways (XEP-0288): our stanzas for the pairs
     /// it authenticated come through this queue, `back.2` of them registered so far.
     back: Option<(flume::Sender<Queued>, flume::Receiver<Queued>, usize)>,
-    /// What a write on the stream used both ways could not flush: handed back with the
-    /// queue when the stream ends.
-    unsent: Vec<Queued>,
 }
 
 enum Next {
     Element(Element),
     /// The stream ended (closed with the error it deserved, where there was one).
     Over,
+    /// The connection broke under a batch of ours written on the stream used both ways:
+    /// that batch, handed back with the queue.
+    Broken(Vec<Queued>),
 }
 
 pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Shared>) {
@@ -142,16 +142,20 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
             local: String::new(),
             sasl_done: false,
             back: None,
-            unsent: Vec::new(),
         }
     };
     if !open(&mut s, &shared).await {
         return;
     }
+    let mut unsent = Vec::new();
     loop {
         let el = match read(&mut s, &shared).await {
             Next::Element(el) => el,
             Next::Over => break,
+            Next::Broken(batch) => {
+                unsent = batch;
+                break;
+            }
         };
         if el.is("starttls", TLS_NS) && !s.tls {
             match starttls(s, &shared).await {
@@ -195,7 +199,6 @@ pub async fn serve(tcp: TcpStream, place: Place, direct_tls: bool, shared: Rc<Sh
         && let Some(links) = shared.bidi.get()
     {
         let pairs = s.authenticated.iter().map(key).collect();
-        let unsent = std::mem::take(&mut s.unsent);
         links.do_send(Bidi::Down { pairs, tx, unsent });
     }
     tracing::debug!(?peer, domains = ?s.authenticated, "inbound server stream ended");
@@ -305,8 +308,7 @@ async fn read(s: &mut Stream, shared: &Shared) -> Next {
                 };
                 if let Err(unsent) = queue::write(&mut s.xml, queued, &rx).await {
                     tracing::info!(domains = ?s.authenticated, reason = %unsent.reason, "inbound server stream broke while carrying our stanzas");
-                    s.unsent = unsent.batch;
-                    return Next::Over;
+                    return Next::Broken(unsent.batch);
                 }
                 idle_until = Instant::now() + shared.cfg.s2s_idle_timeout;
                 continue;
@@ -413,7 +415,6 @@ async fn secured(
         local: String::new(),
         sasl_done: false,
         back: None,
-        unsent: Vec::new(),
     })
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::time::Instant;
 use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
 
 use super::Shared;
 use super::negotiate::served;
@@ -78,28 +79,10 @@ struct Failed {
     held: VecDeque<(Instant, RemotePublish, Charge)>,
 }
 
+/// The condition a stanza written on a connection that then broke bounces with.
+const BROKEN: &str = "recipient-unavailable";
+
 /// Our own limits, for a publish that could not even wait for a link.
-/// The longest reason the registration's ledger keeps: reasons are our own words, but
-/// some quote what a peer or a resolver said.
-const MAX_REASON: usize = 256;
-
-/// `reason`, cut to [`MAX_REASON`] bytes at a character boundary.
-fn ledger_reason(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
-}
-
-/// Why a stanza written on a connection that then broke bounces.
-fn broken() -> Failure {
-    limit(
-        "recipient-unavailable",
-        "the server-to-server connection broke while it was written",
-    )
-}
-
 fn limit(condition: &'static str, reason: &str) -> Failure {
     Failure {
         condition,
@@ -132,20 +115,19 @@ impl Links {
     /// push module, which records the failure in the registration's ledger, never as
     /// the app server's error (D21).
     fn bounce(&self, item: Remote, key: &Key, failure: &Failure) {
-        let condition = failure.condition;
         match item {
-            Remote::Stanza(s) => {
-                let error_type = match condition {
-                    "remote-server-timeout" | "resource-constraint" | "recipient-unavailable" => {
-                        "wait"
-                    }
-                    _ => "cancel",
-                };
-                if let Some(reply) = stanza::error_reply(&s, error_type, condition) {
-                    self.shared.router.do_send(Route(reply));
-                }
-            }
+            Remote::Stanza(s) => self.bounce_stanza(&s, failure.condition),
             Remote::Publish(p) => self.given_up(p, key, failure),
+        }
+    }
+
+    fn bounce_stanza(&self, s: &Element, condition: &'static str) {
+        let error_type = match condition {
+            "remote-server-timeout" | "resource-constraint" | "recipient-unavailable" => "wait",
+            _ => "cancel",
+        };
+        if let Some(reply) = stanza::error_reply(s, error_type, condition) {
+            self.shared.router.do_send(Route(reply));
         }
     }
 
@@ -155,7 +137,7 @@ impl Links {
         self.shared.undelivered.do_send(PublishUndelivered {
             id: p.id.clone(),
             condition: failure.condition.to_string(),
-            reason: ledger_reason(&failure.reason),
+            reason: failure.reason.clone(),
             given_up,
         });
     }
@@ -165,18 +147,21 @@ impl Links {
         self.report(&p, failure, true);
     }
 
-    /// What a link was writing when its connection broke (D22: one fate each). Whether
-    /// the peer got it is unknown, as there is no stream management on our links: a
-    /// stanza bounces (`recipient-unavailable`, as Prosody bounces what a broken
-    /// stream left unacknowledged); a publish goes out again, on a new link, since a
-    /// notification twice is harmless and none at all is not.
-    fn broken_batch(&mut self, key: &Key, unsent: Vec<Queued>, ctx: &mut Context<Self>) {
+    /// What a link or a peer's stream used both ways was writing when its connection
+    /// broke (D22: one fate each). Whether the peer got it is unknown, as there is no
+    /// stream management on server-to-server streams: a stanza bounces
+    /// (`recipient-unavailable`, as Prosody bounces what a broken stream left
+    /// unacknowledged); the publishes are given back, for the caller to send again its
+    /// way, since a notification twice is harmless and none at all is not.
+    fn bounce_broken(&self, unsent: Vec<Queued>) -> Vec<Queued> {
+        let mut again = Vec::new();
         for queued in unsent {
-            match queued.item {
-                Remote::Stanza(_) => self.bounce(queued.item, key, &broken()),
-                Remote::Publish(_) => self.send(key.clone(), queued, ctx),
+            match &queued.item {
+                Remote::Stanza(s) => self.bounce_stanza(s, BROKEN),
+                Remote::Publish(_) => again.push(queued),
             }
         }
+        again
     }
 
     fn start_link(&mut self, key: &Key, ctx: &mut Context<Self>) -> Option<&Link> {
@@ -379,13 +364,7 @@ impl Handler<Bidi> for Links {
                 // another stream of the peer's): every send happens in this actor, so
                 // nothing is added to this queue after it is gone from the map.
                 let left: Vec<Queued> = rx.map(|r| r.drain().collect()).unwrap_or_default();
-                let (bounced, again): (Vec<Queued>, Vec<Queued>) = unsent
-                    .into_iter()
-                    .partition(|q| matches!(q.item, Remote::Stanza(_)));
-                for queued in bounced {
-                    let key = back_key(&queued.item, &pairs, &self.shared).unwrap_or_default();
-                    self.bounce(queued.item, &key, &broken());
-                }
+                let again = self.bounce_broken(unsent);
                 for queued in again.into_iter().chain(left) {
                     match back_key(&queued.item, &pairs, &self.shared) {
                         Some(key) => self.send(key, queued, ctx),
@@ -438,7 +417,9 @@ impl Handler<LinkEnded> for Links {
         let Some(link) = self.links.remove(&key) else {
             return;
         };
-        self.broken_batch(&key, msg.unsent, ctx);
+        for publish in self.bounce_broken(msg.unsent) {
+            self.send(key.clone(), publish, ctx);
+        }
         // Every send happens in this actor, so nothing is added to the queue after this.
         let left: Vec<Queued> = link.rx.drain().collect();
         match msg.failure {
@@ -456,19 +437,5 @@ impl Handler<LinkEnded> for Links {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_reason_is_cut_for_the_ledger_at_a_character_boundary() {
-        assert_eq!(ledger_reason("no DNS record"), "no DNS record");
-        let long = format!("{}é{}", "x".repeat(MAX_REASON - 1), "y".repeat(100));
-        let cut = ledger_reason(&long);
-        assert_eq!(cut, "x".repeat(MAX_REASON - 1));
-        assert_eq!(ledger_reason(&"z".repeat(1000)).len(), MAX_REASON);
     }
 }

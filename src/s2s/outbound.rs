@@ -49,20 +49,21 @@ pub async fn run(
 ) {
     let establish = establish(&local, &domain, &shared);
     let link = tokio::time::timeout(shared.cfg.s2s_timeout, establish).await;
-    let mut unsent = Vec::new();
-    let failure = match link {
-        Err(_) => Some(LinkError::Timeout),
-        Ok(Err(e)) => Some(e),
+    let (failure, unsent) = match link {
+        Err(_) => (Some(LinkError::Timeout), Vec::new()),
+        Ok(Err(e)) => (Some(e), Vec::new()),
         Ok(Ok(mut opened)) => {
             tracing::info!(%domain, "server-to-server link up");
             match exchange(&mut opened, &local, &domain, &rx, &shared).await {
-                None => tracing::info!(%domain, "server-to-server link closed"),
+                None => {
+                    tracing::info!(%domain, "server-to-server link closed");
+                    (None, Vec::new())
+                }
                 Some(broken) => {
                     tracing::warn!(%domain, reason = %broken.reason, stanzas = broken.batch.len(), "server-to-server link broke");
-                    unsent = broken.batch;
+                    (None, broken.batch)
                 }
             }
-            None
         }
     };
     if let Some(e) = &failure {
