@@ -38,8 +38,8 @@ pub use open::OpenError;
 use open::Reopen;
 pub use ops::{Change, QueuedKey, StoreError, StoreOp, StoreReply};
 pub use record::{
-    Account, EncryptSettings, ErrorNote, PushExtensions, RegistrationRecord, RoomRule, RosterItem,
-    S2sFailureNote, Subscription,
+    Account, EncryptSettings, ErrorNote, MAX_NOTE_TEXT, PushExtensions, RegistrationRecord,
+    RoomRule, RosterItem, S2sFailureNote, Subscription, note_text,
 };
 pub use requeue::{Requeued, requeue_hibernated};
 use writer::{DbSlot, ExecBatch, Writer};

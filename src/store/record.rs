@@ -41,6 +41,21 @@ pub struct RegistrationRecord {
     pub last_s2s_failure: Option<S2sFailureNote>,
 }
 
+/// The longest text a ledger note keeps (an app server's error text, our reason for a
+/// failed delivery): a peer writes some of it, and the record is written again with each
+/// change of the registration's health.
+pub const MAX_NOTE_TEXT: usize = 256;
+
+/// `text` as a ledger note keeps it: cut to [`MAX_NOTE_TEXT`] bytes at a character
+/// boundary.
+pub fn note_text(text: &str) -> String {
+    let mut end = text.len().min(MAX_NOTE_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 /// Our failure to reach a remote app server's domain, as recorded in the ledger: never
 /// the app server's answer, never counted towards `push_max_errors` (D21).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +334,14 @@ impl RegistrationRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_note_text_is_cut_at_a_character_boundary() {
+        assert_eq!(note_text("no DNS record"), "no DNS record");
+        let long = format!("{}é{}", "x".repeat(MAX_NOTE_TEXT - 1), "y".repeat(100));
+        assert_eq!(note_text(&long), "x".repeat(MAX_NOTE_TEXT - 1));
+        assert_eq!(note_text(&"z".repeat(1000)).len(), MAX_NOTE_TEXT);
+    }
 
     #[test]
     fn round_trips() {

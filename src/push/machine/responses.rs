@@ -10,7 +10,7 @@ use crate::metrics::PublishOutcome;
 use crate::push::interface::{PublishUndelivered, TestOutcome};
 use crate::push::publish::{Outcome, Response};
 use crate::store::ledger::RemovalReason;
-use crate::store::{ErrorNote, S2sFailureNote};
+use crate::store::{ErrorNote, S2sFailureNote, note_text};
 
 impl PushMachine {
     /// The app server's domain of a registration, for the metrics.
@@ -71,7 +71,7 @@ impl PushMachine {
             reg.record.last_s2s_failure = Some(S2sFailureNote {
                 at: c.wall_secs(),
                 condition: condition.clone(),
-                reason: reason.clone(),
+                reason: note_text(&reason),
             });
             self.dirty.insert(identifier);
         }
@@ -217,7 +217,7 @@ impl PushMachine {
                     at: c.wall_secs(),
                     error_type,
                     condition,
-                    text,
+                    text: text.as_deref().map(note_text),
                 });
                 if !counts {
                     self.dirty.insert(identifier);

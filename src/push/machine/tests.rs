@@ -454,6 +454,40 @@ impl HasMetric for Vec<Effect> {
     }
 }
 
+/// An app server's error text goes into the ledger cut to the note's bound: the peer
+/// chooses its length, and the record is written again at every change.
+#[test]
+fn an_error_text_is_kept_cut_to_the_notes_bound() {
+    let mut r = Rig::new(config());
+    r.enable(1, "n1");
+    r.ev(Event::Closed {
+        session: SessionId(1),
+    });
+    let out = r.ev(Event::Offline {
+        stanza: chat("hi"),
+        key: None,
+    });
+    let [id]: [String; 1] = publishes(&out).try_into().unwrap();
+    let out = r.answer(
+        &id,
+        Outcome::Error {
+            error_type: "cancel".into(),
+            condition: "item-not-found".into(),
+            text: Some("t".repeat(10_000)),
+        },
+    );
+    match writes(&out).as_slice() {
+        [.., Change::PutRegistration { record, .. }] => {
+            let note = record.last_error.as_ref().expect("the error recorded");
+            assert_eq!(
+                note.text.as_deref(),
+                Some("t".repeat(crate::store::MAX_NOTE_TEXT).as_str())
+            );
+        }
+        other => panic!("expected the error written, got {other:?}"),
+    }
+}
+
 #[test]
 fn errors_count_to_push_max_errors_and_remove_the_registration() {
     let mut r = Rig::new(Config {
