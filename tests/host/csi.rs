@@ -2,8 +2,6 @@
 //! inactive client's chat states wait; a message with a body, going active, or a full
 //! buffer (`csi_queue_size`) sends them, in order; a lost connection loses none.
 
-use std::time::Duration;
-
 use super::TestServer;
 use super::client::Client;
 
@@ -151,7 +149,7 @@ async fn what_waited_is_not_lost_when_the_connection_drops() {
     s.laptop.close().await;
     let mut again = t.login("juliet", "tablet").await;
     again.send("<presence/>").await;
-    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + super::patience::deadline();
     loop {
         let (m, _) = again.until("message").await;
         if m.attr("id") == Some("r") {

@@ -473,7 +473,7 @@ async fn session_without_push_expires_and_its_messages_go_offline() {
         .send("<message type='chat' to='juliet@localhost' id='kept'><body>kept</body></message>")
         .await;
     // After smacks_hibernation_time (2 s) the session is gone: resuming fails with its h.
-    let deadline = std::time::Instant::now() + patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + patience::deadline();
     let failed = loop {
         let mut phone = client::authenticate(&t, "juliet", "juliet-pw")
             .await
@@ -514,11 +514,7 @@ async fn raw(t: &TestServer, bytes: &[u8]) -> String {
     let mut tcp = tokio::net::TcpStream::connect(t.c2s()).await.unwrap();
     tcp.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(
-        patience::wait(Duration::from_secs(10)),
-        tcp.read_to_end(&mut out),
-    )
-    .await;
+    let _ = tokio::time::timeout(patience::deadline(), tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -1110,7 +1106,7 @@ async fn publishes_past_a_full_component_queue_are_dropped_and_later_ones_flow()
     );
     assert_eq!(held.get(), 0);
     router.do_send(publish(5));
-    match tokio::time::timeout(patience::wait(Duration::from_secs(10)), rx.recv_async()).await {
+    match tokio::time::timeout(patience::deadline(), rx.recv_async()).await {
         Ok(Ok(ToComponent::Publish(xml, _))) => assert_eq!(xml, "<iq type='set' id='p5'/>"),
         _ => panic!("no publish after the queue drained"),
     }
@@ -1170,7 +1166,7 @@ async fn until_user_stats(
     pred: impl Fn(&UserStats) -> bool,
 ) {
     let router = t.server.as_ref().expect("server running").router.clone();
-    let deadline = std::time::Instant::now() + patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + patience::deadline();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     loop {
         let stats = router

@@ -208,13 +208,10 @@ pub(super) async fn scrape(addr: std::net::SocketAddr, request: &str) -> (String
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut got = Vec::new();
-    tokio::time::timeout(
-        super::patience::wait(Duration::from_secs(10)),
-        s.read_to_end(&mut got),
-    )
-    .await
-    .expect("an answer in time")
-    .unwrap();
+    tokio::time::timeout(super::patience::deadline(), s.read_to_end(&mut got))
+        .await
+        .expect("an answer in time")
+        .unwrap();
     let got = String::from_utf8(got).expect("UTF-8");
     let (head, body) = got.split_once("\r\n\r\n").expect("a head");
     (head.to_string(), body.to_string())
@@ -291,7 +288,7 @@ async fn metrics_count_a_publish_by_outcome_and_app_server_and_name_no_user() {
     let publish = app.next().await;
     app.answer_result(&publish).await;
     // The answer is counted as the push module handles it: scrape until it shows.
-    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + super::patience::deadline();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let (body, m) = loop {
         let (_, body) = scrape(addr, get).await;
@@ -486,7 +483,7 @@ pub(super) async fn scrape_until(
     done: impl Fn(&HashMap<String, f64>) -> bool,
 ) -> HashMap<String, f64> {
     let get = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + super::patience::deadline();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         let (_, body) = scrape(addr, get).await;

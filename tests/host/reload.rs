@@ -168,13 +168,10 @@ async fn a_lowered_s2s_max_connections_bounds_the_next_outbound_link() {
         .send("<message type='chat' id='b1' to='x@b.localhost'><body>1</body></message>")
         .await;
     // The link to b.localhost is open (its connection accepted, never answered).
-    let (_held, _) = tokio::time::timeout(
-        super::patience::wait(Duration::from_secs(10)),
-        silent.accept(),
-    )
-    .await
-    .expect("the link to b.localhost connects")
-    .unwrap();
+    let (_held, _) = tokio::time::timeout(super::patience::deadline(), silent.accept())
+        .await
+        .expect("the link to b.localhost connects")
+        .unwrap();
     romeo
         .send("<message type='chat' id='c1' to='y@c.localhost'><body>2</body></message>")
         .await;

@@ -425,7 +425,7 @@ pub(super) async fn until_publishes(
     pred: impl Fn(&cloud_notify::metrics::HourCounts) -> bool,
 ) {
     let metrics = t.server.as_ref().expect("server running").metrics.clone();
-    let deadline = std::time::Instant::now() + super::patience::wait(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + super::patience::deadline();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     loop {
         let h = metrics.last_hour();
@@ -463,13 +463,10 @@ async fn d21_publishes_flow_again_when_the_app_servers_domain_returns() {
     romeo
         .send("<message type='chat' to='juliet@a.localhost' id='m1'><body>hi</body></message>")
         .await;
-    let (hung_up, _) = tokio::time::timeout(
-        super::patience::wait(Duration::from_secs(10)),
-        down.accept(),
-    )
-    .await
-    .expect("the link was tried")
-    .unwrap();
+    let (hung_up, _) = tokio::time::timeout(super::patience::deadline(), down.accept())
+        .await
+        .expect("the link was tried")
+        .unwrap();
     drop(hung_up);
     drop(down);
     // The domain returns, with the app server attached.

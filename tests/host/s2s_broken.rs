@@ -10,6 +10,7 @@ use tokio::net::TcpSocket;
 
 use super::TestServer;
 use super::raw::Raw;
+use super::s2s_hostile::{DIALBACK, answer_link_as_plain};
 
 /// The peer reads our link's first message and then nothing, so our writer blocks on a
 /// full connection; once the link's queue behind it is full (a small message sent last
@@ -41,15 +42,7 @@ async fn s2s_a_batch_written_as_the_link_breaks_bounces_recipient_unavailable() 
     let peer = actix_rt::spawn(async move {
         let (tcp, _) = plain.accept().await.unwrap();
         let mut p = Raw::over(tcp);
-        p.until("<stream:stream").await;
-        p.until(">").await;
-        p.write(
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-              xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
-              from='plain.localhost' id='p1' version='1.0'><stream:features>\
-              <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
-        )
-        .await;
+        answer_link_as_plain(&mut p, DIALBACK).await;
         p.until("</db:result>").await;
         p.write(b"<db:result type='valid' from='plain.localhost' to='localhost'/>")
             .await;

@@ -37,6 +37,23 @@ async fn listening(
     (t, addr)
 }
 
+/// Dialback offered in a peer's stream features.
+pub(super) const DIALBACK: &str = "<dialback xmlns='urn:xmpp:features:dialback'/>";
+
+/// Answers the opening of our link as the server of plain.localhost would, without
+/// TLS: reads our stream header, sends its own with `features`.
+pub(super) async fn answer_link_as_plain(p: &mut Raw, features: &str) {
+    p.until("<stream:stream").await;
+    p.until(">").await;
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         from='plain.localhost' id='p1' version='1.0'><stream:features>{features}\
+         </stream:features>"
+    );
+    p.write(header.as_bytes()).await;
+}
+
 async fn opened(addr: SocketAddr, from: &str, to: &str) -> Raw {
     let mut peer = Raw::connect(addr).await;
     peer.write(&header(from, to)).await;
@@ -287,15 +304,7 @@ async fn s2s_peer_without_tls_gets_no_link_when_encryption_is_required() {
     let peer = actix_rt::spawn(async move {
         let (tcp, _) = plain.accept().await.unwrap();
         let mut p = Raw::over(tcp);
-        p.until("<stream:stream").await;
-        p.until(">").await;
-        p.write(
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-              xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
-              from='plain.localhost' id='p1' version='1.0'><stream:features>\
-              <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
-        )
-        .await;
+        answer_link_as_plain(&mut p, DIALBACK).await;
         p.rest_until_closed().await
     });
     let mut juliet = super::s2s::online(&t, "juliet", "phone").await;
@@ -349,16 +358,8 @@ async fn s2s_bidi_link_takes_the_peers_stanzas_but_only_from_its_domain() {
     let peer = actix_rt::spawn(async move {
         let (tcp, _) = plain.accept().await.unwrap();
         let mut p = Raw::over(tcp);
-        p.until("<stream:stream").await;
-        p.until(">").await;
-        p.write(
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-              xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
-              from='plain.localhost' id='p1' version='1.0'><stream:features>\
-              <bidi xmlns='urn:xmpp:features:bidi'/>\
-              <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
-        )
-        .await;
+        let features = format!("<bidi xmlns='urn:xmpp:features:bidi'/>{DIALBACK}");
+        answer_link_as_plain(&mut p, &features).await;
         let asked = p.until("</db:result>").await;
         assert!(asked.contains("urn:xmpp:bidi"), "bidi asked for: {asked}");
         p.write(b"<db:result type='valid' from='plain.localhost' to='a.localhost'/>")
