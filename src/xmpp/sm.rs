@@ -187,10 +187,15 @@ impl SmState {
         self.queue
             .iter()
             .filter_map(|(seq, bytes)| {
-                std::str::from_utf8(bytes)
+                let back = std::str::from_utf8(bytes)
                     .ok()
-                    .and_then(|s| s.parse::<Element>().ok())
-                    .map(|e| (*seq, e))
+                    .and_then(|s| s.parse::<Element>().ok());
+                // The reader refuses what minidom cannot write and read again, so this
+                // is a bug if it happens; say so rather than lose the stanza unseen.
+                if back.is_none() {
+                    tracing::error!(seq, len = bytes.len(), "a queued stanza did not read back");
+                }
+                back.map(|e| (*seq, e))
             })
             .collect()
     }

@@ -91,6 +91,28 @@ async fn depth_limit_applies_after_auth_and_the_limit_itself_passes() {
     assert_eq!(pong.attr("type"), Some("result"));
 }
 
+/// An element in the reserved xml namespace (`<xml:x/>`) parses but cannot be written
+/// and read back, so the XEP-0198 queue once lost such a stanza (found by fuzzing). The
+/// stream ends with `invalid-namespace` and the stanza goes nowhere.
+#[actix_rt::test]
+async fn an_element_in_the_xml_namespace_ends_the_stream_and_is_not_routed() {
+    let t = TestServer::start(|_| {}).await;
+    let mut romeo = t.login("romeo", "desk").await;
+    romeo.send("<presence/>").await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet
+        .send("<message to='romeo@localhost' id='bad'><body>x</body><xml:x xmlns='urn:example'/></message>")
+        .await;
+    let err = juliet.next_or_error().await;
+    assert!(err.contains("invalid-namespace"), "{err}");
+    let mut juliet = t.login("juliet", "phone2").await;
+    juliet
+        .send("<message to='romeo@localhost' id='after'><body>y</body></message>")
+        .await;
+    let (m, _) = romeo.until("message").await;
+    assert_eq!(m.attr("id"), Some("after"));
+}
+
 /// Too many attributes, or one too long, end the stream before the element is built.
 #[actix_rt::test]
 async fn attribute_floods_end_the_stream() {

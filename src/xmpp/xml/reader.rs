@@ -81,6 +81,8 @@ pub enum ReadError {
     TextBetweenElements,
     #[error("the stream does not start with <stream:stream>")]
     NotAStream,
+    #[error("an element in the reserved xml namespace")]
+    XmlNamespaceElement,
 }
 
 impl ReadError {
@@ -90,7 +92,7 @@ impl ReadError {
             ReadError::TooDeep(_) | ReadError::TooManyAttributes(_) | ReadError::TooLong(_) => {
                 "policy-violation"
             }
-            ReadError::NotAStream => "invalid-namespace",
+            ReadError::NotAStream | ReadError::XmlNamespaceElement => "invalid-namespace",
             ReadError::Xml(_) | ReadError::TextBetweenElements => "not-well-formed",
         }
     }
@@ -198,6 +200,15 @@ impl Reader {
                 }
                 if self.depth > self.limits.max_depth {
                     return Err(ReadError::TooDeep(self.limits.max_depth));
+                }
+                // `<xml:x/>` parses, but no writer can put it back on the wire: the
+                // xml namespace may be neither declared as a default nor given another
+                // prefix, and minidom's serializer declares it, so the stored text of a
+                // stanza carrying one (XEP-0198 queue, offline, archive) would not read
+                // back. No XMPP protocol puts an element there; refusing it here keeps
+                // "everything accepted can be written and read again" true.
+                if ns == *rxml::Namespace::xml() {
+                    return Err(ReadError::XmlNamespaceElement);
                 }
                 let mut el = Element::bare(name.as_str(), ns.as_str());
                 *el.attrs_mut() = attrs;
@@ -385,5 +396,24 @@ mod tests {
         let mut r = Reader::new(Limits::default());
         let err = read_all(&mut r, format!("{HEAD}<a></b>").as_bytes()).unwrap_err();
         assert_eq!(err.condition(), "not-well-formed");
+    }
+
+    /// Found by the `stanza` fuzz target: the XEP-0198 queue could not read such a
+    /// stanza back and lost it.
+    #[test]
+    fn an_element_in_the_xml_namespace_is_refused_at_any_depth() {
+        for body in [
+            "<xml:ping/>",
+            "<iq type='get' id='p'><xml:ping xmlns='urn:xmpp:ping'/></iq>",
+            "<message><body>hi</body><x xmlns='a'><y><xml:z/></y></x></message>",
+        ] {
+            let mut r = Reader::new(Limits::default());
+            let err = read_all(&mut r, format!("{HEAD}{body}").as_bytes()).unwrap_err();
+            assert!(matches!(err, ReadError::XmlNamespaceElement), "{body}: {err}");
+            assert_eq!(err.condition(), "invalid-namespace");
+        }
+        let mut r = Reader::new(Limits::default());
+        let ok = format!("{HEAD}<message xml:lang='de'><body xml:lang='en'>hi</body></message>");
+        assert_eq!(read_all(&mut r, ok.as_bytes()).unwrap().len(), 2);
     }
 }
