@@ -409,7 +409,10 @@ mod tests {
         ] {
             let mut r = Reader::new(Limits::default());
             let err = read_all(&mut r, format!("{HEAD}{body}").as_bytes()).unwrap_err();
-            assert!(matches!(err, ReadError::XmlNamespaceElement), "{body}: {err}");
+            assert!(
+                matches!(err, ReadError::XmlNamespaceElement),
+                "{body}: {err}"
+            );
             assert_eq!(err.condition(), "invalid-namespace");
         }
         let mut r = Reader::new(Limits::default());
