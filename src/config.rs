@@ -675,8 +675,8 @@ impl Value<'_> {
                     })
             };
             let jid = field("jid")?;
-            match xmpp_parsers::jid::BareJid::new(&jid) {
-                Ok(j) if j.node().is_none() => {}
+            match crate::jid::parse::<xmpp_parsers::jid::BareJid>(&jid) {
+                Some(j) if j.node().is_none() => {}
                 _ => {
                     return Err(self
                         .out_of_range("a component jid is a domain such as \"push.example.org\""));
@@ -700,7 +700,7 @@ impl Value<'_> {
         list.iter()
             .map(|d| {
                 d.as_str()
-                    .and_then(|s| xmpp_parsers::jid::BareJid::new(s).ok())
+                    .and_then(crate::jid::parse::<xmpp_parsers::jid::BareJid>)
                     .filter(|j| j.node().is_none())
                     .map(|j| j.to_string())
                     .ok_or_else(|| self.out_of_range(expected))
@@ -717,8 +717,7 @@ impl Value<'_> {
             .ok_or_else(|| self.wrong_type(expected))?;
         let mut out = BTreeMap::new();
         for (domain, addr) in table {
-            let jid = xmpp_parsers::jid::BareJid::new(domain)
-                .ok()
+            let jid = crate::jid::parse::<xmpp_parsers::jid::BareJid>(domain)
                 .filter(|j| j.node().is_none())
                 .ok_or_else(|| {
                     self.out_of_range(format!("{expected}: `{domain}` is not a domain"))
@@ -736,8 +735,8 @@ impl Value<'_> {
 
     fn domain(&self) -> Result<String, ConfigError> {
         let s = self.string(1023)?;
-        match xmpp_parsers::jid::BareJid::new(&s) {
-            Ok(jid) if jid.node().is_none() => Ok(jid.to_string()),
+        match crate::jid::parse::<xmpp_parsers::jid::BareJid>(&s) {
+            Some(jid) if jid.node().is_none() => Ok(jid.to_string()),
             _ => Err(self.out_of_range("a domain name such as \"example.org\" (no user part)")),
         }
     }

@@ -15,6 +15,7 @@ pub mod config;
 #[cfg(unix)]
 pub mod console;
 pub mod credentials;
+pub mod jid;
 pub mod logging;
 pub mod metrics;
 pub mod push;

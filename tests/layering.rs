@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 /// a file may import from its own layer and the ones before it.
 const LAYERS: &[(&str, &[&str])] = &[
     // Plain values and functions every other part uses.
-    ("foundation", &["config", "logging", "credentials"]),
+    ("foundation", &["config", "logging", "credentials", "jid"]),
     // The counters the push module and the store add to.
     ("counters", &["metrics"]),
     ("store", &["store"]),

@@ -51,8 +51,8 @@ pub fn push(cmd: PushCommand, cfg: &Config) -> ExitCode {
 fn selector(node: Option<String>, jid: Option<String>) -> Result<Selector, String> {
     let jid = match jid {
         Some(j) => Some(
-            Jid::new(&j)
-                .map_err(|e| format!("--jid {j} is not a valid JID: {e}"))?
+            crate::jid::parse::<Jid>(&j)
+                .ok_or_else(|| format!("--jid {j} is not a valid JID"))?
                 .to_string(),
         ),
         None => None,

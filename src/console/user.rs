@@ -12,7 +12,8 @@ pub fn user_of(jid: &str, cfg: &Config) -> Result<String, String> {
     } else {
         format!("{jid}@{}", cfg.domain)
     };
-    let bare = BareJid::new(&full).map_err(|e| format!("{jid} is not a valid JID: {e}"))?;
+    let bare =
+        crate::jid::parse::<BareJid>(&full).ok_or_else(|| format!("{jid} is not a valid JID"))?;
     if bare.domain().as_str() != cfg.domain {
         return Err(format!(
             "{jid} is not on this server's domain ({})",

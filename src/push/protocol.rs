@@ -104,8 +104,7 @@ pub fn parse_push_iq(
 
     let addressed_to_self = match iq.attr("to") {
         None => true,
-        Some(to) => to
-            .parse::<Jid>()
+        Some(to) => crate::jid::parse::<Jid>(to)
             .map(|to| {
                 to.node().is_some() && to.to_bare() == session.to_bare() && to.resource().is_none()
             })
@@ -135,7 +134,7 @@ pub fn parse_push_iq(
             Some("Missing jid"),
         ));
     };
-    let Ok(jid) = raw_jid.parse::<Jid>() else {
+    let Some(jid) = crate::jid::parse::<Jid>(raw_jid) else {
         return Err(reply(
             ErrorType::Modify,
             DefinedCondition::JidMalformed,
@@ -235,7 +234,7 @@ pub fn error_reply(
 
 /// The user's own bare JID, for comparisons.
 pub fn user_jid(user: &str, domain: &str) -> Option<BareJid> {
-    BareJid::new(&format!("{user}@{domain}")).ok()
+    crate::jid::parse::<BareJid>(&format!("{user}@{domain}"))
 }
 
 #[cfg(test)]

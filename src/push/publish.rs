@@ -297,7 +297,7 @@ pub fn read_response(iq: &Element) -> Option<Response> {
         return None;
     }
     let id = iq.attr("id")?.to_string();
-    let from = iq.attr("from").and_then(|f| f.parse::<Jid>().ok());
+    let from = iq.attr("from").and_then(crate::jid::parse::<Jid>);
     let outcome = match iq.attr("type")? {
         "result" => Outcome::Success,
         "error" => {

@@ -447,7 +447,7 @@ async fn external(s: &mut Stream, auth: &Element, shared: &Shared) -> Option<boo
 /// A peer's `<db:result/>`: its key checked with its authoritative server; `false` when
 /// the stream is over.
 async fn dialback_result(s: &mut Stream, el: &Element, shared: &Shared) -> bool {
-    let Some(from) = el.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
+    let Some(from) = el.attr("from").and_then(crate::jid::parse::<Jid>) else {
         s.xml.close_with("invalid-from").await;
         return false;
     };
@@ -538,7 +538,7 @@ pub(super) fn enter(el: Element, shared: &Shared) {
     // Publishes leave from our bare domain, so their answers come back to it.
     let to_domain = el
         .attr("to")
-        .and_then(|t| t.parse::<Jid>().ok())
+        .and_then(crate::jid::parse::<Jid>)
         .is_some_and(|t| {
             t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
         });

@@ -40,7 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// answer to a remote server leaves as the component), otherwise ours.
 fn local_of(item: &Remote, shared: &Shared) -> String {
     let from = match item {
-        Remote::Stanza(s) => s.attr("from").and_then(|f| f.parse::<Jid>().ok()),
+        Remote::Stanza(s) => s.attr("from").and_then(crate::jid::parse::<Jid>),
         Remote::Publish(_) => None,
     };
     match from {
@@ -54,7 +54,7 @@ fn local_of(item: &Remote, shared: &Shared) -> String {
 fn back_key(item: &Remote, pairs: &[Key], shared: &Shared) -> Option<Key> {
     match item {
         Remote::Stanza(s) => {
-            let to = s.attr("to")?.parse::<Jid>().ok()?;
+            let to = crate::jid::parse::<Jid>(s.attr("to")?)?;
             Some((local_of(item, shared), to.domain().as_str().to_string()))
         }
         Remote::Publish(_) => match pairs {

@@ -193,7 +193,7 @@ impl Refused {
 }
 
 fn domain_of(attr: Option<&str>) -> Option<String> {
-    attr.and_then(|a| a.parse::<Jid>().ok())
+    attr.and_then(crate::jid::parse::<Jid>)
         .map(|j| j.domain().as_str().to_string())
 }
 

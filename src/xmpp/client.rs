@@ -26,9 +26,9 @@ pub(super) async fn handle(mut el: Element, xml: &mut Xml, st: &mut Bound) -> bo
     stanza::set_attr(&mut el, "from", &st.jid.to_string());
     let to: Option<Jid> = match el.attr("to") {
         None => None,
-        Some(t) => match t.parse() {
-            Ok(j) => Some(j),
-            Err(_) => {
+        Some(t) => match crate::jid::parse(t) {
+            Some(j) => Some(j),
+            None => {
                 return match stanza::error_reply(&el, "modify", "jid-malformed") {
                     Some(r) => st.reply(xml, r).await,
                     None => true,

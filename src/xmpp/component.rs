@@ -268,13 +268,13 @@ fn handle(el: Element, jid: &str, shared: &Shared) {
     let el = stanza::rename_ns(el, COMPONENT_NS, CLIENT_NS);
     let from_ok = el
         .attr("from")
-        .and_then(|f| f.parse::<Jid>().ok())
+        .and_then(crate::jid::parse::<Jid>)
         .is_some_and(|f| f.domain().as_str() == jid);
     if !from_ok {
         tracing::debug!(component = %jid, "stanza with a foreign from dropped");
         return;
     }
-    let to = el.attr("to").and_then(|t| t.parse::<Jid>().ok());
+    let to = el.attr("to").and_then(crate::jid::parse::<Jid>);
     let to_domain = to.as_ref().is_some_and(|t| {
         t.node().is_none() && t.resource().is_none() && t.domain().as_str() == shared.cfg.domain
     });

@@ -120,9 +120,8 @@ pub(super) async fn subscribe_out(mut el: Element, contact: BareJid, st: &Bound)
     // The user approved: the user's current presence follows the approval (RFC 6121
     // §3.1.5). A local contact's actor probes for it on the approval, but a remote
     // server (Prosody) waits for it unasked.
-    let local = contact
-        .parse::<BareJid>()
-        .is_ok_and(|c| c.domain().as_str() == st.shared.cfg.domain);
+    let local = crate::jid::parse::<BareJid>(&contact)
+        .is_some_and(|c| c.domain().as_str() == st.shared.cfg.domain);
     if changed && kind == "subscribed" && !local {
         st.owner.do_send(PresencesTo { to: contact });
     }

@@ -36,7 +36,7 @@ pub fn parse_set(query: &Element, user: &BareJid) -> Result<RosterSet, &'static 
     };
     let contact = item
         .attr("jid")
-        .and_then(|j| j.parse::<Jid>().ok())
+        .and_then(crate::jid::parse::<Jid>)
         .ok_or("jid-malformed")?
         .to_bare();
     if &contact == user {

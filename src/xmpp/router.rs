@@ -201,7 +201,7 @@ impl Router {
 
     /// Delivers a stanza whose `from` is already set.
     fn deliver(&mut self, stanza: Element, ctx: &mut Context<Self>) {
-        let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
+        let Some(to) = stanza.attr("to").and_then(crate::jid::parse::<Jid>) else {
             return;
         };
         let domain = to.domain().as_str();

@@ -38,8 +38,7 @@ fn success(data: Option<&str>) -> Element {
 
 /// The user part as stored: nodeprep'd through the JID rules.
 fn normalise(username: &str, domain: &str) -> Option<String> {
-    BareJid::new(&format!("{username}@{domain}"))
-        .ok()
+    crate::jid::parse::<BareJid>(&format!("{username}@{domain}"))
         .and_then(|j| j.node().map(|n| n.to_string()))
 }
 

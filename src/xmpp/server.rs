@@ -281,8 +281,8 @@ fn counted_app_servers(cfg: &Config) -> impl Iterator<Item = String> + '_ {
     cfg.components
         .iter()
         .map(|c| {
-            xmpp_parsers::jid::BareJid::new(&c.jid)
-                .map_or_else(|_| c.jid.clone(), |j| j.to_string())
+            crate::jid::parse::<xmpp_parsers::jid::BareJid>(&c.jid)
+                .map_or_else(|| c.jid.clone(), |j| j.to_string())
         })
         .chain(cfg.metrics_app_servers.iter().cloned())
 }

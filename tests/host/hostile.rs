@@ -118,6 +118,27 @@ async fn an_element_in_the_xml_namespace_ends_the_stream_and_is_not_routed() {
     assert_eq!(m.attr("id"), Some("after"));
 }
 
+/// A JID whose printed form reads back as another JID (U+1D40 prints as `T`, which
+/// the next parse lowercases) is malformed: such a `to` would be routed to one domain
+/// and stored under another. Found by fuzzing.
+#[actix_rt::test]
+async fn a_jid_that_reads_back_as_another_is_jid_malformed() {
+    let t = TestServer::start(|_| {}).await;
+    let mut juliet = t.login("juliet", "phone").await;
+    juliet
+        .send("<message to='romeo@localhos\u{1D40}' id='m1'><body>x</body></message>")
+        .await;
+    let (err, _) = juliet.until("message").await;
+    assert_eq!(err.attr("type"), Some("error"));
+    assert!(String::from(&err).contains("jid-malformed"), "{err:?}");
+    let set = juliet
+        .iq("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='romeo@localhos\u{1D40}'/></query></iq>")
+        .await;
+    assert_eq!(set.attr("type"), Some("error"));
+    assert!(String::from(&set).contains("jid-malformed"), "{set:?}");
+    still_serves(&t, "romeo").await;
+}
+
 /// Too many attributes, or one too long, end the stream before the element is built.
 #[actix_rt::test]
 async fn attribute_floods_end_the_stream() {

@@ -125,15 +125,15 @@ impl PushMachine {
             return;
         }
         // D15: the user's own outgoing messages are archived too; compare bare JIDs.
-        let to_user = match stanza.attr("to").map(str::parse::<Jid>) {
+        let to_user = match stanza.attr("to").map(crate::jid::parse::<Jid>) {
             None => true,
-            Some(Ok(to)) => to.to_bare() == self.user_jid,
-            Some(Err(_)) => false,
+            Some(Some(to)) => to.to_bare() == self.user_jid,
+            Some(None) => false,
         };
         let urgent = rules::is_urgent(stanza);
         // D17: a call answered or refused on one of the user's devices is archived as
         // the user's outgoing message; the other devices must hear of it to stop ringing.
-        let from = stanza.attr("from").and_then(|f| f.parse::<Jid>().ok());
+        let from = stanza.attr("from").and_then(crate::jid::parse::<Jid>);
         let from_user = from.as_ref().is_some_and(|f| f.to_bare() == self.user_jid);
         if !(to_user || (urgent && from_user)) {
             return;

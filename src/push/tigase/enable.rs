@@ -121,7 +121,7 @@ fn muted_jids(muted: &Element) -> Result<Vec<String>, ExtensionError> {
     for item in muted.children().filter(|c| c.name() == "item") {
         let jid = item
             .attr("jid")
-            .and_then(|j| j.parse::<xmpp_parsers::jid::Jid>().ok())
+            .and_then(crate::jid::parse::<xmpp_parsers::jid::Jid>)
             .ok_or(ExtensionError::Muted)?;
         out.push(jid.to_bare().to_string());
     }
@@ -137,7 +137,7 @@ fn room_rules(groupchat: &Element) -> Result<Vec<RoomRule>, ExtensionError> {
     for room in groupchat.children().filter(|c| c.name() == "room") {
         let jid = room
             .attr("jid")
-            .and_then(|j| j.parse::<xmpp_parsers::jid::Jid>().ok())
+            .and_then(crate::jid::parse::<xmpp_parsers::jid::Jid>)
             .ok_or(ExtensionError::Room)?
             .to_bare()
             .to_string();

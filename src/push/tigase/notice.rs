@@ -80,7 +80,7 @@ impl Notice {
         shown_body: Option<&str>,
         cfg: &Config,
     ) -> Notice {
-        let from = stanza.attr("from").and_then(|f| f.parse::<Jid>().ok());
+        let from = stanza.attr("from").and_then(crate::jid::parse::<Jid>);
         let call = call_of(stanza);
         let kind = match (stanza.name(), stanza.attr("type")) {
             ("message", Some("groupchat")) => Some(Kind::Groupchat),
@@ -110,9 +110,9 @@ impl Notice {
         } else {
             // The plain form's `last-message-sender` is the full JID (Prosody's); the
             // payload keeps the spec's form of the same sender.
-            let sender = shown_sender.map(|s| match s.parse::<Jid>() {
-                Ok(j) => as_sender(&j),
-                Err(_) => s.to_string(),
+            let sender = shown_sender.map(|s| match crate::jid::parse::<Jid>(s) {
+                Some(j) => as_sender(&j),
+                None => s.to_string(),
             });
             (sender, shown_body.map(str::to_string))
         };

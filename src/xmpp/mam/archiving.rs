@@ -75,8 +75,7 @@ pub fn change(
 
 /// The peer as the archive records it: normalised as a JID when it parses.
 pub fn normalised(peer: &str) -> String {
-    peer.parse::<Jid>()
-        .map_or_else(|_| peer.to_string(), |j| j.to_string())
+    crate::jid::parse::<Jid>(peer).map_or_else(|| peer.to_string(), |j| j.to_string())
 }
 
 /// Hands an archive change to the store without waiting for its commit: it rides the

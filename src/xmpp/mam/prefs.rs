@@ -36,10 +36,8 @@ pub fn parse(prefs: &Element, max: usize) -> Result<ArchivePrefs, Refusal> {
         };
         for j in l.children().filter(|c| c.is("jid", MAM_NS)) {
             let text = j.text();
-            let jid: Jid = text
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("{name}: {text:?} is not a JID")))?;
+            let jid: Jid = crate::jid::parse(text.trim())
+                .ok_or_else(|| bad(format!("{name}: {text:?} is not a JID")))?;
             let bare = jid.to_bare().to_string();
             if !out.contains(&bare) {
                 out.push(bare);

@@ -107,9 +107,8 @@ fn read_form(form: &Element, q: &mut ArchiveQuery) -> Result<(), Refusal> {
             "FORM_TYPE" if value == MAM_NS => {}
             "FORM_TYPE" => return Err(bad(format!("FORM_TYPE {value:?} is not {MAM_NS}"))),
             "with" => {
-                let jid: Jid = value
-                    .parse()
-                    .map_err(|_| bad(format!("with: {value:?} is not a JID")))?;
+                let jid: Jid = crate::jid::parse(value)
+                    .ok_or_else(|| bad(format!("with: {value:?} is not a JID")))?;
                 let jid = jid.to_string();
                 q.with = Some(bare(&jid).to_string());
                 if jid.contains('/') {

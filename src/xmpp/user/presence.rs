@@ -19,7 +19,7 @@ impl User {
     pub(super) fn inbound_subscription(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         let Some(contact) = stanza
             .attr("from")
-            .and_then(|f| f.parse::<Jid>().ok())
+            .and_then(crate::jid::parse::<Jid>)
             .map(|f| f.to_bare().to_string())
         else {
             return;
@@ -83,7 +83,7 @@ impl User {
         let Some(from) = probe.attr("from").map(str::to_string) else {
             return;
         };
-        let Some(contact) = from.parse::<Jid>().ok().map(|j| j.to_bare().to_string()) else {
+        let Some(contact) = crate::jid::parse::<Jid>(&from).map(|j| j.to_bare().to_string()) else {
             return;
         };
         if !self.sessions.iter().any(Entry::available) {

@@ -46,7 +46,8 @@ impl Handler<Bind> for User {
                 )
             }
         };
-        let jid = FullJid::new(&format!("{}/{resource}", self.bare)).map_err(|_| "bad-request")?;
+        let jid = crate::jid::parse::<FullJid>(&format!("{}/{resource}", self.bare))
+            .ok_or("bad-request")?;
         // A second bind of the same resource replaces the older session (RFC 6120 §7.7.2.2).
         if let Some(old) = self
             .sessions
