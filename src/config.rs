@@ -674,14 +674,15 @@ impl Value<'_> {
                         ))
                     })
             };
-            let jid = field("jid")?;
-            match crate::jid::parse::<xmpp_parsers::jid::BareJid>(&jid) {
-                Some(j) if j.node().is_none() => {}
+            // Kept normalised: the router and the component's stream compare it with
+            // parsed domains.
+            let jid = match crate::jid::parse::<xmpp_parsers::jid::BareJid>(&field("jid")?) {
+                Some(j) if j.node().is_none() => j.to_string(),
                 _ => {
                     return Err(self
                         .out_of_range("a component jid is a domain such as \"push.example.org\""));
                 }
-            }
+            };
             out.push(ComponentConfig {
                 jid,
                 secret: field("secret")?,

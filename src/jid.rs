@@ -31,6 +31,10 @@ mod tests {
         assert_eq!(j.to_string(), "juliet@example.com/Phone");
         let b: BareJid = parse("push.example.net").unwrap();
         assert_eq!(b.to_string(), "push.example.net");
+        for kept in ["münchen.de", "user@[::1]", "éloïse@例え.jp/Téléphone ☎"] {
+            let j: Jid = parse(kept).unwrap_or_else(|| panic!("{kept} refused"));
+            assert_eq!(j.to_string().parse::<Jid>().unwrap(), j);
+        }
         assert!(parse::<FullJid>("juliet@example.com").is_none());
         assert!(parse::<Jid>("@example.com").is_none());
     }

@@ -1,7 +1,7 @@
 //! The pure parts of a server-to-server stream: the features we offer, what a peer's
 //! features offer, the dialback elements, and whether an inbound stanza may enter.
 
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use crate::config::Config;
@@ -192,9 +192,15 @@ impl Refused {
     }
 }
 
+/// The domain of a stanza's address. Only the domain decides whether the stream may
+/// carry the stanza: a node or resource that does not read back as itself is that
+/// stanza's fault (the router answers it `jid-malformed`), not a reason to end a
+/// stream a whole server shares.
 fn domain_of(attr: Option<&str>) -> Option<String> {
-    attr.and_then(crate::jid::parse::<Jid>)
-        .map(|j| j.domain().as_str().to_string())
+    let jid = attr?.parse::<Jid>().ok()?;
+    let domain = jid.domain().as_str();
+    let again = domain.parse::<BareJid>().ok()?;
+    (again.as_str() == domain).then(|| domain.to_string())
 }
 
 /// Whether we answer for `domain` on server-to-server streams: our own domain and our
@@ -371,6 +377,20 @@ mod tests {
         );
         let no_from = Element::builder("message", "jabber:server").build();
         assert_eq!(admit(&no_from, &auth, &cfg), Err(Refused::InvalidFrom));
+        // A node that does not read back as itself (U+1D40 prints as `T`) is the
+        // stanza's fault, left to the router; a domain that does not is refused.
+        assert_eq!(
+            admit(&el("x@a.test", "r\u{1D40}meo@b.test"), &auth, &cfg),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&el("r\u{1D40}meo@a.test/r", "y@b.test"), &auth, &cfg),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&el("x@a.test", "y@b.tes\u{1D40}"), &auth, &cfg),
+            Err(Refused::HostUnknown)
+        );
     }
 
     #[test]

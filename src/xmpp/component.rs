@@ -265,6 +265,12 @@ async fn write_batch(
 /// A stanza from the component: answers to publishes go to the push module, the rest is
 /// routed (its `from` must be the component's own domain or below it).
 fn handle(el: Element, jid: &str, shared: &Shared) {
+    // Anything else (a stanza in no namespace, say) could not be written to a client
+    // and read back, so the XEP-0198 queue and offline storage would lose it.
+    if !matches!(el.name(), "message" | "presence" | "iq") || !el.has_ns(COMPONENT_NS) {
+        tracing::warn!(component = %jid, element = el.name(), "not a stanza: dropped");
+        return;
+    }
     let el = stanza::rename_ns(el, COMPONENT_NS, CLIENT_NS);
     let from_ok = el
         .attr("from")

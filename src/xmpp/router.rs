@@ -166,12 +166,11 @@ impl Router {
     }
 
     fn bounce(&mut self, stanza: &Element, condition: &str, ctx: &mut Context<Self>) {
-        let error_type =
-            if condition == "resource-constraint" || condition == "internal-server-error" {
-                "wait"
-            } else {
-                "cancel"
-            };
+        let error_type = match condition {
+            "resource-constraint" | "internal-server-error" => "wait",
+            "jid-malformed" => "modify",
+            _ => "cancel",
+        };
         let Some(reply) = stanza::error_reply(stanza, error_type, condition) else {
             // An error is never answered with an error (RFC 6120 §8.3.1).
             tracing::debug!(condition, "undeliverable error stanza dropped");
@@ -202,6 +201,11 @@ impl Router {
     /// Delivers a stanza whose `from` is already set.
     fn deliver(&mut self, stanza: Element, ctx: &mut Context<Self>) {
         let Some(to) = stanza.attr("to").and_then(crate::jid::parse::<Jid>) else {
+            // From a server or a component (a client's own `to` is checked before it
+            // is routed); an error or a stanza without `to` ends here.
+            if stanza.attr("to").is_some() {
+                self.bounce(&stanza, "jid-malformed", ctx);
+            }
             return;
         };
         let domain = to.domain().as_str();

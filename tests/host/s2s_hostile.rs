@@ -214,9 +214,15 @@ async fn s2s_after_dialback_stanzas_enter_but_a_foreign_from_is_invalid_from() {
         .await;
     let answer = peer.until("/>").await;
     assert!(answer.contains("type='valid'"), "{answer}");
+    // A user part that does not read back as itself (U+1D40 prints as `T`) is that
+    // stanza's fault (the router answers it `jid-malformed`): the stream goes on, so
+    // the next message arrives.
+    peer.write("<message type='chat' from='x@evil.localhost/r' to='r\u{1D40}meo@a.localhost' id='m0'><body>bad to</body></message>".as_bytes())
+        .await;
     peer.write(b"<message type='chat' from='x@evil.localhost/r' to='juliet@a.localhost' id='m1'><body>over s2s</body></message>")
         .await;
     let (m, _) = juliet.until("message").await;
+    assert_eq!(m.attr("id"), Some("m1"));
     assert_eq!(
         m.attr("from"),
         Some("x@evil.localhost/r"),

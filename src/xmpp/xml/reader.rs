@@ -201,11 +201,10 @@ impl Reader {
                 if self.depth > self.limits.max_depth {
                     return Err(ReadError::TooDeep(self.limits.max_depth));
                 }
-                // `<xml:x/>` parses, but no writer can put it back on the wire: the
-                // xml namespace may be neither declared as a default nor given another
-                // prefix, and minidom's serializer declares it, so the stored text of a
-                // stanza carrying one (XEP-0198 queue, offline, archive) would not read
-                // back. No XMPP protocol puts an element there; refusing it here keeps
+                // `<xml:x/>` parses, but minidom cannot read its own text of it back (it
+                // knows the `xml` prefix on attributes only), so the stored text of a
+                // stanza carrying one (XEP-0198 queue, offline, archive) would not parse
+                // again. No XMPP protocol puts an element there; refusing it here keeps
                 // "everything accepted can be written and read again" true.
                 if ns == *rxml::Namespace::xml() {
                     return Err(ReadError::XmlNamespaceElement);
