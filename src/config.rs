@@ -204,6 +204,7 @@ pub struct Config {
 /// One `[[component]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentConfig {
+    /// The component's domain, normalised as a JID when the file is read.
     pub jid: String,
     pub secret: String,
 }

@@ -280,10 +280,7 @@ fn counted_metrics(cfg: &Config) -> Arc<Metrics> {
 fn counted_app_servers(cfg: &Config) -> impl Iterator<Item = String> + '_ {
     cfg.components
         .iter()
-        .map(|c| {
-            crate::jid::parse::<xmpp_parsers::jid::BareJid>(&c.jid)
-                .map_or_else(|| c.jid.clone(), |j| j.to_string())
-        })
+        .map(|c| c.jid.clone())
         .chain(cfg.metrics_app_servers.iter().cloned())
 }
 
