@@ -49,6 +49,13 @@ fn parse(xml: &str) -> Element {
         .unwrap_or_else(|e| panic!("bad test xml {xml}: {e}"))
 }
 
+/// A stanza error's defined condition (the first child of its `<error/>`).
+pub fn condition(e: &Element) -> Option<String> {
+    e.get_child("error", "jabber:client")
+        .and_then(|err| err.children().next())
+        .map(|c| c.name().to_string())
+}
+
 impl Stream {
     async fn send(&mut self, el: &Element) {
         match self {

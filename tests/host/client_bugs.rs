@@ -1,6 +1,6 @@
 //! What broke clients nobody here wrote, replayed with the exact bytes each one sends.
 
-use super::raw::Raw;
+use super::raw::{Raw, plaintext};
 use super::{DOMAIN, TestServer};
 
 /// xmpp.js (`@xmpp/client` 0.14) opens its stream like this, with double quotes.
@@ -12,11 +12,6 @@ const GOXMPP_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost
 /// go-xmpp's PLAIN auth for juliet, with the newline it writes after every element.
 const GOXMPP_PLAIN_AUTH: &[u8] =
     b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABqdWxpZXQtcHc=</auth>\n";
-
-fn plaintext_allowed(t: &mut cloud_notify::config::Config) {
-    t.c2s_require_encryption = false;
-    t.allow_unencrypted_plain_auth = true;
-}
 
 /// Before TLS, with encryption required, no mechanism is offered, and xmpp.js gives up
 /// on an empty `<mechanisms/>` ("SASL: No compatible mechanism available").
@@ -33,7 +28,7 @@ async fn no_empty_mechanisms_next_to_required_starttls() {
 /// After SASL the features are bind, session and sm: no `<mechanisms/>` either.
 #[actix_rt::test]
 async fn no_mechanisms_after_authentication() {
-    let t = TestServer::start(plaintext_allowed).await;
+    let t = TestServer::start(plaintext).await;
     let mut c = Raw::connect(t.c2s()).await;
     c.write(XMPPJS_HEADER).await;
     let features = c.until("</stream:features>").await;
@@ -57,7 +52,7 @@ async fn no_mechanisms_after_authentication() {
 /// stream after `<success/>` must go on (it used to end with a bare EOF).
 #[actix_rt::test]
 async fn whitespace_after_auth_does_not_end_the_connection() {
-    let t = TestServer::start(plaintext_allowed).await;
+    let t = TestServer::start(plaintext).await;
     let mut c = Raw::connect(t.c2s()).await;
     c.write(GOXMPP_HEADER).await;
     c.until("</stream:features>").await;

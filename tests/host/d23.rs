@@ -7,13 +7,8 @@ use std::time::Duration;
 use cloud_notify::store::Probe;
 use tokio::io::AsyncWriteExt;
 
-use super::raw::Raw;
+use super::raw::{Raw, plaintext};
 use super::{TestServer, client, enable_sm};
-
-fn plaintext(c: &mut cloud_notify::config::Config) {
-    c.c2s_require_encryption = false;
-    c.allow_unencrypted_plain_auth = true;
-}
 
 async fn batches(t: &TestServer) -> u64 {
     let store = &t.server.as_ref().expect("running").store;

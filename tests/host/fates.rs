@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use xmpp_parsers::minidom::Element;
 
-use super::raw::Raw;
+use super::raw::{self, Raw};
 use super::{TestServer, client, enable_sm};
 
 /// Messages sent in the D22 tests: 3,000 against the default limits (queue 500,
@@ -25,8 +25,7 @@ fn plaintext(c: &mut cloud_notify::config::Config) {
     let (_, queue, offline) = scale();
     c.smacks_max_queue_size = queue;
     c.offline_max_messages = offline;
-    c.c2s_require_encryption = false;
-    c.allow_unencrypted_plain_auth = true;
+    raw::plaintext(c);
 }
 
 /// `3-7, 9` for 3, 4, 5, 6, 7, 9.

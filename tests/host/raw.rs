@@ -4,6 +4,12 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// What [`Raw::login`] needs of the server: PLAIN without TLS.
+pub fn plaintext(c: &mut cloud_notify::config::Config) {
+    c.c2s_require_encryption = false;
+    c.allow_unencrypted_plain_auth = true;
+}
+
 pub struct Raw {
     pub tcp: TcpStream,
     /// What the server sent and no `until` has returned yet.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xmpp_parsers::minidom::Element;
 
-use super::client::{Client, Component};
+use super::client::{Client, Component, condition};
 use super::{APP, FORM, TestServer, until_user_stats};
 
 const A: &str = "a.localhost";
@@ -99,12 +99,6 @@ pub(super) async fn message_arrives(
 
 fn body(m: &Element) -> Option<String> {
     m.get_child("body", "jabber:client").map(|b| b.text())
-}
-
-fn condition(e: &Element) -> Option<String> {
-    e.get_child("error", "jabber:client")
-        .and_then(|err| err.children().next())
-        .map(|c| c.name().to_string())
 }
 
 #[actix_rt::test]
